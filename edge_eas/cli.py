@@ -1,0 +1,61 @@
+"""The `edge_eas` command. Each sub-command lives in `edge_eas.commands.<name>`; this module
+only builds the parser and turns user errors into one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import UserError
+
+# name -> (module in edge_eas.commands, one-line help). Modules are imported lazily so that
+# `edge_eas --help` stays fast and never imports torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "space": ("space", "show the search space, or an arch's MACs and parameters"),
+
+
+
+
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge_eas", description=(
+        "Elastic Architecture Search for edge devices: train one supernet, generate task- and "
+        "budget-specific sub-networks in one forward pass, run them on the device."))
+    parser.add_argument("--version", action="version", version=f"edge_eas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f"edge_eas.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout, nothing else")
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("edge_eas: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, PermissionError) as exc:
+        if os.environ.get("EDGE_EAS_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"edge_eas {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cost models: analytic MACs/params, latency, calibration, measurement store."""

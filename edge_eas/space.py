@@ -1,0 +1,304 @@
+"""Elastic search space: MBConv stages with elastic depth, kernel and expand ratio.
+
+Pure Python + numpy so that both the host and the torch-free device runtime can use it.
+An `Arch` names only the *active* blocks, so two different `Arch` values are always two
+different networks; `encode()` pads inactive block slots with 0 to a fixed-length vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of inverted-residual blocks; only the first block strides."""
+
+    out_channels: int
+    stride: int
+    depth_choices: tuple[int, ...]
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_choices)
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Everything that determines one active block's cost: used by the cost model and runtime."""
+
+    in_channels: int
+    out_channels: int
+    kernel: int
+    expand: int
+    stride: int
+    in_size: int
+
+    @property
+    def hidden(self) -> int:
+        return self.in_channels * self.expand
+
+    @property
+    def out_size(self) -> int:
+        return conv_out_size(self.in_size, self.kernel, self.stride)
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def conv_out_size(size: int, kernel: int, stride: int) -> int:
+    """Spatial output size of a conv with 'same'-style padding k//2 (what the supernet uses)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A sub-network: depth per stage, kernel and expand ratio per active block of each stage."""
+
+    depths: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+    expands: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        # Normalise lists (e.g. from JSON) into tuples so Arch stays hashable.
+        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
+        object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
+        object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
+                "expands": [list(s) for s in self.expands]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Arch":
+        if not isinstance(data, dict):
+            raise ValueError("arch must be a JSON object with keys depths, kernels, expands")
+        missing = [k for k in ("depths", "kernels", "expands") if k not in data]
+        if missing:
+            raise ValueError(f"arch is missing field(s): {', '.join(missing)}")
+        try:
+            return cls(data["depths"], data["kernels"], data["expands"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"arch fields must be integer lists: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Arch":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arch is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        return cls.from_dict(data)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The elastic space: fixed stem/head, elastic stages. Choices are configurable."""
+
+    name: str
+    in_channels: int
+    resolution: int
+    stem_channels: int
+    stem_stride: int
+    stages: tuple[StageSpec, ...]
+    head_channels: int
+    kernel_choices: tuple[int, ...] = (3, 5, 7)
+    expand_choices: tuple[int, ...] = (3, 4, 6)
+
+    # ---- construction -------------------------------------------------------------------
+    @staticmethod
+    def preset(name: str) -> "SearchSpace":
+        if name not in PRESETS:
+            raise ValueError(f"unknown search-space preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+        return PRESETS[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
+        stages = tuple(StageSpec(int(s["out_channels"]), int(s["stride"]), tuple(s["depth_choices"]))
+                       for s in data["stages"])
+        return cls(name=data["name"], in_channels=int(data["in_channels"]), resolution=int(data["resolution"]),
+                   stem_channels=int(data["stem_channels"]), stem_stride=int(data["stem_stride"]),
+                   stages=stages, head_channels=int(data["head_channels"]),
+                   kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]))
+
+    # ---- shape facts --------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.resolution, self.resolution)
+
+    @property
+    def max_kernel(self) -> int:
+        return max(self.kernel_choices)
+
+    @property
+    def max_expand(self) -> int:
+        return max(self.expand_choices)
+
+    @property
+    def max_blocks(self) -> int:
+        return sum(s.max_depth for s in self.stages)
+
+    @property
+    def stem_out_size(self) -> int:
+        return conv_out_size(self.resolution, 3, self.stem_stride)
+
+    @property
+    def last_channels(self) -> int:
+        return self.stages[-1].out_channels
+
+    def block_slots(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(stage, index in stage, in_channels, out_channels, stride) for every possible block."""
+        in_ch = self.stem_channels
+        for s, stage in enumerate(self.stages):
+            for b in range(stage.max_depth):
+                yield s, b, in_ch, stage.out_channels, (stage.stride if b == 0 else 1)
+                in_ch = stage.out_channels
+
+    def active_blocks(self, arch: Arch) -> list[BlockConfig]:
+        """The configs of the blocks an arch runs, in order, with their input sizes."""
+        self.validate(arch)
+        size = self.stem_out_size
+        out: list[BlockConfig] = []
+        for s, b, cin, cout, stride in self.block_slots():
+            if b >= arch.depths[s]:
+                continue
+            cfg = BlockConfig(cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
+            out.append(cfg)
+            size = cfg.out_size
+        return out
+
+    def final_size(self) -> int:
+        """Spatial size entering the head (independent of the arch: kernels keep size, strides fixed)."""
+        size = self.stem_out_size
+        for stage in self.stages:
+            size = conv_out_size(size, 3, stage.stride)
+        return size
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self, arch: Arch) -> Arch:
+        """Raise ValueError naming the first field that does not belong to this space."""
+        if len(arch.depths) != len(self.stages):
+            raise ValueError(f"depths has {len(arch.depths)} stages, space {self.name!r} has {len(self.stages)}")
+        for field_name, values, choices in (("kernels", arch.kernels, self.kernel_choices),
+                                            ("expands", arch.expands, self.expand_choices)):
+            if len(values) != len(self.stages):
+                raise ValueError(f"{field_name} has {len(values)} stages, space {self.name!r} has {len(self.stages)}")
+        for s, stage in enumerate(self.stages):
+            d = arch.depths[s]
+            if d not in stage.depth_choices:
+                raise ValueError(f"depths[{s}]={d} is not one of {list(stage.depth_choices)}")
+            for field_name, values, choices in (("kernels", arch.kernels, self.kernel_choices),
+                                                ("expands", arch.expands, self.expand_choices)):
+                if len(values[s]) != d:
+                    raise ValueError(f"{field_name}[{s}] has {len(values[s])} blocks but depths[{s}]={d}")
+                for b, v in enumerate(values[s]):
+                    if v not in choices:
+                        raise ValueError(f"{field_name}[{s}][{b}]={v} is not one of {list(choices)}")
+        return arch
+
+    def contains(self, arch: Arch) -> bool:
+        try:
+            self.validate(arch)
+        except ValueError:
+            return False
+        return True
+
+    # ---- flat encoding ------------------------------------------------------------------
+    def decision_sizes(self) -> list[int]:
+        """Number of choices per decision: one depth per stage, then kernel and expand per block slot."""
+        sizes = [len(s.depth_choices) for s in self.stages]
+        sizes += [len(self.kernel_choices)] * self.max_blocks
+        sizes += [len(self.expand_choices)] * self.max_blocks
+        return sizes
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Arch -> flat int vector of choice indices; inactive block slots are 0."""
+        self.validate(arch)
+        n_stages, nb = len(self.stages), self.max_blocks
+        vec = np.zeros(n_stages + 2 * nb, dtype=np.int64)
+        slot = 0
+        for s, stage in enumerate(self.stages):
+            vec[s] = stage.depth_choices.index(arch.depths[s])
+            for b in range(arch.depths[s]):
+                vec[n_stages + slot + b] = self.kernel_choices.index(arch.kernels[s][b])
+                vec[n_stages + nb + slot + b] = self.expand_choices.index(arch.expands[s][b])
+            slot += stage.max_depth
+        return vec
+
+    def decode(self, vec: Sequence[int]) -> Arch:
+        """Flat choice-index vector -> Arch; choices of inactive block slots are ignored."""
+        vec = [int(v) for v in vec]
+        sizes = self.decision_sizes()
+        if len(vec) != len(sizes):
+            raise ValueError(f"choice vector has {len(vec)} entries, space {self.name!r} needs {len(sizes)}")
+        for i, (v, n) in enumerate(zip(vec, sizes)):
+            if not 0 <= v < n:
+                raise ValueError(f"choice vector entry {i}={v} is outside 0..{n - 1}")
+        n_stages, nb = len(self.stages), self.max_blocks
+        depths, kernels, expands = [], [], []
+        slot = 0
+        for s, stage in enumerate(self.stages):
+            d = stage.depth_choices[vec[s]]
+            depths.append(d)
+            kernels.append(tuple(self.kernel_choices[vec[n_stages + slot + b]] for b in range(d)))
+            expands.append(tuple(self.expand_choices[vec[n_stages + nb + slot + b]] for b in range(d)))
+            slot += stage.max_depth
+        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+
+    # ---- sampling and extremes ----------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Arch:
+        depths, kernels, expands = [], [], []
+        for stage in self.stages:
+            d = int(rng.choice(stage.depth_choices))
+            depths.append(d)
+            kernels.append(tuple(int(k) for k in rng.choice(self.kernel_choices, size=d)))
+            expands.append(tuple(int(e) for e in rng.choice(self.expand_choices, size=d)))
+        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+
+    def _uniform(self, pick) -> Arch:  # type: ignore[no-untyped-def]
+        depths = tuple(pick(s.depth_choices) for s in self.stages)
+        return Arch(depths, tuple((pick(self.kernel_choices),) * d for d in depths),
+                    tuple((pick(self.expand_choices),) * d for d in depths))
+
+    def smallest(self) -> Arch:
+        return self._uniform(min)
+
+    def largest(self) -> Arch:
+        return self._uniform(max)
+
+    def size(self) -> int:
+        """Number of distinct architectures (exact integer)."""
+        per_block = len(self.kernel_choices) * len(self.expand_choices)
+        total = 1
+        for stage in self.stages:
+            total *= sum(per_block ** d for d in stage.depth_choices)
+        return total
+
+
+PRESETS: dict[str, SearchSpace] = {
+    # sklearn digits are 8x8 grey images: keep the native resolution, two downsamplings.
+    "digits": SearchSpace(
+        name="digits", in_channels=1, resolution=8, stem_channels=16, stem_stride=1,
+        stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (1, 2, 3)), StageSpec(40, 2, (1, 2, 3))),
+        head_channels=96),
+    # CIFAR-10/100 at 32x32, a compact MobileNetV2/OFA-like layout.
+    "cifar": SearchSpace(
+        name="cifar", in_channels=3, resolution=32, stem_channels=24, stem_stride=1,
+        stages=(StageSpec(24, 1, (1, 2)), StageSpec(32, 2, (2, 3, 4)), StageSpec(48, 2, (2, 3, 4)),
+                StageSpec(96, 2, (2, 3, 4)), StageSpec(128, 1, (2, 3, 4))),
+        head_channels=512),
+}

@@ -1,0 +1,171 @@
+"""The weight-sharing supernet: every arch of a `SearchSpace` is a slice of it."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..space import Arch, SearchSpace
+from .blocks import ElasticMBConv
+from .ops import DynamicBatchNorm, kernel_masks
+from .static import SubNet
+
+
+@dataclass
+class SoftArch:
+    """Per-decision probabilities (one-hot for a hard arch) driving `Supernet.forward_soft`.
+
+    depth: one (n_depth_choices,) tensor per stage; kernel: (max_blocks, n_kernels);
+    expand: (max_blocks, n_expands). Block slots are in `space.block_slots()` order.
+    """
+
+    depth: list[torch.Tensor]
+    kernel: torch.Tensor
+    expand: torch.Tensor
+
+    @classmethod
+    def from_arch(cls, space: SearchSpace, arch: Arch, device: torch.device | None = None) -> "SoftArch":
+        sizes = space.decision_sizes()
+        vec = space.encode(arch)
+        onehots = [F.one_hot(torch.tensor(int(v)), n).float().to(device) for v, n in zip(vec, sizes)]
+        n, nb = len(space.stages), space.max_blocks
+        return cls(onehots[:n], torch.stack(onehots[n:n + nb]), torch.stack(onehots[n + nb:]))
+
+
+class Supernet(nn.Module):
+    """Stem -> elastic MBConv stages -> 1x1 head -> pool -> classifier over all classes."""
+
+    def __init__(self, space: SearchSpace, num_classes: int) -> None:
+        super().__init__()
+        self.space, self.num_classes = space, num_classes
+        self.stem = nn.Conv2d(space.in_channels, space.stem_channels, 3, space.stem_stride, 1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(space.stem_channels)
+        self.blocks = nn.ModuleList(
+            ElasticMBConv(cin, cout, stride, space.max_kernel, space.max_expand)
+            for _, _, cin, cout, stride in space.block_slots())
+        self.head = nn.Conv2d(space.last_channels, space.head_channels, 1, bias=False)
+        self.head_bn = nn.BatchNorm2d(space.head_channels)
+        self.classifier = nn.Linear(space.head_channels, num_classes)
+        self.register_buffer("_kernel_masks", kernel_masks(space.max_kernel, space.kernel_choices, torch.device("cpu")),
+                             persistent=False)
+
+    # ---- hard (one arch) ------------------------------------------------------------------
+    def _stage_slices(self) -> list[tuple[int, int]]:
+        out, start = [], 0
+        for stage in self.space.stages:
+            out.append((start, stage.max_depth))
+            start += stage.max_depth
+        return out
+
+    def features(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        self.space.validate(arch)
+        x = F.relu6(self.stem_bn(self.stem(x)))
+        for s, (start, _) in enumerate(self._stage_slices()):
+            for b in range(arch.depths[s]):
+                x = self.blocks[start + b](x, arch.kernels[s][b], arch.expands[s][b])
+        x = F.relu6(self.head_bn(self.head(x)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        return self.classifier(self.features(x, arch))
+
+    # ---- soft (generator) -----------------------------------------------------------------
+    def forward_soft(self, x: torch.Tensor, soft: SoftArch) -> torch.Tensor:
+        """Differentiable mixture over archs; equals `forward(x, arch)` when `soft` is one-hot."""
+        space = self.space
+        expand_choices = torch.tensor(space.expand_choices, dtype=x.dtype, device=x.device)
+        x = F.relu6(self.stem_bn(self.stem(x)))
+        for s, (start, max_depth) in enumerate(self._stage_slices()):
+            depth_probs = soft.depth[s]
+            stage_out = torch.zeros((), dtype=x.dtype, device=x.device)
+            for b in range(max_depth):
+                block = self.blocks[start + b]
+                hidden = block.in_channels * space.max_expand
+                # channel c of the hidden layer is active when expand * in_channels > c
+                limits = expand_choices * block.in_channels
+                active = (torch.arange(hidden, device=x.device).view(1, -1) < limits.view(-1, 1)).to(x.dtype)
+                channel_mask = soft.expand[start + b] @ active
+                x = block.forward_soft(x, soft.kernel[start + b], self._kernel_masks.to(x.dtype), channel_mask)
+                depth_index = [i for i, d in enumerate(space.stages[s].depth_choices) if d == b + 1]
+                if depth_index:
+                    stage_out = stage_out + depth_probs[depth_index[0]] * x
+            x = stage_out
+        x = F.relu6(self.head_bn(self.head(x)))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+    @contextmanager
+    def batch_stats(self) -> Iterator[None]:
+        """Normalise with each batch's own statistics, leaving running statistics untouched."""
+        bns = [m for m in self.modules() if isinstance(m, DynamicBatchNorm)]
+        plain = [self.stem_bn, self.head_bn]
+        saved = [bn.training for bn in plain]
+        for bn in bns:
+            bn.batch_stats_only = True
+        for bn in plain:  # plain BN in train mode with momentum 0 keeps its running stats
+            bn.train()
+        momenta = [bn.momentum for bn in plain]
+        for bn in plain:
+            bn.momentum = 0.0
+        try:
+            yield
+        finally:
+            for bn in bns:
+                bn.batch_stats_only = False
+            for bn, was, m in zip(plain, saved, momenta):
+                bn.train(was)
+                bn.momentum = m
+
+    # ---- extraction -----------------------------------------------------------------------
+    def extract_weights(self, arch: Arch, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+        """Copies of the active slices, named as in `SubNet`; `classes` keeps only those logits."""
+        space = self.space
+        out: dict[str, torch.Tensor] = {}
+
+        def put_bn(prefix: str, bn: nn.BatchNorm2d | DynamicBatchNorm, c: int) -> None:
+            if isinstance(bn, DynamicBatchNorm):
+                bn = bn.bn
+            out[f"{prefix}.bn.weight"] = bn.weight[:c]
+            out[f"{prefix}.bn.bias"] = bn.bias[:c]
+            out[f"{prefix}.bn.running_mean"] = bn.running_mean[:c]
+            out[f"{prefix}.bn.running_var"] = bn.running_var[:c]
+
+        out["stem.conv.weight"] = self.stem.weight
+        put_bn("stem", self.stem_bn, space.stem_channels)
+        i = 0
+        for s, (start, _) in enumerate(self._stage_slices()):
+            for b in range(arch.depths[s]):
+                blk = self.blocks[start + b]
+                k, e = arch.kernels[s][b], arch.expands[s][b]
+                hidden = blk.in_channels * e
+                p = f"blocks.{i}"
+                out[f"{p}.expand.conv.weight"] = blk.expand.active_weight(blk.in_channels, hidden)
+                put_bn(f"{p}.expand", blk.expand_bn, hidden)
+                out[f"{p}.dw.conv.weight"] = blk.dw.active_weight(hidden, k)
+                put_bn(f"{p}.dw", blk.dw_bn, hidden)
+                out[f"{p}.project.conv.weight"] = blk.project.active_weight(hidden, blk.out_channels)
+                put_bn(f"{p}.project", blk.project_bn, blk.out_channels)
+                i += 1
+        out["head.conv.weight"] = self.head.weight
+        put_bn("head", self.head_bn, space.head_channels)
+        rows = list(range(self.num_classes)) if classes is None else list(classes)
+        out["classifier.weight"] = self.classifier.weight[rows]
+        out["classifier.bias"] = self.classifier.bias[rows]
+        return {k: v.detach().cpu().numpy().copy() for k, v in out.items()}
+
+    def extract(self, arch: Arch, classes: Sequence[int] | None = None) -> SubNet:
+        """A standalone module with copies of the weights; eval output equals `self(x, arch)`."""
+        self.space.validate(arch)
+        n = self.num_classes if classes is None else len(classes)
+        sub = SubNet(self.space, arch, n)
+        state = {k: torch.from_numpy(v) for k, v in self.extract_weights(arch, classes).items()}
+        missing, unexpected = sub.load_state_dict(state, strict=False)
+        real_missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+        if real_missing or unexpected:
+            raise RuntimeError(f"extraction mismatch: missing {real_missing}, unexpected {unexpected}")
+        return sub.to(next(self.parameters()).device).train(self.training)
