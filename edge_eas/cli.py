@@ -16,10 +16,8 @@ from .errors import UserError
 # `edge_eas --help` stays fast and never imports torch.
 COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("space", "show the search space, or an arch's MACs and parameters"),
-
-
-
-
+    "train": ("train", "train the supernet with task dropout (then the generator)"),
+    "eval": ("evaluate", "task accuracy of a sub-network, BN recalibrated"),
 }
 
 

@@ -8,7 +8,7 @@ different networks; `encode()` pads inactive block slots with 0 to a fixed-lengt
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -115,6 +115,13 @@ class SearchSpace:
     head_channels: int
     kernel_choices: tuple[int, ...] = (3, 5, 7)
     expand_choices: tuple[int, ...] = (3, 4, 6)
+
+    def __post_init__(self) -> None:
+        # Budget repair steps a decision to its next lower choice, which must be the cheaper one.
+        for label, choices in [("kernel_choices", self.kernel_choices), ("expand_choices", self.expand_choices)] + [
+                (f"stages[{i}].depth_choices", s.depth_choices) for i, s in enumerate(self.stages)]:
+            if not choices or list(choices) != sorted(set(choices)) or min(choices) < 1:
+                raise ValueError(f"{label} must be distinct positive integers in increasing order, got {list(choices)}")
 
     # ---- construction -------------------------------------------------------------------
     @staticmethod

@@ -38,7 +38,7 @@ class DynamicPointwiseConv(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
-        return F.conv2d(x, self.weight[:out_channels, : x.shape[1]])
+        return F.conv2d(x, self.weight[:out_channels, : x.shape[1]].contiguous())
 
     def active_weight(self, in_channels: int, out_channels: int) -> torch.Tensor:
         return self.weight[:out_channels, :in_channels]
@@ -56,7 +56,7 @@ class DynamicDepthwiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         c = x.shape[1]
-        return F.conv2d(x, self.active_weight(c, kernel), stride=self.stride, padding=kernel // 2, groups=c)
+        return F.conv2d(x, self.active_weight(c, kernel).contiguous(), stride=self.stride, padding=kernel // 2, groups=c)
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Mixture over kernel sizes: the weight is the probability-weighted sum of centre crops."""

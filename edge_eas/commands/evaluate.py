@@ -1,0 +1,42 @@
+"""`edge_eas eval`: task accuracy of one sub-network of a run, with and without BN recalibration."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..console import emit_json
+from ..cost.flops import macs, params
+from ..tasks import Task, parse_classes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--classes", required=True, help="task: comma-separated class ids, e.g. 1,4,7")
+    p.add_argument("--arch", default="largest", help="arch JSON or file, or smallest | largest")
+    p.add_argument("--split", default="test", choices=["val", "test"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import load_dataset
+    from ..evaluate import TaskEvaluator
+    from ..run import RunDir, load_supernet
+    from .space import parse_arch
+
+    net, meta = load_supernet(RunDir(args.run_dir))
+    task = Task.create(parse_classes(args.classes), len(meta["class_names"]))
+    arch = parse_arch(net.space, args.arch)
+    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    ev = TaskEvaluator(net, data, split=args.split)
+    acc = ev.accuracy(arch, task, recalibrate=True)
+    acc_raw = ev.accuracy(arch, task, recalibrate=False)
+    n = len(meta["class_names"])
+    doc = {"accuracy": acc, "accuracy_without_bn_recalibration": acc_raw, "classes": list(task.classes),
+           "split": args.split, "arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6,
+           "params": params(net.space, arch, n)}
+    if args.json:
+        emit_json(doc)
+    else:
+        print(f"task {list(task.classes)}: accuracy {100 * acc:.2f}% on {args.split} "
+              f"(without BN recalibration {100 * acc_raw:.2f}%), {doc['mflops']:.3f} MFLOPs, {doc['params']:,} params")
+    return 0

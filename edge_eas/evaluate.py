@@ -1,0 +1,63 @@
+"""Task accuracy of a sub-network: the evaluator shared by `eval`, the generator and the searches.
+
+A sub-network is extracted with its task's classifier rows, its BatchNorm statistics are
+re-estimated on training images of the task's classes (as the device does with the bundle's
+calibration set), then it is scored on held-out images of those classes only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data import Dataset
+from .space import Arch
+from .supernet import Supernet, recalibrate_bn
+from .tasks import Task
+
+
+@dataclass
+class TaskEvaluator:
+    net: Supernet
+    data: Dataset
+    split: str = "test"
+    calib_images: int = 256
+    batch_size: int = 512
+    device: str = "cpu"
+
+    def _task_split(self, split: str, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.data.split(split)
+        sel = np.isin(y, classes)
+        return x[sel], y[sel]
+
+    def _tensor(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.data.preprocess(images)).to(self.device)
+
+    def calibration_batches(self, classes: Sequence[int]) -> list[torch.Tensor]:
+        x, _ = self._task_split("train", classes)
+        rng = np.random.default_rng(0)
+        pick = rng.permutation(len(x))[: self.calib_images]
+        return [self._tensor(x[pick[i:i + self.batch_size]]) for i in range(0, len(pick), self.batch_size)]
+
+    @torch.no_grad()
+    def accuracy(self, arch: Arch, task: Task, recalibrate: bool = True) -> float:
+        """Share of held-out images of the task's classes whose argmax over the task's logits is right."""
+        classes = list(task.classes)
+        sub = self.net.extract(arch, classes=classes).to(self.device)
+        if recalibrate:
+            recalibrate_bn(sub, self.calibration_batches(classes))
+        sub.eval()
+        x, y = self._task_split(self.split, classes)
+        if len(y) == 0:
+            raise ValueError(f"the {self.split} split has no images of classes {classes}")
+        lookup = np.full(self.data.num_classes, -1)
+        lookup[classes] = np.arange(len(classes))
+        target = torch.from_numpy(lookup[y]).to(self.device)
+        correct = 0
+        for i in range(0, len(y), self.batch_size):
+            logits = sub(self._tensor(x[i:i + self.batch_size]))
+            correct += int((logits.argmax(1) == target[i:i + self.batch_size]).sum())
+        return correct / len(y)

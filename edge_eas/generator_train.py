@@ -1,0 +1,239 @@
+"""Training the architecture generator through the frozen supernet (EAS, second half).
+
+Each step samples (task, budget) scenarios; for each, the generator's per-decision logits
+are sampled with straight-through Gumbel-softmax (a hard arch forward, soft gradients), the
+supernet runs that arch in its soft mode on images of the task's classes (BN on the batch's
+own statistics, i.e. recalibrated for the arch and task), and the loss is the task
+cross-entropy over the task's classes plus a penalty on the *expected* cost above the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import atomic_write_json, load_tensors, save_tensors, sha256_file
+from .console import Progress, info
+from .cost.flops import expected_macs
+from .data import Dataset, load_dataset
+from .errors import UserError
+from .generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
+from .run import RunDir, load_supernet
+from .space import SearchSpace
+from .supernet import SoftArch, Supernet
+from .tasks import TaskSampler
+from .train import MASKED_LOGIT
+
+
+@dataclass
+class GeneratorConfig:
+    steps: int = 300
+    scenarios_per_step: int = 8
+    images_per_scenario: int = 64
+    hidden: int = 128
+    lr: float = 3e-3
+    penalty: float = 4.0           # weight of the over-budget log-cost penalty
+    tau_start: float = 2.0         # Gumbel-softmax temperature, annealed geometrically
+    tau_end: float = 0.3
+    task_min_size: int = 2
+    task_max_size: int = 5
+    task_full_prob: float = 0.1
+    task_agnostic: bool = False    # baseline: train on all-class tasks only
+    seed: int = 0
+    out_name: str = "generator"    # files RUN/<out_name>.safetensors / .json
+
+
+class GeneratorNet(nn.Module):
+    """MLP: [task multi-hot | budget | resource kind] -> concatenated per-decision logits."""
+
+    def __init__(self, num_classes: int, decision_sizes: list[int], hidden: int) -> None:
+        super().__init__()
+        self.decision_sizes = decision_sizes
+        self.fc1 = nn.Linear(num_classes + 1 + len(RESOURCE_KINDS), hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, sum(decision_sizes))
+        nn.init.zeros_(self.fc3.weight)
+        nn.init.zeros_(self.fc3.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+    def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(logits, self.decision_sizes, dim=-1))
+
+
+def soft_arch(space: SearchSpace, per_decision: list[torch.Tensor]) -> SoftArch:
+    n, nb = len(space.stages), space.max_blocks
+    return SoftArch(per_decision[:n], torch.stack(per_decision[n:n + nb]), torch.stack(per_decision[n + nb:]))
+
+
+class GeneratorTrainer:
+    def __init__(self, run: RunDir, cfg: GeneratorConfig, data: Dataset | None = None) -> None:
+        self.run, self.cfg = run, cfg
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.net, self.meta = load_supernet(run, self.device)
+        self.net = self.net.to(memory_format=torch.channels_last)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.space = self.net.space
+        self.num_classes = len(self.meta["class_names"])
+        self.data = data or load_dataset(self.meta["data"], resolution=self.space.resolution,
+                                         seed=self.meta["config"]["seed"])
+        torch.manual_seed(cfg.seed)
+        self.gen = GeneratorNet(self.num_classes, self.space.decision_sizes(), cfg.hidden).to(self.device)
+        self.opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.sampler = TaskSampler(self.num_classes, cfg.task_min_size, cfg.task_max_size, cfg.task_full_prob)
+        self.tables = default_cost_tables(self.space, self.num_classes)
+        self.lo, self.hi = (float(v) for v in self.tables["mflops"].cost_of_vectors(
+            self.space, np.stack([self.space.encode(self.space.smallest()), self.space.encode(self.space.largest())])))
+        self.by_class = [np.nonzero(self.data.y_train == c)[0] for c in range(self.num_classes)]
+        self.step = 0
+
+    def _scenario(self) -> tuple[np.ndarray, float]:
+        if self.cfg.task_agnostic:
+            classes = np.arange(self.num_classes)
+        else:
+            classes = np.array(self.sampler.sample(self.rng).classes)
+        budget = float(np.exp(self.rng.uniform(np.log(self.lo), np.log(self.hi * 1.05))))
+        return classes, budget
+
+    def _images(self, classes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        pool = np.concatenate([self.by_class[c] for c in classes])
+        idx = self.rng.choice(pool, size=min(self.cfg.images_per_scenario, len(pool)), replace=False)
+        x = torch.from_numpy(self.data.preprocess(self.data.x_train[idx])).to(self.device).contiguous(
+            memory_format=torch.channels_last)
+        y = torch.from_numpy(self.data.y_train[idx]).long().to(self.device)
+        return x, y
+
+    def tau(self) -> float:
+        frac = self.step / max(1, self.cfg.steps - 1)
+        return self.cfg.tau_start * (self.cfg.tau_end / self.cfg.tau_start) ** frac
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.opt.zero_grad(set_to_none=True)
+        scen = [self._scenario() for _ in range(cfg.scenarios_per_step)]
+        hot = np.zeros((len(scen), self.num_classes), dtype=np.float32)
+        for i, (classes, _) in enumerate(scen):
+            hot[i, classes] = 1.0
+        budgets = np.array([b for _, b in scen])
+        inputs = torch.from_numpy(generator_inputs(hot, budget_features(budgets, self.lo, self.hi), "mflops"))
+        logits = self.gen(inputs.to(self.device))
+        tau = self.tau()
+        total_ce, total_pen, over = 0.0, 0.0, 0
+        loss = torch.zeros((), device=self.device)
+        for i, (classes, budget) in enumerate(scen):
+            segs = self.gen.split(logits[i])
+            hard = [F.gumbel_softmax(s, tau=tau, hard=True) for s in segs]
+            probs = [F.softmax(s, -1) for s in segs]
+            x, y = self._images(classes)
+            mask = torch.zeros(self.num_classes, dtype=torch.bool, device=self.device)
+            mask[torch.from_numpy(classes).to(self.device)] = True
+            with self.net.batch_stats():
+                out = self.net.forward_soft(x, soft_arch(self.space, hard))
+            ce = F.cross_entropy(out.float().masked_fill(~mask, MASKED_LOGIT), y)
+            sp = soft_arch(self.space, probs)
+            exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes) / 1e6
+            pen = F.relu(torch.log(exp_mflops) - float(np.log(budget)))
+            loss = loss + (ce + cfg.penalty * pen) / len(scen)
+            total_ce += ce.item()
+            total_pen += pen.item()
+            over += int(exp_mflops.item() > budget)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return {"ce": total_ce / len(scen), "penalty": total_pen / len(scen), "over_budget": over / len(scen)}
+
+    # ---- persistence --------------------------------------------------------------------
+    @property
+    def weights_path(self) -> Path:
+        return self.run.path / f"{self.cfg.out_name}.safetensors"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.run.path / f"{self.cfg.out_name}.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run.checkpoint_dir / f"{self.cfg.out_name}-state.json"
+
+    def save(self, final: bool, history: list[dict[str, Any]], seconds: float) -> None:
+        ck_weights = self.run.checkpoint_dir / f"{self.cfg.out_name}.safetensors"
+        digest = save_tensors(ck_weights, self.gen.state_dict())
+        opt_state = {f"{i}.{k}": v for i, st in self.opt.state_dict()["state"].items() for k, v in st.items()}
+        opt_digest = save_tensors(self.run.checkpoint_dir / f"{self.cfg.out_name}-opt.safetensors", opt_state)
+        atomic_write_json(self.checkpoint_path, {"step": self.step, "digest": digest, "opt_digest": opt_digest,
+                                                 "rng": self.rng.bit_generator.state, "history": history,
+                                                 "torch_rng": torch.get_rng_state().tolist(), "seconds": seconds})
+        if final:
+            save_tensors(self.weights_path, self.gen.state_dict())
+            atomic_write_json(self.meta_path, {
+                "config": asdict(self.cfg), "decision_sizes": self.space.decision_sizes(),
+                "budget_bounds": {"mflops": [self.lo, self.hi]},
+                "cost_tables": {k: v.to_dict() for k, v in self.tables.items()},
+                "history": history, "train_seconds": seconds,
+                "supernet_sha256": self.meta.get("weights_sha256"),
+                "weights_sha256": sha256_file(self.weights_path)})
+
+    def resume(self) -> tuple[list[dict[str, Any]], float]:
+        if not self.checkpoint_path.is_file():
+            return [], 0.0
+        st = json.loads(self.checkpoint_path.read_text())
+        ck = self.run.checkpoint_dir
+        self.gen.load_state_dict(load_tensors(ck / f"{self.cfg.out_name}.safetensors", st["digest"]))
+        opt_t = load_tensors(ck / f"{self.cfg.out_name}-opt.safetensors", st["opt_digest"])
+        state: dict[int, dict[str, Any]] = {}
+        for name, v in opt_t.items():
+            i, k = name.split(".", 1)
+            state.setdefault(int(i), {})[k] = v
+        sd = self.opt.state_dict()
+        self.opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+        self.rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(torch.tensor(st["torch_rng"], dtype=torch.uint8))
+        self.step = st["step"]
+        return st["history"], st["seconds"]
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        history, seconds = self.resume() if resume else ([], 0.0)
+        start = time.perf_counter() - seconds
+        name = "generator" + (" (task-agnostic)" if self.cfg.task_agnostic else "")
+        window: list[dict[str, float]] = []
+        with Progress(self.cfg.steps, name) as bar:
+            bar.advance(self.step)
+            while self.step < self.cfg.steps:
+                st = self.train_step()
+                window.append(st)
+                bar.advance(1, f"ce {st['ce']:.3f} over-budget {st['over_budget']:.2f} tau {self.tau():.2f}")
+                if self.step % 50 == 0 or self.step == self.cfg.steps:
+                    history.append({"step": self.step, **{k: float(np.mean([w[k] for w in window])) for k in st}})
+                    window = []
+                    self.save(final=self.step == self.cfg.steps, history=history,
+                              seconds=time.perf_counter() - start)
+        if not self.weights_path.is_file():
+            self.save(final=True, history=history, seconds=time.perf_counter() - start)
+        return {"steps": self.step, "seconds": time.perf_counter() - start,
+                "final": history[-1] if history else {}}
+
+    def numpy_generator(self) -> ArchGenerator:
+        w = {k: v.detach().cpu().numpy() for k, v in self.gen.state_dict().items()}
+        return ArchGenerator(self.space, self.num_classes, w, dict(self.tables))
+
+
+def train_generator(run: RunDir, cfg: GeneratorConfig | None = None, resume: bool = False,
+                    data: Dataset | None = None) -> dict[str, Any]:
+    cfg = cfg or GeneratorConfig()
+    if not run.is_complete():
+        raise UserError(f"{run.path} has no trained supernet; run `edge_eas train --out {run.path}` first")
+    trainer = GeneratorTrainer(run, cfg, data)
+    info(f"training the {'task-agnostic ' if cfg.task_agnostic else ''}generator: {cfg.steps} steps x "
+         f"{cfg.scenarios_per_step} scenarios")
+    return trainer.fit(resume)
