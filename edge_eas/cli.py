@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "space": ("space", "show the search space, or an arch's MACs and parameters"),
     "train": ("train", "train the supernet with task dropout (then the generator)"),
     "eval": ("evaluate", "task accuracy of a sub-network, BN recalibrated"),
+    "train-generator": ("train_generator", "train the architecture generator of a run"),
+    "specialize": ("specialize", "generate the architecture for a task and budget"),
+    "keygen": ("keygen", "make an Ed25519 key pair for signing bundles"),
+    "export": ("export", "pack a run into a compressed, optionally signed .eas bundle"),
 }
 
 
@@ -47,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edge_eas: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, PermissionError) as exc:
+    except (UserError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as exc:
         if os.environ.get("EDGE_EAS_DEBUG"):
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

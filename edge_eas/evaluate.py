@@ -34,7 +34,9 @@ class TaskEvaluator:
         return x[sel], y[sel]
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.data.preprocess(images)).to(self.device)
+        # channels_last: oneDNN runs these small depthwise nets ~3x faster in NHWC on CPU
+        return torch.from_numpy(self.data.preprocess(images)).to(self.device).contiguous(
+            memory_format=torch.channels_last)
 
     def calibration_batches(self, classes: Sequence[int]) -> list[torch.Tensor]:
         x, _ = self._task_split("train", classes)
@@ -42,11 +44,16 @@ class TaskEvaluator:
         pick = rng.permutation(len(x))[: self.calib_images]
         return [self._tensor(x[pick[i:i + self.batch_size]]) for i in range(0, len(pick), self.batch_size)]
 
-    @torch.no_grad()
     def accuracy(self, arch: Arch, task: Task, recalibrate: bool = True) -> float:
         """Share of held-out images of the task's classes whose argmax over the task's logits is right."""
+        return self.score(arch, task, recalibrate)[0]
+
+    @torch.no_grad()
+    def score(self, arch: Arch, task: Task, recalibrate: bool = True) -> tuple[float, float]:
+        """(accuracy, -mean cross-entropy) over the task's held-out images: the loss breaks ties
+        between archs that are all (nearly) perfect, which small splits produce."""
         classes = list(task.classes)
-        sub = self.net.extract(arch, classes=classes).to(self.device)
+        sub = self.net.extract(arch, classes=classes).to(self.device, memory_format=torch.channels_last)
         if recalibrate:
             recalibrate_bn(sub, self.calibration_batches(classes))
         sub.eval()
@@ -56,8 +63,10 @@ class TaskEvaluator:
         lookup = np.full(self.data.num_classes, -1)
         lookup[classes] = np.arange(len(classes))
         target = torch.from_numpy(lookup[y]).to(self.device)
-        correct = 0
+        correct, loss = 0, 0.0
         for i in range(0, len(y), self.batch_size):
             logits = sub(self._tensor(x[i:i + self.batch_size]))
-            correct += int((logits.argmax(1) == target[i:i + self.batch_size]).sum())
-        return correct / len(y)
+            t = target[i:i + self.batch_size]
+            correct += int((logits.argmax(1) == t).sum())
+            loss += float(torch.nn.functional.cross_entropy(logits, t, reduction="sum"))
+        return correct / len(y), -loss / len(y)

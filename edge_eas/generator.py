@@ -162,11 +162,17 @@ def load(path: str | Path) -> ArchGenerator:
 
 
 def _load_from_run(run_dir: Path) -> ArchGenerator:
+    return _load_from_run_named(run_dir, "generator")
+
+
+def _load_from_run_named(run_dir: Path, name: str) -> ArchGenerator:
+    """`name` is generator (task-specialised) or generator-agnostic (the baseline)."""
     from safetensors.numpy import load_file
 
-    meta_path, weights_path = run_dir / "generator.json", run_dir / "generator.safetensors"
+    meta_path, weights_path = run_dir / f"{name}.json", run_dir / f"{name}.safetensors"
     if not weights_path.is_file() or not meta_path.is_file():
-        raise UserError(f"{run_dir} has no trained generator; run `edge_eas train-generator {run_dir}`")
+        flag = " --task-agnostic" if name == "generator-agnostic" else ""
+        raise UserError(f"{run_dir} has no trained {name}; run `edge_eas train-generator {run_dir}{flag}`")
     meta = json.loads(meta_path.read_text())
     run_meta = json.loads((run_dir / "run.json").read_text())
     return from_meta(run_meta["space"], len(run_meta["class_names"]), load_file(str(weights_path)), meta)

@@ -35,12 +35,14 @@ from .train import MASKED_LOGIT
 
 @dataclass
 class GeneratorConfig:
-    steps: int = 300
-    scenarios_per_step: int = 8
+    steps: int = 250
+    scenarios_per_step: int = 6
     images_per_scenario: int = 64
-    hidden: int = 128
+    hidden: int = 64
     lr: float = 3e-3
     penalty: float = 4.0           # weight of the over-budget log-cost penalty
+    underuse_penalty: float = 1.0  # weight of the penalty for using less than `target_use` of the budget
+    target_use: float = 0.85       # a larger net is usually more accurate: aim at >= 85 % of the budget
     tau_start: float = 2.0         # Gumbel-softmax temperature, annealed geometrically
     tau_end: float = 0.3
     task_min_size: int = 2
@@ -52,19 +54,20 @@ class GeneratorConfig:
 
 
 class GeneratorNet(nn.Module):
-    """MLP: [task multi-hot | budget | resource kind] -> concatenated per-decision logits."""
+    """MLP: [task multi-hot | budget | resource kind] -> concatenated per-decision logits.
+    Mirrored by the numpy `ArchGenerator.logits` (layers fc1, fc2, ... with ReLU between)."""
 
     def __init__(self, num_classes: int, decision_sizes: list[int], hidden: int) -> None:
         super().__init__()
         self.decision_sizes = decision_sizes
+        # One hidden layer is plenty for a ~15-dimensional input and keeps the bundle small.
         self.fc1 = nn.Linear(num_classes + 1 + len(RESOURCE_KINDS), hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.fc3 = nn.Linear(hidden, sum(decision_sizes))
-        nn.init.zeros_(self.fc3.weight)
-        nn.init.zeros_(self.fc3.bias)
+        self.fc2 = nn.Linear(hidden, sum(decision_sizes))
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+        return self.fc2(F.relu(self.fc1(x)))
 
     def split(self, logits: torch.Tensor) -> list[torch.Tensor]:
         return list(torch.split(logits, self.decision_sizes, dim=-1))
@@ -143,8 +146,9 @@ class GeneratorTrainer:
             ce = F.cross_entropy(out.float().masked_fill(~mask, MASKED_LOGIT), y)
             sp = soft_arch(self.space, probs)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes) / 1e6
-            pen = F.relu(torch.log(exp_mflops) - float(np.log(budget)))
-            loss = loss + (ce + cfg.penalty * pen) / len(scen)
+            log_ratio = torch.log(exp_mflops) - float(np.log(budget))
+            pen = cfg.penalty * F.relu(log_ratio) + cfg.underuse_penalty * F.relu(float(np.log(cfg.target_use)) - log_ratio)
+            loss = loss + (ce + pen) / len(scen)
             total_ce += ce.item()
             total_pen += pen.item()
             over += int(exp_mflops.item() > budget)

@@ -22,6 +22,9 @@ from .space import SearchSpace
 class RunDir:
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
     @property
     def meta_path(self) -> Path:
         return self.path / "run.json"

@@ -36,7 +36,7 @@ MASKED_LOGIT = -1e4  # finite (not -inf) so KL terms stay well defined in low pr
 class TrainConfig:
     data: str = "digits"
     space: str = "digits"
-    epochs: int = 60
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-5

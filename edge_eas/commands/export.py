@@ -1,0 +1,38 @@
+"""`edge_eas export`: pack a run into one signed, compressed `.eas` bundle for devices."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..console import emit_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write, e.g. model.eas")
+    dt = p.add_mutually_exclusive_group()
+    dt.add_argument("--int8", dest="dtype", action="store_const", const="int8",
+                    help="int8 per-channel weights (default)")
+    dt.add_argument("--fp16", dest="dtype", action="store_const", const="fp16")
+    dt.add_argument("--fp32", dest="dtype", action="store_const", const="fp32")
+    p.add_argument("--sign", type=Path, metavar="KEYFILE", help="Ed25519 private key from `edge_eas keygen`")
+    p.add_argument("--calib-per-class", type=int, default=32, help="calibration images per class (BN recalibration)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import export_bundle
+    from ..cost.latency import load_run_models
+
+    if args.sign is not None and not args.sign.is_file():
+        raise FileNotFoundError(f"signing key {args.sign} does not exist (make one with `edge_eas keygen --out {args.sign}`)")
+    if args.calib_per_class < 1:
+        raise ValueError("--calib-per-class must be >= 1")
+    summary = export_bundle(args.run_dir, args.out, args.dtype or "int8", args.sign, args.calib_per_class,
+                            cost_models=load_run_models(args.run_dir))
+    if args.json:
+        emit_json(summary)
+    else:
+        signed = f", signed by key {summary['signed_by']}" if summary["signed_by"] else ", unsigned"
+        print(f"wrote {summary['bundle']}: {summary['bytes'] / 1024:.1f} KiB, {summary['dtype']} weights{signed}")
+    return 0

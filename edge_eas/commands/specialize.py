@@ -1,0 +1,55 @@
+"""`edge_eas specialize`: the generator's arch for one task and budget, in one forward pass."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..console import emit_json
+from ..tasks import Task, parse_classes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, metavar="RUN_DIR_OR_BUNDLE")
+    p.add_argument("--classes", required=True, help="task: comma-separated class ids, e.g. 0,3,7")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-mflops", type=float, help="budget in millions of MACs")
+    budget.add_argument("--budget-params", type=float, help="budget in parameters")
+    p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import generator as G
+    from ..cost.flops import macs, params
+
+    gen = G.load(args.source)
+    task = Task.create(parse_classes(args.classes), gen.num_classes)
+    kind, budget = ("mflops", args.budget_mflops) if args.budget_mflops is not None else ("params", args.budget_params)
+    start = time.perf_counter()
+    arch = gen.generate([list(task.classes)], budgets=[budget], kind=kind)[0]
+    gen_ms = (time.perf_counter() - start) * 1000
+    doc = {"classes": list(task.classes), "budget": {kind: budget}, "arch": arch.to_dict(),
+           "mflops": macs(gen.space, arch, gen.num_classes) / 1e6, "params": params(gen.space, arch, gen.num_classes),
+           "generation_ms": gen_ms, "accuracy": None}
+    if args.source.is_dir() and not args.no_eval:
+        doc["accuracy"] = _task_accuracy(args.source, arch, task)
+    if args.json:
+        emit_json(doc)
+        return 0
+    print(f"task {doc['classes']}, budget {budget:g} {G.UNITS[kind]}")
+    print(f"arch {arch.to_json()}")
+    print(f"{doc['mflops']:.4f} MFLOPs, {doc['params']:,} params, generated in {gen_ms:.2f} ms")
+    if doc["accuracy"] is not None:
+        print(f"task accuracy {100 * doc['accuracy']:.2f}% (test split, BN recalibrated)")
+    return 0
+
+
+def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no-untyped-def]
+    from ..data import load_dataset
+    from ..evaluate import TaskEvaluator
+    from ..run import RunDir, load_supernet
+
+    net, meta = load_supernet(RunDir(run_dir))
+    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    return TaskEvaluator(net, data).accuracy(arch, task)

@@ -1,0 +1,35 @@
+"""`edge_eas train-generator`: (re)train the architecture generator of a finished supernet run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..console import emit_json, info
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--steps", type=int, help="training steps (default 300)")
+    p.add_argument("--task-agnostic", action="store_true",
+                   help="baseline: train on all-class tasks only (written as generator-agnostic.*)")
+    p.add_argument("--resume", action="store_true", help="continue from the last generator checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..generator_train import GeneratorConfig, train_generator
+    from ..run import RunDir
+
+    if args.steps is not None and args.steps < 1:
+        raise ValueError("--steps must be >= 1")
+    cfg = GeneratorConfig(seed=args.seed, task_agnostic=args.task_agnostic,
+                          out_name="generator-agnostic" if args.task_agnostic else "generator")
+    if args.steps:
+        cfg.steps = args.steps
+    result = train_generator(RunDir(args.run_dir), cfg, resume=args.resume)
+    if args.json:
+        emit_json(result)
+    else:
+        info(f"generator trained: {result['steps']} steps in {result['seconds']:.1f} s")
+    return 0

@@ -1,0 +1,165 @@
+"""Per-device latency model: a look-up table of per-block latencies (keyed by block config and
+input size) plus stem/head and a fixed overhead, as in OFA's latency tables.
+
+Where the table has no entry, a roofline prior from the target profile fills in: a block's
+time is its compute at the device's effective GFLOP/s (depthwise convs run at a fraction of
+it) or its memory traffic at the memory bandwidth, whichever is larger, plus a per-layer
+dispatch cost. `calibrate.py` refines the prior's coefficients from whole sub-network
+measurements; `--profile-blocks` on the device fills the table directly.
+
+numpy only: the device runtime uses it to predict and to turn ms budgets into costs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..space import Arch, BlockConfig, SearchSpace
+from .table import SlotCostTable
+
+
+def model_key(engine: str, threads: int | None) -> str:
+    return f"{engine}/t{threads or 0}"
+
+
+def block_key(cfg: BlockConfig) -> str:
+    return f"i{cfg.in_channels}-o{cfg.out_channels}-k{cfg.kernel}-e{cfg.expand}-s{cfg.stride}-r{cfg.in_size}"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Facts from a target profile that the roofline prior needs."""
+
+    peak_gflops: float = 20.0          # effective dense fp32 GFLOP/s for this engine/threads
+    memory_gbps: float = 5.0
+    depthwise_efficiency: float = 0.15  # depthwise convs reach this fraction of peak
+    layer_overhead_us: float = 4.0      # dispatch cost per conv layer
+    fixed_overhead_us: float = 30.0     # per inference (engine invoke, pooling, classifier)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Hardware":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: float(v) for k, v in d.items() if k in known})
+
+
+def block_features(cfg: BlockConfig) -> np.ndarray:
+    """[pointwise MACs, depthwise MACs, activation+weight bytes, conv layers] of one block."""
+    hidden, o = cfg.hidden, cfg.out_size
+    pw = cfg.in_size ** 2 * cfg.in_channels * hidden + o ** 2 * hidden * cfg.out_channels
+    dw = o ** 2 * hidden * cfg.kernel ** 2
+    act = 4 * (cfg.in_size ** 2 * cfg.in_channels + cfg.in_size ** 2 * hidden + 2 * o ** 2 * hidden
+               + o ** 2 * cfg.out_channels)
+    weights = 4 * (cfg.in_channels * hidden + hidden * cfg.kernel ** 2 + hidden * cfg.out_channels)
+    return np.array([pw, dw, act + weights, 3.0])
+
+
+def fixed_features(space: SearchSpace, num_classes: int) -> np.ndarray:
+    """Stem + head + classifier as the same four features (+ the per-inference constant)."""
+    s, f = space.stem_out_size, space.final_size()
+    pw = s ** 2 * space.stem_channels * space.in_channels * 9 + f ** 2 * space.last_channels * space.head_channels \
+        + space.head_channels * num_classes
+    act = 4 * (space.resolution ** 2 * space.in_channels + s ** 2 * space.stem_channels
+               + f ** 2 * (space.last_channels + space.head_channels))
+    return np.array([pw, 0.0, act, 2.0])
+
+
+@dataclass
+class LatencyModel:
+    """latency_ms(arch) = overhead + fixed part + sum over active blocks of entry-or-prior."""
+
+    target: str
+    engine: str
+    threads: int | None
+    hardware: Hardware = field(default_factory=Hardware)
+    # coefficients (ms per unit) of [pw MACs, dw MACs, bytes, layers], and the constant ms
+    coef: tuple[float, float, float, float] | None = None
+    const_ms: float | None = None
+    entries: dict[str, float] = field(default_factory=dict)       # profiled per-block ms
+    fixed_ms: float | None = None                                  # profiled stem+head ms
+    num_classes: int = 10
+    source: str = "prior"
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    # ---- the prior ----------------------------------------------------------------------
+    def prior_coef(self) -> tuple[np.ndarray, float]:
+        hw = self.hardware
+        flop_ms = 2.0 / (hw.peak_gflops * 1e9) * 1e3          # ms per MAC at peak
+        coef = np.array([flop_ms, flop_ms / hw.depthwise_efficiency, 1e3 / (hw.memory_gbps * 1e9),
+                         hw.layer_overhead_us / 1e3])
+        return coef, hw.fixed_overhead_us / 1e3
+
+    def coefficients(self) -> tuple[np.ndarray, float]:
+        if self.coef is not None and self.const_ms is not None:
+            return np.asarray(self.coef, dtype=np.float64), float(self.const_ms)
+        return self.prior_coef()
+
+    def block_ms(self, cfg: BlockConfig) -> float:
+        if block_key(cfg) in self.entries:
+            return self.entries[block_key(cfg)]
+        coef, _ = self.coefficients()
+        return float(block_features(cfg) @ coef)
+
+    def fixed_part_ms(self, space: SearchSpace) -> float:
+        coef, const = self.coefficients()
+        if self.fixed_ms is not None:
+            return self.fixed_ms + const
+        return float(fixed_features(space, self.num_classes) @ coef) + const
+
+    # ---- prediction ---------------------------------------------------------------------
+    def predict(self, space: SearchSpace, arch: Arch) -> float:
+        return self.fixed_part_ms(space) + sum(self.block_ms(c) for c in space.active_blocks(arch))
+
+    def table(self, space: SearchSpace) -> SlotCostTable:
+        """The model as a per-slot table: what the generator's repair and budgets use."""
+        return SlotCostTable.build(space, self.block_ms, self.fixed_part_ms(space))
+
+    def expected(self, space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any) -> Any:
+        """Expected latency under per-decision probabilities; differentiable with torch tensors."""
+        return expected_table_cost(self.table(space), space, depth_probs, kernel_probs, expand_probs)
+
+    # ---- persistence --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["coef"] = list(self.coef) if self.coef is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LatencyModel":
+        d = dict(d)
+        d["hardware"] = Hardware.from_dict(d.get("hardware", {}))
+        if d.get("coef") is not None:
+            d["coef"] = tuple(float(c) for c in d["coef"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def expected_table_cost(table: SlotCostTable, space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any,
+                        expand_probs: Any) -> Any:
+    """E[cost] = fixed + sum_slots P(slot active) * sum_{k,e} p_k p_e table[slot, k, e]."""
+    total: Any = table.fixed
+    slot = 0
+    for s, stage in enumerate(space.stages):
+        for b in range(stage.max_depth):
+            p_active = sum(depth_probs[s][i] for i, d in enumerate(stage.depth_choices) if d > b)
+            cell = 0.0
+            for i in range(table.table.shape[1]):
+                for j in range(table.table.shape[2]):
+                    cell = cell + kernel_probs[slot][i] * expand_probs[slot][j] * float(table.table[slot, i, j])
+            total = total + p_active * cell
+            slot += 1
+    return total
+
+
+def models_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "latency_models.json"
+
+
+def load_run_models(run_dir: Path) -> dict[str, Any]:
+    """{target: {engine/tN: model dict}} calibrated for a run (empty before any calibration)."""
+    p = models_path(run_dir)
+    return json.loads(p.read_text()) if p.is_file() else {}

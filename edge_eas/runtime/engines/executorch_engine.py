@@ -1,0 +1,110 @@
+"""ExecuTorch engine: torch.export the folded module, lower it to XNNPACK, run the .pte in-process.
+
+Lowering needs torch + executorch (host or Jetson); the resulting .pte bytes only need the
+ExecuTorch runtime. `export_pte` writes the same program to a file for `export-subnet --format pte`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from . import EngineUnavailable, as_input
+from ..extract import FoldedNet
+from .torch_engine import build_module, import_torch
+
+_INSTALL_HINT = "pip install executorch (it also needs torch: pip install torch)"
+
+
+def _import_lowering():  # type: ignore[no-untyped-def]
+    """(torch, to_edge_transform_and_lower, XnnpackPartitioner) or EngineUnavailable."""
+    torch = import_torch()
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as exc:
+        raise EngineUnavailable(f"the executorch engine needs ExecuTorch: {_INSTALL_HINT} ({exc})") from None
+    return torch, to_edge_transform_and_lower, XnnpackPartitioner
+
+
+def _import_runtime():  # type: ignore[no-untyped-def]
+    try:
+        from executorch.runtime import Runtime
+    except ImportError as exc:
+        raise EngineUnavailable(f"running a .pte needs the ExecuTorch runtime: {_INSTALL_HINT} ({exc})") from None
+    return Runtime
+
+
+def pte_bytes(folded: FoldedNet, batch_size: int = 1) -> bytes:
+    """Lower `folded` for a fixed (batch_size, C, H, W) float32 input to an XNNPACK .pte program."""
+    torch, to_edge_transform_and_lower, XnnpackPartitioner = _import_lowering()
+    module = build_module(folded)
+    example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
+    exported = torch.export.export(module, example)
+    program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+    return bytes(program.buffer)
+
+
+def export_pte(folded: FoldedNet, path: Union[str, os.PathLike], batch_size: int = 1) -> Path:
+    """Write the .pte for `folded` to `path` (atomically: a temp file renamed into place)."""
+    path = Path(path)
+    data = pte_bytes(folded, batch_size)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _set_threads(threads: Optional[int]) -> Optional[int]:
+    """ExecuTorch's XNNPACK threadpool is process-wide; resize it when asked, report its size."""
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError:
+        return threads
+    if threads is not None and hasattr(portable_lib, "_unsafe_reset_threadpool"):
+        portable_lib._unsafe_reset_threadpool(threads)
+    if hasattr(portable_lib, "_threadpool_get_thread_count"):
+        return int(portable_lib._threadpool_get_thread_count())
+    return threads
+
+
+class ExecuTorchEngine:
+    """Runs the lowered program; another batch size than the one lowered for is re-lowered once
+    (the exported graph has a static batch dimension) and cached."""
+
+    name = "executorch"
+
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
+                 program: Optional[bytes] = None) -> None:
+        self.folded = folded
+        self.batch_size = batch_size
+        self._runtime = _import_runtime().get()
+        self._torch = import_torch()
+        self.threads = _set_threads(threads)
+        self._methods: dict[int, tuple[object, object]] = {}
+        self._programs: dict[int, bytes] = {}
+        if program is not None:
+            self._programs[batch_size] = program
+        self._method(batch_size)
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The .pte program for the build-time batch size."""
+        return self._programs[self.batch_size]
+
+    def _method(self, batch: int):  # type: ignore[no-untyped-def]
+        if batch not in self._methods:
+            if batch not in self._programs:
+                self._programs[batch] = pte_bytes(self.folded, batch)
+            program = self._runtime.load_program(self._programs[batch])
+            # keep the Program alive as long as its Method
+            self._methods[batch] = (program, program.load_method("forward"))
+        return self._methods[batch][1]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = as_input(x, self.folded)
+        (out,) = self._method(x.shape[0]).execute([self._torch.from_numpy(x)])
+        return out.numpy().copy()

@@ -1,0 +1,234 @@
+"""TFLite / LiteRT engine: write a .tflite flatbuffer straight from a FoldedNet, run it with XNNPACK.
+
+No converter (and so no torch, TensorFlow or JAX) is involved: the model is assembled with the
+TFLite schema's generated Python object API plus `flatbuffers`, so a device with only numpy and
+ai-edge-litert can build and run any sub-network it extracts.
+
+Graph (NHWC float32, static batch): [PAD] CONV_2D(RELU6) -> per block CONV_2D(RELU6) ->
+[PAD] DEPTHWISE_CONV_2D(RELU6) -> CONV_2D -> [ADD] -> CONV_2D(RELU6) -> MEAN(1,2) -> FULLY_CONNECTED.
+Stride-1 convs use SAME padding, which equals torch's symmetric k//2 for odd k; strided convs get an
+explicit symmetric PAD then VALID, because TFLite SAME puts the extra padding bottom/right.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Optional
+
+import numpy as np
+
+from . import EngineUnavailable, as_input
+from ..extract import FoldedConv, FoldedNet
+
+_INSTALL_HINT = "pip install ai-edge-litert (or tflite-runtime where numpy<2)"
+_SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
+_BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data aligned for the kernels
+
+
+def load_schema() -> ModuleType:
+    """The generated TFLite schema module (object API), or EngineUnavailable."""
+    import importlib
+
+    for name in _SCHEMA_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise EngineUnavailable(f"building a .tflite model needs the TFLite schema: {_INSTALL_HINT}")
+
+
+def load_interpreter_class() -> type:
+    """LiteRT's Interpreter, else tflite-runtime's, else EngineUnavailable."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        return Interpreter
+    except ImportError:
+        raise EngineUnavailable(f"the tflite engine needs a TFLite interpreter: {_INSTALL_HINT}") from None
+
+
+class _AlignedBuffer:
+    """A schema Buffer whose bytes start on a 16-byte boundary (the object API aligns to 1)."""
+
+    def __init__(self, schema: ModuleType, data: bytes) -> None:
+        self.schema, self.data = schema, data
+
+    def Pack(self, builder: Any) -> int:  # noqa: N802 - flatbuffers object-API protocol
+        n = len(self.data)
+        builder.StartVector(1, n, _BUFFER_ALIGNMENT)
+        builder.head = builder.head - n
+        builder.Bytes[builder.head:builder.head + n] = self.data
+        builder.vectorNumElems = n
+        vec = builder.EndVector()
+        self.schema.BufferStart(builder)
+        self.schema.BufferAddData(builder, vec)
+        return self.schema.BufferEnd(builder)
+
+
+class _GraphBuilder:
+    """Accumulates tensors, constant buffers and operators of a one-subgraph model."""
+
+    def __init__(self, schema: ModuleType) -> None:
+        self.s = schema
+        self.tensors: list[Any] = []
+        self.buffers: list[Any] = [schema.BufferT()]  # buffer 0: the empty sentinel
+        self.operators: list[Any] = []
+        self.opcodes: dict[int, int] = {}
+
+    def tensor(self, shape: tuple[int, ...], name: str, data: Optional[np.ndarray] = None,
+               dtype: str = "FLOAT32") -> int:
+        t = self.s.TensorT()
+        t.shape = np.asarray(shape, dtype=np.int32)
+        t.type = getattr(self.s.TensorType, dtype)
+        t.name = name
+        if data is not None:
+            if tuple(data.shape) != tuple(shape):
+                raise ValueError(f"constant {name}: data shape {data.shape} != tensor shape {shape}")
+            self.buffers.append(_AlignedBuffer(self.s, np.ascontiguousarray(data).tobytes()))
+            t.buffer = len(self.buffers) - 1
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def const(self, data: np.ndarray, name: str) -> int:
+        dtype = {np.dtype(np.float32): "FLOAT32", np.dtype(np.int32): "INT32"}[data.dtype]
+        return self.tensor(tuple(data.shape), name, data, dtype)
+
+    def op(self, code: str, inputs: list[int], outputs: list[int], options: Any = None,
+           options_type: str = "NONE") -> None:
+        builtin = getattr(self.s.BuiltinOperator, code)
+        self.opcodes.setdefault(builtin, len(self.opcodes))
+        o = self.s.OperatorT()
+        o.opcodeIndex = self.opcodes[builtin]
+        o.inputs = np.asarray(inputs, dtype=np.int32)
+        o.outputs = np.asarray(outputs, dtype=np.int32)
+        o.builtinOptionsType = getattr(self.s.BuiltinOptions, options_type)
+        o.builtinOptions = options
+        self.operators.append(o)
+
+    def finish(self, inputs: list[int], outputs: list[int], description: str) -> bytes:
+        import flatbuffers
+
+        sub = self.s.SubGraphT()
+        sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
+        sub.inputs = np.asarray(inputs, dtype=np.int32)
+        sub.outputs = np.asarray(outputs, dtype=np.int32)
+        model = self.s.ModelT()
+        model.version = 3
+        model.description = description
+        model.subgraphs = [sub]
+        model.buffers = self.buffers
+        model.operatorCodes = []
+        for builtin in sorted(self.opcodes, key=self.opcodes.__getitem__):
+            oc = self.s.OperatorCodeT()
+            # codes above 127 live only in builtinCode; 127 = PLACEHOLDER_FOR_GREATER_OP_CODES
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
+            model.operatorCodes.append(oc)
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+
+def _activation(schema: ModuleType, relu6: bool) -> int:
+    return schema.ActivationFunctionType.RELU6 if relu6 else schema.ActivationFunctionType.NONE
+
+
+def _conv(g: _GraphBuilder, x: int, shape: tuple[int, int, int, int], conv: FoldedConv, name: str
+          ) -> tuple[int, tuple[int, int, int, int]]:
+    """Emit [PAD +] CONV_2D / DEPTHWISE_CONV_2D for `conv` on NHWC tensor `x` of `shape`."""
+    s = g.s
+    n, h, w, _ = shape
+    k, stride = conv.kernel, conv.stride
+    padding = s.Padding.SAME
+    if stride != 1 and conv.padding > 0:
+        p = conv.padding
+        pads = g.const(np.array([[0, 0], [p, p], [p, p], [0, 0]], dtype=np.int32), f"{name}/paddings")
+        padded_shape = (n, h + 2 * p, w + 2 * p, shape[3])
+        padded = g.tensor(padded_shape, f"{name}/pad")
+        g.op("PAD", [x, pads], [padded], s.PadOptionsT(), "PadOptions")
+        x, padding = padded, s.Padding.VALID
+    elif k % 2 == 0:
+        raise ValueError(f"{name}: even kernel {k} cannot reproduce torch's symmetric padding with SAME")
+    out_shape = (n, conv.out_size(h), conv.out_size(w), conv.out_channels)
+    bias = g.const(conv.bias.astype(np.float32), f"{name}/bias")
+    out = g.tensor(out_shape, name)
+    if conv.depthwise:
+        weight = g.const(conv.weight.transpose(1, 2, 3, 0).astype(np.float32), f"{name}/weight")  # (1,k,k,C)
+        opts = s.DepthwiseConv2DOptionsT()
+        opts.depthMultiplier = 1
+        code, opts_type = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
+    elif conv.groups == 1:
+        weight = g.const(conv.weight.transpose(0, 2, 3, 1).astype(np.float32), f"{name}/weight")  # (O,k,k,I)
+        opts = s.Conv2DOptionsT()
+        code, opts_type = "CONV_2D", "Conv2DOptions"
+    else:
+        raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
+    opts.padding, opts.strideH, opts.strideW = padding, stride, stride
+    opts.fusedActivationFunction = _activation(s, conv.relu6)
+    g.op(code, [x, weight, bias], [out], opts, opts_type)
+    return out, out_shape
+
+
+def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:
+    """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input."""
+    schema = load_schema()
+    g = _GraphBuilder(schema)
+    c, h, w = folded.input_shape
+    shape = (batch_size, h, w, c)
+    inp = g.tensor(shape, "input")
+    x, shape = _conv(g, inp, shape, folded.stem, "stem")
+    for i, block in enumerate(folded.blocks):
+        y, y_shape = _conv(g, x, shape, block.expand, f"blocks.{i}.expand")
+        y, y_shape = _conv(g, y, y_shape, block.dw, f"blocks.{i}.dw")
+        y, y_shape = _conv(g, y, y_shape, block.project, f"blocks.{i}.project")
+        if block.residual:
+            summed = g.tensor(y_shape, f"blocks.{i}.add")
+            g.op("ADD", [x, y], [summed], schema.AddOptionsT(), "AddOptions")
+            y = summed
+        x, shape = y, y_shape
+    x, shape = _conv(g, x, shape, folded.head, "head")
+    axes = g.const(np.array([1, 2], dtype=np.int32), "pool/axes")
+    pooled = g.tensor((batch_size, shape[3]), "pool")
+    g.op("MEAN", [x, axes], [pooled], schema.ReducerOptionsT(), "ReducerOptions")
+    fc_w = g.const(folded.classifier_weight.astype(np.float32), "classifier/weight")
+    fc_b = g.const(folded.classifier_bias.astype(np.float32), "classifier/bias")
+    logits = g.tensor((batch_size, folded.num_classes), "logits")
+    g.op("FULLY_CONNECTED", [pooled, fc_w, fc_b], [logits], schema.FullyConnectedOptionsT(), "FullyConnectedOptions")
+    return g.finish([inp], [logits], "edge_eas sub-network (BN folded)")
+
+
+class TFLiteEngine:
+    """Runs the built model with LiteRT (XNNPACK delegate by default). The graph has a static batch;
+    another batch size resizes the input tensor and re-plans once (then stays at that size)."""
+
+    name = "tflite"
+
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None) -> None:
+        interpreter_class = load_interpreter_class()
+        self.folded = folded
+        self.batch_size = batch_size
+        self.threads = threads
+        self.model_bytes = build_tflite(folded, batch_size)
+        kwargs = {} if threads is None else {"num_threads": threads}
+        self._interp = interpreter_class(model_content=self.model_bytes, **kwargs)
+        self._interp.allocate_tensors()
+        self._in = self._interp.get_input_details()[0]["index"]
+        self._out = self._interp.get_output_details()[0]["index"]
+        self._batch = batch_size
+
+    def _resize(self, batch: int) -> None:
+        c, h, w = self.folded.input_shape
+        self._interp.resize_tensor_input(self._in, [batch, h, w, c])
+        self._interp.allocate_tensors()
+        self._batch = batch
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = as_input(x, self.folded)
+        if x.shape[0] != self._batch:
+            self._resize(x.shape[0])
+        self._interp.set_tensor(self._in, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out)

@@ -1,0 +1,80 @@
+"""The numpy generator: torch parity, repair always within budget, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from edge_eas.cost.flops import macs, params
+from edge_eas.generator import ArchGenerator, budget_features, generator_inputs
+from edge_eas.generator_train import GeneratorNet
+from edge_eas.space import SearchSpace
+
+
+def _random_generator(preset: str, seed: int = 0) -> tuple[ArchGenerator, GeneratorNet]:
+    space = SearchSpace.preset(preset)
+    torch.manual_seed(seed)
+    net = GeneratorNet(10, space.decision_sizes(), hidden=32)
+    with torch.no_grad():  # the real init zeroes the last layer; random logits exercise repair
+        net.fc2.weight.normal_(0, 1.0)
+        net.fc2.bias.normal_(0, 1.0)
+    gen = ArchGenerator(space, 10, {k: v.numpy() for k, v in net.state_dict().items()})
+    return gen, net
+
+
+GENS = {p: _random_generator(p) for p in ("digits", "cifar")}
+
+
+@pytest.mark.parametrize("preset", ["digits", "cifar"])
+def test_numpy_logits_and_argmax_equal_torch(preset: str) -> None:
+    gen, net = GENS[preset]
+    rng = np.random.default_rng(0)
+    tasks = [sorted(rng.choice(10, size=int(rng.integers(1, 11)), replace=False).tolist()) for _ in range(64)]
+    lo, hi = gen.bounds("mflops")
+    budgets = rng.uniform(lo, hi, size=64)
+    x = generator_inputs(gen.task_matrix(tasks), budget_features(budgets, lo, hi), "mflops")
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = gen.logits(x)
+    assert np.abs(ref - got).max() < 1e-4
+    splits = np.cumsum(gen.space.decision_sizes())[:-1]
+    assert all((a.argmax(1) == b.argmax(1)).all() for a, b in zip(np.split(ref, splits, 1), np.split(got, splits, 1)))
+
+
+@pytest.mark.parametrize("preset", ["digits", "cifar"])
+@given(data=st.data())
+def test_repair_never_exceeds_budget(preset: str, data: st.DataObject) -> None:
+    gen, _ = GENS[preset]
+    space = gen.space
+    n = data.draw(st.integers(1, 20))
+    tasks = [data.draw(st.lists(st.integers(0, 9), min_size=1, max_size=10, unique=True)) for _ in range(n)]
+    lo, hi = gen.bounds("mflops")
+    budgets = [data.draw(st.floats(lo, hi * 1.5)) for _ in range(n)]
+    archs = gen.generate(tasks, budgets)
+    for arch, b in zip(archs, budgets):
+        assert space.contains(arch)
+        assert macs(space, arch) / 1e6 <= b + 1e-9
+    plo, phi = gen.bounds("params")
+    pb = [data.draw(st.floats(plo, phi)) for _ in range(n)]
+    for arch, b in zip(gen.generate(tasks, budgets=pb, kind="params"), pb):
+        assert params(space, arch) <= b
+
+
+def test_exact_minimum_budget_gives_smallest_arch() -> None:
+    gen, _ = GENS["digits"]
+    lo, _ = gen.bounds("mflops")
+    assert gen.generate([[1, 2]], [lo]) == [gen.space.smallest()]
+
+
+@pytest.mark.parametrize("tasks, budgets, needle", [
+    ([[1, 2]], [0.01], "minimum feasible budget is 0.267"),
+    ([[1, 12]], [1.0], "out of range"),
+    ([[3, 3]], [1.0], "more than once"),
+    ([[]], [1.0], "empty"),
+    ([[1, 2]], [1.0, 2.0], "1 tasks but 2 budgets"),
+    ([[1, 2]], [float("nan")], "minimum feasible budget"),
+])
+def test_clear_errors(tasks: list, budgets: list, needle: str) -> None:
+    gen, _ = GENS["digits"]
+    with pytest.raises(ValueError, match=needle):
+        gen.generate(tasks, budgets)

@@ -1,0 +1,75 @@
+"""Training end to end on the real digits data: resume after a kill, torchrun with 2 processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_eas.checkpoint import load_tensors
+
+CLI = [sys.executable, "-m", "edge_eas.cli"]
+
+
+def _state(run: Path) -> dict:
+    return json.loads((run / "checkpoint" / "state.json").read_text())
+
+
+def test_kill_mid_training_then_resume_completes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*CLI, "train", "--data", "digits", "--out", str(run), "--epochs", "4", "--no-generator"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            state = run / "checkpoint" / "state.json"
+            if state.is_file() and _state(run)["epoch"] >= 1:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        else:
+            pytest.fail("no checkpoint within the deadline")
+        time.sleep(0.3)  # let it get into the next epoch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = _state(run)["epoch"]
+    assert 1 <= killed_at < 4 and not (run / "run.json").exists()
+
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    done = subprocess.run([*args, "--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((run / "run.json").read_text())
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+    assert load_tensors(run / "supernet.safetensors", meta["weights_sha256"])
+
+
+def test_torchrun_two_processes(tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "edge_eas.cli", "train", "--data", "digits", "--out", str(run), "--epochs", "2",
+                          "--no-generator"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["throughput"]["world_size"] == 2
+    assert len(meta["history"]) == 2
+    state = _state(run)
+    assert state["epoch"] == 2
+    weights = load_tensors(run / "supernet.safetensors", meta["weights_sha256"])
+    assert "classifier.weight" in weights
+
+
+def test_bad_data_spec_is_one_line_error(tmp_path: Path) -> None:
+    out = subprocess.run([*CLI, "train", "--data", "cifar10:/no/such/dir", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
