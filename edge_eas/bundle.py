@@ -19,7 +19,7 @@ from .checkpoint import atomic_write_bytes
 from .errors import UserError
 from .run import RunDir
 from .runtime import safetensors_io
-from .runtime.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, SIGNATURE
+from .runtime.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE
 from .runtime.quant import compress
 from .runtime.signing import sign
 
@@ -53,7 +53,7 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
              for k, v in load_tensors(run.weights_path, meta.get("weights_sha256")).items()
              if not k.endswith(SHARED_BN_STATS)}
     gen_meta = json.loads(run.generator_meta_path.read_text())
-    gen_w = {k: v.float().numpy() for k, v in load_tensors(run.generator_path).items()}
+    gen_w = {k: v.half().numpy() for k, v in load_tensors(run.generator_path).items()}
     members = {
         "supernet.safetensors": safetensors_io.dumps(compress(state, dtype)),
         "generator.safetensors": safetensors_io.dumps(gen_w),
@@ -81,6 +81,9 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
             zf.writestr(SIGNATURE, json.dumps(signature))
         for name, data in members.items():
             zf.writestr(name, data)
+        # Detects a corrupted manifest in unsigned bundles; only a signature defends against
+        # deliberate tampering (anyone can recompute a digest).
+        zf.comment = MANIFEST_DIGEST_PREFIX + hashlib.sha256(manifest_bytes).hexdigest().encode()
     atomic_write_bytes(out, buf.getvalue())
     return {"bundle": str(out), "bytes": len(buf.getvalue()), "dtype": dtype,
             "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),

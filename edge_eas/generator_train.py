@@ -179,7 +179,9 @@ class GeneratorTrainer:
                                                  "rng": self.rng.bit_generator.state, "history": history,
                                                  "torch_rng": torch.get_rng_state().tolist(), "seconds": seconds})
         if final:
-            save_tensors(self.weights_path, self.gen.state_dict())
+            # fp16 is ample for argmax decisions and halves what every bundle carries; the
+            # rounding happens once, here, so host and device run the very same weights.
+            save_tensors(self.weights_path, {k: v.half() for k, v in self.gen.state_dict().items()})
             atomic_write_json(self.meta_path, {
                 "config": asdict(self.cfg), "decision_sizes": self.space.decision_sizes(),
                 "budget_bounds": {"mflops": [self.lo, self.hi]},
@@ -228,7 +230,7 @@ class GeneratorTrainer:
                 "final": history[-1] if history else {}}
 
     def numpy_generator(self) -> ArchGenerator:
-        w = {k: v.detach().cpu().numpy() for k, v in self.gen.state_dict().items()}
+        w = {k: v.detach().cpu().half().float().numpy() for k, v in self.gen.state_dict().items()}
         return ArchGenerator(self.space, self.num_classes, w, dict(self.tables))
 
 

@@ -30,8 +30,8 @@ def _perturbed_supernet(preset: str) -> Supernet:
     rng = np.random.default_rng(1)
     net.train()
     with torch.no_grad():
-        for arch in (space.sample(rng), space.sample(rng), space.largest()):
-            net(torch.randn(8, *space.input_shape) * 2 + 0.5, arch)
+        for arch in (space.sample(rng), space.largest()):
+            net(torch.randn(4, *space.input_shape) * 2 + 0.5, arch)
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 2.0)
@@ -89,7 +89,7 @@ def _require(name: str) -> None:
 def _check_engine(name: str, preset: str, arch_name: str, batches: tuple[int, ...] = (1, 4)) -> None:
     _require(name)
     folded, reference, x = _case(preset, arch_name)
-    engine = create_engine(name, folded, batch_size=batches[0], threads=1)
+    engine = create_engine(name, folded, batch_size=batches[0])  # default threads: no global side effects
     assert engine.name == name
     for batch in batches:
         with torch.no_grad():
@@ -112,6 +112,17 @@ def test_engine_matches_torch_subnet(engine: str, preset: str, arch_name: str) -
 def test_executorch_matches_torch_subnet(preset: str, arch_name: str) -> None:
     # lowering takes seconds: two archs, each lowered for batch 1 and (on demand) batch 4
     _check_engine("executorch", preset, arch_name)
+
+
+def test_torch_engine_sets_thread_count() -> None:
+    _require("torch")
+    folded, _, _ = _case("digits", "smallest")
+    before = torch.get_num_threads()
+    try:
+        assert create_engine("torch", folded, threads=1).threads == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_strided_kernels_arch_covers_every_kernel_on_a_stride_2_block() -> None:
@@ -200,7 +211,8 @@ def test_export_pte_writes_a_loadable_program(tmp_path) -> None:  # type: ignore
     from edge_eas.runtime.engines.executorch_engine import export_pte
     folded, reference, x = _case("digits", "smallest")
     path = export_pte(folded, tmp_path / "subnet.pte", batch_size=2)
-    method = Runtime.get().load_program(path.read_bytes()).load_method("forward")
+    program = Runtime.get().load_program(path)  # keep the Program referenced while its Method runs
+    method = program.load_method("forward")
     (got,) = method.execute([torch.from_numpy(x[:2])])
     with torch.no_grad():
         want = reference(torch.from_numpy(x[:2]))

@@ -23,6 +23,7 @@ from .signing import KeyLike, SignatureError, verify
 FORMAT = "edge-eas-bundle"
 FORMAT_VERSION = 1
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
+MANIFEST_DIGEST_PREFIX = b"edge-eas manifest sha256 "
 REQUIRED = ("supernet.safetensors", "generator.safetensors", "calibration.safetensors")
 
 
@@ -77,6 +78,7 @@ def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None)
             if len(set(names)) != len(names):
                 raise BundleError(f"{p}: duplicate member names (tampered bundle)")
             members = {n: zf.read(n) for n in names}
+            comment = zf.comment
     except zipfile.BadZipFile as exc:
         raise BundleError(f"{p} is not a readable bundle (truncated or corrupt): {exc}") from None
     except (zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -85,6 +87,8 @@ def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None)
         raise BundleError(f"{p}: corrupt bundle member ({type(exc).__name__}: {exc})") from None
     if MANIFEST not in members:
         raise BundleError(f"{p} has no {MANIFEST}: not an edge_eas bundle")
+    if comment != MANIFEST_DIGEST_PREFIX + _sha256(members[MANIFEST]).encode():
+        raise BundleError(f"{p}: {MANIFEST} does not match its recorded SHA-256 (tampered or corrupt)")
     try:
         manifest = json.loads(members[MANIFEST].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

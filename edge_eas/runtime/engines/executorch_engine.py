@@ -7,6 +7,7 @@ ExecuTorch runtime. `export_pte` writes the same program to a file for `export-s
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -43,8 +44,11 @@ def pte_bytes(folded: FoldedNet, batch_size: int = 1) -> bytes:
     torch, to_edge_transform_and_lower, XnnpackPartitioner = _import_lowering()
     module = build_module(folded)
     example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
-    exported = torch.export.export(module, example)
-    program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+    with warnings.catch_warnings():  # export/lowering internals warn about their own deprecations
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        exported = torch.export.export(module, example)
+        program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
     return bytes(program.buffer)
 
 

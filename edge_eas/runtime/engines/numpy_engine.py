@@ -1,8 +1,9 @@
 """Pure-numpy engine: the reference that runs wherever numpy does (no torch, no native deps).
 
 Works in NHWC so that every 1x1 conv is one (N*H*W, Cin) @ (Cin, Cout) BLAS matmul; the depthwise
-conv is a sum of k*k shifted, strided slices of a zero-padded tensor (taps that only ever read
-padding are dropped up front, which matters for 7x7 kernels on 2x2 maps); the stem is im2col.
+conv is one einsum over a zero-copy strided view of the k*k shifted slices of the zero-padded
+tensor (taps that only ever read padding are dropped up front, which matters for 7x7 kernels on
+2x2 maps); the stem is im2col + one matmul.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from . import as_input
-from ..extract import FoldedConv, FoldedNet
+from ..extract import ConvPlan, FoldedConv, FoldedNet, plan_conv
 
 
 @dataclass(frozen=True)
@@ -33,62 +35,42 @@ class _Pointwise:
         return y.reshape(n, h, w, -1)
 
 
-@dataclass(frozen=True)
-class _Window:
-    """Geometry of a kxk, stride-s conv with symmetric padding p on an HxW map."""
+def _padded(x: np.ndarray, plan: ConvPlan) -> np.ndarray:
+    """Zero-pad NHWC `x` as the plan says (asymmetric when dead taps were trimmed)."""
+    before, after = plan.pad_before, plan.pad_after
+    if before == after == 0:
+        return x
+    n, h, w, c = x.shape
+    xp = np.zeros((n, h + before + after, w + before + after, c), dtype=x.dtype)
+    xp[:, before:before + h, before:before + w, :] = x
+    return xp
 
-    kernel: int
-    stride: int
-    pad: int
-    in_size: int
-    out_size: int
 
-    def taps(self) -> list[int]:
-        """Kernel offsets (per axis) that read at least one real (non-padding) input pixel."""
-        s, p, n_in = self.stride, self.pad, self.in_size
-        return [i for i in range(self.kernel)
-                if any(0 <= o * s + i - p < n_in for o in range(self.out_size))]
-
-    def padded(self, x: np.ndarray) -> np.ndarray:
-        if self.pad == 0:
-            return x
-        n, h, w, c = x.shape
-        p = self.pad
-        xp = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=x.dtype)
-        xp[:, p:p + h, p:p + w, :] = x
-        return xp
-
-    def shifted(self, xp: np.ndarray, i: int, j: int) -> np.ndarray:
-        """The input pixels that kernel tap (i, j) multiplies, for every output pixel."""
-        s, last = self.stride, self.stride * (self.out_size - 1) + 1
-        return xp[:, i:i + last:s, j:j + last:s, :]
+def _patches(xp: np.ndarray, plan: ConvPlan) -> np.ndarray:
+    """Zero-copy (N, Ho, Wo, t, t, C) view: each output pixel's t x t input window."""
+    sn, sh, sw, sc = xp.strides
+    s, o, t = plan.conv.stride, plan.out_size, plan.taps
+    return as_strided(xp, (xp.shape[0], o, o, t, t, xp.shape[3]), (sn, sh * s, sw * s, sh, sw, sc),
+                      writeable=False)
 
 
 @dataclass(frozen=True)
 class _Depthwise:
-    """Depthwise kxk conv as a sum of shifted slices times per-channel tap weights."""
+    """Depthwise conv: one einsum (multiply-accumulate in a single pass, no temporaries) over
+    the strided patch view; taps that only read padding were trimmed by the plan."""
 
-    window: _Window
-    w: np.ndarray  # (k, k, C)
+    plan: ConvPlan
+    w: np.ndarray  # (t, t, C)
     b: np.ndarray
     relu6: bool
-    taps: tuple[tuple[int, int], ...]
 
     @classmethod
     def build(cls, conv: FoldedConv, in_size: int) -> "_Depthwise":
-        window = _Window(conv.kernel, conv.stride, conv.padding, in_size, conv.out_size(in_size))
-        live = window.taps()
-        w = np.ascontiguousarray(conv.weight[:, 0].transpose(1, 2, 0))
-        return cls(window, w, conv.bias, conv.relu6, tuple((i, j) for i in live for j in live))
+        plan = plan_conv(conv, in_size, max_taps=None)
+        return cls(plan, np.ascontiguousarray(plan.weight[:, 0].transpose(1, 2, 0)), conv.bias, conv.relu6)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        xp = self.window.padded(x)
-        (i0, j0), rest = self.taps[0], self.taps[1:]
-        acc = self.window.shifted(xp, i0, j0) * self.w[i0, j0]
-        tmp = np.empty_like(acc)
-        for i, j in rest:
-            np.multiply(self.window.shifted(xp, i, j), self.w[i, j], out=tmp)
-            acc += tmp
+        acc = np.einsum("nhwijc,ijc->nhwc", _patches(_padded(x, self.plan), self.plan), self.w)
         acc += self.b
         if self.relu6:
             np.clip(acc, 0.0, 6.0, out=acc)
@@ -97,10 +79,10 @@ class _Depthwise:
 
 @dataclass(frozen=True)
 class _Im2col:
-    """Dense kxk conv (the stem): gather patches into (M, k*k*Cin), one matmul."""
+    """Dense kxk conv (the stem): copy the patch view into (M, t*t*Cin) rows, one matmul."""
 
-    window: _Window
-    w: np.ndarray  # (k*k*Cin, Cout), rows ordered (i, j, cin)
+    plan: ConvPlan
+    w: np.ndarray  # (t*t*Cin, Cout), rows ordered (i, j, cin)
     b: np.ndarray
     relu6: bool
 
@@ -108,19 +90,14 @@ class _Im2col:
     def build(cls, conv: FoldedConv, in_size: int) -> "_Im2col":
         if conv.groups != 1:
             raise ValueError("im2col handles dense convs only")
-        window = _Window(conv.kernel, conv.stride, conv.padding, in_size, conv.out_size(in_size))
-        w = np.ascontiguousarray(conv.weight.transpose(2, 3, 1, 0).reshape(-1, conv.out_channels))
-        return cls(window, w, conv.bias, conv.relu6)
+        plan = plan_conv(conv, in_size, max_taps=None)
+        w = plan.weight.transpose(2, 3, 1, 0).reshape(-1, conv.out_channels)
+        return cls(plan, np.ascontiguousarray(w), conv.bias, conv.relu6)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        n, _, _, c = x.shape
-        k, o = self.window.kernel, self.window.out_size
-        xp = self.window.padded(x)
-        cols = np.empty((n, o, o, k, k, c), dtype=np.float32)
-        for i in range(k):
-            for j in range(k):
-                cols[:, :, :, i, j, :] = self.window.shifted(xp, i, j)
-        y = np.matmul(cols.reshape(n * o * o, k * k * c), self.w)
+        patches = _patches(_padded(x, self.plan), self.plan)
+        n, o = patches.shape[0], self.plan.out_size
+        y = np.matmul(np.ascontiguousarray(patches).reshape(n * o * o, -1), self.w)
         y += self.b
         if self.relu6:
             np.clip(y, 0.0, 6.0, out=y)
@@ -142,13 +119,16 @@ class NumpyEngine:
         self.folded = folded
         self.batch_size = batch_size
         self.threads = _limit_blas_threads(threads)
-        size = folded.input_shape[1]
+        _, height, width = folded.input_shape
+        if height != width:
+            raise ValueError(f"the numpy engine expects square inputs, got {height}x{width}")
+        size = height
         self._stem = _Im2col.build(folded.stem, size)
-        size = self._stem.window.out_size
+        size = self._stem.plan.out_size
         self._blocks: list[tuple[_Pointwise, _Depthwise, _Pointwise, bool]] = []
         for block in folded.blocks:
             dw = _Depthwise.build(block.dw, size)
-            size = dw.window.out_size
+            size = dw.plan.out_size
             self._blocks.append((_pointwise(block.expand), dw, _pointwise(block.project), block.residual))
         self._head = _pointwise(folded.head)
         self._cls_w = np.ascontiguousarray(folded.classifier_weight.T)

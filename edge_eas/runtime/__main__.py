@@ -1,0 +1,115 @@
+"""The device agent: `python -m edge_eas.runtime --bundle model.eas --scenarios s.json`.
+
+Prints one JSON object per line so the host can parse results as they stream over SSH:
+a "hello" line (environment), one "measurement" (or "error") line per scenario, and "done".
+A scenario that fails is reported and the others continue. Exit status: 0 when every
+scenario was measured, 3 when some failed, 2 on a bad invocation (bundle, scenario file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import __version__
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def measurement_id(bundle_sha: str, run_id: str, scenario: str, engine: str, threads: int | None, batch: int) -> str:
+    """Stable across re-sends of the same result, so the host's store never duplicates it."""
+    key = f"{bundle_sha}|{run_id}|{scenario}|{engine}|{threads}|{batch}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def load_scenarios(path: Path) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read scenarios file {path}: {exc}") from None
+    items = doc["scenarios"] if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list of scenarios")
+    return [dict(s, id=str(s.get("id", i))) for i, s in enumerate(items)]
+
+
+def run_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from ..space import Arch
+    arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
+    m = rt.specialize(classes=sc["classes"], budget_mflops=sc.get("budget_mflops"),
+                      budget_params=sc.get("budget_params"), budget_ms=sc.get("budget_ms"),
+                      engine=args.engine, threads=args.threads, arch=arch)
+    stats = m.benchmark(warmup=args.warmup, runs=args.runs, batch_size=args.batch_size)
+    env = stats.pop("environment")
+    return {"type": "measurement", "scenario": sc["id"],
+            "measurement_id": measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
+                                             args.batch_size),
+            "classes": list(m.classes), "budget": {k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms")
+                                                   if sc.get(k) is not None},
+            "arch": m.arch.to_dict(), "mflops": m.mflops, "params": m.params, "predicted_ms": m.predicted_ms,
+            "engine": m.engine, "threads": args.threads, "batch_size": args.batch_size, "stats": stats,
+            "timings_ms": m.timings_ms, "environment": env, "bundle_sha256": rt.bundle.sha256,
+            "runtime_version": __version__}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m edge_eas.runtime", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--scenarios", type=Path, help="JSON list of {id, classes, budget_mflops|budget_params|budget_ms|arch}")
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--run-id", default="adhoc", help="host's bench run id (part of each measurement id)")
+    p.add_argument("--skip", default="", help="comma-separated scenario ids already measured")
+    p.add_argument("--target", help="which of the bundle's latency models to use")
+    p.add_argument("--latency-models", type=Path, help="JSON latency models pushed after the bundle")
+    p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
+    p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from . import Runtime
+    from .environment import describe
+    try:
+        rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target)
+        if args.latency_models:
+            rt.add_latency_models(json.loads(args.latency_models.read_text()))
+        scenarios = load_scenarios(args.scenarios) if args.scenarios else []
+    except (ValueError, OSError) as exc:
+        emit({"type": "fatal", "error": str(exc)})
+        print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
+        return 2
+    emit({"type": "hello", "runtime_version": __version__, "bundle_sha256": rt.bundle.sha256,
+          "environment": describe(args.threads), "scenarios": len(scenarios)})
+    if args.profile_blocks:
+        from .profile import profile_blocks
+        for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs):
+            emit({"type": "block", **row})
+    skip = {s for s in args.skip.split(",") if s}
+    failed = 0
+    for sc in scenarios:
+        if sc["id"] in skip:
+            continue
+        try:
+            emit(run_scenario(rt, sc, args))
+        except Exception as exc:  # one bad scenario must not lose the others' results
+            failed += 1
+            emit({"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"})
+    emit({"type": "done", "failed": failed})
+    return 3 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
