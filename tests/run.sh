@@ -25,14 +25,34 @@ fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
 # torch only as the local CPU wheel; the extras' torch range is satisfied by it, so nothing else is pulled.
 "$VENV/bin/pip" install -q torch==2.13.0
-"$VENV/bin/pip" install -q -e ".[host,remote,serial,dev]"
+"$VENV/bin/pip" install -q -e ".[host,remote,serial,tflite,executorch,dev]"
+
+# A second, torch-free environment: what a device has (numpy + a native engine, no torch).
+DEVICE_VENV=${EDGE_EAS_DEVICE_VENV:-.venv-device}
+if [ ! -x "$DEVICE_VENV/bin/python" ]; then
+  "$PY" -m venv "$DEVICE_VENV"
+fi
+"$DEVICE_VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$DEVICE_VENV/bin/pip" install -q ".[runtime,tflite]" pytest hypothesis
+if "$DEVICE_VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "error: the device venv has torch: the runtime extras pull it in" >&2
+  exit 1
+fi
+DEVICE_DIR=$(mktemp -d /tmp/edge-eas-device.XXXXXX)
+trap 'rm -rf "$DEVICE_DIR"' EXIT
 
 set +e
 "$VENV/bin/python" -m pytest -q "$@"
 rc=$?
 set -e
-if [ "$rc" -eq 5 ]; then
-  echo "pytest collected no tests"
-  exit 0
-fi
-exit "$rc"
+[ "$rc" -eq 5 ] && { echo "pytest collected no tests"; rc=0; }
+[ "$rc" -ne 0 ] && exit "$rc"
+
+echo "--- torch-free device environment ($DEVICE_VENV) ---"
+"$VENV/bin/python" -m tests.device.make_bundle "$DEVICE_DIR" >/dev/null
+set +e
+EDGE_EAS_DEVICE_BUNDLE_DIR="$DEVICE_DIR" "$DEVICE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/device
+drc=$?
+set -e
+[ "$drc" -eq 5 ] && drc=0
+exit "$drc"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..space import Arch, SearchSpace
-from .engines.numpy_engine import _Depthwise, _Im2col, _Pointwise
+from .engines.numpy_engine import _Depthwise, _Im2col, _pointwise
 from .extract import FoldedConv
 
 
@@ -40,21 +40,18 @@ def recalibrate(weights: dict[str, np.ndarray], space: SearchSpace, arch: Arch, 
     w = dict(weights)
     size = space.resolution
     h = np.ascontiguousarray(images.astype(np.float32).transpose(0, 2, 3, 1))
-    stem = _Im2col.build(_conv(w, "stem", space.stem_stride, 1), size)
-    h = _bn_batch(w, "stem", stem(h), True, eps)
-    size = stem.window.out_size
+    stem = _conv(w, "stem", space.stem_stride, 1)
+    h = _bn_batch(w, "stem", _Im2col.build(stem, size)(h), True, eps)
+    size = stem.out_size(size)
     for i, cfg in enumerate(space.active_blocks(arch)):
         p = f"blocks.{i}"
         x_in = h
-        h = _bn_batch(w, f"{p}.expand", _Pointwise(w[f"{p}.expand.conv.weight"][:, :, 0, 0].T.copy(),
-                                                    np.zeros(cfg.hidden, np.float32), False)(h), True, eps)
-        dw = _Depthwise.build(_conv(w, f"{p}.dw", cfg.stride, cfg.hidden), size)
-        size = dw.window.out_size
-        h = _bn_batch(w, f"{p}.dw", dw(h), True, eps)
-        h = _bn_batch(w, f"{p}.project", _Pointwise(w[f"{p}.project.conv.weight"][:, :, 0, 0].T.copy(),
-                                                     np.zeros(cfg.out_channels, np.float32), False)(h), False, eps)
+        h = _bn_batch(w, f"{p}.expand", _pointwise(_conv(w, f"{p}.expand", 1, 1))(h), True, eps)
+        dw = _conv(w, f"{p}.dw", cfg.stride, cfg.hidden)
+        h = _bn_batch(w, f"{p}.dw", _Depthwise.build(dw, size)(h), True, eps)
+        size = dw.out_size(size)
+        h = _bn_batch(w, f"{p}.project", _pointwise(_conv(w, f"{p}.project", 1, 1))(h), False, eps)
         if cfg.residual:
             h = h + x_in
-    _bn_batch(w, "head", _Pointwise(w["head.conv.weight"][:, :, 0, 0].T.copy(),
-                                    np.zeros(space.head_channels, np.float32), False)(h), True, eps)
+    _bn_batch(w, "head", _pointwise(_conv(w, "head", 1, 1))(h), True, eps)
     return w

@@ -42,7 +42,7 @@ def _import_runtime():  # type: ignore[no-untyped-def]
 def pte_bytes(folded: FoldedNet, batch_size: int = 1) -> bytes:
     """Lower `folded` for a fixed (batch_size, C, H, W) float32 input to an XNNPACK .pte program."""
     torch, to_edge_transform_and_lower, XnnpackPartitioner = _import_lowering()
-    module = build_module(folded)
+    module = build_module(folded, xnnpack=True)
     example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
     with warnings.catch_warnings():  # export/lowering internals warn about their own deprecations
         warnings.simplefilter("ignore", FutureWarning)

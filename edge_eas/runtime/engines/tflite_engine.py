@@ -6,8 +6,11 @@ ai-edge-litert can build and run any sub-network it extracts.
 
 Graph (NHWC float32, static batch): [PAD] CONV_2D(RELU6) -> per block CONV_2D(RELU6) ->
 [PAD] DEPTHWISE_CONV_2D(RELU6) -> CONV_2D -> [ADD] -> CONV_2D(RELU6) -> MEAN(1,2) -> FULLY_CONNECTED.
-Stride-1 convs use SAME padding, which equals torch's symmetric k//2 for odd k; strided convs get an
-explicit symmetric PAD then VALID, because TFLite SAME puts the extra padding bottom/right.
+Each kxk conv follows `plan_conv`: kernel taps that only ever read padding are dropped; stride-1
+convs with symmetric padding use SAME (equal to torch's k//2 for odd k); others get an explicit
+PAD then VALID, because TFLite SAME puts the extra padding bottom/right while torch is symmetric.
+Depthwise kernels above 25 taps (7x7) are split into row bands (SLICE -> DEPTHWISE_CONV_2D, summed
+with ADD): XNNPACK has no fast 49-tap kernel and runs a 7x7 depthwise 10-16x slower than a 5x5.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..extract import FoldedConv, FoldedNet
+from ..extract import XNNPACK_MAX_DW_TAPS, FoldedConv, FoldedNet, plan_conv
 
 _INSTALL_HINT = "pip install ai-edge-litert (or tflite-runtime where numpy<2)"
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated")
@@ -138,38 +141,70 @@ def _activation(schema: ModuleType, relu6: bool) -> int:
 
 def _conv(g: _GraphBuilder, x: int, shape: tuple[int, int, int, int], conv: FoldedConv, name: str
           ) -> tuple[int, tuple[int, int, int, int]]:
-    """Emit [PAD +] CONV_2D / DEPTHWISE_CONV_2D for `conv` on NHWC tensor `x` of `shape`."""
+    """Emit `conv` on NHWC tensor `x` as planned by `plan_conv`: trimmed kernel, SAME when that
+    matches torch, else PAD + VALID; a >25-tap depthwise kernel as row bands (SLICE + conv each)
+    summed by ADDs, the activation fused into the last ADD."""
     s = g.s
-    n, h, w, _ = shape
-    k, stride = conv.kernel, conv.stride
-    padding = s.Padding.SAME
-    if stride != 1 and conv.padding > 0:
-        p = conv.padding
-        pads = g.const(np.array([[0, 0], [p, p], [p, p], [0, 0]], dtype=np.int32), f"{name}/paddings")
-        padded_shape = (n, h + 2 * p, w + 2 * p, shape[3])
-        padded = g.tensor(padded_shape, f"{name}/pad")
+    n = shape[0]
+    plan = plan_conv(conv, shape[1], XNNPACK_MAX_DW_TAPS)
+    out_shape = (n, plan.out_size, plan.out_size, conv.out_channels)
+    act = _activation(s, conv.relu6)
+    weight = plan.weight
+    if plan.same_padding and len(plan.bands) == 1:
+        out = g.tensor(out_shape, name)
+        _conv_op(g, x, out, conv, weight, conv.bias, s.Padding.SAME, act, name)
+        return out, out_shape
+    if plan.pad_before or plan.pad_after:
+        before, after = plan.pad_before, plan.pad_after
+        pads = g.const(np.array([[0, 0], [before, after], [before, after], [0, 0]], dtype=np.int32), f"{name}/pads")
+        padded = g.tensor((n, plan.padded_size, plan.padded_size, shape[3]), f"{name}/pad")
         g.op("PAD", [x, pads], [padded], s.PadOptionsT(), "PadOptions")
-        x, padding = padded, s.Padding.VALID
-    elif k % 2 == 0:
-        raise ValueError(f"{name}: even kernel {k} cannot reproduce torch's symmetric padding with SAME")
-    out_shape = (n, conv.out_size(h), conv.out_size(w), conv.out_channels)
-    bias = g.const(conv.bias.astype(np.float32), f"{name}/bias")
-    out = g.tensor(out_shape, name)
+        x = padded
+    if len(plan.bands) == 1:
+        out = g.tensor(out_shape, name)
+        _conv_op(g, x, out, conv, weight, conv.bias, s.Padding.VALID, act, name)
+        return out, out_shape
+    total = -1
+    zeros = np.zeros_like(conv.bias)
+    for b, band in enumerate(plan.bands):
+        start, rows = plan.band_rows(band)
+        begin = g.const(np.array([0, start, 0, 0], dtype=np.int32), f"{name}/band{b}/begin")
+        size = g.const(np.array([n, rows, plan.padded_size, shape[3]], dtype=np.int32), f"{name}/band{b}/size")
+        sliced = g.tensor((n, rows, plan.padded_size, shape[3]), f"{name}/band{b}/slice")
+        g.op("SLICE", [x, begin, size], [sliced], s.SliceOptionsT(), "SliceOptions")
+        part = g.tensor(out_shape, f"{name}/band{b}")
+        _conv_op(g, sliced, part, conv, weight[:, :, band[0]:band[1], :], conv.bias if b == 0 else zeros,
+                 s.Padding.VALID, s.ActivationFunctionType.NONE, f"{name}/band{b}")
+        if total < 0:
+            total = part
+            continue
+        summed = g.tensor(out_shape, name if b == len(plan.bands) - 1 else f"{name}/sum{b}")
+        opts = s.AddOptionsT()
+        opts.fusedActivationFunction = act if b == len(plan.bands) - 1 else s.ActivationFunctionType.NONE
+        g.op("ADD", [total, part], [summed], opts, "AddOptions")
+        total = summed
+    return total, out_shape
+
+
+def _conv_op(g: _GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.ndarray, bias: np.ndarray,
+             padding: int, act: int, name: str) -> None:
+    """One CONV_2D / DEPTHWISE_CONV_2D with an OIHW (torch) weight, re-laid out for TFLite."""
+    s = g.s
+    bias_t = g.const(bias.astype(np.float32), f"{name}/bias")
     if conv.depthwise:
-        weight = g.const(conv.weight.transpose(1, 2, 3, 0).astype(np.float32), f"{name}/weight")  # (1,k,k,C)
+        weight_t = g.const(weight.transpose(1, 2, 3, 0).astype(np.float32), f"{name}/weight")  # (1,kh,kw,C)
         opts = s.DepthwiseConv2DOptionsT()
         opts.depthMultiplier = 1
         code, opts_type = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
     elif conv.groups == 1:
-        weight = g.const(conv.weight.transpose(0, 2, 3, 1).astype(np.float32), f"{name}/weight")  # (O,k,k,I)
+        weight_t = g.const(weight.transpose(0, 2, 3, 1).astype(np.float32), f"{name}/weight")  # (O,kh,kw,I)
         opts = s.Conv2DOptionsT()
         code, opts_type = "CONV_2D", "Conv2DOptions"
     else:
         raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
-    opts.padding, opts.strideH, opts.strideW = padding, stride, stride
-    opts.fusedActivationFunction = _activation(s, conv.relu6)
-    g.op(code, [x, weight, bias], [out], opts, opts_type)
-    return out, out_shape
+    opts.padding, opts.strideH, opts.strideW = padding, conv.stride, conv.stride
+    opts.fusedActivationFunction = act
+    g.op(code, [x, weight_t, bias_t], [out], opts, opts_type)
 
 
 def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:
@@ -201,34 +236,39 @@ def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:
 
 
 class TFLiteEngine:
-    """Runs the built model with LiteRT (XNNPACK delegate by default). The graph has a static batch;
-    another batch size resizes the input tensor and re-plans once (then stays at that size)."""
+    """Runs the built model with LiteRT (XNNPACK delegate by default). The graph has a static batch
+    (SLICE sizes include it), so another batch size builds its own model once (milliseconds) and
+    keeps its interpreter."""
 
     name = "tflite"
 
     def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None) -> None:
-        interpreter_class = load_interpreter_class()
+        self._interpreter_class = load_interpreter_class()
         self.folded = folded
         self.batch_size = batch_size
         self.threads = threads
-        self.model_bytes = build_tflite(folded, batch_size)
-        kwargs = {} if threads is None else {"num_threads": threads}
-        self._interp = interpreter_class(model_content=self.model_bytes, **kwargs)
-        self._interp.allocate_tensors()
-        self._in = self._interp.get_input_details()[0]["index"]
-        self._out = self._interp.get_output_details()[0]["index"]
-        self._batch = batch_size
+        self._models: dict[int, bytes] = {}
+        self._interpreters: dict[int, tuple[Any, int, int]] = {}
+        self._interpreter(batch_size)
 
-    def _resize(self, batch: int) -> None:
-        c, h, w = self.folded.input_shape
-        self._interp.resize_tensor_input(self._in, [batch, h, w, c])
-        self._interp.allocate_tensors()
-        self._batch = batch
+    @property
+    def model_bytes(self) -> bytes:
+        """The .tflite flatbuffer for the build-time batch size."""
+        return self._models[self.batch_size]
+
+    def _interpreter(self, batch: int) -> tuple[Any, int, int]:
+        if batch not in self._interpreters:
+            self._models[batch] = build_tflite(self.folded, batch)
+            kwargs = {} if self.threads is None else {"num_threads": self.threads}
+            interp = self._interpreter_class(model_content=self._models[batch], **kwargs)
+            interp.allocate_tensors()
+            self._interpreters[batch] = (interp, interp.get_input_details()[0]["index"],
+                                         interp.get_output_details()[0]["index"])
+        return self._interpreters[batch]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = as_input(x, self.folded)
-        if x.shape[0] != self._batch:
-            self._resize(x.shape[0])
-        self._interp.set_tensor(self._in, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-        self._interp.invoke()
-        return self._interp.get_tensor(self._out)
+        interp, inp, out = self._interpreter(x.shape[0])
+        interp.set_tensor(inp, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        interp.invoke()
+        return interp.get_tensor(out)

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..extract import FoldedConv, FoldedNet
+from ..extract import XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, plan_conv
 
 
 def import_torch():  # type: ignore[no-untyped-def]
@@ -24,22 +24,62 @@ def import_torch():  # type: ignore[no-untyped-def]
     return torch
 
 
-def build_module(folded: FoldedNet):  # type: ignore[no-untyped-def]
-    """A float32 eval-mode `torch.nn.Module` computing the same logits as `folded`."""
+def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-untyped-def]
+    """A float32 eval-mode `torch.nn.Module` computing the same logits as `folded`.
+
+    xnnpack=True lowers every kxk conv as `plan_conv` says (trimmed dead taps, explicit padding,
+    7x7 depthwise split into <=25-tap row bands summed) - the graph ExecuTorch hands to XNNPACK,
+    which has no fast 49-tap depthwise kernel. False: one plain nn.Conv2d per conv (eager torch).
+    """
     torch = import_torch()
     nn = torch.nn
+    F = torch.nn.functional
 
-    def conv(c: FoldedConv) -> nn.Module:
+    class BandedConv(nn.Module):
+        """pad -> per row band: slice rows, VALID conv -> sum (+ bias in band 0) -> ReLU6."""
+
+        def __init__(self, plan: ConvPlan) -> None:
+            super().__init__()
+            c = plan.conv
+            self.pads = (plan.pad_before, plan.pad_after) * 2
+            # None: the band reads every padded row (a no-op slice would export as an undelegated alias)
+            self.rows = [None if plan.band_rows(band) == (0, plan.padded_size) else plan.band_rows(band)
+                         for band in plan.bands]
+            self.stride, self.groups, self.relu6 = c.stride, c.groups, c.relu6
+            for b, (lo, hi) in enumerate(plan.bands):
+                self.register_buffer(f"w{b}", _tensor(torch, plan.weight[:, :, lo:hi, :]))
+            self.register_buffer("bias", _tensor(torch, c.bias))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if any(self.pads):
+                x = F.pad(x, self.pads)
+            y = None
+            for b, rows in enumerate(self.rows):
+                band = x if rows is None else x[:, :, rows[0]:rows[0] + rows[1], :]
+                part = F.conv2d(band, getattr(self, f"w{b}"),
+                                self.bias if b == 0 else None, self.stride, 0, 1, self.groups)
+                y = part if y is None else y + part
+            return F.relu6(y) if self.relu6 else y
+
+    def conv(c: FoldedConv, in_size: int) -> tuple[nn.Module, int]:
+        out_size = c.out_size(in_size)
+        if xnnpack and c.kernel > 1:
+            plan = plan_conv(c, in_size, XNNPACK_MAX_DW_TAPS)
+            if not (plan.same_padding and len(plan.bands) == 1 and plan.taps == c.kernel):
+                return BandedConv(plan), out_size
         layer = nn.Conv2d(c.in_channels, c.out_channels, c.kernel, c.stride, c.padding, groups=c.groups, bias=True)
-        layer.weight.data = torch.from_numpy(np.array(c.weight, dtype=np.float32))
-        layer.bias.data = torch.from_numpy(np.array(c.bias, dtype=np.float32))
-        return nn.Sequential(layer, nn.ReLU6()) if c.relu6 else layer
+        layer.weight.data = _tensor(torch, c.weight)
+        layer.bias.data = _tensor(torch, c.bias)
+        return (nn.Sequential(layer, nn.ReLU6()) if c.relu6 else layer), out_size
 
     class Block(nn.Module):
-        def __init__(self, expand: FoldedConv, dw: FoldedConv, project: FoldedConv, residual: bool) -> None:
+        def __init__(self, block: FoldedBlock, in_size: int) -> None:
             super().__init__()
-            self.body = nn.Sequential(conv(expand), conv(dw), conv(project))
-            self.residual = residual
+            expand, _ = conv(block.expand, in_size)
+            dw, self.out_size = conv(block.dw, in_size)
+            project, _ = conv(block.project, self.out_size)
+            self.body = nn.Sequential(expand, dw, project)
+            self.residual = block.residual
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.body(x)
@@ -48,12 +88,16 @@ def build_module(folded: FoldedNet):  # type: ignore[no-untyped-def]
     class FoldedModule(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.stem = conv(folded.stem)
-            self.blocks = nn.Sequential(*[Block(b.expand, b.dw, b.project, b.residual) for b in folded.blocks])
-            self.head = conv(folded.head)
+            self.stem, size = conv(folded.stem, folded.input_shape[1])
+            blocks = []
+            for b in folded.blocks:
+                blocks.append(Block(b, size))
+                size = blocks[-1].out_size
+            self.blocks = nn.Sequential(*blocks)
+            self.head, _ = conv(folded.head, size)
             self.classifier = nn.Linear(folded.classifier_weight.shape[1], folded.num_classes)
-            self.classifier.weight.data = torch.from_numpy(np.array(folded.classifier_weight, dtype=np.float32))
-            self.classifier.bias.data = torch.from_numpy(np.array(folded.classifier_bias, dtype=np.float32))
+            self.classifier.weight.data = _tensor(torch, folded.classifier_weight)
+            self.classifier.bias.data = _tensor(torch, folded.classifier_bias)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.head(self.blocks(self.stem(x)))
@@ -61,6 +105,10 @@ def build_module(folded: FoldedNet):  # type: ignore[no-untyped-def]
             return self.classifier(torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1))
 
     return FoldedModule().eval().requires_grad_(False)
+
+
+def _tensor(torch, array: np.ndarray):  # type: ignore[no-untyped-def]
+    return torch.from_numpy(np.array(array, dtype=np.float32))
 
 
 class TorchEngine:

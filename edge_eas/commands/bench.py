@@ -1,0 +1,52 @@
+"""`edge_eas bench`: measure generated sub-networks on one device or a fleet, store every
+measurement as it arrives, and optionally calibrate the latency model from them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..console import emit_json, info, print_table
+from ..paths import default_store
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", required=True, help="target name(s), comma-separated, or a TOML path")
+    p.add_argument("--bundle", type=Path, default=Path("model.eas"), help="bundle to benchmark (default model.eas)")
+    p.add_argument("--scenarios", type=int, default=50, help="number of (task, budget) scenarios")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", help="engine on the device (default: the target's)")
+    p.add_argument("--threads", type=int, help="threads on the device (default: the target's)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per scenario (>= 30)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--store", type=Path, default=None, help=f"measurement store (default {default_store()})")
+    p.add_argument("--calibrate", action="store_true", help="refit the latency model from the measurements")
+    p.add_argument("--run", type=Path, help="run directory to write calibrated models into")
+    p.add_argument("--host", help="override: user@addr[:port]")
+    p.add_argument("--key", help="override: SSH private key")
+    p.add_argument("--trust-new-host", action="store_true", help="accept and record an unknown host key")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..remote.harness import run_bench
+
+    result = run_bench(args)
+    if args.json:
+        emit_json(result)
+        return 0 if not result["failed_devices"] else 1
+    for dev in result["devices"]:
+        rows = [(r["scenario"], ",".join(map(str, r["classes"])), f"{r['budget_mflops']:.3f}", f"{r['mflops']:.3f}",
+                 "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}", f"{r['median_ms']:.3f}",
+                 "yes" if r["in_budget"] else "NO") for r in dev["rows"]]
+        print_table(f"{dev['device']} ({dev['target']}): {dev['stored']} stored, {dev['resent']} re-sent, "
+                    f"{len(dev['errors'])} errors", ["scenario", "task", "budget MFLOPs", "MFLOPs",
+                                                       "predicted ms", "measured ms", "in budget"], rows)
+        if dev["failure"]:
+            info(f"{dev['device']}: FAILED: {dev['failure']} (measurements stored so far are kept)")
+    if result.get("calibration"):
+        for key, cal in result["calibration"].items():
+            b, a = cal["before"], cal["after"]
+            info(f"calibrated {key}: within +-10% {100 * b['within_10pct']:.0f}% -> {100 * a['within_10pct']:.0f}%, "
+                 f"MAPE {100 * b['mape']:.1f}% -> {100 * a['mape']:.1f}%, tau {b['kendall_tau']:.2f} -> "
+                 f"{a['kendall_tau']:.2f}")
+    return 0 if not result["failed_devices"] else 1

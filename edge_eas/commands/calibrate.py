@@ -1,0 +1,39 @@
+"""`edge_eas calibrate`: refit a device's latency model from its stored measurements."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..console import emit_json, print_table
+from ..paths import default_store
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", required=True)
+    p.add_argument("--engine", help="only this engine (default: every engine measured on the target)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--fit", type=int, default=20, help="fit on this many measurements, hold out the rest")
+    p.add_argument("--store", type=Path, default=None, help=f"measurement store (default {default_store()})")
+    p.add_argument("--run", type=Path, help="also write the models into this run (bundled by export)")
+    p.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign the cost-model file for deploy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cost.calibrate_cli import calibrate_target
+
+    result = calibrate_target(args.target, args.store or default_store(), engine=args.engine, threads=args.threads,
+                              n_fit=args.fit, run_dir=args.run, sign_key=args.sign)
+    if args.json:
+        emit_json(result)
+        return 0
+    rows = []
+    for key, cal in result["models"].items():
+        for label in ("before", "after"):
+            m = cal[label]
+            rows.append((key, label, cal["fit_n"], m["n"], f"{m['rmse_ms']:.4f}", f"{100 * m['mape']:.1f}%",
+                         f"{100 * m['within_10pct']:.0f}%", f"{m['kendall_tau']:.3f}"))
+    print_table(f"latency model for {args.target} (held-out measurements)",
+                ["model", "", "fit on", "held out", "RMSE ms", "MAPE", "within ±10%", "Kendall tau"], rows)
+    print(f"wrote {result['model_file']}")
+    return 0

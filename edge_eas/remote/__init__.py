@@ -1,0 +1,1 @@
+"""Reaching devices: SSH (paramiko), the benchmark harness, fleets, serial consoles."""

@@ -1,0 +1,159 @@
+"""The benchmark harness: run the device agent, parse its JSON lines as they stream, and store
+each measurement the moment it arrives. A bench run has a stable id (bundle + scenarios +
+engine + threads), so running it again resumes: scenarios already stored are skipped.
+
+Runners hide how the agent is reached: `LocalRunner` (a subprocess here) and, in ssh.py,
+`SSHRunner` (paramiko). One failing device never stops the others (see fleet.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from ..cost.store import Measurement, MeasurementStore
+
+
+class AgentFailure(RuntimeError):
+    """The agent could not run (or the link dropped) after all retries."""
+
+
+class Runner(Protocol):
+    device_id: str
+
+    def prepare_scenarios(self, scenarios: list[dict[str, Any]]) -> str:
+        """Put the scenarios file where the agent can read it; return its path there."""
+        ...
+
+    def bundle_path(self) -> str:
+        ...
+
+    def stream(self, agent_args: list[str]) -> Iterator[str]:
+        """Run `python -m edge_eas.runtime *agent_args` on the device, yield stdout lines."""
+        ...
+
+
+def bench_run_id(bundle_sha: str, scenarios: Sequence[dict[str, Any]], engine: str, threads: int | None) -> str:
+    key = json.dumps([bundle_sha, list(scenarios), engine, threads], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class DeviceReport:
+    device: str
+    target: str
+    stored: int = 0
+    resent: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+    attempts: int = 0
+    hello: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LocalRunner:
+    """The agent as a subprocess of this machine (the `local` target)."""
+
+    def __init__(self, bundle: Path, python: str | None = None, device_id: str = "local") -> None:
+        self._bundle = Path(bundle).resolve()
+        self.python = python or sys.executable
+        self.device_id = device_id
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-eas-bench-")
+
+    def bundle_path(self) -> str:
+        return str(self._bundle)
+
+    def prepare_scenarios(self, scenarios: list[dict[str, Any]]) -> str:
+        path = Path(self._tmp.name) / "scenarios.json"
+        path.write_text(json.dumps(scenarios))
+        return str(path)
+
+    def stream(self, agent_args: list[str]) -> Iterator[str]:
+        proc = subprocess.Popen([self.python, "-m", "edge_eas.runtime", *agent_args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield from proc.stdout
+        finally:
+            proc.stdout.close()
+            err = proc.stderr.read()
+            proc.stderr.close()
+            rc = proc.wait()
+        if rc not in (0, 3):  # 3: some scenarios failed, reported as error lines
+            raise AgentFailure(f"device agent exited with status {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}")
+
+
+def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], store: MeasurementStore,
+                 bench_run: str, engine: str = "auto", threads: int | None = None, warmup: int = 10, runs: int = 50,
+                 retries: int = 3, on_result: Callable[[dict[str, Any]], None] | None = None,
+                 extra_args: Sequence[str] = ()) -> DeviceReport:
+    """Measure every scenario not yet stored for (bench_run, device); resume after failures."""
+    report = DeviceReport(device=runner.device_id, target=target)
+    scen_path = None
+    while True:
+        done = store.scenarios_done(bench_run, runner.device_id)
+        todo = [s for s in scenarios if s["id"] not in done]
+        report.skipped = len(scenarios) - len(todo) - report.stored
+        if not todo:
+            return report
+        report.attempts += 1
+        try:
+            if scen_path is None:
+                scen_path = runner.prepare_scenarios(scenarios)
+            args = ["--bundle", runner.bundle_path(), "--scenarios", scen_path, "--engine", engine,
+                    "--warmup", str(warmup), "--runs", str(runs), "--run-id", bench_run,
+                    "--skip", ",".join(sorted(done)), *extra_args]
+            if threads:
+                args += ["--threads", str(threads)]
+            finished = _consume(runner.stream(args), runner.device_id, target, bench_run, store, report, on_result)
+        except Exception as exc:  # link loss, agent crash: retry, resuming from what is stored
+            report.failure = f"{type(exc).__name__}: {exc}"
+            if report.attempts > retries:
+                return report
+            continue
+        if finished:
+            report.failure = None
+            return report
+        report.failure = "agent output ended before 'done' (device rebooted or agent killed)"
+        if report.attempts > retries:
+            return report
+
+
+def _consume(lines: Iterator[str], device: str, target: str, bench_run: str, store: MeasurementStore,
+             report: DeviceReport, on_result: Callable[[dict[str, Any]], None] | None) -> bool:
+    for raw in lines:
+        raw = raw.strip()
+        if not raw.startswith("{"):
+            continue  # library chatter (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate")
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        kind = line.get("type")
+        if kind == "hello":
+            report.hello = line
+        elif kind == "measurement":
+            if store.insert(Measurement.from_agent(line, device, target, bench_run)):
+                report.stored += 1
+            else:
+                report.resent += 1
+            if on_result:
+                on_result(line)
+        elif kind == "error":
+            report.errors.append(line)
+            if on_result:
+                on_result(line)
+        elif kind == "fatal":
+            raise AgentFailure(line.get("error", "device agent failed"))
+        elif kind == "done":
+            return True
+    return False

@@ -1,0 +1,111 @@
+"""`edge_eas bench` behind the CLI: targets -> runners -> bench_device per device (bounded
+concurrency for fleets) -> store -> optional calibration."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..console import info
+from ..cost.store import MeasurementStore
+from ..errors import UserError
+from ..paths import default_store
+from ..runtime.bundle_reader import BundleError, open_bundle
+from ..targets import Target, load_target
+from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id
+from .scenarios import make_scenarios
+
+
+def expand_targets(spec: str) -> list[Target]:
+    out: list[Target] = []
+    for name in [s.strip() for s in spec.split(",") if s.strip()]:
+        t = load_target(name)
+        out.extend(load_target(m) for m in t.members) if t.is_fleet else out.append(t)
+    if not out:
+        raise UserError("--target is empty")
+    return out
+
+
+def make_runner(target: Target, bundle: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if target.local:
+        return LocalRunner(bundle, python=target.python or None, device_id=target.name)
+    from .ssh import SSHRunner, ssh_options
+    return SSHRunner(target, ssh_options(target, args))
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    targets = expand_targets(args.target)
+    if args.runs < 30:
+        raise UserError("--runs must be >= 30 (the latency protocol's minimum)")
+    try:
+        bundle = open_bundle(args.bundle)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    space = bundle.manifest["space"]
+    from ..space import SearchSpace
+    sp = SearchSpace.from_dict(space)
+    scenarios = make_scenarios(sp, len(bundle.manifest["class_names"]), args.scenarios, args.seed)
+    store_path = args.store or default_store()
+    with MeasurementStore(store_path) as store:
+        store.put_bundle(bundle.sha256, space, bundle.manifest["class_names"])
+    concurrency = max(1, min(len(targets), getattr(args, "concurrency", None) or
+                             max([load_target(n).concurrency for n in args.target.split(",")
+                                  if load_target(n).is_fleet] or [4])))
+    lock = threading.Lock()
+    results: dict[str, DeviceReport] = {}
+
+    def one(target: Target) -> None:
+        engine = args.engine or target.engine
+        threads = args.threads or target.threads
+        run_id = bench_run_id(bundle.sha256, scenarios, engine, threads)
+        counter = {"n": 0}
+
+        def progress(line: dict[str, Any]) -> None:
+            counter["n"] += 1
+            if line.get("type") == "error":
+                with lock:
+                    info(f"[{target.name}] scenario {line.get('scenario')}: {line.get('error')}")
+
+        store = MeasurementStore(store_path)  # one connection per worker thread
+        try:
+            runner = make_runner(target, args.bundle, args)
+            report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
+                                  warmup=args.warmup, runs=args.runs, on_result=progress)
+        except UserError as exc:
+            report = DeviceReport(device=target.name, target=target.name, failure=str(exc))
+        finally:
+            store.close()
+        report.__dict__["bench_run"] = run_id
+        with lock:
+            results[target.name] = report
+            info(f"[{target.name}] {report.stored} measured, {report.skipped} already stored"
+                 + (f", FAILED: {report.failure}" if report.failure else ""))
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, targets))
+    devices = []
+    with MeasurementStore(store_path) as store:
+        for t in targets:
+            rep = results[t.name]
+            rows = store.measurements(bench_run=rep.__dict__["bench_run"], device_id=rep.device, batch_size=None)
+            by_id = {s["id"]: s for s in scenarios}
+            table = [{"scenario": r["scenario"], "classes": r["classes"],
+                      "budget_mflops": by_id[r["scenario"]]["budget_mflops"], "mflops": r["mflops"],
+                      "predicted_ms": r["predicted_ms"], "median_ms": r["median_ms"],
+                      "in_budget": r["mflops"] <= by_id[r["scenario"]]["budget_mflops"] + 1e-9}
+                     for r in rows if r["scenario"] in by_id]
+            devices.append({**rep.to_dict(), "rows": sorted(table, key=lambda r: r["scenario"])})
+    result: dict[str, Any] = {"bundle": str(args.bundle), "bundle_sha256": bundle.sha256, "scenarios": len(scenarios),
+                              "store": str(store_path), "devices": devices,
+                              "failed_devices": [d["device"] for d in devices if d["failure"]]}
+    if args.calibrate:
+        from ..cost.calibrate_cli import calibrate_target
+        result["calibration"] = {}
+        for name in sorted({t.name for t in targets} - set(result["failed_devices"])):
+            cal = calibrate_target(name, store_path, run_dir=getattr(args, "run", None))
+            for key, rep in cal["models"].items():
+                result["calibration"][f"{name}/{key}"] = rep
+    return result

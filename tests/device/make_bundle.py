@@ -1,0 +1,36 @@
+"""Host side of the torch-free device tests: train a tiny digits run and export bundles that
+tests/device/ then load in a virtual environment without torch.
+
+    python -m tests.device.make_bundle OUT_DIR
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_eas.bundle import export_bundle
+from edge_eas.generator_train import GeneratorConfig, train_generator
+from edge_eas.run import RunDir
+from edge_eas.runtime.signing import generate_keypair
+from edge_eas.train import TrainConfig, train_supernet
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    run = out / "run"
+    if not (run / "generator.safetensors").is_file():
+        train_supernet(TrainConfig(epochs=3, train_generator=False), run, resume=(run / "checkpoint/state.json").is_file())
+        train_generator(RunDir(run), GeneratorConfig(steps=30, scenarios_per_step=4, images_per_scenario=32))
+    if not (out / "key").exists():
+        generate_keypair(out / "key")
+    export_bundle(run, out / "model.eas", sign_key=out / "key")
+    # host reference logits for a fixed arch, so the device test can check agreement
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    np.savez(out / "digits.npz", x=np.round(d.images * 255 / 16).astype(np.uint8)[:, None], y=d.target)
+    print(out / "model.eas")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

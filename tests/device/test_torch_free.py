@@ -1,0 +1,71 @@
+"""Runs in a virtual environment with `pip install .[runtime]` only (no torch): the device's
+view. Needs EDGE_EAS_DEVICE_BUNDLE_DIR from tests/device/make_bundle.py; skipped otherwise."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BUNDLE_DIR = os.environ.get("EDGE_EAS_DEVICE_BUNDLE_DIR")
+pytestmark = pytest.mark.skipif(not BUNDLE_DIR, reason="set by tests/run.sh for the torch-free venv")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir() -> Path:
+    return Path(BUNDLE_DIR or "")
+
+
+def test_torch_is_absent_and_not_imported(bundle_dir: Path) -> None:
+    code = ("import importlib.util, sys; assert importlib.util.find_spec('torch') is None, 'torch installed'; "
+            "from edge_eas.runtime import Runtime; import edge_eas.generator; "
+            f"rt = Runtime.load({str(bundle_dir / 'model.eas')!r}); rt.specialize([1, 2], budget_mflops=1.0); "
+            "assert 'torch' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_signed_bundle_specialise_predict(bundle_dir: Path) -> None:
+    from edge_eas.runtime import BundleError, Runtime
+    d = np.load(bundle_dir / "digits.npz")
+    x, y = d["x"], d["y"]
+    rt = Runtime.load(bundle_dir / "model.eas", trusted_keys=[bundle_dir / "key.pub"])
+    assert rt.bundle.signed_by
+    m = rt.specialize(classes=[0, 5, 9], budget_mflops=2.0)
+    sel = np.isin(y, [0, 5, 9])
+    assert (m.predict_classes(x[sel]) == y[sel]).mean() > 0.8
+    with pytest.raises(BundleError, match="does not match any trusted key"):
+        other = bundle_dir / "other"
+        if not other.exists():
+            from edge_eas.runtime.signing import generate_keypair
+            generate_keypair(other)
+        Runtime.load(bundle_dir / "model.eas", trusted_keys=[Path(str(other) + ".pub")])
+
+
+def test_engines_available_here_agree_with_numpy(bundle_dir: Path) -> None:
+    from edge_eas.runtime import Runtime
+    from edge_eas.runtime.engines import available_engines
+    d = np.load(bundle_dir / "digits.npz")
+    rt = Runtime.load(bundle_dir / "model.eas")
+    ref = rt.specialize(classes=[1, 2, 3, 4], budget_mflops=2.0, engine="numpy")
+    engines = available_engines()
+    assert "torch" not in engines and "executorch" not in engines
+    for name in engines:
+        other = rt.specialize(classes=[1, 2, 3, 4], arch=ref.arch, engine=name)
+        assert np.abs(ref.logits(d["x"][:8]) - other.logits(d["x"][:8])).max() < 1e-4, name
+
+
+def test_agent_streams_json_lines(bundle_dir: Path, tmp_path: Path) -> None:
+    import json
+    scen = tmp_path / "s.json"
+    scen.write_text(json.dumps([{"id": "a", "classes": [1, 2], "budget_mflops": 1.0},
+                                {"id": "b", "classes": [1, 99], "budget_mflops": 1.0}]))
+    out = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", str(bundle_dir / "model.eas"),
+                          "--scenarios", str(scen), "--runs", "30", "--warmup", "2", "--engine", "numpy"],
+                         capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [entry["type"] for entry in lines] == ["hello", "measurement", "error", "done"]
+    assert out.returncode == 3 and "out of range" in lines[2]["error"]
+    assert lines[1]["stats"]["runs"] == 30 and lines[1]["mflops"] <= 1.0
