@@ -15,6 +15,7 @@ from .errors import UserError
 # name -> (module in edge_eas.commands, one-line help). Modules are imported lazily so that
 # `edge_eas --help` stays fast and never imports torch.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "the whole loop on the embedded digits data, this machine as the device"),
     "space": ("space", "show the search space, or an arch's MACs and parameters"),
     "train": ("train", "train the supernet with task dropout (then the generator)"),
     "eval": ("evaluate", "task accuracy of a sub-network, BN recalibrated"),

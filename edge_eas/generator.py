@@ -51,6 +51,7 @@ class ArchGenerator:
     num_classes: int
     weights: dict[str, np.ndarray]
     cost_tables: dict[str, SlotCostTable] = field(default_factory=dict)
+    trained_kinds: tuple[str, ...] = ("mflops",)
 
     def __post_init__(self) -> None:
         if not self.cost_tables:
@@ -94,7 +95,11 @@ class ArchGenerator:
     def log_probs(self, tasks: Sequence[Sequence[int]], budgets: np.ndarray, kind: str) -> list[np.ndarray]:
         """Per decision, (N, n_choices) log-probabilities."""
         lo, hi = self.bounds(kind)
-        x = generator_inputs(self.task_matrix(tasks), budget_features(budgets, lo, hi), kind)
+        # A kind the generator was not trained on (e.g. ms on a newly calibrated device) is fed as
+        # its position between the fastest and slowest arch under that kind's cost model — the
+        # same normalisation the trained kind uses — and repair then enforces the real budget.
+        input_kind = kind if kind in self.trained_kinds else self.trained_kinds[0]
+        x = generator_inputs(self.task_matrix(tasks), budget_features(budgets, lo, hi), input_kind)
         out = []
         for seg in np.split(self.logits(x), self._split, axis=1):
             seg = seg - seg.max(1, keepdims=True)
@@ -182,6 +187,7 @@ def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.nda
               meta: dict[str, Any]) -> ArchGenerator:
     tables = {k: SlotCostTable.from_dict(v) for k, v in meta.get("cost_tables", {}).items()}
     sp = SearchSpace.from_dict(space)
-    gen = ArchGenerator(sp, num_classes, {k: v.astype(np.float32) for k, v in weights.items()})
+    kinds = tuple(meta.get("budget_bounds", {"mflops": None}).keys()) or ("mflops",)
+    gen = ArchGenerator(sp, num_classes, {k: v.astype(np.float32) for k, v in weights.items()}, trained_kinds=kinds)
     gen.cost_tables.update(tables)
     return gen

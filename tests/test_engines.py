@@ -172,6 +172,21 @@ def test_numpy_engine_rejects_wrong_input_shape() -> None:
     assert engine.run(x[0]).shape == (1, len(CLASSES))  # a single CHW image is a batch of one
 
 
+def test_nhwc_conv_kernels_match_torch_conv2d() -> None:
+    from edge_eas.runtime.engines.numpy_engine import nhwc_conv
+    from edge_eas.runtime.extract import FoldedConv
+    rng = np.random.default_rng(5)
+    for cin, cout, k, stride, groups, size in [(3, 8, 3, 2, 1, 9), (6, 6, 7, 2, 6, 4), (6, 6, 7, 1, 6, 2),
+                                               (6, 6, 5, 2, 6, 8), (4, 10, 1, 1, 1, 5)]:
+        conv = FoldedConv(rng.normal(size=(cout, cin // groups, k, k)).astype(np.float32),
+                          rng.normal(size=cout).astype(np.float32), stride, groups, relu6=False)
+        x = rng.normal(size=(2, cin, size, size)).astype(np.float32)
+        want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(conv.weight),
+                                          torch.from_numpy(conv.bias), stride, k // 2, 1, groups).numpy()
+        got = nhwc_conv(conv, size)(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+        assert got.shape == want.shape and float(np.abs(got - want).max()) < 1e-4, (k, stride, groups, size)
+
+
 def test_create_engine_unknown_name() -> None:
     folded, _, _ = _case("digits", "smallest")
     with pytest.raises(ValueError, match="unknown engine 'onnx'.*numpy"):

@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-mflops", type=float, help="budget in millions of MACs")
     budget.add_argument("--budget-params", type=float, help="budget in parameters")
+    budget.add_argument("--budget-ms", type=float, help="latency budget on --target (needs a calibrated model)")
+    p.add_argument("--target", help="device whose latency model turns ms budgets into archs (with --budget-ms)")
+    p.add_argument("--engine", help="engine of the latency model (default: the target's)")
+    p.add_argument("--threads", type=int, help="threads of the latency model (default: the target's)")
     p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
 
 
@@ -25,13 +29,22 @@ def run(args: argparse.Namespace) -> int:
 
     gen = G.load(args.source)
     task = Task.create(parse_classes(args.classes), gen.num_classes)
-    kind, budget = ("mflops", args.budget_mflops) if args.budget_mflops is not None else ("params", args.budget_params)
+    if args.budget_ms is not None:
+        kind, budget = "ms", args.budget_ms
+        model = _latency_model(args)
+        gen.cost_tables["ms"] = model.table(gen.space)
+    elif args.budget_mflops is not None:
+        kind, budget = "mflops", args.budget_mflops
+    else:
+        kind, budget = "params", args.budget_params
     start = time.perf_counter()
     arch = gen.generate([list(task.classes)], budgets=[budget], kind=kind)[0]
     gen_ms = (time.perf_counter() - start) * 1000
     doc = {"classes": list(task.classes), "budget": {kind: budget}, "arch": arch.to_dict(),
            "mflops": macs(gen.space, arch, gen.num_classes) / 1e6, "params": params(gen.space, arch, gen.num_classes),
            "generation_ms": gen_ms, "accuracy": None}
+    if kind == "ms":
+        doc["predicted_ms"] = gen.cost(arch, "ms")
     if args.source.is_dir() and not args.no_eval:
         doc["accuracy"] = _task_accuracy(args.source, arch, task)
     if args.json:
@@ -40,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"task {doc['classes']}, budget {budget:g} {G.UNITS[kind]}")
     print(f"arch {arch.to_json()}")
     print(f"{doc['mflops']:.4f} MFLOPs, {doc['params']:,} params, generated in {gen_ms:.2f} ms")
+    if "predicted_ms" in doc:
+        print(f"predicted latency on {args.target}: {doc['predicted_ms']:.4f} ms")
     if doc["accuracy"] is not None:
         print(f"task accuracy {100 * doc['accuracy']:.2f}% (test split, BN recalibrated)")
     return 0
@@ -53,3 +68,32 @@ def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no
     net, meta = load_supernet(RunDir(run_dir))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
     return TaskEvaluator(net, data).accuracy(arch, task)
+
+
+def _latency_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The target's calibrated model: from the run (or bundle) first, else the user's model file."""
+    import json
+
+    from ..cost.latency import LatencyModel, load_run_models, model_key
+    from ..errors import UserError
+    from ..paths import models_dir
+    from ..targets import load_target
+
+    if not args.target:
+        raise UserError("--budget-ms needs --target: latency depends on the device")
+    target = load_target(args.target)
+    key = model_key(args.engine or target.engine, args.threads or target.threads)
+    sources: list[dict] = []
+    if args.source.is_dir():
+        sources.append(load_run_models(args.source).get(target.name, {}))
+    else:
+        from ..runtime.bundle_reader import open_bundle
+        sources.append(open_bundle(args.source).manifest.get("cost_models", {}).get(target.name, {}))
+    user_file = models_dir() / f"{target.name}.json"
+    if user_file.is_file():
+        sources.append(json.loads(user_file.read_text()).get("models", {}))
+    for models in sources:
+        if key in models:
+            return LatencyModel.from_dict(models[key])
+    raise UserError(f"no calibrated latency model for {target.name} ({key}): run "
+                    f"`edge_eas bench --target {target.name} --calibrate` first")

@@ -20,13 +20,13 @@ from .latency import LatencyModel, block_features, fixed_features
 
 
 def arch_features(space: SearchSpace, arch: Arch, num_classes: int) -> np.ndarray:
-    """[pw MACs, dw MACs, bytes, layers, 1] summed over the whole network."""
+    """latency.FEATURES summed over the whole network, then 1 for the constant."""
     f = fixed_features(space, num_classes) + sum(block_features(c) for c in space.active_blocks(arch))
     return np.append(f, 1.0)
 
 
 def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured_ms: Sequence[float],
-        prior_weight: float = 0.3) -> LatencyModel:
+        prior_weight: float = 0.05) -> LatencyModel:
     """A copy of `model` with coefficients fitted to the measurements."""
     y = np.asarray(measured_ms, dtype=np.float64)
     if len(y) == 0:
@@ -44,7 +44,7 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
         if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
             break
         keep = new_keep
-    fitted = replace(model, coef=tuple(float(c) for c in theta[:4]), const_ms=float(theta[4]),
+    fitted = replace(model, coef=tuple(float(c) for c in theta[:-1]), const_ms=float(theta[-1]),
                      source="calibrated" if not model.entries else "profiled+calibrated",
                      fit={"measurements": int(len(y)), "outliers": int((~keep).sum()), "prior_weight": prior_weight})
     return fitted

@@ -47,25 +47,30 @@ class Hardware:
         return cls(**{k: float(v) for k, v in d.items() if k in known})
 
 
+FEATURES = ("pointwise_macs", "dw_macs_k<=3", "dw_macs_k5", "dw_macs_k>=7", "bytes", "conv_layers")
+
+
 def block_features(cfg: BlockConfig) -> np.ndarray:
-    """[pointwise MACs, depthwise MACs, activation+weight bytes, conv layers] of one block."""
+    """Per-block features (see FEATURES). Depthwise MACs are split by kernel size because
+    engines run each size with its own kernel at its own efficiency (XNNPACK, oneDNN)."""
     hidden, o = cfg.hidden, cfg.out_size
     pw = cfg.in_size ** 2 * cfg.in_channels * hidden + o ** 2 * hidden * cfg.out_channels
     dw = o ** 2 * hidden * cfg.kernel ** 2
     act = 4 * (cfg.in_size ** 2 * cfg.in_channels + cfg.in_size ** 2 * hidden + 2 * o ** 2 * hidden
                + o ** 2 * cfg.out_channels)
     weights = 4 * (cfg.in_channels * hidden + hidden * cfg.kernel ** 2 + hidden * cfg.out_channels)
-    return np.array([pw, dw, act + weights, 3.0])
+    k = cfg.kernel
+    return np.array([pw, dw * (k <= 3), dw * (k == 5), dw * (k >= 7), act + weights, 3.0])
 
 
 def fixed_features(space: SearchSpace, num_classes: int) -> np.ndarray:
-    """Stem + head + classifier as the same four features (+ the per-inference constant)."""
+    """Stem + head + classifier as the same features (the per-inference constant is separate)."""
     s, f = space.stem_out_size, space.final_size()
     pw = s ** 2 * space.stem_channels * space.in_channels * 9 + f ** 2 * space.last_channels * space.head_channels \
         + space.head_channels * num_classes
     act = 4 * (space.resolution ** 2 * space.in_channels + s ** 2 * space.stem_channels
                + f ** 2 * (space.last_channels + space.head_channels))
-    return np.array([pw, 0.0, act, 2.0])
+    return np.array([pw, 0.0, 0.0, 0.0, act, 2.0])
 
 
 @dataclass
@@ -76,8 +81,8 @@ class LatencyModel:
     engine: str
     threads: int | None
     hardware: Hardware = field(default_factory=Hardware)
-    # coefficients (ms per unit) of [pw MACs, dw MACs, bytes, layers], and the constant ms
-    coef: tuple[float, float, float, float] | None = None
+    # coefficients (ms per unit) of FEATURES, and the constant ms
+    coef: tuple[float, ...] | None = None
     const_ms: float | None = None
     entries: dict[str, float] = field(default_factory=dict)       # profiled per-block ms
     fixed_ms: float | None = None                                  # profiled stem+head ms
@@ -89,8 +94,8 @@ class LatencyModel:
     def prior_coef(self) -> tuple[np.ndarray, float]:
         hw = self.hardware
         flop_ms = 2.0 / (hw.peak_gflops * 1e9) * 1e3          # ms per MAC at peak
-        coef = np.array([flop_ms, flop_ms / hw.depthwise_efficiency, 1e3 / (hw.memory_gbps * 1e9),
-                         hw.layer_overhead_us / 1e3])
+        dw = flop_ms / hw.depthwise_efficiency
+        coef = np.array([flop_ms, dw, dw, dw, 1e3 / (hw.memory_gbps * 1e9), hw.layer_overhead_us / 1e3])
         return coef, hw.fixed_overhead_us / 1e3
 
     def coefficients(self) -> tuple[np.ndarray, float]:

@@ -9,7 +9,7 @@ tensor (taps that only ever read padding are dropped up front, which matters for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -108,6 +108,16 @@ def _pointwise(conv: FoldedConv) -> _Pointwise:
     if conv.kernel != 1 or conv.stride != 1 or conv.groups != 1:
         raise ValueError(f"expected a 1x1 stride-1 conv, got kernel {conv.kernel} stride {conv.stride}")
     return _Pointwise(np.ascontiguousarray(conv.weight[:, :, 0, 0].T), conv.bias, conv.relu6)
+
+
+def nhwc_conv(conv: FoldedConv, in_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The NHWC numpy kernel for one conv on an in_size x in_size map (1x1 -> matmul, depthwise
+    -> einsum, dense kxk -> im2col). Public for numpy-side tools such as BN recalibration."""
+    if conv.kernel == 1 and conv.stride == 1 and conv.groups == 1:
+        return _pointwise(conv)
+    if conv.depthwise:
+        return _Depthwise.build(conv, in_size)
+    return _Im2col.build(conv, in_size)
 
 
 class NumpyEngine:

@@ -1,7 +1,8 @@
 """Eager torch engine, and the FoldedNet -> torch module builder that the ExecuTorch engine exports.
 
-The module holds plain biased convs (BN already folded), so eager torch, torch.export and the
-XNNPACK partitioner all see the same small graph of conv / hardtanh / add / mean / linear.
+The module holds plain biased convs (BN already folded): conv / hardtanh / add / mean / linear.
+For ExecuTorch it is built in XNNPACK form (`xnnpack=True`: the same `plan_conv` lowering as the
+TFLite builder), and the whole graph lands in one XNNPACK delegate.
 torch is imported lazily (when a module or engine is built), never at import time.
 """
 

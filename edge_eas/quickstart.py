@@ -1,0 +1,233 @@
+"""`edge_eas quickstart`: the whole loop on the embedded digits data, this machine as the device.
+
+train supernet (task dropout) -> train generator -> export an int8 signed bundle -> the
+torch-free device agent specialises and benchmarks 50 scenarios (MFLOPs budgets) -> store ->
+calibrate this machine's latency model -> re-specialise 50 scenarios with ms budgets ->
+report.json, a table and plots. Every step reuses what a previous run already produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .console import info, print_table
+
+
+def _step(name: str) -> float:
+    info(f"==> {name}")
+    return time.perf_counter()
+
+
+def ensure_trained(out: Path) -> Path:
+    from .generator_train import GeneratorConfig, train_generator
+    from .run import RunDir
+    from .train import TrainConfig, train_supernet
+
+    run = out / "run"
+    if not RunDir(run).is_complete():
+        t = _step("training the supernet on digits with task dropout")
+        train_supernet(TrainConfig(), run, resume=(run / "checkpoint" / "state.json").is_file())
+        info(f"    {time.perf_counter() - t:.0f} s")
+    else:
+        info("==> supernet already trained (reusing)")
+    if not (run / "generator.safetensors").is_file():
+        t = _step("training the architecture generator")
+        train_generator(RunDir(run), GeneratorConfig(), resume=True)
+        info(f"    {time.perf_counter() - t:.0f} s")
+    else:
+        info("==> generator already trained (reusing)")
+    return run
+
+
+def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
+    from .bundle import export_bundle
+    from .cost.latency import load_run_models
+    from .runtime.signing import generate_keypair
+
+    key = out / "signing-key"
+    if not key.exists():
+        generate_keypair(key)
+    bundle = out / ("model-calibrated.eas" if with_models else "model.eas")
+    newest_input = max(p.stat().st_mtime for p in (run / "generator.safetensors", run / "supernet.safetensors"))
+    if with_models or not bundle.is_file() or bundle.stat().st_mtime < newest_input:
+        export_bundle(run, bundle, "int8", key, cost_models=load_run_models(run) if with_models else None)
+    return bundle
+
+
+def bench_local(bundle: Path, store: Path, scenarios: int, seed: int) -> dict[str, Any]:
+    from .remote.harness import run_bench
+    args = argparse.Namespace(target="local", bundle=bundle, scenarios=scenarios, seed=seed, engine=None,
+                              threads=None, runs=30, warmup=5, store=store, calibrate=False, run=None, host=None,
+                              key=None, trust_new_host=False)
+    return run_bench(args)
+
+
+def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
+    from .data import load_dataset
+    from .evaluate import TaskEvaluator
+    from .run import RunDir, load_supernet
+    from .space import Arch
+    from .tasks import Task
+    net, meta = load_supernet(RunDir(run))
+    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    ev = TaskEvaluator(net, data)
+    return [ev.accuracy(Arch.from_dict(r["arch"]), Task(tuple(r["classes"]))) for r in rows]
+
+
+def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[dict[str, Any]], key: str,
+                 runs: int = 30) -> list[dict[str, Any]]:
+    """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
+    from .runtime import Runtime
+    rt = Runtime.load(bundle)
+    rt.add_latency_models(target_models)
+    engine, threads = key.split("/t")
+    threads_i = int(threads) or None
+    model = rt.latency_model(engine, threads_i)
+    table = model.table(rt.space)
+    lo = float(table.cost_of_vectors(rt.space, rt.space.encode(rt.space.smallest())[None])[0])
+    hi = float(table.cost_of_vectors(rt.space, rt.space.encode(rt.space.largest())[None])[0])
+    rng = np.random.default_rng(7)
+    out = []
+    for sc in scenarios:
+        budget = float(np.exp(rng.uniform(np.log(lo * 1.02), np.log(hi))))
+        m = rt.specialize(classes=sc["classes"], budget_ms=budget, engine=engine, threads=threads_i)
+        st = m.benchmark(warmup=5, runs=runs)
+        out.append({"scenario": sc["id"], "classes": sc["classes"], "budget_ms": budget, "arch": m.arch.to_dict(),
+                    "mflops": m.mflops, "predicted_ms": m.predicted_ms, "measured_ms": st["median_ms"],
+                    "predicted_within_budget": m.predicted_ms <= budget + 1e-12,
+                    "measured_within_budget": st["median_ms"] <= budget})
+    return out
+
+
+def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], after: list[float]) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .space import Arch, SearchSpace
+
+    files = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pts = sorted((r["mflops"], 100 * r["accuracy"]) for r in mflops_rows)
+    ax.scatter(*zip(*pts), s=14, label="generated archs (50 scenarios)")
+    front, best = [], -1.0
+    for c, a in pts:
+        if a > best:
+            front.append((c, a))
+            best = a
+    ax.plot(*zip(*front), "r-", label="Pareto front")
+    ax.set_xlabel("MFLOPs (MACs, millions)")
+    ax.set_ylabel("task accuracy, test split (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_mflops.png", dpi=110)
+    plt.close(fig)
+    files.append(str(out / "accuracy_vs_mflops.png"))
+    measured = [r["median_ms"] for r in mflops_rows]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(measured, before, s=12, label="prior (roofline)")
+    ax.scatter(measured, after, s=12, label="after calibration")
+    lo, hi = min(measured) * 0.8, max(measured) * 1.2
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi * 2)
+    ax.set_xlabel("measured ms")
+    ax.set_ylabel("predicted ms")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "latency_predicted_vs_measured.png", dpi=110)
+    plt.close(fig)
+    files.append(str(out / "latency_predicted_vs_measured.png"))
+    return files
+
+
+def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
+    from .cost.calibrate import accuracy_report
+    from .cost.calibrate_cli import calibrate_target, prior_model
+    from .cost.latency import load_run_models
+    from .space import Arch, SearchSpace
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    run = ensure_trained(out)
+    bundle = ensure_bundle(out, run, with_models=False)
+    store = out / "measurements.sqlite"
+    _step(f"device agent (torch-free runtime): specialise + benchmark {scenarios} scenarios with MFLOPs budgets")
+    bench = bench_local(bundle, store, scenarios, seed)
+    dev = bench["devices"][0]
+    if dev["failure"]:
+        from .errors import UserError
+        raise UserError(f"local benchmark failed: {dev['failure']}")
+    rows = dev["rows"]
+    full_rows = {r["scenario"]: r for r in _stored_rows(store, dev)}
+    for r in rows:
+        r["arch"] = full_rows[r["scenario"]]["arch"]
+    _step("task accuracy of the generated archs (test split)")
+    for r, acc in zip(rows, task_accuracies(run, rows)):
+        r["accuracy"] = acc
+    _step("calibrating this machine's latency model from the stored measurements")
+    cal = calibrate_target("local", store, run_dir=run)
+    key, cal_report = next(iter(cal["models"].items()))
+    models = load_run_models(run)["local"]
+    space = SearchSpace.from_dict(json.loads((run / "run.json").read_text())["space"])
+    from .cost.latency import LatencyModel
+    engine, thr = key.split("/t")
+    prior = prior_model("local", engine, int(thr) or None)
+    after_model = LatencyModel.from_dict(models[key])
+    archs = [Arch.from_dict(r["arch"]) for r in rows]
+    before = [prior.predict(space, a) for a in archs]
+    after = [after_model.predict(space, a) for a in archs]
+    _step("re-specialising with ms budgets on the calibrated model")
+    scen = [{"id": r["scenario"], "classes": r["classes"]} for r in rows]
+    ms_rows = ms_scenarios(bundle, models, scen, key)
+    files = plots(out, rows, before, after)
+    report = {
+        "seconds": time.perf_counter() - start, "run": str(run), "bundle": str(bundle), "store": str(store),
+        "engine": key, "scenarios": len(rows),
+        "mflops_budgets": {"within_budget": float(np.mean([r["in_budget"] for r in rows])),
+                           "mean_task_accuracy": float(np.mean([r["accuracy"] for r in rows])), "rows": rows},
+        "calibration": {"held_out": cal_report, "all_50_before": accuracy_report(before, [r["median_ms"] for r in rows]),
+                        "all_50_after": accuracy_report(after, [r["median_ms"] for r in rows])},
+        "ms_budgets": {"predicted_within_budget": float(np.mean([r["predicted_within_budget"] for r in ms_rows])),
+                       "measured_within_budget": float(np.mean([r["measured_within_budget"] for r in ms_rows])),
+                       "rows": ms_rows},
+        "plots": files,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _stored_rows(store: Path, dev: dict[str, Any]) -> list[dict[str, Any]]:
+    from .cost.store import MeasurementStore
+    with MeasurementStore(store) as st:
+        return st.measurements(bench_run=dev["bench_run"], device_id=dev["device"], batch_size=None)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    rows = report["mflops_budgets"]["rows"]
+    ms_rows = {r["scenario"]: r for r in report["ms_budgets"]["rows"]}
+    print_table(f"quickstart: {len(rows)} scenarios on this machine ({report['engine']}); "
+                "left: MFLOPs budgets, right: the same tasks with ms budgets",
+                ["task", "budget", "MFLOPs", "acc", "ms", "ok", "budget ms", "pred", "meas", "ok "],
+                [(",".join(map(str, r["classes"])), f"{r['budget_mflops']:.2f}", f"{r['mflops']:.2f}",
+                  f"{100 * r['accuracy']:.0f}%", f"{r['median_ms']:.3f}", "✓" if r["in_budget"] else "✗",
+                  f"{ms_rows[r['scenario']]['budget_ms']:.3f}", f"{ms_rows[r['scenario']]['predicted_ms']:.3f}",
+                  f"{ms_rows[r['scenario']]['measured_ms']:.3f}",
+                  "✓" if ms_rows[r["scenario"]]["measured_within_budget"] else "✗")
+                 for r in rows])
+    c = report["calibration"]
+    print(f"MFLOPs budgets: {100 * report['mflops_budgets']['within_budget']:.0f}% within budget, mean task accuracy "
+          f"{100 * report['mflops_budgets']['mean_task_accuracy']:.2f}%")
+    print(f"latency model on held-out measurements: within ±10% {100 * c['held_out']['before']['within_10pct']:.0f}% "
+          f"(prior) -> {100 * c['held_out']['after']['within_10pct']:.0f}% (calibrated), Kendall tau "
+          f"{c['held_out']['after']['kendall_tau']:.3f}")
+    print(f"ms budgets: {100 * report['ms_budgets']['predicted_within_budget']:.0f}% predicted within budget, "
+          f"{100 * report['ms_budgets']['measured_within_budget']:.0f}% measured within budget")
+    print(f"report: {Path(report['run']).parent / 'report.json'}; plots: {', '.join(report['plots'])}; "
+          f"total {report['seconds']:.0f} s")

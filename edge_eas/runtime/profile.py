@@ -1,0 +1,77 @@
+"""Block micro-benchmarks on the device (nn-Meter / OFA style): fill the latency look-up table
+by timing every distinct block configuration of the space on the engine itself.
+
+Engines run whole networks, so a block is timed inside a minimal host network — a 1x1 stem
+(cin -> cin), the block, a 1-channel head and classifier — and the same network without the
+block is timed too; the entry is the difference. The fixed part (stem, head, invoke) is then
+the smallest arch's measured latency minus its blocks' entries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..cost.latency import block_key
+from ..space import BlockConfig
+from .engines import create_engine
+from .extract import FoldedBlock, FoldedConv, FoldedNet
+from .latency import measure
+
+
+def _conv(rng: np.random.Generator, cout: int, cin: int, k: int, stride: int = 1, groups: int = 1,
+          relu6: bool = True) -> FoldedConv:
+    w = (rng.standard_normal((cout, cin // groups, k, k)) * 0.1).astype(np.float32)
+    return FoldedConv(w, np.zeros(cout, np.float32), stride, groups, relu6)
+
+
+def _host_net(cfg: BlockConfig, with_block: bool, rng: np.random.Generator) -> FoldedNet:
+    cin = cfg.in_channels
+    blocks: tuple[FoldedBlock, ...] = ()
+    last = cin
+    if with_block:
+        h = cfg.hidden
+        blocks = (FoldedBlock(_conv(rng, h, cin, 1), _conv(rng, h, h, cfg.kernel, cfg.stride, groups=h),
+                              _conv(rng, cfg.out_channels, h, 1, relu6=False), cfg.residual),)
+        last = cfg.out_channels
+    return FoldedNet((cin, cfg.in_size, cfg.in_size), _conv(rng, cin, cin, 1), blocks, _conv(rng, 1, last, 1),
+                     np.ones((1, 1), np.float32), np.zeros(1, np.float32))
+
+
+def distinct_blocks(space: Any) -> list[BlockConfig]:
+    seen: dict[str, BlockConfig] = {}
+    size = space.stem_out_size
+    for _, _, cin, cout, stride in space.block_slots():
+        for k in space.kernel_choices:
+            for e in space.expand_choices:
+                cfg = BlockConfig(cin, cout, k, e, stride, size)
+                seen.setdefault(block_key(cfg), cfg)
+        size = (size - 1) // stride + 1
+    return list(seen.values())
+
+
+def time_net(net: FoldedNet, engine: str, threads: int | None, warmup: int, runs: int) -> dict[str, Any]:
+    eng = create_engine(engine, net, batch_size=1, threads=threads)
+    x = np.random.default_rng(0).standard_normal((1, *net.input_shape)).astype(np.float32)
+    return measure(lambda: eng.run(x), warmup=warmup, runs=runs)
+
+
+def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
+                   runs: int = 50) -> Iterator[dict[str, Any]]:
+    """One row per distinct block config, then a 'fixed' row: {block_key, median_ms, ...}."""
+    name = rt._pick_engine(engine)
+    rng = np.random.default_rng(0)
+    entries: dict[str, float] = {}
+    for cfg in distinct_blocks(rt.space):
+        with_b = time_net(_host_net(cfg, True, rng), name, threads, warmup, runs)
+        without = time_net(_host_net(cfg, False, rng), name, threads, warmup, runs)
+        ms = max(0.0, with_b["median_ms"] - without["median_ms"])
+        entries[block_key(cfg)] = ms
+        yield {"block_key": block_key(cfg), "median_ms": ms, "with_block_ms": with_b["median_ms"],
+               "without_block_ms": without["median_ms"], "engine": name, "threads": threads}
+    smallest = rt.space.smallest()
+    m = rt.specialize(classes=list(range(rt.num_classes)), arch=smallest, engine=name, threads=threads)
+    total = m.benchmark(warmup=warmup, runs=runs)["median_ms"]
+    fixed = total - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
+    yield {"block_key": "fixed", "median_ms": max(0.0, fixed), "engine": name, "threads": threads}
