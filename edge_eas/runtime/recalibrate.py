@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..space import Arch, SearchSpace
-from .engines.numpy_engine import _Depthwise, _Im2col, _pointwise
+from .engines.numpy_engine import nhwc_conv
 from .extract import FoldedConv
 
 
@@ -41,17 +41,17 @@ def recalibrate(weights: dict[str, np.ndarray], space: SearchSpace, arch: Arch, 
     size = space.resolution
     h = np.ascontiguousarray(images.astype(np.float32).transpose(0, 2, 3, 1))
     stem = _conv(w, "stem", space.stem_stride, 1)
-    h = _bn_batch(w, "stem", _Im2col.build(stem, size)(h), True, eps)
+    h = _bn_batch(w, "stem", nhwc_conv(stem, size)(h), True, eps)
     size = stem.out_size(size)
     for i, cfg in enumerate(space.active_blocks(arch)):
         p = f"blocks.{i}"
         x_in = h
-        h = _bn_batch(w, f"{p}.expand", _pointwise(_conv(w, f"{p}.expand", 1, 1))(h), True, eps)
+        h = _bn_batch(w, f"{p}.expand", nhwc_conv(_conv(w, f"{p}.expand", 1, 1), size)(h), True, eps)
         dw = _conv(w, f"{p}.dw", cfg.stride, cfg.hidden)
-        h = _bn_batch(w, f"{p}.dw", _Depthwise.build(dw, size)(h), True, eps)
+        h = _bn_batch(w, f"{p}.dw", nhwc_conv(dw, size)(h), True, eps)
         size = dw.out_size(size)
-        h = _bn_batch(w, f"{p}.project", _pointwise(_conv(w, f"{p}.project", 1, 1))(h), False, eps)
+        h = _bn_batch(w, f"{p}.project", nhwc_conv(_conv(w, f"{p}.project", 1, 1), size)(h), False, eps)
         if cfg.residual:
             h = h + x_in
-    _bn_batch(w, "head", _pointwise(_conv(w, "head", 1, 1))(h), True, eps)
+    _bn_batch(w, "head", nhwc_conv(_conv(w, "head", 1, 1), size)(h), True, eps)
     return w

@@ -1,0 +1,140 @@
+"""Regenerate the README's Results section from benchmarks/results/*.json, so every figure
+there traces to a JSON file and the command that produced it.
+
+    python benchmarks/readme_results.py          # rewrites the block between the markers
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def provenance(doc: dict[str, Any], name: str) -> str:
+    m = doc.get("machine", {})
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"*`{doc.get('command', '?')}` — {m.get('cpu', '?')}, {m.get('cores', '?')} cores{gpu}, "
+            f"{doc.get('date', '?')[:10]}, commit {doc.get('commit') or '?'} — "
+            f"[`benchmarks/results/{name}.json`](benchmarks/results/{name}.json)*")
+
+
+def generator_section(doc: dict[str, Any]) -> list[str]:
+    s, methods = doc["summary"], doc["methods"]
+    g = s["generation"]
+    lines = ["### Architecture generator vs search (50 scenarios, digits)", "",
+             f"50 scenarios generated in **{g['total_ms_median']:.2f} ms** in total on the CPU "
+             f"({g['per_scenario_ms'] * 1000:.0f} µs each, numpy, repair included; EAS reports 50 in 0.1 s), "
+             f"**{pct(s['budget_compliance'], 0)} within budget**. Search times are per scenario; "
+             f"searches ran on {s['search_scenarios']} of the scenarios.", "",
+             "| method | mean task accuracy (test) | within budget | mean budget use | search time / scenario |",
+             "|---|---|---|---|---|"]
+    for name, m in methods.items():
+        lines.append(f"| {name} | {pct(m['mean_test_accuracy'], 2)} | {pct(m['budget_compliance'], 0)} | "
+                     f"{m['mean_budget_use']:.2f} | {m['mean_search_seconds'] * 1000:.3g} ms |")
+    lines += ["", f"Generator − evolution: {s['generator_vs_evolution_pp']:+.2f} pp at "
+                  f"{s['search_speedup_vs_evolution']:,.0f}× less search time; generator − task-agnostic: "
+                  f"{s['generator_vs_agnostic_pp']:+.2f} pp.", "",
+              "![accuracy vs MFLOPs](benchmarks/results/generator_pareto.png)"]
+    return lines
+
+
+def task_dropout_section(doc: dict[str, Any]) -> list[str]:
+    r = doc["results"]
+    lines = [f"### Task-dropout ablation ({doc['data']}, {doc['epochs']} epochs each, {doc['tasks']} tasks of 2–5 classes)",
+             "", "| sub-network | MFLOPs | 2–5-class tasks: with TD | without TD | all 10 classes: with TD | without TD "
+                 "| all classes, no BN recalibration (TD) |", "|---|---|---|---|---|---|---|"]
+    for arch in ("smallest", "median", "largest"):
+        a, b = r["task_dropout"][arch], r["no_task_dropout"][arch]
+        lines.append(f"| {arch} | {a['mflops']:.3f} | {pct(a['task_accuracy_mean'], 2)} | {pct(b['task_accuracy_mean'], 2)} "
+                     f"| {pct(a['all_class_accuracy'], 2)} | {pct(b['all_class_accuracy'], 2)} | "
+                     f"{pct(a['all_class_accuracy_without_bn_recalibration'], 1)} |")
+    lines += ["", f"Training throughput: {r['task_dropout']['images_per_second']:.0f} images/s "
+                  f"({r['task_dropout']['train_seconds']:.0f} s for the supernet)."]
+    return lines
+
+
+def cost_model_section(doc: dict[str, Any]) -> list[str]:
+    lines = [f"### Latency model on `{doc['target']}` ({doc['held_out']} held-out sub-networks)", "",
+             "| engine/threads | prior | 5 meas. | 10 meas. | 20 meas. | block-profiled | profiled + 20 | "
+             "Kendall τ (20 meas.) | MAPE (20 meas.) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, r in doc["results"].items():
+        lines.append(f"| {key} | {pct(r['prior']['within_10pct'], 0)} | {pct(r['calibrated_5']['within_10pct'], 0)} | "
+                     f"{pct(r['calibrated_10']['within_10pct'], 0)} | {pct(r['calibrated_20']['within_10pct'], 0)} | "
+                     f"{pct(r['block_profiled']['within_10pct'], 0)} | "
+                     f"{pct(r['block_profiled_calibrated_20']['within_10pct'], 0)} | "
+                     f"{r['calibrated_20']['kendall_tau']:.3f} | {pct(r['calibrated_20']['mape'], 1)} |")
+    lines += ["", "Cells: share of held-out sub-networks predicted within ±10 % of the measured median.", "",
+              f"![predicted vs measured](benchmarks/results/{doc['benchmark']}.png)"]
+    return lines
+
+
+def runtime_section(doc: dict[str, Any]) -> list[str]:
+    b = doc["bundle"]
+    lines = ["### Bundle and on-device runtime", "",
+             f"int8 bundle {b['int8_bytes'] / 1024:.0f} KiB = **{pct(b['ratio'], 1)}** of fp32 "
+             f"({b['fp32_bytes'] / 1024:.0f} KiB); mean task accuracy int8 {pct(b['int8_accuracy'], 2)} vs fp32 "
+             f"{pct(b['fp32_accuracy'], 2)} ({b['accuracy_change_pp']:+.2f} pp). `Runtime.load` → first prediction: "
+             f"**{doc['load_to_first_prediction_ms']:.0f} ms** in a fresh process ({doc['cold_start_ms']:.0f} ms "
+             f"including Python start-up and imports).", "",
+             "| sub-network | MFLOPs | engine | batch 1 median / p90 (ms) | batch 32 median / p90 (ms) | vs torch eager (batch 1) |",
+             "|---|---|---|---|---|---|"]
+    for row in doc["latency"]:
+        lines.append(f"| {row['subnet']} | {row['mflops']:.3f} | {row['engine']} | {row['b1_median_ms']:.3f} / "
+                     f"{row['b1_p90_ms']:.3f} | {row['b32_median_ms']:.3f} / {row['b32_p90_ms']:.3f} | "
+                     f"{row['speedup_vs_torch_b1']:.2f}× |")
+    return lines
+
+
+def fleet_section(doc: dict[str, Any]) -> list[str]:
+    lines = ["### Fleet benchmarking over SSH", "", "| devices | wall s | host CPU ms / measurement | host overhead "
+             "vs device time | lost | duplicated |", "|---|---|---|---|---|---|"]
+    for row in doc.get("rows", []):
+        lines.append(f"| {row['devices']} | {row['wall_s']:.1f} | {row['host_cpu_ms_per_measurement']:.1f} | "
+                     f"{pct(row['host_overhead_ratio'], 1)} | {row['lost']} | {row['duplicated']} |")
+    if doc.get("method"):
+        lines += ["", doc["method"]]
+    return lines
+
+
+SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
+    ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
+    ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_section), ("fleet", fleet_section),
+    ("gpu_training", lambda d: [f"### GPU training", "", d.get("summary", "")]),
+]
+
+
+def render() -> str:
+    out = [START, "", "Generated by `python benchmarks/readme_results.py` from `benchmarks/results/*.json`; "
+                      "rerun the command under each table to reproduce it.", ""]
+    for name, fn in SECTIONS:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        out += fn(doc) + ["", provenance(doc, name), ""]
+    out.append(END)
+    return "\n".join(out)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + render() + tail)
+    print("README.md results section updated")
+
+
+if __name__ == "__main__":
+    main()
