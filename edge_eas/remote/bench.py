@@ -109,8 +109,11 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
         try:
             if scen_path is None:
                 scen_path = runner.prepare_scenarios(scenarios)
+            # the device id keeps measurement ids unique per device: identical boards running
+            # the same bench must not be dropped as re-sends of each other
+            agent_run = f"{bench_run}@{runner.device_id}"
             args = ["--bundle", runner.bundle_path(), "--scenarios", scen_path, "--engine", engine,
-                    "--warmup", str(warmup), "--runs", str(runs), "--run-id", bench_run,
+                    "--warmup", str(warmup), "--runs", str(runs), "--run-id", agent_run,
                     "--skip", ",".join(sorted(done)), *extra_args]
             if threads:
                 args += ["--threads", str(threads)]

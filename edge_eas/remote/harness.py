@@ -33,7 +33,7 @@ def make_runner(target: Target, bundle: Path, args: argparse.Namespace):  # type
     if target.local:
         return LocalRunner(bundle, python=target.python or None, device_id=target.name)
     from .ssh import SSHRunner, ssh_options
-    return SSHRunner(target, ssh_options(target, args))
+    return SSHRunner(target, ssh_options(target, args), bundle=bundle)
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -515,7 +515,8 @@ class DeviceLayout:
 
 class SSHRunner:
     """The bench harness's Runner over SSH: runs the deployed runtime's agent on the device.
-    A failed stream drops the connection; the next call reconnects."""
+    Each stream ends its connection (failed or not), so a retry always reconnects and a
+    finished bench leaves no session open on the device."""
 
     def __init__(self, target: Target, options: SSHOptions = SSHOptions(), bundle: str | Path | None = None) -> None:
         if target.connection is None:
@@ -584,9 +585,8 @@ class SSHRunner:
             session = self._live()
             argv = [self.layout.venv_python, "-m", "edge_eas.runtime", *agent_args]
             yield from session.stream(argv, ok=(0, 3))  # 3: some scenarios failed, reported as error lines
-        except Exception:
-            self._drop()  # the transport may look alive after a cut link: never reuse it
-            raise
+        finally:
+            self._drop()  # a cut link can leave the transport looking alive: never reuse it
 
     def close(self) -> None:
         self._drop()

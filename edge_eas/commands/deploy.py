@@ -1,0 +1,67 @@
+"""`edge_eas deploy`: install the runtime (offline) and a bundle on a device over SSH, keep the
+previous deployment for `--rollback`, and prove it works with a smoke specialisation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..console import emit_json, info
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", required=True, help="target name(s), comma-separated, or a TOML path")
+    p.add_argument("--bundle", type=Path, default=None, help="bundle to deploy (default model.eas)")
+    p.add_argument("--host", help="override: user@addr[:port] (one target only)")
+    p.add_argument("--key", help="override: SSH private key")
+    p.add_argument("--trust-new-host", action="store_true",
+                   help="accept an unknown host key and record it in the target's known_hosts")
+    p.add_argument("--rollback", action="store_true", help="switch back to the previous deployment")
+    p.add_argument("--wheels", type=Path, help="directory of wheels for the device (edge_eas, numpy, "
+                                               "cryptography...) instead of building/downloading them")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..remote.deploy import deploy
+    from ..remote.harness import expand_targets
+    from ..remote.ssh import ssh_options
+
+    targets = expand_targets(args.target)
+    if args.host and len(targets) > 1:
+        raise UserError("--host overrides one target; --target names several")
+    if args.wheels is not None and not args.wheels.is_dir():
+        raise UserError(f"--wheels {args.wheels} is not a directory")
+    bundle = None if args.rollback else (args.bundle or Path("model.eas"))
+    reports: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for t in targets:
+        try:
+            rep = deploy(t, ssh_options(t, args), bundle, rollback=args.rollback, wheels_dir=args.wheels)
+        except UserError as exc:
+            if len(targets) == 1:
+                raise
+            failed.append(t.name)
+            reports.append({"target": t.name, "failure": str(exc)})
+            info(f"[{t.name}] FAILED: {exc}")
+            continue
+        reports.append(rep.to_dict())
+        if not args.json:
+            print_summary(rep.to_dict())
+    if args.json:
+        emit_json(reports[0] if len(targets) == 1 else {"devices": reports, "failed_devices": failed})
+    return 1 if failed else 0
+
+
+def print_summary(r: dict[str, Any]) -> None:
+    sm = r["smoke"]
+    what = "rolled back" if r["rolled_back"] else ("deployed" if r["switched"] else "already deployed")
+    print(f"{r['target']} ({r['host']}): {what} bundle {str(r['bundle_sha256'])[:16]} in {r['seconds']:.1f} s")
+    print(f"  runtime   {r['runtime_dir']}/venv: edge_eas {sm.get('runtime_version')}, python {sm.get('python')}, "
+          f"numpy {sm.get('numpy')} ({'installed' if r['runtime_installed'] else 'unchanged'})")
+    print(f"  releases  current {r['current']}, previous {r['previous'] or '-'}")
+    print(f"  transfer  {r['transferred_bytes']:,} bytes" + (" (bundle uploaded)" if r["bundle_uploaded"] else ""))
+    print(f"  smoke     classes {sm.get('classes')} budget {sm.get('budget_mflops')} MFLOPs -> "
+          f"{sm.get('mflops', 0):.3f} MFLOPs, median {sm.get('median_ms', 0):.3f} ms ({sm.get('engine')}) "
+          f"on {sm.get('hostname')}")

@@ -1,0 +1,380 @@
+"""`edge_eas deploy`: put the runtime and a bundle on a device over SSH, offline and atomically.
+
+On the device, under the target's runtime_dir:
+
+    venv/            the runtime (edge_eas wheel built on the host + numpy, cryptography wheels),
+                     installed with `pip --no-index`: the device needs no internet
+    wheels/          the uploaded wheels (kept, so a re-deploy uploads only what changed)
+    installed.json   hash of the installed edge_eas wheel: an unchanged runtime is not reinstalled
+    releases/<sha16>/model.eas, smoke.json     one directory per bundle, immutable once written
+    current -> releases/<sha16>                switched by renaming a temporary symlink (atomic)
+    previous -> releases/<sha16>               what `--rollback` goes back to
+
+Uploads go to a temporary name, are hash-verified on the device and renamed; a bundle that is
+already on the device (same SHA-256) is not transferred again. A deploy whose smoke
+specialisation fails is rolled back automatically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..console import info
+from ..errors import UserError
+from ..targets import Target
+from .ssh import DeviceLayout, SSHOptions, SSHSession, sha256_file
+
+RUNTIME_DEPS = ("numpy", "cryptography")  # what the device agent imports (cryptography: signatures)
+LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
+SMOKE_RUNS, SMOKE_WARMUP = 30, 2
+
+# Runs on the device with the target's python (kept Python 3.6 compatible: old Jetson images).
+# argv: MODE ROOT [RELEASE]. Prints one JSON object. Paths arrive as argv, never via a shell.
+DEVICE_HELPER = r'''
+import hashlib, json, os, platform, sys
+mode, root = sys.argv[1], sys.argv[2]
+cur, prev = os.path.join(root, "current"), os.path.join(root, "previous")
+def link_of(p):
+    return os.readlink(p) if os.path.islink(p) else None
+def relink(target, path):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+def sha(p):
+    if not os.path.isfile(p):
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+if os.path.exists(cur) and not os.path.islink(cur):
+    sys.stderr.write("%s exists and is not a symlink: move it away\n" % cur); sys.exit(4)
+out = {}
+if mode == "probe":
+    rel = sys.argv[3]
+    try:
+        with open(os.path.join(root, "installed.json")) as f:
+            installed = json.load(f)
+    except (IOError, OSError, ValueError):
+        installed = None
+    out = {"python": platform.python_version(), "version": list(sys.version_info[:2]),
+           "machine": platform.machine(), "libc": list(platform.libc_ver()), "impl": sys.implementation.name,
+           "venv": os.path.isfile(os.path.join(root, "venv", "bin", "python")), "installed": installed,
+           "current": link_of(cur), "previous": link_of(prev),
+           "release_sha256": sha(os.path.join(root, rel, "model.eas")),
+           "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json"))}
+elif mode == "activate":
+    rel, old = sys.argv[3], link_of(cur)
+    if old != rel:
+        if old:
+            relink(old, prev)
+        relink(rel, cur)
+    out = {"changed": old != rel, "current": rel, "previous": link_of(prev)}
+elif mode == "rollback":
+    old, back = link_of(cur), link_of(prev)
+    if not back or not os.path.isdir(os.path.join(root, back)):
+        sys.stderr.write("no previous deployment in %s to roll back to\n" % root); sys.exit(5)
+    relink(back, cur)
+    if old:
+        relink(old, prev)
+    out = {"changed": True, "current": back, "previous": old}
+print(json.dumps(out))
+'''
+
+
+@dataclass
+class DeployReport:
+    target: str
+    host: str
+    runtime_dir: str
+    bundle_sha256: str | None = None
+    current: str | None = None
+    previous: str | None = None
+    rolled_back: bool = False
+    switched: bool = False
+    runtime_installed: bool = False
+    bundle_uploaded: bool = False
+    transferred_bytes: int = 0
+    device: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- host side: wheels ---------------------------------------------------------------------
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGE_EAS_CACHE", "~/.cache/edge_eas")).expanduser()
+
+
+def source_root() -> Path | None:
+    """The source tree edge_eas runs from (editable install / checkout), if there is one."""
+    root = Path(__file__).resolve().parents[2]
+    py = root / "pyproject.toml"
+    return root if py.is_file() and 'name = "edge-eas"' in py.read_text() else None
+
+
+def _source_files(root: Path) -> list[Path]:
+    files = [root / n for n in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg") if (root / n).is_file()]
+    files += sorted(p for p in (root / "edge_eas").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                    and p.suffix not in (".pyc", ".pyo"))
+    return files
+
+
+def runtime_wheel(wheels_dir: Path | None = None) -> Path:
+    """The edge_eas wheel to install on the device: from --wheels, or built from the source tree
+    (cached by a hash of the sources, so an unchanged runtime keeps the same wheel hash)."""
+    if wheels_dir is not None:
+        found = sorted(wheels_dir.glob("edge_eas-*.whl"))
+        if found:
+            return found[-1]
+    root = source_root()
+    if root is None:
+        raise UserError("cannot build the edge_eas wheel (not running from a source tree): put one in --wheels DIR")
+    files = _source_files(root)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    out = cache_dir() / "runtime" / h.hexdigest()[:16]
+    found = sorted(out.glob("edge_eas-*.whl"))
+    if found:
+        return found[-1]
+    with tempfile.TemporaryDirectory(prefix="edge-eas-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        for f in files:  # build from a copy: never leave build/ or *.egg-info in the checkout
+            dst = src / f.relative_to(root)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+        built = Path(tmp) / "out"
+        _pip_wheel(src, built)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent))
+        for whl in built.glob("edge_eas-*.whl"):
+            shutil.move(str(whl), staging / whl.name)
+        try:
+            staging.rename(out)
+        except OSError:  # another deploy built it concurrently
+            shutil.rmtree(staging, ignore_errors=True)
+    found = sorted(out.glob("edge_eas-*.whl"))
+    if not found:
+        raise UserError(f"building the edge_eas wheel produced nothing in {out}")
+    return found[-1]
+
+
+def _pip_wheel(src: Path, dest: Path) -> None:
+    base = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(dest)]
+    for extra in (["--no-build-isolation"], []):  # offline first; isolation needs an index
+        res = subprocess.run([*base, *extra, str(src)], capture_output=True, text=True)
+        if res.returncode == 0:
+            return
+    raise UserError(f"building the edge_eas wheel failed: {_last_line(res.stderr)}")
+
+
+@dataclass(frozen=True)
+class DevicePlatform:
+    python: str
+    version: tuple[int, int]
+    machine: str
+    libc: tuple[str, str]
+
+    @property
+    def tag(self) -> str:
+        return f"cp{self.version[0]}{self.version[1]}-{self.machine}"
+
+    def same_as_host(self) -> bool:
+        return self.machine == platform.machine() and self.version == tuple(sys.version_info[:2])
+
+
+def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> list[Path]:
+    """numpy, cryptography (+ their dependencies) as wheels for the device's platform: from
+    --wheels, else a per-platform cache filled once with `pip download`."""
+    if wheels_dir is not None:
+        wheels = sorted(p for p in wheels_dir.glob("*.whl") if not p.name.startswith("edge_eas-"))
+        missing = [d for d in RUNTIME_DEPS if not any(w.name.lower().startswith(d + "-") for w in wheels)]
+        if missing:
+            raise UserError(f"--wheels {wheels_dir} has no wheel for {', '.join(missing)} ({dev.tag})")
+        return wheels
+    cache = cache_dir() / "wheels" / dev.tag
+    have = sorted(cache.glob("*.whl"))
+    if all(any(w.name.lower().startswith(d + "-") for w in have) for d in RUNTIME_DEPS):
+        return have
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+           "--dest", str(cache)]
+    if not dev.same_as_host():
+        if dev.libc[0] != "glibc":
+            raise UserError(f"device libc {dev.libc[0] or 'unknown'} has no manylinux wheels: pass --wheels DIR")
+        glibc_minor = int(dev.libc[1].split(".")[1]) if "." in dev.libc[1] else 17
+        cmd += ["--python-version", f"{dev.version[0]}.{dev.version[1]}", "--implementation", "cp"]
+        for minor in range(17, glibc_minor + 1):
+            cmd += ["--platform", f"manylinux_2_{minor}_{dev.machine}"]
+        cmd += ["--platform", f"manylinux2014_{dev.machine}"]
+    info(f"fetching wheels for the device ({dev.tag}) into {cache}")
+    res = subprocess.run([*cmd, *RUNTIME_DEPS], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"cannot fetch {', '.join(RUNTIME_DEPS)} wheels for {dev.tag}: {_last_line(res.stderr)} "
+                        f"(pass --wheels DIR)")
+    return sorted(cache.glob("*.whl"))
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+# ---- device side ----------------------------------------------------------------------------
+class Deployer:
+    """One deploy (or rollback) to one device over one SSH session."""
+
+    def __init__(self, target: Target, options: SSHOptions, wheels_dir: Path | None = None) -> None:
+        if target.local or target.connection is None:
+            raise UserError(f"target {target.name} is local: nothing to deploy (bench runs the agent here)")
+        self.target = target
+        self.options = options
+        self.wheels_dir = wheels_dir
+
+    def deploy(self, bundle: Path) -> DeployReport:
+        sha, smoke = _check_bundle(bundle)
+        start = time.monotonic()
+        with SSHSession(self.target.connection, self.options, python=self.target.python) as s:  # type: ignore[arg-type]
+            layout = DeviceLayout(s.expand(self.target.runtime_dir))
+            report = DeployReport(self.target.name, s.label, layout.root, bundle_sha256=sha)
+            release = f"releases/{sha[:16]}"
+            probe = self._helper(s, "probe", layout.root, release)
+            report.device = {k: probe[k] for k in ("python", "machine", "libc")}
+            report.runtime_installed = self._ensure_runtime(s, layout, probe)
+            if probe["release_sha256"] != sha:
+                s.upload(bundle, f"{layout.root}/{release}/model.eas")
+                report.bundle_uploaded = True
+            if not probe["release_smoke"]:
+                s.write_bytes(json.dumps(smoke).encode(), f"{layout.root}/{release}/smoke.json")
+            switched = self._helper(s, "activate", layout.root, release)
+            report.switched, report.current, report.previous = switched["changed"], release, switched["previous"]
+            try:
+                report.smoke = self._smoke(s, layout)
+            except UserError as exc:
+                if switched["changed"] and switched["previous"]:
+                    self._helper(s, "rollback", layout.root)
+                    raise UserError(f"{exc}; rolled back to {switched['previous']}") from None
+                raise
+            report.transferred_bytes = s.bytes_uploaded
+        report.seconds = round(time.monotonic() - start, 3)
+        return report
+
+    def rollback(self) -> DeployReport:
+        start = time.monotonic()
+        with SSHSession(self.target.connection, self.options, python=self.target.python) as s:  # type: ignore[arg-type]
+            layout = DeviceLayout(s.expand(self.target.runtime_dir))
+            report = DeployReport(self.target.name, s.label, layout.root, rolled_back=True)
+            swapped = self._helper(s, "rollback", layout.root)
+            report.switched, report.current, report.previous = True, swapped["current"], swapped["previous"]
+            report.bundle_sha256 = s.sha256(layout.bundle)
+            report.smoke = self._smoke(s, layout)
+            report.transferred_bytes = s.bytes_uploaded
+        report.seconds = round(time.monotonic() - start, 3)
+        return report
+
+    def _helper(self, s: SSHSession, *args: str) -> dict[str, Any]:
+        out = s.check([self.target.python, "-c", DEVICE_HELPER, *args], f"deploy step {args[0]!r}")
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise UserError(f"deploy step {args[0]!r} on {s.label} printed no result: {out.strip()[:200]!r}") from None
+
+    def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any]) -> bool:
+        """Create the venv and install the runtime offline, unless this exact wheel is installed."""
+        dev = DevicePlatform(probe["python"], tuple(probe["version"]), probe["machine"],  # type: ignore[arg-type]
+                             tuple(probe["libc"]))  # type: ignore[arg-type]
+        wheel = runtime_wheel(self.wheels_dir)
+        wheel_sha = sha256_file(wheel)
+        deps = dependency_wheels(dev, self.wheels_dir)
+        want = {"wheel": wheel.name, "wheel_sha256": wheel_sha, "deps": sorted(w.name for w in deps)}
+        installed = probe.get("installed") or {}
+        if probe["venv"] and all(installed.get(k) == v for k, v in want.items()):
+            return False
+        remote_wheels = f"{layout.root}/wheels"
+        for w in [*deps, wheel]:
+            self._put_wheel(s, w, f"{remote_wheels}/{w.name}")
+        venv = f"{layout.root}/venv"
+        timeout = max(self.options.command_timeout, LONG_STEP_S)
+        if not probe["venv"]:
+            info(f"[{self.target.name}] creating {venv} with {self.target.python}")
+            s.check([self.target.python, "-m", "venv", venv], "creating the runtime venv", timeout)
+        pip = [layout.venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
+               "--find-links", remote_wheels]
+        remote_wheel = f"{remote_wheels}/{wheel.name}"
+        info(f"[{self.target.name}] installing {wheel.name} + {', '.join(RUNTIME_DEPS)} offline")
+        s.check([*pip, "--no-deps", "--force-reinstall", remote_wheel], "installing the edge_eas wheel", timeout)
+        s.check([*pip, f"{remote_wheel}[runtime]"], "installing the runtime dependencies", timeout)
+        s.write_bytes(json.dumps(want, indent=1).encode(), f"{layout.root}/installed.json")
+        return True
+
+    @staticmethod
+    def _put_wheel(s: SSHSession, local: Path, remote: str) -> None:
+        try:
+            if s.sftp.stat(remote).st_size == local.stat().st_size and s.sha256(remote) == sha256_file(local):
+                return
+        except FileNotFoundError:
+            pass
+        s.upload(local, remote)
+
+    def _smoke(self, s: SSHSession, layout: DeviceLayout) -> dict[str, Any]:
+        """Specialise and time one scenario with the deployed runtime: proves the deploy works."""
+        argv = [layout.venv_python, "-m", "edge_eas.runtime", "--bundle", layout.bundle, "--scenarios",
+                f"{layout.current}/smoke.json", "--runs", str(SMOKE_RUNS), "--warmup", str(SMOKE_WARMUP),
+                "--engine", self.target.engine, "--run-id", "deploy-smoke"]
+        if self.target.threads:
+            argv += ["--threads", str(self.target.threads)]
+        res = s.run(argv)
+        lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+        hello = next((ln for ln in lines if ln.get("type") == "hello"), None)
+        meas = next((ln for ln in lines if ln.get("type") == "measurement"), None)
+        if res.rc != 0 or hello is None or meas is None:
+            bad = next((ln.get("error") for ln in lines if ln.get("type") in ("error", "fatal")), None)
+            raise UserError(f"smoke specialisation failed on {s.label} (exit {res.rc}): "
+                            f"{bad or _last_line(res.stderr)}")
+        env = hello["environment"]
+        return {"hostname": env.get("hostname"), "python": env.get("python"),
+                "numpy": env.get("versions", {}).get("numpy"), "versions": env.get("versions", {}),
+                "runtime_version": hello.get("runtime_version"), "bundle_sha256": hello.get("bundle_sha256"),
+                "classes": meas["classes"], "budget_mflops": meas["budget"].get("budget_mflops"),
+                "mflops": meas["mflops"], "engine": meas["engine"], "median_ms": meas["stats"]["median_ms"],
+                "p90_ms": meas["stats"].get("p90_ms")}
+
+
+def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]]]:
+    """Verify the bundle here before shipping it; return its SHA-256 and one smoke scenario."""
+    from ..remote.scenarios import make_scenarios
+    from ..runtime.bundle_reader import BundleError, open_bundle
+    from ..space import SearchSpace
+    try:
+        b = open_bundle(bundle)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read bundle {bundle}: {exc.strerror or exc}") from None
+    space = SearchSpace.from_dict(b.manifest["space"])
+    scenario = make_scenarios(space, len(b.manifest["class_names"]), 1, seed=0)
+    return b.sha256, [dict(scenario[0], id="smoke")]
+
+
+def deploy(target: Target, options: SSHOptions, bundle: Path | None, rollback: bool = False,
+           wheels_dir: Path | None = None) -> DeployReport:
+    d = Deployer(target, options, wheels_dir)
+    if rollback:
+        return d.rollback()
+    if bundle is None:
+        raise UserError("--bundle is required (or --rollback)")
+    return d.deploy(bundle)
