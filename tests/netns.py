@@ -1,5 +1,5 @@
 """Simulated edge devices for tests and benchmarks: a real OpenSSH sshd per device, each in its
-own network namespace (own address, host key, hostname), joined to this machine by a bridge
+own network namespace (own address, host key, hostname, home directory), joined to this machine by a bridge
 and veth pairs on a per-run link-local /24, so links can be cut with `ip link set ... down`.
 
 Without the rights to create namespaces the same lab runs sshd on 127.0.0.1 ports instead
@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -27,8 +28,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 SSHD = "/usr/sbin/sshd"
-# Give the namespace's UTS its own hostname, then become sshd (argv: HOSTNAME SSHD ARGS...).
-_SETHOST_EXEC = "import os,socket,sys; socket.sethostname(sys.argv[1]); os.execv(sys.argv[2], sys.argv[2:])"
+# Runs inside the device's fresh UTS + mount namespaces: own hostname, bind mounts (the device's
+# own home over the user's), then becomes sshd. argv: HOSTNAME BINDS_JSON SSHD ARGS...
+_DEVICE_LAUNCHER = """
+import json, os, socket, subprocess, sys
+socket.sethostname(sys.argv[1])
+for src, dst in json.loads(sys.argv[2]):
+    subprocess.run(["mount", "--rbind", src, dst], check=True)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
 
 
 def have_sshd() -> bool:
@@ -95,8 +103,19 @@ class SimDevice:
     extra_pids: set[int] = field(default_factory=set)
 
     @property
+    def home(self) -> Path:
+        """The device's own home directory (mounted over the login user's home in its namespace)."""
+        return self.dir / "home"
+
+    @property
     def runtime_dir(self) -> Path:
-        return self.dir / "runtime"
+        """Where the runtime lands, as seen from this machine."""
+        return self.home / ".edge_eas" if self.netns else self.dir / "runtime"
+
+    @property
+    def remote_runtime_dir(self) -> str:
+        """The same directory as the device sees it (the default `~/.edge_eas` with namespaces)."""
+        return "~/.edge_eas" if self.netns else str(self.runtime_dir)
 
     @property
     def host_key(self) -> Path:
@@ -208,7 +227,7 @@ class DeviceLab:
         else:
             dev = SimDevice(name, i, d, "127.0.0.1", _free_port(), name)
             self.devices.append(dev)
-        dev.runtime_dir.mkdir(exist_ok=True)
+        dev.home.mkdir(exist_ok=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(dev.host_key)])
         shutil.copy(f"{self.client_key}.pub", d / "authorized_keys")
         dev.config.write_text("\n".join([
@@ -229,8 +248,9 @@ class DeviceLab:
     def start_sshd(self, dev: SimDevice) -> None:
         sshd = [SSHD, "-D", "-e", "-f", str(dev.config)]
         if dev.netns:
-            argv = ["ip", "netns", "exec", dev.netns, "unshare", "--uts", "--", sys.executable, "-c", _SETHOST_EXEC,
-                    dev.hostname, *sshd]
+            binds = json.dumps(self._home_binds(dev))
+            argv = ["ip", "netns", "exec", dev.netns, "unshare", "--uts", "--mount", "--", sys.executable, "-c",
+                    _DEVICE_LAUNCHER, dev.hostname, binds, *sshd]
         else:
             argv = sshd
         log = open(dev.dir / "sshd.log", "ab")
@@ -240,6 +260,19 @@ class DeviceLab:
         finally:
             log.close()
         self._wait_ready(dev)
+
+    def _home_binds(self, dev: SimDevice) -> list[tuple[str, str]]:
+        """Give the device an empty home of its own (like a fresh board: no shell rc files, its
+        own ~/.edge_eas), keeping the interpreter reachable if it lives in the real home."""
+        real_home = Path(pwd.getpwuid(os.geteuid()).pw_dir)
+        binds = []
+        python = Path(base_python())
+        if real_home in python.parents:
+            top = real_home / python.relative_to(real_home).parts[0]
+            (dev.home / top.name).mkdir(exist_ok=True)
+            binds.append((str(top), str(dev.home / top.name)))
+        binds.append((str(dev.home), str(real_home)))
+        return binds
 
     def _wait_ready(self, dev: SimDevice, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -308,7 +341,7 @@ class DeviceLab:
                  "", "[connection]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in conn.items()]
         lines += ["", "[device]", f"python = {json.dumps(base_python())}",
-                  f"runtime_dir = {json.dumps(str(dev.runtime_dir))}", 'engine = "numpy"', "threads = 1", ""]
+                  f"runtime_dir = {json.dumps(dev.remote_runtime_dir)}", 'engine = "numpy"', "threads = 1", ""]
         path.write_text("\n".join(lines))
         return path
 

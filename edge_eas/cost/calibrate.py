@@ -1,10 +1,10 @@
 """Few-shot calibration of a device's latency model from whole sub-network measurements.
 
-The model is linear in per-arch features (pointwise MACs, depthwise MACs, bytes moved, conv
-layers, a constant), with the roofline prior's coefficients as the starting point. With few
-measurements the fit is a ridge pull towards the prior (in relative terms), solved as a
-non-negative least-squares problem on relative errors, then refit without outliers
-(> 3 MADs). Profiled per-block entries, when present, are kept as they are.
+The model is linear in per-arch features (pointwise MACs, depthwise MACs per kernel size,
+bytes moved, conv layers, a constant), starting from the roofline prior's coefficients. With
+very few measurements only a scale and offset of the current model are fitted; with more,
+all coefficients by non-negative least squares on relative errors. Profiled per-block entries,
+when present, are kept and only the unprofiled remainder is fitted.
 """
 
 from __future__ import annotations
@@ -26,40 +26,94 @@ def arch_features(space: SearchSpace, arch: Arch, num_classes: int) -> np.ndarra
 
 
 def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured_ms: Sequence[float],
-        prior_weight: float = 0.05) -> LatencyModel:
-    """A copy of `model` with coefficients fitted to the measurements."""
+        prior_weight: float = 1e-5, min_full_fit: int = 8) -> LatencyModel:
+    """A copy of `model` fitted to whole-network measurements (relative errors, NNLS).
+
+    With fewer than `min_full_fit` measurements only a scale and an offset of the current
+    model's predictions are fitted (two unknowns); with more, every feature coefficient, with a
+    light ridge towards the current coefficients for stability. Outliers (> 3 MADs of relative
+    error) are dropped and the fit repeated once."""
     y = np.asarray(measured_ms, dtype=np.float64)
     if len(y) == 0:
         return model
     X = np.stack([arch_features(space, a, model.num_classes) for a in archs])
-    coef0, const0 = model.prior_coef()
+    coef0, const0 = model.coefficients()
     theta0 = np.append(coef0, const0)
+    if model.entries:  # profiled blocks are measured directly: only the rest is modelled
+        X = np.stack([_residual_features(model, space, a) for a in archs])
+    full = len(y) >= min_full_fit
     keep = np.ones(len(y), dtype=bool)
-    theta = theta0
     for _ in range(2):  # fit, drop outliers, refit
-        theta = _ridge_nnls(X[keep], y[keep], theta0, prior_weight)
-        rel = np.abs(X @ theta - y) / y
+        theta = _solve(X[keep], y[keep], theta0, prior_weight, full, model, space, [a for a, k in zip(archs, keep) if k])
+        pred = _predict_rows(X, theta, model, space, archs)
+        rel = np.abs(pred - y) / y
         mad = np.median(np.abs(rel - np.median(rel))) + 1e-9
         new_keep = rel <= np.median(rel) + 3 * 1.4826 * mad
         if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
             break
         keep = new_keep
-    fitted = replace(model, coef=tuple(float(c) for c in theta[:-1]), const_ms=float(theta[-1]),
-                     source="calibrated" if not model.entries else "profiled+calibrated",
-                     fit={"measurements": int(len(y)), "outliers": int((~keep).sum()), "prior_weight": prior_weight})
-    return fitted
+    if isinstance(theta, tuple):  # scale/offset of the current model
+        scale, offset = theta
+        coef = tuple(float(c) * scale for c in coef0)
+        const = float(const0) * scale + offset
+        entries = {k: v * scale for k, v in model.entries.items()}
+        fixed = model.fixed_ms * scale if model.fixed_ms is not None else None
+    else:
+        coef, const = tuple(float(c) for c in theta[:-1]), float(theta[-1])
+        entries, fixed = model.entries, model.fixed_ms
+    return replace(model, coef=coef, const_ms=const, entries=dict(entries), fixed_ms=fixed,
+                   source="calibrated" if not model.entries else "profiled+calibrated",
+                   fit={"measurements": int(len(y)), "outliers": int((~keep).sum()),
+                        "kind": "features" if full else "scale+offset"})
 
 
-def _ridge_nnls(X: np.ndarray, y: np.ndarray, theta0: np.ndarray, weight: float) -> np.ndarray:
-    """min sum((X theta - y) / y)^2 + weight * n * sum((theta - theta0) / theta0)^2, theta >= 0.
-    Solved in the scaled variable u = theta / theta0 so both terms are relative."""
-    A = (X * theta0) / y[:, None]
-    b = np.ones(len(y))
-    lam = np.sqrt(weight * max(1, len(y)) / len(theta0))
-    A_aug = np.vstack([A, lam * np.eye(len(theta0))])
-    b_aug = np.concatenate([b, lam * np.ones(len(theta0))])
+def _residual_features(model: LatencyModel, space: SearchSpace, arch: Arch) -> np.ndarray:
+    """Features of the blocks the profiled table does not cover (plus the constant)."""
+    from .latency import block_key
+    f = np.zeros(len(model.coefficients()[0]))
+    if model.fixed_ms is None:
+        f = f + fixed_features(space, model.num_classes)
+    for c in space.active_blocks(arch):
+        if block_key(c) not in model.entries:
+            f = f + block_features(c)
+    return np.append(f, 1.0)
+
+
+def _known_ms(model: LatencyModel, space: SearchSpace, arch: Arch) -> float:
+    """The part of a prediction that comes from profiled entries (not refitted)."""
+    from .latency import block_key
+    known = sum(model.entries.get(block_key(c), 0.0) for c in space.active_blocks(arch))
+    return known + (model.fixed_ms or 0.0)
+
+
+def _solve(X: np.ndarray, y: np.ndarray, theta0: np.ndarray, weight: float, full: bool, model: LatencyModel,
+           space: SearchSpace, archs: Sequence[Arch]) -> Any:
+    known = np.array([_known_ms(model, space, a) for a in archs])
+    if not full:
+        base = np.array([model.predict(space, a) for a in archs])
+        A = np.stack([base, np.ones(len(y))], 1) / y[:, None]
+        (scale, offset), _ = nnls(A, np.ones(len(y)))
+        return (float(scale), float(offset))
+    return _ridge_nnls(X, y - known, y, theta0, weight)
+
+
+def _predict_rows(X: np.ndarray, theta: Any, model: LatencyModel, space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:
+    if isinstance(theta, tuple):
+        return np.array([model.predict(space, a) for a in archs]) * theta[0] + theta[1]
+    return X @ theta + np.array([_known_ms(model, space, a) for a in archs])
+
+
+def _ridge_nnls(X: np.ndarray, target: np.ndarray, y: np.ndarray, theta0: np.ndarray, weight: float) -> np.ndarray:
+    """min sum((X theta - target) / y)^2 + weight * sum((theta - theta0) / theta0)^2, theta >= 0,
+    solved in u = theta / theta0 so that every coefficient is on the same scale."""
+    scale = np.where(theta0 > 0, theta0, 1.0)
+    A = (X * scale) / y[:, None]
+    b = target / y
+    lam = np.sqrt(weight * len(y))
+    A_aug = np.vstack([A, lam * np.eye(len(scale))])
+    b_aug = np.concatenate([b, lam * np.ones(len(scale))])
     u, _ = nnls(A_aug, b_aug)
-    return u * theta0
+    return u * scale
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:

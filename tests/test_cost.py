@@ -1,0 +1,117 @@
+"""Latency model, calibration and the SQLite measurement store."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_eas.cost.calibrate import accuracy_report, fit
+from edge_eas.cost.latency import Hardware, LatencyModel
+from edge_eas.cost.store import SCHEMA_VERSION, Measurement, MeasurementStore
+from edge_eas.errors import UserError
+from edge_eas.generator import ArchGenerator
+from edge_eas.space import SearchSpace
+
+
+def _m(i: int, **kw) -> Measurement:  # type: ignore[no-untyped-def]
+    base = dict(measurement_id=f"id{i}", device_id="dev", target="local", engine="numpy", threads=1, batch_size=1,
+                arch={"depths": [1, 1, 1]}, median_ms=1.0 + i, stats={"median_ms": 1.0 + i, "p90_ms": 2.0 + i},
+                bench_run="run", scenario=f"s{i}")
+    base.update(kw)
+    return Measurement(**base)
+
+
+def test_store_is_idempotent_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite"
+    with MeasurementStore(path) as st:
+        assert st.insert(_m(0)) and not st.insert(_m(0))
+        assert st.insert(_m(1))
+        assert st.count() == 2 and st.scenarios_done("run", "dev") == {"s0", "s1"}
+        assert st.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(UserError, match="newer than this edge_eas supports"):
+        MeasurementStore(path)
+
+
+WRITER = """
+import sys, time
+from edge_eas.cost.store import Measurement, MeasurementStore
+st = MeasurementStore(sys.argv[1])
+i = 0
+while True:
+    st.insert(Measurement(f"w{i}", "dev", "local", "numpy", 1, 1, {"d": i}, 1.0, {"median_ms": 1.0}, "run", f"s{i}"))
+    i += 1
+    if i == 20:
+        print("ready", flush=True)
+"""
+
+
+def test_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with MeasurementStore(path) as st:
+        n = st.count()
+        assert n >= 20
+        assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = st.measurements(target="local")
+        assert len({r["measurement_id"] for r in rows}) == n == len(rows)
+        assert st.insert(_m(99))
+
+
+def test_calibration_recovers_a_synthetic_device() -> None:
+    space = SearchSpace.preset("digits")
+    truth = LatencyModel("dev", "numpy", 1, coef=(2e-6, 3e-5, 1e-5, 4e-5, 1e-7, 0.004), const_ms=0.05)
+    prior = LatencyModel("dev", "numpy", 1, hardware=Hardware(peak_gflops=5, memory_gbps=2))
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(120)]
+    noise = rng.normal(1, 0.02, size=len(archs))
+    measured = [truth.predict(space, a) * n for a, n in zip(archs, noise)]
+    fitted = fit(prior, space, archs[:20], measured[:20])
+    rep = accuracy_report([fitted.predict(space, a) for a in archs[20:]], measured[20:])
+    before = accuracy_report([prior.predict(space, a) for a in archs[20:]], measured[20:])
+    assert rep["within_10pct"] >= 0.95 and rep["kendall_tau"] >= 0.9
+    assert rep["mape"] < before["mape"]
+    assert LatencyModel.from_dict(json.loads(json.dumps(fitted.to_dict()))).predict(space, archs[0]) == \
+        pytest.approx(fitted.predict(space, archs[0]))
+
+
+def test_ms_budgets_are_repaired_and_minimum_is_named() -> None:
+    import torch
+    from edge_eas.generator_train import GeneratorNet
+    space = SearchSpace.preset("digits")
+    torch.manual_seed(0)
+    net = GeneratorNet(10, space.decision_sizes(), 16)
+    with torch.no_grad():
+        net.fc2.weight.normal_()
+    gen = ArchGenerator(space, 10, {k: v.numpy() for k, v in net.state_dict().items()})
+    model = LatencyModel("dev", "numpy", 1)
+    gen.cost_tables["ms"] = model.table(space)
+    lo, hi = gen.bounds("ms")
+    budgets = list(np.linspace(lo, hi, 30))
+    for arch, b in zip(gen.generate([[1, 2]] * 30, budgets=budgets, kind="ms"), budgets):
+        assert model.predict(space, arch) <= b + 1e-9
+    with pytest.raises(ValueError, match=f"minimum feasible budget is {lo:.6g}"):
+        gen.generate([[1, 2]], budgets=[lo / 2], kind="ms")
+
+
+def test_expected_latency_matches_prediction_for_one_hot() -> None:
+    from edge_eas.supernet import SoftArch
+    space = SearchSpace.preset("digits")
+    model = LatencyModel("dev", "numpy", 1)
+    arch = space.sample(np.random.default_rng(3))
+    soft = SoftArch.from_arch(space, arch)
+    assert float(model.expected(space, soft.depth, soft.kernel, soft.expand)) == pytest.approx(model.predict(space, arch))

@@ -1,0 +1,356 @@
+"""`edge_eas deploy` and `edge_eas bench` over real SSH: OpenSSH sshd in network namespaces
+(tests/netns.py), each "device" with its own address, host key, hostname, home and a torch-free
+runtime venv installed offline by deploy. Faults are real too: unknown and changed host keys,
+a wrong key, an unreachable address, a cable pulled mid-bench, sshd killed mid-bench.
+
+The CLI runs as a subprocess, exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.netns import DeviceLab, SimDevice, have_sshd, leftovers
+
+paramiko = pytest.importorskip("paramiko")
+pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs OpenSSH sshd (apt-get install openssh-server)")
+
+# Fault tests give up and recover quickly: 2 s of silence means the link is gone.
+FAST = {"connect_timeout": 1.5, "command_timeout": 2.0, "retries": 2, "backoff": 0.2}
+FAULT_BENCH = ["--scenarios", "8", "--runs", "3000", "--warmup", "10"]  # ~0.4 s per scenario: time to cut in
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_eas.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    res = cli(env, *args, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
+    """A user error: exit 2, nothing on stdout, exactly one line on stderr, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stdout == ""
+    return lines[0]
+
+
+def stored(store: Path) -> list[tuple[str, str]]:
+    """(device, scenario) of every stored measurement."""
+    if not store.exists():
+        return []
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute("SELECT device_id, scenario FROM measurements").fetchall()
+    except sqlite3.OperationalError:  # schema not created yet
+        return []
+    finally:
+        db.close()
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def assert_each_scenario_once(store: Path, devices: list[str], n: int) -> None:
+    rows = stored(store)
+    for d in devices:
+        mine = sorted(s for dev, s in rows if dev == d)
+        assert mine == [f"s{i:03d}" for i in range(n)], (d, mine)  # each scenario once: none lost, none twice
+
+
+def known_hosts_with(tmp: Path, lab: DeviceLab, *devices: SimDevice) -> Path:
+    path = tmp / "known_hosts"
+    path.write_text("".join(lab.known_hosts_line(d) for d in devices))
+    return path
+
+
+# ---- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["dev-a", "dev-b", "dev-c"]).start()
+    yield lab
+    lab.close()
+    assert leftovers(lab) == {"netns": [], "links": [], "processes": []}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("edge_eas_home")
+    return dict(os.environ, EDGE_EAS_HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+
+
+@pytest.fixture(scope="module")
+def targets(lab: DeviceLab) -> dict[str, Path]:
+    return {d.name: lab.write_target(d) for d in lab.devices}
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
+    """dev-a and dev-b deployed in parallel through the CLI: venv + offline install, once per run."""
+    from edge_eas.remote.deploy import DevicePlatform, dependency_wheels, runtime_wheel
+    runtime_wheel()  # fill the host's wheel caches once, so the parallel deploys do not race on them
+    dependency_wheels(DevicePlatform(platform.python_version(), tuple(sys.version_info[:2]),  # type: ignore[arg-type]
+                                     platform.machine(), platform.libc_ver()))  # type: ignore[arg-type]
+    procs = {name: subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "deploy", "--target", str(targets[name]),
+                                     "--bundle", str(tiny_bundle), "--json"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env) for name in ("dev-a", "dev-b")}
+    out = {}
+    for name, p in procs.items():
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        out[name] = json.loads(stdout)
+    return out
+
+
+@pytest.fixture(scope="module")
+def other_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different bundle of the same run (for rollback)."""
+    from edge_eas.bundle import export_bundle
+    out = tmp_path_factory.mktemp("bundle2") / "model.eas"
+    export_bundle(tiny_run, out, calib_per_class=8)
+    return out
+
+
+# ---- deploy + bench ----------------------------------------------------------------------------------
+def test_deploy_then_bench_two_devices_end_to_end(lab: DeviceLab, deployed: dict[str, Any],
+                                                  targets: dict[str, Path], env: dict[str, str],
+                                                  tiny_bundle: Path, tmp_path: Path) -> None:
+    from edge_eas.remote.ssh import sha256_file
+    sha = sha256_file(tiny_bundle)
+    for dev in lab.devices[:2]:
+        rep = deployed[dev.name]
+        assert rep["runtime_installed"] and rep["bundle_uploaded"] and rep["switched"]
+        assert rep["transferred_bytes"] > tiny_bundle.stat().st_size  # bundle + wheels
+        assert rep["bundle_sha256"] == sha == rep["smoke"]["bundle_sha256"]
+        assert rep["smoke"]["hostname"] == dev.hostname  # the agent ran inside that device's namespace
+        assert "torch" not in rep["smoke"]["versions"] and rep["smoke"]["numpy"]
+        assert rep["smoke"]["median_ms"] > 0
+        on_device = dev.runtime_dir / "current" / "model.eas"
+        assert on_device.resolve().parent.name == sha[:16] and sha256_file(on_device) == sha
+        assert not list(dev.runtime_dir.rglob("*.tmp-*"))  # no temporary upload left behind
+
+    store = tmp_path / "store.sqlite"
+    res = cli(env, "bench", "--target", f"{targets['dev-a']},{targets['dev-b']}", "--bundle", str(tiny_bundle),
+              "--scenarios", "6", "--runs", "30", "--store", str(store), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["failed_devices"] == [] and doc["scenarios"] == 6
+    assert {d["device"]: d["stored"] for d in doc["devices"]} == {"dev-a": 6, "dev-b": 6}
+    assert_each_scenario_once(store, ["dev-a", "dev-b"], 6)
+    db = sqlite3.connect(store)
+    envs = [json.loads(e) for (e,) in db.execute("SELECT environment_json FROM measurements")]
+    db.close()
+    assert all("torch" not in e["versions"] for e in envs)
+    assert {e["hostname"] for e in envs} == {"dev-a", "dev-b"}
+
+
+def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab: DeviceLab, deployed: dict[str, Any],
+                                                                             targets: dict[str, Path]) -> None:
+    from edge_eas.remote.ssh import SSHSession, ssh_options
+    from edge_eas.targets import load_target
+    t = load_target(str(targets["dev-a"]))
+    with SSHSession(t.connection, ssh_options(t)) as s:  # type: ignore[arg-type]
+        venv_python = s.expand("~/.edge_eas/venv/bin/python")
+        assert s.expand("~/.edge_eas") == s.home + "/.edge_eas" and s.home != ""
+        res = s.run([venv_python, "-c", "import importlib.util as u; print(u.find_spec('torch'))"])
+        assert (res.rc, res.stdout.strip()) == (0, "None")
+        hostile = ["a; touch /tmp/edge-eas-pwned", "$(id)", "`id`", "'\"", "~", "*", "x\ny"]
+        res = s.run([venv_python, "-c", "import json,sys; print(json.dumps(sys.argv[1:]))", *hostile])
+        assert json.loads(res.stdout) == hostile and not Path("/tmp/edge-eas-pwned").exists()
+
+
+def test_redeploying_the_same_bundle_transfers_nothing(deployed: dict[str, Any], targets: dict[str, Path],
+                                                       env: dict[str, str], tiny_bundle: Path) -> None:
+    rep = cli_json(env, "deploy", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle))
+    assert rep["transferred_bytes"] == 0
+    assert not rep["runtime_installed"] and not rep["bundle_uploaded"] and not rep["switched"]
+    assert rep["current"] == deployed["dev-a"]["current"] and rep["smoke"]["median_ms"] > 0
+
+
+def test_rollback_returns_to_the_previous_bundle(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path],
+                                                 env: dict[str, str], tiny_bundle: Path, other_bundle: Path,
+                                                 tmp_path: Path) -> None:
+    from edge_eas.remote.ssh import sha256_file
+    first, second = sha256_file(tiny_bundle), sha256_file(other_bundle)
+    assert first != second
+    t = str(targets["dev-b"])
+    rep = cli_json(env, "deploy", "--target", t, "--bundle", str(other_bundle))
+    assert rep["bundle_uploaded"] and not rep["runtime_installed"]
+    assert rep["transferred_bytes"] == other_bundle.stat().st_size + len(b"") or rep["transferred_bytes"] > 0
+    assert (rep["current"], rep["previous"]) == (f"releases/{second[:16]}", f"releases/{first[:16]}")
+    assert rep["smoke"]["bundle_sha256"] == second
+    # bench refuses to measure a bundle the device does not run (measurements would be mislabelled)
+    res = cli(env, "bench", "--target", t, "--bundle", str(tiny_bundle), "--scenarios", "2", "--runs", "30",
+              "--store", str(tmp_path / "s.sqlite"), "--json")
+    assert res.returncode == 1 and "edge_eas deploy" in json.loads(res.stdout)["devices"][0]["failure"]
+
+    back = cli_json(env, "deploy", "--target", t, "--rollback")
+    assert back["rolled_back"] and back["transferred_bytes"] == 0
+    assert (back["current"], back["previous"]) == (f"releases/{first[:16]}", f"releases/{second[:16]}")
+    assert back["bundle_sha256"] == first == back["smoke"]["bundle_sha256"]
+    dev = lab.devices[1]
+    assert sha256_file(dev.runtime_dir / "current" / "model.eas") == first
+
+
+# ---- host keys and credentials ---------------------------------------------------------------------------
+def test_unknown_host_key_is_refused(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+    dev = lab.devices[2]
+    kh = tmp_path / "known_hosts"
+    kh.write_text(lab.known_hosts_line(lab.devices[0]))  # knows another device, not this one
+    target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle)))
+    assert f"host {dev.addr} is not in {kh}" in msg and "--trust-new-host" in msg and "SHA256:" in msg
+    assert kh.read_text() == lab.known_hosts_line(lab.devices[0])  # nothing recorded
+    assert not (dev.runtime_dir / "current").exists()
+
+
+def test_trust_new_host_records_the_key_then_deploys(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+                                                     tmp_path: Path) -> None:
+    dev = lab.devices[2]
+    kh = tmp_path / "ssh" / "known_hosts"  # does not exist yet
+    target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--trust-new-host", "--json")
+    assert res.returncode == 0, res.stderr
+    assert kh.read_text() == lab.known_hosts_line(dev) and "trusted new host" in res.stderr
+    assert json.loads(res.stdout)["smoke"]["hostname"] == dev.hostname
+    again = cli_json(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle))  # no flag: key known now
+    assert again["transferred_bytes"] == 0 and kh.read_text() == lab.known_hosts_line(dev)
+
+
+def test_changed_host_key_is_refused_even_with_trust_new_host(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+                                                              tmp_path: Path) -> None:
+    dev = lab.devices[2]
+    kh = known_hosts_with(tmp_path, lab, dev)
+    recorded = kh.read_text()
+    target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
+    lab.regenerate_host_key(dev)  # reinstalled device, or an impostor at its address
+    for extra in ([], ["--trust-new-host"]):
+        msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), *extra))
+        assert "CHANGED" in msg and "man-in-the-middle" in msg and str(kh) in msg
+    assert kh.read_text() == recorded
+
+
+def test_wrong_key_and_unreachable_host_are_one_line_errors(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+                                                            tmp_path: Path) -> None:
+    dev = lab.devices[2]
+    kh = known_hosts_with(tmp_path, lab, dev)
+    target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh, **FAST)
+    stranger = tmp_path / "stranger_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--key",
+                             str(stranger)))
+    assert "refused SSH key" in msg and str(stranger) in msg
+    nobody = f"{dev.addr.rsplit('.', 1)[0]}.99:22" if lab.uses_netns else f"127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--host",
+                             f"root@{nobody}"))
+    assert "cannot reach" in msg and "after 3 attempts" in msg and time.monotonic() - t0 < 30
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- faults mid-bench ------------------------------------------------------------------------------------
+def _start_bench(env: dict[str, str], target: Path, bundle: Path, store: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "bench", "--target", str(target), "--bundle",
+                             str(bundle), *FAULT_BENCH, "--store", str(store), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="link faults need network namespaces (root)")
+def test_link_down_mid_bench_then_up_completes_without_loss_or_duplicates(
+        lab: DeviceLab, deployed: dict[str, Any], env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+    if not lab.uses_netns:
+        pytest.skip("network namespaces unavailable: no link to cut")
+    dev = lab.devices[0]
+    target = lab.write_target(dev, tmp_path / "a-fast.toml", **FAST)
+    store = tmp_path / "store.sqlite"
+    bench = _start_bench(env, target, tiny_bundle, store)
+    try:
+        wait_for(lambda: len(stored(store)) >= 1, 60, "the first measurement")
+        lab.set_link(dev, up=False)
+        cut_at = len(stored(store))
+        time.sleep(4)
+    finally:
+        lab.set_link(dev, up=True)
+    out, err = bench.communicate(timeout=120)
+    assert bench.returncode == 0, err
+    rep = json.loads(out)["devices"][0]
+    assert cut_at < 8, "the bench finished before the link was cut: the test proved nothing"
+    assert rep["failure"] is None and rep["attempts"] >= 2  # it lost the link and reconnected
+    assert_each_scenario_once(store, [dev.name], 8)
+
+
+def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
+        lab: DeviceLab, deployed: dict[str, Any], env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+    dev = lab.devices[1]
+    target = lab.write_target(dev, tmp_path / "b-fast.toml", **FAST)
+    store = tmp_path / "store.sqlite"
+    bench = _start_bench(env, target, tiny_bundle, store)
+    try:
+        wait_for(lambda: len(stored(store)) >= 1, 60, "the first measurement")
+        lab.kill_device_processes(dev)  # sshd, the session and the agent: the board lost power
+        out, err = bench.communicate(timeout=120)
+    finally:
+        if lab.devices[1].proc is None:
+            lab.start_sshd(dev)
+    assert bench.returncode == 1, err
+    rep = json.loads(out)["devices"][0]
+    assert "cannot reach" in rep["failure"] and "connection refused" in rep["failure"]
+    kept = stored(store)
+    assert 1 <= len(kept) < 8 and len(set(kept)) == len(kept)
+
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), *FAULT_BENCH, "--store",
+              str(store), "--json")
+    assert res.returncode == 0, res.stderr
+    again = json.loads(res.stdout)["devices"][0]
+    assert (again["skipped"], again["stored"], again["resent"]) == (len(kept), 8 - len(kept), 0)
+    assert_each_scenario_once(store, [dev.name], 8)
+
+
+# ---- options ---------------------------------------------------------------------------------------------
+def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_eas.errors import UserError
+    from edge_eas.remote.ssh import SSHOptions, ssh_options
+    from edge_eas.targets import load_target
+    path = tmp_path / "dev.toml"
+    path.write_text('name = "dev"\n[connection]\nhost = "10.0.0.2"\nkey = "~/k"\ncommand_timeout = 7\nretries = 0\n')
+    t = load_target(str(path))
+    args = argparse.Namespace(host="pi@10.0.0.3:2222", key="/k2", trust_new_host=True)
+    opts = ssh_options(t, args)
+    assert (opts.command_timeout, opts.retries, opts.connect_timeout) == (7.0, 0, SSHOptions().connect_timeout)
+    assert (opts.host, opts.key, opts.trust_new_host) == ("pi@10.0.0.3:2222", "/k2", True)
+    monkeypatch.setenv("EDGE_EAS_SSH_COMMAND_TIMEOUT", "3.5")
+    assert ssh_options(t, None).command_timeout == 3.5 and not ssh_options(t, None).trust_new_host
+    monkeypatch.setenv("EDGE_EAS_SSH_COMMAND_TIMEOUT", "soon")
+    with pytest.raises(UserError, match="EDGE_EAS_SSH_COMMAND_TIMEOUT must be a number"):
+        ssh_options(t, None)
+    monkeypatch.delenv("EDGE_EAS_SSH_COMMAND_TIMEOUT")
+    path.write_text('name = "dev"\n[connection]\nhost = "h"\nconnect_timeout = -1\n')
+    with pytest.raises(UserError, match=r"dev.toml: \[connection\] connect_timeout must be a positive number"):
+        ssh_options(load_target(str(path)), None)
