@@ -60,10 +60,11 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
     return bundle
 
 
-def bench_local(bundle: Path, store: Path, scenarios: int, seed: int) -> dict[str, Any]:
+def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path) -> dict[str, Any]:
+    """Benchmark on this machine through the device agent, profile its blocks and calibrate."""
     from .remote.harness import run_bench
     args = argparse.Namespace(target="local", bundle=bundle, scenarios=scenarios, seed=seed, engine=None,
-                              threads=None, runs=30, warmup=5, store=store, calibrate=False, run=None, host=None,
+                              threads=None, runs=30, warmup=5, store=store, calibrate=True, run=run, host=None,
                               key=None, trust_new_host=False)
     return run_bench(args)
 
@@ -129,7 +130,7 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
     fig.savefig(out / "accuracy_vs_mflops.png", dpi=110)
     plt.close(fig)
     files.append(str(out / "accuracy_vs_mflops.png"))
-    measured = [r["median_ms"] for r in mflops_rows]
+    measured = [r["measured_ms"] for r in mflops_rows]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(measured, before, s=12, label="prior (roofline)")
     ax.scatter(measured, after, s=12, label="after calibration")
@@ -159,7 +160,7 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
     bundle = ensure_bundle(out, run, with_models=False)
     store = out / "measurements.sqlite"
     _step(f"device agent (torch-free runtime): specialise + benchmark {scenarios} scenarios with MFLOPs budgets")
-    bench = bench_local(bundle, store, scenarios, seed)
+    bench = bench_local(bundle, store, scenarios, seed, run)
     dev = bench["devices"][0]
     if dev["failure"]:
         from .errors import UserError
@@ -171,9 +172,8 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
     _step("task accuracy of the generated archs (test split)")
     for r, acc in zip(rows, task_accuracies(run, rows)):
         r["accuracy"] = acc
-    _step("calibrating this machine's latency model from the stored measurements")
-    cal = calibrate_target("local", store, run_dir=run)
-    key, cal_report = next(iter(cal["models"].items()))
+    key, cal_report = next(iter(bench["calibration"].items()))
+    key = key.split("/", 1)[1]
     models = load_run_models(run)["local"]
     space = SearchSpace.from_dict(json.loads((run / "run.json").read_text())["space"])
     from .cost.latency import LatencyModel
@@ -192,8 +192,8 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
         "engine": key, "scenarios": len(rows),
         "mflops_budgets": {"within_budget": float(np.mean([r["in_budget"] for r in rows])),
                            "mean_task_accuracy": float(np.mean([r["accuracy"] for r in rows])), "rows": rows},
-        "calibration": {"held_out": cal_report, "all_50_before": accuracy_report(before, [r["median_ms"] for r in rows]),
-                        "all_50_after": accuracy_report(after, [r["median_ms"] for r in rows])},
+        "calibration": {"held_out": cal_report, "all_50_before": accuracy_report(before, [r["measured_ms"] for r in rows]),
+                        "all_50_after": accuracy_report(after, [r["measured_ms"] for r in rows])},
         "ms_budgets": {"predicted_within_budget": float(np.mean([r["predicted_within_budget"] for r in ms_rows])),
                        "measured_within_budget": float(np.mean([r["measured_within_budget"] for r in ms_rows])),
                        "rows": ms_rows},
@@ -216,7 +216,7 @@ def print_report(report: dict[str, Any]) -> None:
                 "left: MFLOPs budgets, right: the same tasks with ms budgets",
                 ["task", "budget", "MFLOPs", "acc", "ms", "ok", "budget ms", "pred", "meas", "ok "],
                 [(",".join(map(str, r["classes"])), f"{r['budget_mflops']:.2f}", f"{r['mflops']:.2f}",
-                  f"{100 * r['accuracy']:.0f}%", f"{r['median_ms']:.3f}", "✓" if r["in_budget"] else "✗",
+                  f"{100 * r['accuracy']:.0f}%", f"{r['measured_ms']:.3f}", "✓" if r["in_budget"] else "✗",
                   f"{ms_rows[r['scenario']]['budget_ms']:.3f}", f"{ms_rows[r['scenario']]['predicted_ms']:.3f}",
                   f"{ms_rows[r['scenario']]['measured_ms']:.3f}",
                   "✓" if ms_rows[r["scenario"]]["measured_within_budget"] else "✗")

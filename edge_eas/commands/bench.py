@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if not result["failed_devices"] else 1
     for dev in result["devices"]:
         rows = [(r["scenario"], ",".join(map(str, r["classes"])), f"{r['budget_mflops']:.3f}", f"{r['mflops']:.3f}",
-                 "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}", f"{r['median_ms']:.3f}",
+                 "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
                  "yes" if r["in_budget"] else "NO") for r in dev["rows"]]
         print_table(f"{dev['device']} ({dev['target']}): {dev['stored']} stored, {dev['resent']} re-sent, "
                     f"{len(dev['errors'])} errors", ["scenario", "task", "budget MFLOPs", "MFLOPs",

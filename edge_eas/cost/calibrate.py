@@ -41,7 +41,8 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
     theta0 = np.append(coef0, const0)
     if model.entries:  # profiled blocks are measured directly: only the rest is modelled
         X = np.stack([_residual_features(model, space, a) for a in archs])
-    full = len(y) >= min_full_fit
+    # a profiled table already has the shape: only its scale and offset are fitted
+    full = len(y) >= min_full_fit and not model.entries
     keep = np.ones(len(y), dtype=bool)
     for _ in range(2):  # fit, drop outliers, refit
         theta = _solve(X[keep], y[keep], theta0, prior_weight, full, model, space, [a for a, k in zip(archs, keep) if k])

@@ -21,7 +21,13 @@ def prior_model(target_name: str, engine: str, threads: int | None, store: Measu
     target = load_target(target_name)
     model = LatencyModel(target=target.name, engine=engine, threads=threads, hardware=target.hardware)
     if store is not None:
-        model.entries.update(store.block_profiles(target.name, engine, threads))
+        entries = store.block_profiles(target.name, engine, threads)
+        fixed = entries.pop("fixed", None)
+        model.entries.update(entries)
+        if fixed is not None:
+            model.fixed_ms = fixed
+            model.const_ms = 0.0
+            model.coef = tuple(model.prior_coef()[0])
         if model.entries:
             model.source = "profiled"
     return model

@@ -131,6 +131,28 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
             return report
 
 
+def profile_device(runner: Runner, target: str, store: MeasurementStore, engine: str = "auto",
+                   threads: int | None = None, warmup: int = 5, runs: int = 30) -> int:
+    """Micro-benchmark every block config on the device (agent --profile-blocks) into the store's
+    look-up table for (target, engine, threads); returns how many entries were stored."""
+    args = ["--bundle", runner.bundle_path(), "--profile-blocks", "--engine", engine, "--warmup", str(warmup),
+            "--runs", str(runs)]
+    if threads:
+        args += ["--threads", str(threads)]
+    stored = 0
+    for raw in runner.stream(args):
+        raw = raw.strip()
+        if not raw.startswith("{"):
+            continue
+        line = json.loads(raw)
+        if line.get("type") == "block":
+            store.put_block_profile(target, line["engine"], threads, line["block_key"], float(line["median_ms"]), line)
+            stored += 1
+        elif line.get("type") == "fatal":
+            raise AgentFailure(line.get("error", "device agent failed"))
+    return stored
+
+
 def _consume(lines: Iterator[str], device: str, target: str, bench_run: str, store: MeasurementStore,
              report: DeviceReport, on_result: Callable[[dict[str, Any]], None] | None) -> bool:
     for raw in lines:

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..paths import default_store
 from ..runtime.bundle_reader import BundleError, open_bundle
 from ..targets import Target, load_target
-from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id
+from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device
 from .scenarios import make_scenarios
 
 
@@ -94,7 +94,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             by_id = {s["id"]: s for s in scenarios}
             table = [{"scenario": r["scenario"], "classes": r["classes"],
                       "budget_mflops": by_id[r["scenario"]]["budget_mflops"], "mflops": r["mflops"],
-                      "predicted_ms": r["predicted_ms"], "median_ms": r["median_ms"],
+                      "predicted_ms": _host_prediction(t.name, r, sp), "measured_ms": r["median_ms"],
                       "in_budget": r["mflops"] <= by_id[r["scenario"]]["budget_mflops"] + 1e-9}
                      for r in rows if r["scenario"] in by_id]
             devices.append({**rep.to_dict(), "rows": sorted(table, key=lambda r: r["scenario"])})
@@ -104,8 +104,36 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if args.calibrate:
         from ..cost.calibrate_cli import calibrate_target
         result["calibration"] = {}
+        result["block_profiles"] = {}
+        for t in targets:  # fill the per-block look-up table on each device (nn-Meter / OFA style)
+            if t.name in result["failed_devices"]:
+                continue
+            with MeasurementStore(store_path) as store:
+                try:
+                    result["block_profiles"][t.name] = profile_device(
+                        make_runner(t, args.bundle, args), t.name, store, args.engine or t.engine,
+                        args.threads or t.threads, runs=30)
+                except Exception as exc:  # the whole-network measurements still calibrate the model
+                    info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
         for name in sorted({t.name for t in targets} - set(result["failed_devices"])):
             cal = calibrate_target(name, store_path, run_dir=getattr(args, "run", None))
             for key, rep in cal["models"].items():
                 result["calibration"][f"{name}/{key}"] = rep
     return result
+
+
+def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | None:
+    """Predicted latency from the target's current calibrated model (the user's model file),
+    falling back to what the device predicted from its bundle."""
+    import json
+
+    from ..cost.latency import LatencyModel, model_key
+    from ..paths import models_dir
+    from ..space import Arch
+    path = models_dir() / f"{target}.json"
+    if path.is_file():
+        models = json.loads(path.read_text()).get("models", {})
+        key = model_key(row["engine"], row["threads"])
+        if key in models:
+            return LatencyModel.from_dict(models[key]).predict(space, Arch.from_dict(row["arch"]))
+    return row["predicted_ms"]
