@@ -1,13 +1,15 @@
 """Task accuracy of a sub-network: the evaluator shared by `eval`, the generator and the searches.
 
 A sub-network is extracted with its task's classifier rows, its BatchNorm statistics are
-re-estimated on training images of the task's classes (as the device does with the bundle's
-calibration set), then it is scored on held-out images of those classes only.
+re-estimated on training images of *all* classes (the distribution it was trained on, as the
+device does with the bundle's calibration set), then it is scored on held-out images of the
+task's classes only. Recalibrating on the task's classes alone was measured to hurt: on digits
+the largest arch scored 96.1 % on 2-5-class tasks that way vs 99.7 % with all-class statistics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +29,7 @@ class TaskEvaluator:
     calib_images: int = 256
     batch_size: int = 512
     device: str = "cpu"
+    _calib: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     def _task_split(self, split: str, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.data.split(split)
@@ -38,11 +41,14 @@ class TaskEvaluator:
         return torch.from_numpy(self.data.preprocess(images)).to(self.device).contiguous(
             memory_format=torch.channels_last)
 
-    def calibration_batches(self, classes: Sequence[int]) -> list[torch.Tensor]:
-        x, _ = self._task_split("train", classes)
-        rng = np.random.default_rng(0)
-        pick = rng.permutation(len(x))[: self.calib_images]
-        return [self._tensor(x[pick[i:i + self.batch_size]]) for i in range(0, len(pick), self.batch_size)]
+    def calibration_batches(self) -> list[torch.Tensor]:
+        """The same fixed random training images for every arch (built once)."""
+        if not self._calib:
+            x, _ = self.data.split("train")
+            pick = np.random.default_rng(0).permutation(len(x))[: self.calib_images]
+            self._calib.extend(self._tensor(x[pick[i:i + self.batch_size]])
+                               for i in range(0, len(pick), self.batch_size))
+        return self._calib
 
     def accuracy(self, arch: Arch, task: Task, recalibrate: bool = True) -> float:
         """Share of held-out images of the task's classes whose argmax over the task's logits is right."""
@@ -55,7 +61,7 @@ class TaskEvaluator:
         classes = list(task.classes)
         sub = self.net.extract(arch, classes=classes).to(self.device, memory_format=torch.channels_last)
         if recalibrate:
-            recalibrate_bn(sub, self.calibration_batches(classes))
+            recalibrate_bn(sub, self.calibration_batches())
         sub.eval()
         x, y = self._task_split(self.split, classes)
         if len(y) == 0:

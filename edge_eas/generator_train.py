@@ -37,7 +37,7 @@ from .train import MASKED_LOGIT
 class GeneratorConfig:
     steps: int = 250
     scenarios_per_step: int = 6
-    images_per_scenario: int = 64
+    images_per_scenario: int = 64   # half from the task's classes, half from all classes (BN)
     hidden: int = 64
     lr: float = 3e-3
     penalty: float = 4.0           # weight of the over-budget log-cost penalty
@@ -110,8 +110,13 @@ class GeneratorTrainer:
         return classes, budget
 
     def _images(self, classes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's images followed by as many images of all classes: BN runs on the batch's
+        statistics, and those must describe the training distribution (as recalibration on the
+        device does), not only the task's classes; the loss uses the task's images only."""
         pool = np.concatenate([self.by_class[c] for c in classes])
-        idx = self.rng.choice(pool, size=min(self.cfg.images_per_scenario, len(pool)), replace=False)
+        n = min(self.cfg.images_per_scenario // 2, len(pool))
+        idx = np.concatenate([self.rng.choice(pool, size=n, replace=False),
+                              self.rng.choice(len(self.data.y_train), size=n, replace=False)])
         x = torch.from_numpy(self.data.preprocess(self.data.x_train[idx])).to(self.device).contiguous(
             memory_format=torch.channels_last)
         y = torch.from_numpy(self.data.y_train[idx]).long().to(self.device)
@@ -143,7 +148,8 @@ class GeneratorTrainer:
             mask[torch.from_numpy(classes).to(self.device)] = True
             with self.net.batch_stats():
                 out = self.net.forward_soft(x, soft_arch(self.space, hard))
-            ce = F.cross_entropy(out.float().masked_fill(~mask, MASKED_LOGIT), y)
+            n_task = len(y) // 2
+            ce = F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
             sp = soft_arch(self.space, probs)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes) / 1e6
             log_ratio = torch.log(exp_mflops) - float(np.log(budget))

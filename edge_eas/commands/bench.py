@@ -12,7 +12,7 @@ from ..paths import default_store
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="target name(s), comma-separated, or a TOML path")
-    p.add_argument("--bundle", type=Path, default=Path("model.eas"), help="bundle to benchmark (default model.eas)")
+    p.add_argument("--bundle", type=Path, help="bundle to benchmark (default: the one deployed on the target)")
     p.add_argument("--scenarios", type=int, default=50, help="number of (task, budget) scenarios")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--engine", help="engine on the device (default: the target's)")

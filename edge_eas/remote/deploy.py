@@ -190,12 +190,27 @@ class DevicePlatform:
     machine: str
     libc: tuple[str, str]
 
+    @classmethod
+    def from_probe(cls, probe: dict[str, Any]) -> "DevicePlatform":
+        major, minor = probe["version"][:2]
+        libc = probe.get("libc") or ["", ""]
+        return cls(str(probe["python"]), (int(major), int(minor)), str(probe["machine"]), (str(libc[0]), str(libc[1])))
+
+    @classmethod
+    def host(cls) -> "DevicePlatform":
+        """This machine, as if it were the device (same-arch devices share its wheels)."""
+        libc = platform.libc_ver()
+        return cls(platform.python_version(), (sys.version_info[0], sys.version_info[1]), platform.machine(),
+                   (libc[0], libc[1]))
+
     @property
     def tag(self) -> str:
-        return f"cp{self.version[0]}{self.version[1]}-{self.machine}"
+        return f"cp{self.version[0]}{self.version[1]}-{self.machine}-{''.join(self.libc)}"
 
     def same_as_host(self) -> bool:
-        return self.machine == platform.machine() and self.version == tuple(sys.version_info[:2])
+        """Same CPU, Python and C library: the host's own `pip download` picks the right wheels."""
+        return (self.machine == platform.machine() and self.version == tuple(sys.version_info[:2])
+                and self.libc == tuple(platform.libc_ver()))
 
 
 def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> list[Path]:
@@ -248,7 +263,7 @@ class Deployer:
     def deploy(self, bundle: Path) -> DeployReport:
         sha, smoke = _check_bundle(bundle)
         start = time.monotonic()
-        with SSHSession(self.target.connection, self.options, python=self.target.python) as s:  # type: ignore[arg-type]
+        with self._session() as s:
             layout = DeviceLayout(s.expand(self.target.runtime_dir))
             report = DeployReport(self.target.name, s.label, layout.root, bundle_sha256=sha)
             release = f"releases/{sha[:16]}"
@@ -275,7 +290,7 @@ class Deployer:
 
     def rollback(self) -> DeployReport:
         start = time.monotonic()
-        with SSHSession(self.target.connection, self.options, python=self.target.python) as s:  # type: ignore[arg-type]
+        with self._session() as s:
             layout = DeviceLayout(s.expand(self.target.runtime_dir))
             report = DeployReport(self.target.name, s.label, layout.root, rolled_back=True)
             swapped = self._helper(s, "rollback", layout.root)
@@ -286,6 +301,10 @@ class Deployer:
         report.seconds = round(time.monotonic() - start, 3)
         return report
 
+    def _session(self) -> SSHSession:
+        assert self.target.connection is not None
+        return SSHSession(self.target.connection, self.options, python=self.target.python)
+
     def _helper(self, s: SSHSession, *args: str) -> dict[str, Any]:
         out = s.check([self.target.python, "-c", DEVICE_HELPER, *args], f"deploy step {args[0]!r}")
         try:
@@ -295,8 +314,7 @@ class Deployer:
 
     def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any]) -> bool:
         """Create the venv and install the runtime offline, unless this exact wheel is installed."""
-        dev = DevicePlatform(probe["python"], tuple(probe["version"]), probe["machine"],  # type: ignore[arg-type]
-                             tuple(probe["libc"]))  # type: ignore[arg-type]
+        dev = DevicePlatform.from_probe(probe)
         wheel = runtime_wheel(self.wheels_dir)
         wheel_sha = sha256_file(wheel)
         deps = dependency_wheels(dev, self.wheels_dir)

@@ -40,6 +40,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     targets = expand_targets(args.target)
     if args.runs < 30:
         raise UserError("--runs must be >= 30 (the latency protocol's minimum)")
+    if args.bundle is None:
+        args.bundle = _deployed_bundle(targets, args)
     try:
         bundle = open_bundle(args.bundle)
     except BundleError as exc:
@@ -137,3 +139,17 @@ def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | No
         if key in models:
             return LatencyModel.from_dict(models[key]).predict(space, Arch.from_dict(row["arch"]))
     return row["predicted_ms"]
+
+
+def _deployed_bundle(targets: list[Target], args: argparse.Namespace) -> Path:
+    """Without --bundle, benchmark what is deployed: fetch it from the first remote target."""
+    from ..paths import home
+    remote = [t for t in targets if not t.local]
+    if len(remote) != len(targets):
+        raise UserError("--bundle is required for the local target (e.g. --bundle model.eas)")
+    from .ssh import SSHRunner, ssh_options
+    runner = SSHRunner(remote[0], ssh_options(remote[0], args))
+    try:
+        return runner.fetch_deployed_bundle(home() / "deployed" / f"{remote[0].name}.eas")
+    finally:
+        runner._drop()

@@ -242,6 +242,7 @@ class SSHSession:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(self.options.keepalive)
+        _dead_link_timeout(transport.sock, max(3 * self.options.keepalive, self.options.connect_timeout))
         self._client = client
 
     def _user_error(self, exc: BaseException, key_path: str) -> UserError:
@@ -470,6 +471,17 @@ class SSHSession:
             raise AgentFailure(f"{what} exited with status {rc} on {self.label}: {_tail(err.decode(errors='replace'))}")
 
 
+def _dead_link_timeout(sock: Any, seconds: float) -> None:
+    """Keep-alives alone never notice a cut cable; with TCP_USER_TIMEOUT (Linux) the kernel drops
+    the connection once they stay unacknowledged this long, so a stalled stream fails within
+    seconds, not after the whole command timeout, and the harness reconnects and resumes."""
+    if hasattr(socket, "TCP_USER_TIMEOUT") and isinstance(sock, socket.socket):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+        except OSError:
+            pass
+
+
 def _short(argv: list[str]) -> str:
     shown = [a if len(a) < 60 else a[:57] + "..." for a in argv[:4]]
     return shlex.join(shown).replace("\n", " ") + (" ..." if len(argv) > 4 else "")
@@ -531,7 +543,8 @@ class SSHRunner:
     def _live(self) -> SSHSession:
         if self._session is None or not self._session.alive:
             self._drop()
-            session = SSHSession(self.target.connection, self.options, python=self.target.python)  # type: ignore[arg-type]
+            assert self.target.connection is not None
+            session = SSHSession(self.target.connection, self.options, python=self.target.python)
             session.connect()
             self._session = session
             self._layout = DeviceLayout(session.expand(self.target.runtime_dir))
@@ -550,6 +563,18 @@ class SSHRunner:
 
     def bundle_path(self) -> str:
         return self.layout.bundle
+
+    def fetch_deployed_bundle(self, dest: Path) -> Path:
+        """Copy the device's current bundle here (bench needs its manifest: space, classes)."""
+        session = self._live()
+        if not session.exists(self.layout.bundle):
+            raise UserError(f"no bundle deployed on {self.device_id}: run `edge_eas deploy --target "
+                            f"{self.target.name} --bundle model.eas` first")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".part")
+        session.sftp.get(self.layout.bundle, str(tmp))
+        os.replace(tmp, dest)
+        return dest
 
     def prepare_scenarios(self, scenarios: list[dict[str, Any]]) -> str:
         """Check the device runs the bundle being benchmarked, then upload the scenarios file."""
