@@ -225,7 +225,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"MFLOPs budgets: {100 * report['mflops_budgets']['within_budget']:.0f}% within budget, mean task accuracy "
           f"{100 * report['mflops_budgets']['mean_task_accuracy']:.2f}%")
     print(f"latency model on held-out measurements: within ±10% {100 * c['held_out']['before']['within_10pct']:.0f}% "
-          f"(prior) -> {100 * c['held_out']['after']['within_10pct']:.0f}% (calibrated), Kendall tau "
+          f"(block table, before the fit) -> {100 * c['held_out']['after']['within_10pct']:.0f}% (calibrated), Kendall tau "
           f"{c['held_out']['after']['kendall_tau']:.3f}")
     print(f"ms budgets: {100 * report['ms_budgets']['predicted_within_budget']:.0f}% predicted within budget, "
           f"{100 * report['ms_budgets']['measured_within_budget']:.0f}% measured within budget")
