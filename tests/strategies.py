@@ -1,8 +1,11 @@
-"""Hypothesis strategies for archs of a search space."""
+"""Shared test helpers: hypothesis strategies for archs, and non-trivial supernets."""
 
+import numpy as np
+import torch
 from hypothesis import strategies as st
 
 from edge_eas.space import Arch, SearchSpace
+from edge_eas.supernet import Supernet
 
 
 @st.composite
@@ -14,3 +17,22 @@ def archs(draw: st.DrawFn, space: SearchSpace) -> Arch:
         kernels.append(tuple(draw(st.sampled_from(space.kernel_choices)) for _ in range(d)))
         expands.append(tuple(draw(st.sampled_from(space.expand_choices)) for _ in range(d)))
     return Arch(tuple(depths), tuple(kernels), tuple(expands))
+
+
+def perturbed_supernet(preset: str, seed: int = 0, logit_scale: float = 1.0) -> Supernet:
+    """A supernet in eval mode whose BN running statistics and affine parameters are not the
+    defaults, so a slicing or BN-folding mistake changes the logits."""
+    torch.manual_seed(seed)
+    space = SearchSpace.preset(preset)
+    net = Supernet(space, num_classes=10)
+    rng = np.random.default_rng(seed)
+    net.train()
+    with torch.no_grad():
+        for arch in (space.sample(rng), space.largest()):
+            net(torch.randn(4, *space.input_shape) * 2 + 0.5, arch)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+        net.classifier.weight.mul_(logit_scale)
+    return net.eval()

@@ -17,27 +17,16 @@ from edge_eas.runtime.extract import FoldedNet, fold_bn
 from edge_eas.space import Arch, SearchSpace
 from edge_eas.supernet import Supernet
 
+from .strategies import perturbed_supernet
+
 TOL = 1e-4
 PRESETS = ["digits", "cifar"]
 CLASSES = [1, 4, 7]
 
 
 def _perturbed_supernet(preset: str) -> Supernet:
-    """Non-default BN statistics and affine params, so a folding mistake changes the logits."""
-    torch.manual_seed(1)
-    space = SearchSpace.preset(preset)
-    net = Supernet(space, num_classes=10)
-    rng = np.random.default_rng(1)
-    net.train()
-    with torch.no_grad():
-        for arch in (space.sample(rng), space.largest()):
-            net(torch.randn(4, *space.input_shape) * 2 + 0.5, arch)
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.5, 0.5)
-        net.classifier.weight.mul_(8.0)  # logits of order 1, so an absolute 1e-4 is a real bound
-    return net.eval()
+    # logits of order 1, so an absolute 1e-4 is a real bound
+    return perturbed_supernet(preset, seed=1, logit_scale=8.0)
 
 
 def _strided_kernels_arch(space: SearchSpace) -> Arch:

@@ -8,31 +8,12 @@ from edge_eas.cost.flops import expected_macs, macs, params
 from edge_eas.space import SearchSpace
 from edge_eas.supernet import SoftArch, Supernet
 
-from .strategies import archs
+from .strategies import archs, perturbed_supernet
 
 PRESETS = ["digits", "cifar"]
 
 
-def _trained_looking_supernet(preset: str) -> Supernet:
-    """A supernet whose BN running stats and affine params are not the defaults, so extraction
-    must carry the right slices for outputs to match."""
-    torch.manual_seed(0)
-    space = SearchSpace.preset(preset)
-    net = Supernet(space, num_classes=10)
-    rng = np.random.default_rng(0)
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(8, *space.input_shape), space.sample(rng))
-        net(torch.randn(8, *space.input_shape), space.largest())
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return net.eval()
-
-
-NETS = {p: _trained_looking_supernet(p) for p in PRESETS}
+NETS = {p: perturbed_supernet(p) for p in PRESETS}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
