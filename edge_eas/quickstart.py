@@ -148,7 +148,7 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
     return files
 
 
-def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
+def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
     from .cost.calibrate import accuracy_report
     from .cost.calibrate_cli import calibrate_target, prior_model
     from .cost.latency import load_run_models
@@ -199,8 +199,47 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0) -> dict[str, Any]:
                        "rows": ms_rows},
         "plots": files,
     }
+    if with_ssh_demo:
+        report["ssh_demo"] = ssh_demo(out, bundle, store, scenarios, seed)
+        report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) -> dict[str, Any]:
+    """The same bench against a simulated device over real SSH: an sshd in its own network
+    namespace (loopback port without namespace rights), deploy offline, bench, calibrate."""
+    import os
+
+    from .errors import UserError
+    from .remote.deploy import deploy
+    from .remote.harness import run_bench
+    from .remote.lab import DeviceLab, have_sshd
+    from .remote.ssh import ssh_options
+    from .targets import load_target
+
+    if not have_sshd():
+        raise UserError("--ssh-demo needs OpenSSH's sshd and ssh-keygen: apt-get install openssh-server iproute2")
+    _step("SSH demo: a simulated device (sshd in a network namespace), deploy, bench over SSH, calibrate")
+    lab_dir = out / "ssh-lab"
+    if lab_dir.exists():  # a lab is ephemeral: keys, homes and the device venv are made anew
+        import shutil
+        shutil.rmtree(lab_dir)
+    with DeviceLab(lab_dir, ["sim-device"]) as lab:
+        dev = lab.devices[0]
+        target_path = lab.write_target(dev, out / "sim-device.toml")
+        target = load_target(str(target_path))
+        rep = deploy(target, ssh_options(target), bundle)
+        args = argparse.Namespace(target=str(target_path), bundle=bundle, scenarios=scenarios, seed=seed,
+                                  engine=None, threads=None, runs=30, warmup=5, store=store, calibrate=True,
+                                  run=None, host=None, key=None, trust_new_host=False)
+        result = run_bench(args)
+    d = result["devices"][0]
+    return {"device": dev.hostname, "address": f"{dev.addr}:{dev.port}", "network_namespace": lab.uses_netns,
+            "deploy": rep.to_dict(), "measurements": len(d["rows"]), "new_this_run": d["stored"],
+            "failure": d["failure"],
+            "within_budget": float(np.mean([r["in_budget"] for r in d["rows"]])) if d["rows"] else None,
+            "calibration": result.get("calibration", {}), "euid": os.geteuid()}
 
 
 def _stored_rows(store: Path, dev: dict[str, Any]) -> list[dict[str, Any]]:
@@ -229,5 +268,12 @@ def print_report(report: dict[str, Any]) -> None:
           f"{c['held_out']['after']['kendall_tau']:.3f}")
     print(f"ms budgets: {100 * report['ms_budgets']['predicted_within_budget']:.0f}% predicted within budget, "
           f"{100 * report['ms_budgets']['measured_within_budget']:.0f}% measured within budget")
+    if "ssh_demo" in report:
+        s = report["ssh_demo"]
+        cal = next(iter(s["calibration"].values()), None)
+        print(f"SSH demo: {s['measurements']} measurements ({s['new_this_run']} new) from {s['device']} at "
+              f"{s['address']} over SSH"
+              + (f", latency model {100 * cal['after']['within_10pct']:.0f}% within ±10%" if cal else "")
+              + (f"; FAILED: {s['failure']}" if s["failure"] else ""))
     print(f"report: {Path(report['run']).parent / 'report.json'}; plots: {', '.join(report['plots'])}; "
           f"total {report['seconds']:.0f} s")

@@ -1,5 +1,5 @@
 """`edge_eas deploy` and `edge_eas bench` over real SSH: OpenSSH sshd in network namespaces
-(tests/netns.py), each "device" with its own address, host key, hostname, home and a torch-free
+(edge_eas/remote/lab.py), each "device" with its own address, host key, hostname, home and a torch-free
 runtime venv installed offline by deploy. Faults are real too: unknown and changed host keys,
 a wrong key, an unreachable address, a cable pulled mid-bench, sshd killed mid-bench.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns import DeviceLab, SimDevice, have_sshd, leftovers
+from edge_eas.remote.lab import DeviceLab, SimDevice, have_sshd, leftovers
 
 paramiko = pytest.importorskip("paramiko")
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs OpenSSH sshd (apt-get install openssh-server)")
@@ -355,3 +355,21 @@ def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pyte
     path.write_text('name = "dev"\n[connection]\nhost = "h"\nconnect_timeout = -1\n')
     with pytest.raises(UserError, match=r"dev.toml: \[connection\] connect_timeout must be a positive number"):
         ssh_options(load_target(str(path)), None)
+
+
+def test_quickstart_ssh_demo_runs_against_a_simulated_device(tiny_bundle: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edge_eas quickstart --ssh-demo`'s SSH leg: its own lab, offline deploy, bench, calibration."""
+    from edge_eas.quickstart import ssh_demo
+
+    def namespaces() -> list[str]:
+        return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+
+    monkeypatch.setenv("EDGE_EAS_HOME", str(tmp_path / "home"))
+    store = tmp_path / "m.sqlite"
+    before = namespaces()
+    out = ssh_demo(tmp_path, tiny_bundle, store, scenarios=6, seed=3)
+    assert out["failure"] is None and out["measurements"] == 6 and out["new_this_run"] == 6
+    assert out["within_budget"] == 1.0 and out["calibration"]
+    assert sorted(s for _, s in stored(store)) == [f"s{i:03d}" for i in range(6)]
+    assert namespaces() == before  # the demo's lab cleaned up after itself

@@ -11,14 +11,16 @@ from ..checkpoint import atomic_write_json
 from ..errors import UserError
 from ..paths import models_dir
 from ..space import Arch, SearchSpace
-from ..targets import load_target
+from ..targets import Target, load_target
 from .calibrate import accuracy_report, fit
 from .latency import LatencyModel, model_key, models_path
 from .store import MeasurementStore
 
 
-def prior_model(target_name: str, engine: str, threads: int | None, store: MeasurementStore | None = None) -> LatencyModel:
-    target = load_target(target_name)
+def prior_model(target: Target | str, engine: str, threads: int | None,
+                store: MeasurementStore | None = None) -> LatencyModel:
+    """The roofline prior from the target profile, with the store's profiled blocks if any."""
+    target = load_target(target) if isinstance(target, str) else target
     model = LatencyModel(target=target.name, engine=engine, threads=threads, hardware=target.hardware)
     if store is not None:
         entries = store.block_profiles(target.name, engine, threads)
@@ -66,7 +68,7 @@ def calibrate_target(target_name: str, store_path: Path, engine: str | None = No
                             f"unknown to the store; rerun `edge_eas bench` with that bundle")
         space = SearchSpace.from_dict(space_dict)
         rows = [r for r in rows if store.bundle_space(r["bundle_sha256"]) == space_dict]
-        fitted, rep = calibrate_rows(prior_model(tgt, eng, thr, store), rows, space, n_fit)
+        fitted, rep = calibrate_rows(prior_model(target, eng, thr, store), rows, space, n_fit)
         key = model_key(eng, thr)
         models[key] = fitted.to_dict()
         reports[key] = rep

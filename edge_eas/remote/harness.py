@@ -117,8 +117,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                         args.threads or t.threads, runs=30)
                 except Exception as exc:  # the whole-network measurements still calibrate the model
                     info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
-        for name in sorted({t.name for t in targets} - set(result["failed_devices"])):
-            cal = calibrate_target(name, store_path, run_dir=getattr(args, "run", None))
+        specs = {t.name: str(t.path) for t in targets}
+        for name in sorted(set(specs) - set(result["failed_devices"])):
+            cal = calibrate_target(specs[name], store_path, run_dir=getattr(args, "run", None))
             for key, rep in cal["models"].items():
                 result["calibration"][f"{name}/{key}"] = rep
     return result

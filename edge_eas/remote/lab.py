@@ -1,4 +1,4 @@
-"""Simulated edge devices for tests and benchmarks: a real OpenSSH sshd per device, each in its
+"""Simulated edge devices for tests, benchmarks and `edge_eas quickstart --ssh-demo`: a real OpenSSH sshd per device, each in its
 own network namespace (own address, host key, hostname, home directory), joined to this machine by a bridge
 and veth pairs on a per-run link-local /24, so links can be cut with `ip link set ... down`.
 
