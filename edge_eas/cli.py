@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "specialize": ("specialize", "generate the architecture for a task and budget"),
     "keygen": ("keygen", "make an Ed25519 key pair for signing bundles"),
     "export": ("export", "pack a run into a compressed, optionally signed .eas bundle"),
+    "export-subnet": ("export_subnet", "one generated sub-network as a standalone .pte or .tflite file"),
     "deploy": ("deploy", "install the runtime and a bundle on a device over SSH (offline, atomic, rollback)"),
     "bench": ("bench", "benchmark generated sub-networks on a device or fleet, store the latencies"),
     "calibrate": ("calibrate", "refit a device's latency model from stored measurements"),
