@@ -115,3 +115,23 @@ def test_expected_latency_matches_prediction_for_one_hot() -> None:
     arch = space.sample(np.random.default_rng(3))
     soft = SoftArch.from_arch(space, arch)
     assert float(model.expected(space, soft.depth, soft.kernel, soft.expand)) == pytest.approx(model.predict(space, arch))
+
+
+def test_specialize_cli_with_ms_budget_uses_the_targets_calibrated_model(tiny_run: Path, tmp_path: Path) -> None:
+    """`--target local` has engine "auto": whichever engine was calibrated for its threads is used."""
+    home = tmp_path / "home"
+    (home / "latency-models").mkdir(parents=True)
+    model = LatencyModel("local", "numpy", 1)
+    (home / "latency-models" / "local.json").write_text(json.dumps({"target": "local",
+                                                                    "models": {"numpy/t1": model.to_dict()}}))
+    env = dict(os.environ, EDGE_EAS_HOME=str(home))
+    space = SearchSpace.preset("digits")
+    lo = model.predict(space, space.smallest())
+    cli = [sys.executable, "-m", "edge_eas.cli", "specialize", str(tiny_run), "--classes", "1,2,3", "--target",
+           "local", "--no-eval", "--json", "--budget-ms"]
+    out = subprocess.run([*cli, str(lo * 3)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["predicted_ms"] <= lo * 3
+    low = subprocess.run([*cli, str(lo / 2)], capture_output=True, text=True, env=env, timeout=120)
+    assert low.returncode == 2 and "minimum feasible budget" in low.stderr

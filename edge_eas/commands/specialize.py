@@ -82,7 +82,10 @@ def _latency_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not args.target:
         raise UserError("--budget-ms needs --target: latency depends on the device")
     target = load_target(args.target)
-    key = model_key(args.engine or target.engine, args.threads or target.threads)
+    engine, threads = args.engine or target.engine, args.threads or target.threads
+    # "auto" is resolved on the device (TFLite when installed, else numpy): take whichever was calibrated
+    engines = ("tflite", "numpy", "executorch", "torch") if engine == "auto" else (engine,)
+    keys = [model_key(e, threads) for e in engines]
     sources: list[dict] = []
     if args.source.is_dir():
         sources.append(load_run_models(args.source).get(target.name, {}))
@@ -92,8 +95,9 @@ def _latency_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     user_file = models_dir() / f"{target.name}.json"
     if user_file.is_file():
         sources.append(json.loads(user_file.read_text()).get("models", {}))
-    for models in sources:
-        if key in models:
-            return LatencyModel.from_dict(models[key])
-    raise UserError(f"no calibrated latency model for {target.name} ({key}): run "
+    for key in keys:
+        for models in sources:
+            if key in models:
+                return LatencyModel.from_dict(models[key])
+    raise UserError(f"no calibrated latency model for {target.name} ({' or '.join(keys)}): run "
                     f"`edge_eas bench --target {target.name} --calibrate` first")
