@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write_json, load_tensors, save_tensors, sha256_file
+from .checkpoint import (atomic_write_json, load_tensors, optimizer_from_tensors, optimizer_to_tensors,
+                         rng_from_tensors, rng_to_tensors, save_tensors, sha256_file)
 from .console import Progress, info
 from .cost.flops import expected_macs
 from .data import Dataset, load_dataset
@@ -28,7 +29,7 @@ from .errors import UserError
 from .generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
 from .run import RunDir, load_supernet
 from .space import SearchSpace
-from .supernet import SoftArch, Supernet
+from .supernet import SoftArch
 from .tasks import TaskSampler
 from .train import MASKED_LOGIT
 
@@ -177,13 +178,15 @@ class GeneratorTrainer:
         return self.run.checkpoint_dir / f"{self.cfg.out_name}-state.json"
 
     def save(self, final: bool, history: list[dict[str, Any]], seconds: float) -> None:
-        ck_weights = self.run.checkpoint_dir / f"{self.cfg.out_name}.safetensors"
-        digest = save_tensors(ck_weights, self.gen.state_dict())
-        opt_state = {f"{i}.{k}": v for i, st in self.opt.state_dict()["state"].items() for k, v in st.items()}
-        opt_digest = save_tensors(self.run.checkpoint_dir / f"{self.cfg.out_name}-opt.safetensors", opt_state)
-        atomic_write_json(self.checkpoint_path, {"step": self.step, "digest": digest, "opt_digest": opt_digest,
-                                                 "rng": self.rng.bit_generator.state, "history": history,
-                                                 "torch_rng": torch.get_rng_state().tolist(), "seconds": seconds})
+        ck = self.run.checkpoint_dir
+        name = self.cfg.out_name
+        opt_t, opt_meta = optimizer_to_tensors(self.opt)
+        rng_t, rng_meta = rng_to_tensors({"generator": self.rng})
+        digests = {"model": save_tensors(ck / f"{name}.safetensors", self.gen.state_dict()),
+                   "optimizer": save_tensors(ck / f"{name}-opt.safetensors", opt_t),
+                   "rng": save_tensors(ck / f"{name}-rng.safetensors", rng_t)}
+        atomic_write_json(self.checkpoint_path, {"step": self.step, "digests": digests, "optimizer": opt_meta,
+                                                 "numpy_rng": rng_meta, "history": history, "seconds": seconds})
         if final:
             # fp16 is ample for argmax decisions and halves what every bundle carries; the
             # rounding happens once, here, so host and device run the very same weights.
@@ -200,17 +203,11 @@ class GeneratorTrainer:
         if not self.checkpoint_path.is_file():
             return [], 0.0
         st = json.loads(self.checkpoint_path.read_text())
-        ck = self.run.checkpoint_dir
-        self.gen.load_state_dict(load_tensors(ck / f"{self.cfg.out_name}.safetensors", st["digest"]))
-        opt_t = load_tensors(ck / f"{self.cfg.out_name}-opt.safetensors", st["opt_digest"])
-        state: dict[int, dict[str, Any]] = {}
-        for name, v in opt_t.items():
-            i, k = name.split(".", 1)
-            state.setdefault(int(i), {})[k] = v
-        sd = self.opt.state_dict()
-        self.opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-        self.rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(torch.tensor(st["torch_rng"], dtype=torch.uint8))
+        ck, name, d = self.run.checkpoint_dir, self.cfg.out_name, st["digests"]
+        self.gen.load_state_dict(load_tensors(ck / f"{name}.safetensors", d["model"]))
+        optimizer_from_tensors(self.opt, load_tensors(ck / f"{name}-opt.safetensors", d["optimizer"]), st["optimizer"])
+        rng_from_tensors(load_tensors(ck / f"{name}-rng.safetensors", d["rng"]), st["numpy_rng"],
+                         {"generator": self.rng})
         self.step = st["step"]
         return st["history"], st["seconds"]
 

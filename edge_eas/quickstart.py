@@ -110,7 +110,6 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .space import Arch, SearchSpace
 
     files = []
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -150,7 +149,7 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
 
 def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
     from .cost.calibrate import accuracy_report
-    from .cost.calibrate_cli import calibrate_target, prior_model
+    from .cost.calibrate_cli import prior_model
     from .cost.latency import load_run_models
     from .space import Arch, SearchSpace
 

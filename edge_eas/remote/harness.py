@@ -53,9 +53,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     store_path = args.store or default_store()
     with MeasurementStore(store_path) as store:
         store.put_bundle(bundle.sha256, space, bundle.manifest["class_names"])
-    concurrency = max(1, min(len(targets), getattr(args, "concurrency", None) or
-                             max([load_target(n).concurrency for n in args.target.split(",")
-                                  if load_target(n).is_fleet] or [4])))
+    fleets = [t for t in (load_target(n.strip()) for n in args.target.split(",") if n.strip()) if t.is_fleet]
+    limit = getattr(args, "concurrency", None) or max([f.concurrency for f in fleets] or [4])
+    concurrency = max(1, min(len(targets), limit))
     lock = threading.Lock()
     results: dict[str, DeviceReport] = {}
 

@@ -22,7 +22,7 @@ from ..preprocess import Preprocess
 from ..space import Arch, SearchSpace
 from ..tasks import Task
 from .bundle_reader import Bundle, BundleError, open_bundle
-from .engines import ENGINE_NAMES, EngineUnavailable, available_engines, create_engine, engine_available
+from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
 from .extract import FoldedNet, fold_bn
 from .latency import measure
 from .recalibrate import recalibrate
