@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "make an Ed25519 key pair for signing bundles"),
     "export": ("export", "pack a run into a compressed, optionally signed .eas bundle"),
     "export-subnet": ("export_subnet", "one generated sub-network as a standalone .pte or .tflite file"),
+    "provision": ("provision", "set up a fresh board over its serial console as a verified SSH target"),
     "deploy": ("deploy", "install the runtime and a bundle on a device over SSH (offline, atomic, rollback)"),
     "bench": ("bench", "benchmark generated sub-networks on a device or fleet, store the latencies"),
     "calibrate": ("calibrate", "refit a device's latency model from stored measurements"),

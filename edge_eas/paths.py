@@ -18,3 +18,8 @@ def default_store() -> Path:
 
 def models_dir() -> Path:
     return home() / "latency-models"
+
+
+def targets_dir() -> Path:
+    """Where `edge_eas provision` writes the targets it sets up (searched before the shipped ones)."""
+    return home() / "targets"

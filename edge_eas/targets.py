@@ -1,7 +1,7 @@
 """Device profiles: targets/*.toml. A target names how to reach a device, how to run the
 runtime there, and the hardware facts the latency prior starts from.
 
-`--target` takes a name (looked up in $EDGE_EAS_TARGETS, ./targets, then the targets/ folder
+`--target` takes a name (looked up in $EDGE_EAS_TARGETS, $EDGE_EAS_HOME/targets, ./targets, then the targets/ folder
 shipped beside the package) or a path to a TOML file. Errors name the file and the key.
 """
 
@@ -68,6 +68,9 @@ def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("EDGE_EAS_TARGETS"):
         dirs.append(Path(os.environ["EDGE_EAS_TARGETS"]))
+    from .paths import targets_dir
+
+    dirs.append(targets_dir())  # devices set up by `edge_eas provision`
     dirs.append(Path.cwd() / "targets")
     dirs.append(Path(__file__).resolve().parent.parent / "targets")
     return dirs
