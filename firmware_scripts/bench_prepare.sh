@@ -13,6 +13,8 @@
 #   EDGE_EAS_SYSFS_ROOT  root of /proc, /sys, /etc (default /); tests point it at a fake tree.
 #   EDGE_EAS_STATE_DIR   where the state file lives (default ~/.edge_eas).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     echo "usage: $(basename "$0") [--restore] [--json]" >&2
@@ -30,8 +32,6 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-ROOT="${EDGE_EAS_SYSFS_ROOT:-/}"
-ROOT="${ROOT%/}"
 STATE_DIR="${EDGE_EAS_STATE_DIR:-${HOME:-/tmp}/.edge_eas}"
 STATE_FILE="$STATE_DIR/bench_prepare.state"
 
@@ -56,19 +56,6 @@ json_escape() {
     printf '"%s"' "$s"
 }
 
-detect_board() {
-    local model=""
-    if [ -r "$ROOT/proc/device-tree/model" ]; then
-        model="$(tr -d '\0' < "$ROOT/proc/device-tree/model")"
-    fi
-    if [[ "$model" == *"Raspberry Pi"* ]]; then
-        echo "raspberry-pi"
-    elif [ -e "$ROOT/etc/nv_tegra_release" ] || [[ "$model" == *"NVIDIA Jetson"* ]]; then
-        echo "jetson"
-    else
-        echo "generic"
-    fi
-}
 
 # CPU directories with a cpufreq governor, in numeric order.
 cpu_dirs() {

@@ -14,6 +14,8 @@
 #
 # Environment: EDGE_EAS_SYSFS_ROOT (default /) is where board detection looks for /proc and /etc.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     echo "usage: $(basename "$0") --runtime-dir DIR [--python PY] [--wheels DIR] [--engine auto|tflite-runtime|ai-edge-litert|none]" >&2
@@ -47,21 +49,6 @@ if [ -n "$WHEELS" ] && [ ! -d "$WHEELS" ]; then
     die "wheels directory not found: $WHEELS"
 fi
 
-ROOT="${EDGE_EAS_SYSFS_ROOT:-/}"
-ROOT="${ROOT%/}"
-detect_board() {
-    local model=""
-    if [ -r "$ROOT/proc/device-tree/model" ]; then
-        model="$(tr -d '\0' < "$ROOT/proc/device-tree/model")"
-    fi
-    if [[ "$model" == *"Raspberry Pi"* ]]; then
-        echo "raspberry-pi"
-    elif [ -e "$ROOT/etc/nv_tegra_release" ] || [[ "$model" == *"NVIDIA Jetson"* ]]; then
-        echo "jetson"
-    else
-        echo "generic"
-    fi
-}
 BOARD="$(detect_board)"
 say "board: $BOARD"
 

@@ -22,6 +22,9 @@ import pytest
 
 from edge_eas.remote.lab import DeviceLab, SimDevice, have_sshd, leftovers
 
+from .test_firmware_scripts import _governors as governors
+from .test_firmware_scripts import _pi_tree as pi_tree
+
 paramiko = pytest.importorskip("paramiko")
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs OpenSSH sshd (apt-get install openssh-server)")
 
@@ -89,7 +92,11 @@ def known_hosts_with(tmp: Path, lab: DeviceLab, *devices: SimDevice) -> Path:
 # ---- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["dev-a", "dev-b", "dev-c"]).start()
+    # dev-a's /proc, /sys and /etc, as firmware_scripts see them, are a fake Raspberry Pi tree
+    fake_pi = pi_tree(tmp_path_factory.mktemp("fake-pi"))
+    lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["dev-a", "dev-b", "dev-c"],
+                    device_env={"EDGE_EAS_SYSFS_ROOT": str(fake_pi)}).start()
+    lab.fake_pi = fake_pi  # type: ignore[attr-defined]
     yield lab
     lab.close()
     assert leftovers(lab) == {"netns": [], "links": [], "processes": []}
@@ -163,6 +170,24 @@ def test_deploy_then_bench_two_devices_end_to_end(lab: DeviceLab, deployed: dict
     db.close()
     assert all("torch" not in e["versions"] for e in envs)
     assert {e["hostname"] for e in envs} == {"dev-a", "dev-b"}
+
+
+def test_bench_prepare_sets_governors_records_state_and_restores(lab: DeviceLab, deployed: dict[str, Any],
+                                                                targets: dict[str, Path], env: dict[str, str],
+                                                                tiny_bundle: Path, tmp_path: Path) -> None:
+    fake = lab.fake_pi  # type: ignore[attr-defined]
+    assert set(governors(fake)) == {"ondemand"}
+    res = cli(env, "bench", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle), "--scenarios", "2",
+              "--runs", "30", "--warmup", "1", "--store", str(tmp_path / "s.sqlite"), "--prepare", "--json")
+    assert res.returncode == 0, res.stderr
+    prep = json.loads(res.stdout)["devices"][0]["bench_prepare"]
+    assert prep["prepare"]["board"] == "raspberry-pi" and prep["prepare"]["changed"]
+    assert set(prep["prepare"]["governors_after"].values()) == {"performance"}
+    assert prep["prepare"]["temperature_c"] == 51.0 and prep["prepare"]["throttled"] == "0x0"
+    assert set(prep["restore"]["governors_after"].values()) == {"ondemand"}
+    assert set(governors(fake)) == {"ondemand"}  # the device is as it was
+    # the scripts were uploaded beside the runtime, where they can also be run by hand
+    assert (lab.devices[0].runtime_dir / "firmware" / "bench_prepare.sh").is_file()
 
 
 def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab: DeviceLab, deployed: dict[str, Any],

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed runs per scenario (>= 30)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--store", type=Path, default=None, help=f"measurement store (default {default_store()})")
+    p.add_argument("--prepare", action="store_true",
+                   help="steady clocks for timing (performance governor / jetson_clocks via firmware_scripts/"
+                        "bench_prepare.sh), restored afterwards; temperature and throttling are recorded")
     p.add_argument("--calibrate", action="store_true", help="refit the latency model from the measurements")
     p.add_argument("--run", type=Path, help="run directory to write calibrated models into")
     p.add_argument("--host", help="override: user@addr[:port]")
@@ -41,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
         print_table(f"{dev['device']} ({dev['target']}): {dev['stored']} stored, {dev['resent']} re-sent, "
                     f"{len(dev['errors'])} errors", ["scenario", "task", "budget MFLOPs", "MFLOPs",
                                                        "predicted ms", "measured ms", "in budget"], rows)
+        prep = dev.get("bench_prepare") or {}
+        if prep.get("prepare"):
+            p, r = prep["prepare"], prep.get("restore") or {}
+            govs = sorted(set((p.get("governors_after") or {}).values())) or ["no cpufreq"]
+            info(f"{dev['device']}: prepared {p.get('board')} board (governors {', '.join(govs)}, "
+                 f"{p.get('temperature_c')} °C, throttled {p.get('throttled')}); "
+                 + (f"restore FAILED: {r['failure']}" if r.get("failure") else "restored afterwards"))
         if dev["failure"]:
             info(f"{dev['device']}: FAILED: {dev['failure']} (measurements stored so far are kept)")
     if result.get("calibration"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..paths import default_store
 from ..runtime.bundle_reader import BundleError, open_bundle
 from ..targets import Target, load_target
 from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device
+from .prepare import prepared_device
 from .scenarios import make_scenarios
 
 
@@ -72,15 +74,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     info(f"[{target.name}] scenario {line.get('scenario')}: {line.get('error')}")
 
         store = MeasurementStore(store_path)  # one connection per worker thread
+        prep: dict[str, Any] = {}
         try:
             runner = make_runner(target, args.bundle, args)
-            report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
-                                  warmup=args.warmup, runs=args.runs, on_result=progress)
+            with prepared_device(runner, prep) if getattr(args, "prepare", False) else nullcontext():
+                report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
+                                      warmup=args.warmup, runs=args.runs, on_result=progress)
         except UserError as exc:
             report = DeviceReport(device=target.name, target=target.name, failure=str(exc))
         finally:
             store.close()
         report.__dict__["bench_run"] = run_id
+        report.__dict__["bench_prepare"] = prep or None
         with lock:
             results[target.name] = report
             info(f"[{target.name}] {report.stored} measured, {report.skipped} already stored"

@@ -133,8 +133,10 @@ class SimDevice:
 class DeviceLab:
     """`with DeviceLab(tmp, ["dev-a", "dev-b"]) as lab:` -> lab.devices, lab.write_target(dev)."""
 
-    def __init__(self, root: Path, names: Sequence[str], prefer_netns: bool = True) -> None:
+    def __init__(self, root: Path, names: Sequence[str], prefer_netns: bool = True,
+                 device_env: dict[str, str] | None = None) -> None:
         self.root = Path(root)
+        self.device_env = dict(device_env or {})  # set in every SSH session (sshd SetEnv), e.g. a fake sysfs root
         self.names = list(names)
         self.prefer_netns = prefer_netns
         self.devices: list[SimDevice] = []
@@ -235,7 +237,9 @@ class DeviceLab:
             f"AuthorizedKeysFile {d / 'authorized_keys'}", "UsePAM no", "StrictModes no",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes", "Subsystem sftp internal-sftp", "UseDNS no", "PrintMotd no",
-            "MaxStartups 100", "MaxSessions 100", ""]))
+            "MaxStartups 100", "MaxSessions 100",
+            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in self.device_env.items())}"] if self.device_env else []),
+            ""]))
         return dev
 
     def set_link(self, dev: SimDevice, up: bool) -> None:
