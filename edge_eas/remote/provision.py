@@ -293,7 +293,10 @@ def update_known_hosts(path: Path, host_name: str, keys: list[tuple[str, str]]) 
 
 def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerprints: list[str]) -> Step:
     """Create or update the target TOML, keeping everything (comments too) but what provisioning owns."""
-    import tomlkit
+    try:
+        import tomlkit
+    except ImportError:
+        raise UserError("provision needs tomlkit to write target files: pip install 'edge-eas[serial]'") from None
 
     existed = req.out.is_file()
     source = req.out if existed else req.profile.path

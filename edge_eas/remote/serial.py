@@ -83,7 +83,10 @@ def clean(raw: bytes) -> str:
 
 
 def _opener(port: str, baud: int) -> "SerialPort":
-    import serial  # pyserial: the `serial` extra
+    try:
+        import serial  # pyserial: the `serial` extra
+    except ImportError:
+        raise UserError("the serial console needs pyserial: pip install 'edge-eas[serial]'") from None
 
     return serial.Serial(port, baudrate=baud, timeout=0.05, write_timeout=10)
 
@@ -153,7 +156,10 @@ class SerialConsole:
 
     def _open_port(self, deadline: float) -> None:
         """Open (or re-open: a USB console vanishes while its board reboots) until the deadline."""
-        import serial
+        try:
+            import serial
+        except ImportError:
+            raise UserError("the serial console needs pyserial: pip install 'edge-eas[serial]'") from None
 
         while True:
             try:
