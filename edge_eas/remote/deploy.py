@@ -2,8 +2,11 @@
 
 On the device, under the target's runtime_dir:
 
-    venv/            the runtime (edge_eas wheel built on the host + numpy, cryptography wheels),
-                     installed with `pip --no-index`: the device needs no internet
+    venv/            the runtime (edge_eas wheel built on the host + numpy, cryptography wheels, and
+                     an engine wheel: ai-edge-litert, or tflite-runtime where numpy<2), installed
+                     with `pip --no-index`: the device needs no internet. Where the device's own
+                     python has Debian's python3-numpy, the venv uses it (--system-site-packages):
+                     a numpy built for the board, and no 15 MB wheel to upload and unpack
     wheels/          the uploaded wheels (kept, so a re-deploy uploads only what changed)
     installed.json   hash of the installed edge_eas wheel: an unchanged runtime is not reinstalled
     releases/<sha16>/model.eas, smoke.json     one directory per bundle, immutable once written
@@ -28,14 +31,20 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..console import info
 from ..errors import UserError
 from ..targets import Target
 from .ssh import DeviceLayout, SSHOptions, SSHSession, sha256_file
 
+if TYPE_CHECKING:
+    from .engine_wheels import EngineOptions
+
 RUNTIME_DEPS = ("numpy", "cryptography")  # what the device agent imports (cryptography: signatures)
+MIN_NUMPY = ">=1.21"  # the runtime extra's numpy requirement (pyproject.toml)
+DISTRO_SITE = "/usr/lib/python3/dist-packages/"  # where Debian-family distros put apt's Python packages
+TFLITE_ENGINES = ("tflite", "auto")  # target engines that want a TFLite wheel on the device
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
 
@@ -61,6 +70,22 @@ def sha(p):
     return h.hexdigest()
 if os.path.exists(cur) and not os.path.islink(cur):
     sys.stderr.write("%s exists and is not a symlink: move it away\n" % cur); sys.exit(4)
+def system_numpy():
+    try:
+        import numpy
+        return {"version": numpy.__version__, "path": os.path.dirname(os.path.abspath(numpy.__file__))}
+    except Exception:
+        return None
+def venv_system_site():
+    try:
+        with open(os.path.join(root, "venv", "pyvenv.cfg")) as f:
+            for line in f:
+                k, _, v = line.partition("=")
+                if k.strip() == "include-system-site-packages":
+                    return v.strip().lower() == "true"
+    except (IOError, OSError):
+        pass
+    return None
 out = {}
 if mode == "probe":
     rel = sys.argv[3]
@@ -72,6 +97,7 @@ if mode == "probe":
     out = {"python": platform.python_version(), "version": list(sys.version_info[:2]),
            "machine": platform.machine(), "libc": list(platform.libc_ver()), "impl": sys.implementation.name,
            "venv": os.path.isfile(os.path.join(root, "venv", "bin", "python")), "installed": installed,
+           "venv_system_site": venv_system_site(), "system_numpy": system_numpy(),
            "current": link_of(cur), "previous": link_of(prev),
            "release_sha256": sha(os.path.join(root, rel, "model.eas")),
            "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json"))}
@@ -105,6 +131,9 @@ class DeployReport:
     rolled_back: bool = False
     switched: bool = False
     runtime_installed: bool = False
+    engine_package: str | None = None  # the TFLite wheel installed on the device; None: numpy engine only
+    numpy_source: str = "wheel"        # "system": Debian's python3-numpy through --system-site-packages
+    warnings: list[str] = field(default_factory=list)
     bundle_uploaded: bool = False
     transferred_bytes: int = 0
     device: dict[str, Any] = field(default_factory=dict)
@@ -189,12 +218,26 @@ class DevicePlatform:
     version: tuple[int, int]
     machine: str
     libc: tuple[str, str]
+    numpy: str | None = None       # numpy version the device's own python imports, if any
+    numpy_path: str | None = None
 
     @classmethod
     def from_probe(cls, probe: dict[str, Any]) -> "DevicePlatform":
         major, minor = probe["version"][:2]
         libc = probe.get("libc") or ["", ""]
-        return cls(str(probe["python"]), (int(major), int(minor)), str(probe["machine"]), (str(libc[0]), str(libc[1])))
+        sys_np = probe.get("system_numpy") or {}
+        return cls(str(probe["python"]), (int(major), int(minor)), str(probe["machine"]), (str(libc[0]), str(libc[1])),
+                   sys_np.get("version"), sys_np.get("path"))
+
+    def uses_distro_numpy(self) -> bool:
+        """Debian's python3-numpy (apt-managed, built for the board) is there and new enough for
+        the runtime: the venv reuses it instead of uploading a numpy wheel. A numpy in some other
+        python's site-packages (pyenv, conda) is not taken: its neighbours would leak in too."""
+        if not self.numpy or not self.numpy_path or not self.numpy_path.startswith(DISTRO_SITE):
+            return False
+        from .engine_wheels import numpy_fits
+        from packaging.requirements import Requirement
+        return numpy_fits(self.numpy, [Requirement(f"numpy{MIN_NUMPY}")])
 
     @classmethod
     def host(cls) -> "DevicePlatform":
@@ -227,21 +270,60 @@ def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> li
     if all(any(w.name.lower().startswith(d + "-") for w in have) for d in RUNTIME_DEPS):
         return have
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
-           "--dest", str(cache)]
-    if not dev.same_as_host():
-        if dev.libc[0] != "glibc":
-            raise UserError(f"device libc {dev.libc[0] or 'unknown'} has no manylinux wheels: pass --wheels DIR")
-        glibc_minor = int(dev.libc[1].split(".")[1]) if "." in dev.libc[1] else 17
-        cmd += ["--python-version", f"{dev.version[0]}.{dev.version[1]}", "--implementation", "cp"]
-        for minor in range(17, glibc_minor + 1):
-            cmd += ["--platform", f"manylinux_2_{minor}_{dev.machine}"]
-        cmd += ["--platform", f"manylinux2014_{dev.machine}"]
+           "--dest", str(cache), *pip_platform_args(dev)]
     info(f"fetching wheels for the device ({dev.tag}) into {cache}")
     res = subprocess.run([*cmd, *RUNTIME_DEPS], capture_output=True, text=True)
     if res.returncode != 0:
         raise UserError(f"cannot fetch {', '.join(RUNTIME_DEPS)} wheels for {dev.tag}: {_last_line(res.stderr)} "
                         f"(pass --wheels DIR)")
     return sorted(cache.glob("*.whl"))
+
+
+def pip_platform_args(dev: DevicePlatform) -> list[str]:
+    """`pip download` options that select wheels for the device (none when it is like this host)."""
+    if dev.same_as_host():
+        return []
+    if dev.libc[0] != "glibc":
+        raise UserError(f"device libc {dev.libc[0] or 'unknown'} has no manylinux wheels: pass --wheels DIR")
+    glibc_minor = int(dev.libc[1].split(".")[1]) if "." in dev.libc[1] else 17
+    args = ["--python-version", f"{dev.version[0]}.{dev.version[1]}", "--implementation", "cp"]
+    for minor in range(17, glibc_minor + 1):
+        args += ["--platform", f"manylinux_2_{minor}_{dev.machine}"]
+    return args + ["--platform", f"manylinux2014_{dev.machine}"]
+
+
+@dataclass
+class RuntimePlan:
+    """What the device venv gets, decided on the host from the device's probe."""
+    wheels: list[Path]        # dependencies to upload (not the edge_eas wheel, not the engines)
+    system_numpy: bool
+    numpy_version: str
+    engines: "EngineOptions"  # TFLite engines to try on the device, best first
+
+    def want(self) -> dict[str, Any]:
+        """What installed.json must say for this plan to count as installed."""
+        return {"deps": sorted(w.name for w in self.wheels), "system_numpy": self.system_numpy,
+                "engines": [[c.package, sorted(w.name for w in c.wheels)] for c in self.engines.candidates]}
+
+
+def plan_runtime(dev: DevicePlatform, target_engine: str, wheels_dir: Path | None = None) -> RuntimePlan:
+    """Dependency wheels for the device, Debian's numpy where it fits, and the engine wheels worth
+    trying when the target wants TFLite (`engine = "tflite"` or `"auto"`)."""
+    from .engine_wheels import EngineOptions, engine_options, wheel_name, wheel_version
+    deps = dependency_wheels(dev, wheels_dir)
+    system = dev.uses_distro_numpy()
+    if system:
+        assert dev.numpy is not None
+        numpy_version = dev.numpy
+        deps = [w for w in deps if wheel_name(w) != "numpy"]
+    else:
+        numpy_wheels = [w for w in deps if wheel_name(w) == "numpy"]
+        numpy_version = wheel_version(numpy_wheels[-1]) if numpy_wheels else "0"
+    engines = EngineOptions()
+    if target_engine in TFLITE_ENGINES:
+        engines = engine_options(dev, numpy_version, not system, cache_dir() / "wheels" / dev.tag, wheels_dir,
+                                 pip_platform_args(dev))
+    return RuntimePlan(deps, system, numpy_version, engines)
 
 
 def _last_line(text: str) -> str:
@@ -269,7 +351,7 @@ class Deployer:
             release = f"releases/{sha[:16]}"
             probe = self._helper(s, "probe", layout.root, release)
             report.device = {k: probe[k] for k in ("python", "machine", "libc")}
-            report.runtime_installed = self._ensure_runtime(s, layout, probe)
+            report.runtime_installed, engine_ok = self._ensure_runtime(s, layout, probe, report)
             if probe["release_sha256"] != sha:
                 s.upload(bundle, f"{layout.root}/{release}/model.eas")
                 report.bundle_uploaded = True
@@ -278,7 +360,7 @@ class Deployer:
             switched = self._helper(s, "activate", layout.root, release)
             report.switched, report.current, report.previous = switched["changed"], release, switched["previous"]
             try:
-                report.smoke = self._smoke(s, layout)
+                report.smoke = self._smoke(s, layout, self._smoke_engine(engine_ok, report))
             except UserError as exc:
                 if switched["changed"] and switched["previous"]:
                     self._helper(s, "rollback", layout.root)
@@ -296,7 +378,9 @@ class Deployer:
             swapped = self._helper(s, "rollback", layout.root)
             report.switched, report.current, report.previous = True, swapped["current"], swapped["previous"]
             report.bundle_sha256 = s.sha256(layout.bundle)
-            report.smoke = self._smoke(s, layout)
+            installed = json.loads(s.read_text(f"{layout.root}/installed.json") or "{}")
+            report.engine_package = installed.get("engine_installed")
+            report.smoke = self._smoke(s, layout, self._smoke_engine(report.engine_package is not None, report))
             report.transferred_bytes = s.bytes_uploaded
         report.seconds = round(time.monotonic() - start, 3)
         return report
@@ -312,32 +396,81 @@ class Deployer:
         except (IndexError, json.JSONDecodeError):
             raise UserError(f"deploy step {args[0]!r} on {s.label} printed no result: {out.strip()[:200]!r}") from None
 
-    def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any]) -> bool:
-        """Create the venv and install the runtime offline, unless this exact wheel is installed."""
+    def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any],
+                        report: DeployReport) -> tuple[bool, bool]:
+        """Create the venv and install the runtime (+ engine) offline, unless exactly this is
+        installed. Returns (installed now, a TFLite engine works on the device)."""
         dev = DevicePlatform.from_probe(probe)
         wheel = runtime_wheel(self.wheels_dir)
-        wheel_sha = sha256_file(wheel)
-        deps = dependency_wheels(dev, self.wheels_dir)
-        want = {"wheel": wheel.name, "wheel_sha256": wheel_sha, "deps": sorted(w.name for w in deps)}
+        plan = plan_runtime(dev, self.target.engine, self.wheels_dir)
+        report.numpy_source = "system" if plan.system_numpy else "wheel"
+        want = {"wheel": wheel.name, "wheel_sha256": sha256_file(wheel), **plan.want()}
         installed = probe.get("installed") or {}
-        if probe["venv"] and all(installed.get(k) == v for k, v in want.items()):
-            return False
+        if (probe["venv"] and all(installed.get(k) == v for k, v in want.items())
+                and bool(probe.get("venv_system_site")) == plan.system_numpy):
+            report.engine_package = installed.get("engine_installed")
+            report.warnings += installed.get("warnings", [])
+            return False, report.engine_package is not None
         remote_wheels = f"{layout.root}/wheels"
-        for w in [*deps, wheel]:
+        for w in [*plan.wheels, wheel]:
             self._put_wheel(s, w, f"{remote_wheels}/{w.name}")
         venv = f"{layout.root}/venv"
         timeout = max(self.options.command_timeout, LONG_STEP_S)
+        venv_argv = [self.target.python, "-m", "venv", *(["--system-site-packages"] if plan.system_numpy else [])]
         if not probe["venv"]:
-            info(f"[{self.target.name}] creating {venv} with {self.target.python}")
-            s.check([self.target.python, "-m", "venv", venv], "creating the runtime venv", timeout)
+            info(f"[{self.target.name}] creating {venv} with {self.target.python}"
+                 + (" (Debian's numpy via --system-site-packages)" if plan.system_numpy else ""))
+            s.check([*venv_argv, venv], "creating the runtime venv", timeout)
+        elif bool(probe.get("venv_system_site")) != plan.system_numpy:
+            info(f"[{self.target.name}] recreating {venv}: system site-packages {'on' if plan.system_numpy else 'off'}")
+            s.check([*venv_argv, "--clear", venv], "recreating the runtime venv", timeout)
         pip = [layout.venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
                "--find-links", remote_wheels]
         remote_wheel = f"{remote_wheels}/{wheel.name}"
-        info(f"[{self.target.name}] installing {wheel.name} + {', '.join(RUNTIME_DEPS)} offline")
+        info(f"[{self.target.name}] installing {wheel.name} + {', '.join(RUNTIME_DEPS)} offline"
+             + (f" (numpy {plan.numpy_version} from the system)" if plan.system_numpy else ""))
         s.check([*pip, "--no-deps", "--force-reinstall", remote_wheel], "installing the edge_eas wheel", timeout)
         s.check([*pip, f"{remote_wheel}[runtime]"], "installing the runtime dependencies", timeout)
-        s.write_bytes(json.dumps(want, indent=1).encode(), f"{layout.root}/installed.json")
-        return True
+        report.engine_package = self._install_engine(s, layout, plan, pip, report, timeout)
+        done = {**want, "engine_installed": report.engine_package, "warnings": report.warnings}
+        s.write_bytes(json.dumps(done, indent=1).encode(), f"{layout.root}/installed.json")
+        return True, report.engine_package is not None
+
+    def _install_engine(self, s: SSHSession, layout: DeviceLayout, plan: RuntimePlan, pip: list[str],
+                        report: DeployReport, timeout: float) -> str | None:
+        """Try the plan's TFLite engines in order: install, check the runtime can load it, else
+        uninstall and try the next. None of them working is a warning: numpy always works."""
+        from .engine_wheels import SCHEMA_MODULE, wheel_name
+        if self.target.engine not in TFLITE_ENGINES:
+            return None
+        failed: list[str] = []
+        check = ("from edge_eas.runtime.engines.tflite_engine import load_interpreter_class, load_schema; "
+                 "load_interpreter_class(); load_schema()")
+        for cand in plan.engines.candidates:
+            for w in cand.wheels:
+                self._put_wheel(s, w, f"{layout.root}/wheels/{w.name}")
+            pkgs = [cand.package, "flatbuffers"]
+            if any(wheel_name(w) == wheel_name(Path(f"{SCHEMA_MODULE}-0.whl")) for w in cand.wheels):
+                pkgs.append(SCHEMA_MODULE)  # tflite-runtime's missing TFLite schema
+            info(f"[{self.target.name}] installing {cand.package} offline")
+            res = s.run([*pip, *pkgs], timeout)
+            if res.rc == 0:
+                res = s.run([layout.venv_python, "-c", check], timeout)
+                if res.rc == 0:
+                    return cand.package
+                s.run([*pip[:3], "uninstall", "-y", "-q", *pkgs[:1], *pkgs[2:]], timeout)
+            failed.append(f"{cand.package} does not work there: {_last_line(res.stderr)}")
+        msg = plan.engines.warning(failed)
+        report.warnings.append(msg)
+        info(f"[{self.target.name}] warning: {msg}")
+        return None
+
+    def _smoke_engine(self, engine_ok: bool, report: DeployReport) -> str:
+        """The target's engine, or numpy when the target asks for tflite and the device has none."""
+        if self.target.engine == "tflite" and not engine_ok:
+            report.warnings.append("target engine 'tflite' is not available on the device: smoke test ran numpy")
+            return "numpy"
+        return self.target.engine
 
     @staticmethod
     def _put_wheel(s: SSHSession, local: Path, remote: str) -> None:
@@ -348,11 +481,11 @@ class Deployer:
             pass
         s.upload(local, remote)
 
-    def _smoke(self, s: SSHSession, layout: DeviceLayout) -> dict[str, Any]:
+    def _smoke(self, s: SSHSession, layout: DeviceLayout, engine: str | None = None) -> dict[str, Any]:
         """Specialise and time one scenario with the deployed runtime: proves the deploy works."""
         argv = [layout.venv_python, "-m", "edge_eas.runtime", "--bundle", layout.bundle, "--scenarios",
                 f"{layout.current}/smoke.json", "--runs", str(SMOKE_RUNS), "--warmup", str(SMOKE_WARMUP),
-                "--engine", self.target.engine, "--run-id", "deploy-smoke"]
+                "--engine", engine or self.target.engine, "--run-id", "deploy-smoke"]
         if self.target.threads:
             argv += ["--threads", str(self.target.threads)]
         res = s.run(argv)

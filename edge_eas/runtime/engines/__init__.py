@@ -48,7 +48,8 @@ def engine_available(name: str) -> bool:
         return True
     if name == "tflite":
         # Building needs flatbuffers + a TFLite schema module (shipped by ai-edge-litert).
-        return _has("flatbuffers") and (_has("ai_edge_litert") or (_has("tflite_runtime") and _has("tensorflow")))
+        schema = _has("tensorflow") or _has("edge_eas_tflite_schema")  # deploy ships the latter
+        return _has("flatbuffers") and (_has("ai_edge_litert") or (_has("tflite_runtime") and schema))
     if name == "executorch":
         return _has("executorch") and _has("torch")
     return _has("torch")

@@ -1,0 +1,198 @@
+"""Which inference engine a device gets, as wheels fetched on the host for the device's platform
+(the device installs with `pip --no-index`: it needs no internet).
+
+ai-edge-litert is preferred; tflite-runtime (numpy<2 only: it is built against NumPy 1.x) is the
+fallback for devices LiteRT has no wheel for, e.g. older Pythons. tflite-runtime ships no TFLite
+schema, which the tflite engine needs to write models, so the host packages its own schema (from
+its ai-edge-litert) as a tiny pure-Python wheel, `edge_eas_tflite_schema`. When neither engine
+fits, deploy warns and the device runs the numpy engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from email.parser import Parser
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..console import info
+
+if TYPE_CHECKING:
+    from .deploy import DevicePlatform
+
+SCHEMA_MODULE = "edge_eas_tflite_schema"
+ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+UNAVAILABLE = "unavailable.txt"  # a definitive "no wheel for this platform", cached per platform
+_NO_MATCH = ("No matching distribution", "Could not find a version that satisfies")
+
+
+@dataclass
+class EngineCandidate:
+    package: str              # pip name
+    wheels: list[Path]        # the engine, flatbuffers and their dependencies, never numpy
+
+
+@dataclass
+class EngineOptions:
+    """Engines worth trying on the device, best first, and why the others were dropped."""
+    candidates: list[EngineCandidate] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def warning(self, tried: list[str] = ()) -> str:  # type: ignore[assignment]
+        why = "; ".join([*self.reasons, *tried]) or "none requested"
+        return f"no TFLite engine for this device ({why}): it runs the numpy engine"
+
+
+def wheel_name(path: Path) -> str:
+    return canonicalize_name(path.name.split("-", 1)[0])
+
+
+def wheel_version(path: Path) -> str:
+    return path.name.split("-")[1]
+
+
+def numpy_requirements(wheels: list[Path], dev: "DevicePlatform") -> list[Requirement]:
+    """numpy requirements (markers evaluated for the device) declared by these wheels."""
+    env = {"python_version": f"{dev.version[0]}.{dev.version[1]}", "python_full_version": dev.python,
+           "platform_machine": dev.machine, "sys_platform": "linux", "platform_system": "Linux",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    out = []
+    for whl in wheels:
+        with zipfile.ZipFile(whl) as z:
+            meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
+            if meta is None:
+                continue
+            msg = Parser().parsestr(z.read(meta).decode("utf-8", "replace"))
+        for line in msg.get_all("Requires-Dist") or []:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(req.name) == "numpy" and (req.marker is None or req.marker.evaluate(env)):
+                out.append(req)
+    return out
+
+
+def numpy_fits(version: str, reqs: list[Requirement]) -> bool:
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return False
+    return all(req.specifier.contains(v, prereleases=True) for req in reqs)
+
+
+def engine_options(dev: "DevicePlatform", numpy_version: str, numpy_pinned: bool, cache: Path,
+                   wheels_dir: Path | None, pip_platform_args: list[str]) -> EngineOptions:
+    """Engines whose wheels exist for the device and accept the numpy it will run (its numpy is
+    pinned for the download, so the resolver picks dependency versions that work with it)."""
+    packages = ["ai-edge-litert"]
+    if _major(numpy_version) < 2:
+        packages.append("tflite-runtime")
+    pin = f"numpy=={numpy_version}" if numpy_pinned else f"numpy<={numpy_version}"
+    out = EngineOptions()
+    for pkg in packages:
+        if wheels_dir is not None:
+            wheels = sorted(wheels_dir.glob("*.whl"))
+            if not any(wheel_name(w) == pkg for w in wheels):
+                out.reasons.append(f"no {pkg} wheel in {wheels_dir}")
+                continue
+        else:
+            got = fetch(pkg, pin, dev, cache / "engines" / pkg / pin.replace("<=", "-le-").replace("==", "-eq-"),
+                        pip_platform_args)
+            if isinstance(got, str):
+                out.reasons.append(got)
+                continue
+            wheels = got
+        wheels = [w for w in wheels if wheel_name(w) != "numpy"]  # numpy is the device's, checked here
+        reqs = numpy_requirements(wheels, dev)
+        if not numpy_fits(numpy_version, reqs):
+            out.reasons.append(f"{pkg} needs numpy {','.join(sorted({str(r.specifier) for r in reqs}))}, "
+                               f"the device has {numpy_version}")
+            continue
+        if pkg == "tflite-runtime" and not any(wheel_name(w) == canonicalize_name(SCHEMA_MODULE) for w in wheels):
+            schema = schema_wheel(cache / "schema")
+            if schema is None:
+                out.reasons.append("tflite-runtime lacks the TFLite schema and this host has no ai-edge-litert "
+                                   "to take it from")
+                continue
+            wheels = [*wheels, schema]
+        out.candidates.append(EngineCandidate(pkg, wheels))
+    return out
+
+
+def fetch(pkg: str, pin: str, dev: "DevicePlatform", dest: Path, pip_platform_args: list[str]) -> list[Path] | str:
+    """`pip download` the engine + flatbuffers (+ their dependencies, resolved against the pinned
+    numpy) for the device into dest, once; a string says why not. "No wheel for this platform"
+    is remembered, network errors are not."""
+    marker = dest / UNAVAILABLE
+    if marker.is_file():
+        return marker.read_text().strip()
+    have = sorted(dest.glob("*.whl"))
+    if any(wheel_name(w) == pkg for w in have):
+        return have
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+           "--dest", str(dest), *pip_platform_args, pkg, "flatbuffers", pin]
+    info(f"fetching {pkg} wheels for the device ({dev.tag})")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        why = f"no {pkg} wheel for {dev.tag} with {pin}"
+        if any(s in res.stderr for s in _NO_MATCH):
+            marker.write_text(why + "\n")
+            return why
+        lines = [ln.strip() for ln in res.stderr.splitlines() if ln.strip()]
+        return f"cannot fetch {pkg} for {dev.tag}: {lines[-1] if lines else 'pip failed'}"
+    return sorted(dest.glob("*.whl"))
+
+
+def schema_wheel(dest: Path) -> Path | None:
+    """A pure-Python wheel holding the host's TFLite schema module (from ai-edge-litert), so a
+    tflite-runtime device can write .tflite models. None when the host has no ai-edge-litert."""
+    try:
+        from importlib import metadata
+
+        from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-not-found]
+        version = metadata.version("ai-edge-litert")
+    except Exception:  # not installed, or broken here: the engine just is not offered
+        return None
+    src = Path(schema.__file__).read_bytes()
+    tag = hashlib.sha256(src).hexdigest()[:8]
+    whl = dest / f"{SCHEMA_MODULE}-{version}+{tag}-py3-none-any.whl"
+    if whl.is_file():
+        return whl
+    dest.mkdir(parents=True, exist_ok=True)
+    dist = f"{SCHEMA_MODULE}-{version}+{tag}.dist-info"
+    files = {f"{SCHEMA_MODULE}.py": src,
+             f"{dist}/METADATA": (f"Metadata-Version: 2.1\nName: {SCHEMA_MODULE}\nVersion: {version}+{tag}\n"
+                                  f"Summary: TFLite flatbuffer schema (from ai-edge-litert) for tflite-runtime devices\n"
+                                  f"Requires-Dist: flatbuffers\n").encode(),
+             f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: edge_eas\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+             f"{dist}/top_level.txt": f"{SCHEMA_MODULE}\n".encode()}
+    record = [f"{name},sha256={_b64(hashlib.sha256(data).digest())},{len(data)}" for name, data in files.items()]
+    files[f"{dist}/RECORD"] = ("\n".join([*record, f"{dist}/RECORD,,"]) + "\n").encode()
+    tmp = whl.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    tmp.replace(whl)
+    return whl
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _major(version: str) -> int:
+    try:
+        return Version(version).major
+    except InvalidVersion:
+        return 0

@@ -1,0 +1,253 @@
+"""A real 64-bit ARM device in the suite: Debian arm64 under qemu user emulation (made by
+firmware_scripts/make_arm64_device.sh, wrapped by edge_eas.remote.arm64_lab), reached over SSH
+through its own aarch64 sshd, deployed to offline with aarch64 wheels (LiteRT included), then
+specialised, predicted and benchmarked on, through the CLI as a user runs it.
+
+Skips only where the stand-in cannot exist: not root, or no qemu-aarch64 binfmt entry.
+The rootfs is built once (a few minutes) and cached as a tarball; later runs restore it in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_eas.remote.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
+
+paramiko = pytest.importorskip("paramiko")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "firmware_scripts" / "make_arm64_device.sh"
+BENCH_SCENARIOS = 6
+
+# Runs on the device with the deployed venv: specialise two tasks with both engines, predict.
+DEVICE_PREDICT = r"""
+import json, platform, sys
+import numpy as np
+from edge_eas.runtime import Runtime
+rt = Runtime.load(sys.argv[1])
+x = np.load(sys.argv[2])
+out = {"machine": platform.machine(), "numpy": np.__version__, "numpy_file": np.__file__, "results": []}
+for sc in json.loads(sys.argv[3]):
+    for engine in ("numpy", "tflite"):
+        m = rt.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine=engine, threads=1)
+        out["results"].append({"engine": m.engine, "arch": m.arch.to_dict(), "probs": m.predict(x).tolist()})
+print(json.dumps(out))
+"""
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_eas.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def stored(store: Path) -> list[tuple[str, str, str]]:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT device_id, scenario, environment_json FROM measurements").fetchall()
+    finally:
+        db.close()
+
+
+# ---- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    try:
+        lab = Arm64Lab(tmp_path_factory.mktemp("arm64")).start()
+    except Arm64Unavailable as exc:
+        pytest.skip(f"no arm64 stand-in on this machine: {exc}")
+    print(f"\narm64 device: build/restore {lab.build.seconds if lab.build else '?'} s "
+          f"({'restored' if lab.build and lab.build.restored else 'debootstrap'}), sshd start {lab.start_seconds} s, "
+          f"total {time.monotonic() - t0:.1f} s")
+    yield lab
+    lab.close()
+    assert leftovers(lab) == {"processes": [], "mounts": []}
+    assert not lab.device.rootfs.exists()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("edge_eas_home_arm64")
+    return dict(os.environ, EDGE_EAS_HOME=str(home), PYTHONPATH=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def target(lab: Arm64Lab) -> Path:
+    return lab.write_target(engine="auto", threads=1, command_timeout=300.0)
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Arm64Lab, target: Path, env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
+    t0 = time.monotonic()
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--json")
+    assert res.returncode == 0, res.stderr
+    print(f"\narm64 deploy: {time.monotonic() - t0:.1f} s")
+    return json.loads(res.stdout)
+
+
+def ssh(target: Path) -> Any:
+    from edge_eas.remote.ssh import SSHSession, ssh_options
+    from edge_eas.targets import load_target
+    t = load_target(str(target))
+    return SSHSession(t.connection, ssh_options(t), python=t.python)  # type: ignore[arg-type]
+
+
+# ---- the script on its own -----------------------------------------------------------------------
+def test_arm64_script_usage_and_exit_codes(tmp_path: Path) -> None:
+    assert script_path() == SCRIPT
+    res = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "build" in res.stdout and "EDGE_EAS_ARM64_CACHE" in res.stdout
+    for argv in ([], ["frobnicate"], ["build", "--port"], ["start", "--port", "99999"], ["build", "--bogus"]):
+        assert subprocess.run([str(SCRIPT), *argv], capture_output=True).returncode == 2, argv
+    if os.geteuid() == 0:  # as an unprivileged user: the distinct "not root" code tests skip on
+        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT), "build",
+                              "--rootfs", str(tmp_path / "r")], capture_output=True, text=True)
+        assert res.returncode == 3 and "must run as root" in res.stderr
+
+
+def test_arm64_mirror_comes_from_apt_sources_never_a_fixed_host(tmp_path: Path) -> None:
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+
+    def mirror(suite: str = "bookworm") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SCRIPT), "mirror", "--suite", suite], capture_output=True, text=True,
+                              env=dict(os.environ, EDGE_EAS_APT_DIR=str(apt)))
+
+    assert mirror().returncode == 1 and "no apt source carries suite 'bookworm'" in mirror().stderr
+    (apt / "sources.list.d" / "other.sources").write_text(
+        "Types: deb\nURIs: https://example.org/node\nSuites: nodistro\nComponents: main\nArchitectures: amd64\n")
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "# a comment\nTypes: deb deb-src\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n")
+    assert mirror().stdout.strip() == "http://mirror.example/debian"
+    assert mirror("bookworm-security").stdout.strip() == "http://mirror.example/debian-security"
+    (apt / "sources.list").write_text("# old style\ndeb [arch=amd64,arm64 signed-by=/k.gpg] http://one.example/d bookworm main\n")
+    assert mirror().stdout.strip() == "http://one.example/d"  # sources.list is read first
+    (apt / "sources.list").write_text("deb [arch=amd64] http://x86only.example/d bookworm main\n")
+    assert mirror().stdout.strip() == "http://mirror.example/debian"  # an amd64-only source cannot serve arm64
+
+
+# ---- the device ------------------------------------------------------------------------------------
+def test_arm64_device_runs_aarch64_sshd_with_its_own_host_key(lab: Arm64Lab, target: Path) -> None:
+    dev = lab.device
+    with ssh(target) as s:
+        assert s.check(["uname", "-m"], "uname").strip() == "aarch64"
+        assert s.check(["hostname"], "hostname").strip() == dev.name
+        assert s.check(["/usr/bin/python3", "-c", "import platform; print(platform.machine())"], "py").strip() == "aarch64"
+        assert not s.exists("/sys/kernel")  # never the host's /sys: LiteRT segfaults under qemu with it
+    sshd = chroot_pids(dev.rootfs)
+    assert dev.pid in sshd  # the sshd itself runs in the chroot (under qemu)
+    exe = os.readlink(f"/proc/{dev.pid}/exe")
+    assert "qemu" in exe or "aarch64" in exe, exe
+    assert mounts_under(dev.rootfs) == []  # /proc and /dev live in the device's own mount namespace
+    host_key = (dev.rootfs / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert dev.known_hosts_line.split()[2] == host_key
+    again = subprocess.run([str(SCRIPT), "build", "--rootfs", str(dev.rootfs)], capture_output=True, text=True)
+    assert again.returncode == 0 and "up to date" in again.stderr  # idempotent
+
+
+def test_arm64_deploy_is_offline_with_aarch64_wheels_and_litert(lab: Arm64Lab, deployed: dict[str, Any],
+                                                                tiny_bundle: Path) -> None:
+    from edge_eas.remote.ssh import sha256_file
+    rep = deployed
+    assert rep["device"]["machine"] == "aarch64" and rep["runtime_installed"] and rep["bundle_uploaded"]
+    assert rep["engine_package"] == "ai-edge-litert" and rep["numpy_source"] == "system", rep
+    assert rep["warnings"] == []
+    assert rep["smoke"]["engine"] == "tflite" and rep["smoke"]["median_ms"] > 0
+    assert "torch" not in rep["smoke"]["versions"] and rep["smoke"]["numpy"].startswith("1.")  # Debian's numpy
+    wheels = sorted(p.name for p in (lab.device.runtime_dir / "wheels").glob("*.whl"))
+    assert any(w.startswith("ai_edge_litert-") and w.endswith("_aarch64.whl") for w in wheels), wheels
+    assert any(w.startswith("cryptography-") and "aarch64" in w for w in wheels), wheels
+    assert not any(w.startswith("numpy-") for w in wheels)  # Debian's python3-numpy is used instead
+    cfg = (lab.device.runtime_dir / "venv" / "pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    assert sha256_file(lab.device.runtime_dir / "current" / "model.eas") == sha256_file(tiny_bundle)
+
+
+def test_arm64_redeploy_transfers_nothing(deployed: dict[str, Any], target: Path, env: dict[str, str],
+                                          tiny_bundle: Path) -> None:
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["transferred_bytes"] == 0 and not rep["runtime_installed"] and not rep["bundle_uploaded"]
+    assert rep["engine_package"] == "ai-edge-litert" and rep["smoke"]["engine"] == "tflite"
+
+
+def test_arm64_specialise_and_predict_on_aarch64_match_host_numpy(deployed: dict[str, Any], target: Path,
+                                                                  tiny_bundle: Path, digits_uint8: Any,
+                                                                  tmp_path: Path) -> None:
+    from edge_eas.runtime import Runtime
+    images = digits_uint8[0][:16]
+    np.save(tmp_path / "x.npy", images)
+    scenarios = [{"classes": [0, 3, 7], "budget_mflops": 0.35}, {"classes": [1, 2, 4, 5, 6, 8, 9], "budget_mflops": 1.0}]
+    with ssh(target) as s:
+        remote = "/root/.edge_eas/test-x.npy"
+        s.upload(tmp_path / "x.npy", remote)
+        out = json.loads(s.check(["/root/.edge_eas/venv/bin/python", "-c", DEVICE_PREDICT,
+                                  "/root/.edge_eas/current/model.eas", remote, json.dumps(scenarios)],
+                                 "predict on the device", timeout=300).strip().splitlines()[-1])
+    assert out["machine"] == "aarch64" and out["numpy_file"].startswith("/usr/lib/python3/dist-packages/")
+    host = Runtime.load(tiny_bundle)
+    for i, sc in enumerate(scenarios):
+        m = host.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="numpy", threads=1)
+        want = m.predict(images)
+        for got in out["results"][2 * i:2 * i + 2]:
+            assert got["arch"] == m.arch.to_dict()
+            np.testing.assert_allclose(np.asarray(got["probs"]), want, atol=1e-4, err_msg=got["engine"])
+    assert [r["engine"] for r in out["results"]] == ["numpy", "tflite"] * 2
+
+
+def test_arm64_bench_calibrate_stores_each_measurement_once(lab: Arm64Lab, deployed: dict[str, Any], target: Path,
+                                                            env: dict[str, str], tiny_bundle: Path,
+                                                            tmp_path: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    t0 = time.monotonic()
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), "--scenarios",
+              str(BENCH_SCENARIOS), "--runs", "30", "--warmup", "5", "--store", str(store), "--calibrate", "--json")
+    assert res.returncode == 0, res.stderr
+    print(f"\narm64 bench ({BENCH_SCENARIOS} scenarios + block profiling + calibration): {time.monotonic() - t0:.1f} s")
+    doc = json.loads(res.stdout)
+    dev = doc["devices"][0]
+    assert doc["failed_devices"] == [] and dev["stored"] == BENCH_SCENARIOS and dev["resent"] == 0
+    rows = stored(store)
+    assert sorted(s for _, s, _ in rows) == [f"s{i:03d}" for i in range(BENCH_SCENARIOS)]  # each exactly once
+    envs = [json.loads(e) for _, _, e in rows]
+    assert {e["machine"] for e in envs} == {"aarch64"} and {e["hostname"] for e in envs} == {lab.device.name}
+    assert all("torch" not in e["versions"] and "ai-edge-litert" in e["versions"] for e in envs)
+    assert all(r["in_budget"] for r in dev["rows"])
+    assert doc["block_profiles"][lab.device.name] and doc["calibration"]
+    key = next(iter(doc["calibration"]))
+    assert key.startswith(f"{lab.device.name}/tflite")
+    # a rerun measures nothing again
+    again = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), "--scenarios",
+                str(BENCH_SCENARIOS), "--runs", "30", "--warmup", "5", "--store", str(store), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["devices"][0]["skipped"] == BENCH_SCENARIOS and len(stored(store)) == len(rows)
+
+
+def test_arm64_lab_teardown_kills_every_chroot_process_and_unmounts(tmp_path: Path, lab: Arm64Lab) -> None:
+    """A second device from the cached rootfs; a process left running in it (detached from the
+    SSH session) must die with the lab, and nothing may stay mounted or on disk."""
+    other = Arm64Lab(tmp_path / "other", name="arm64-two").start()
+    try:
+        target = other.write_target()
+        with ssh(target) as s:
+            s.check(["/bin/sh", "-c", "exec /usr/bin/setsid -f /bin/sleep 600 </dev/null >/dev/null 2>&1"], "orphan")
+        assert other.build and other.build.restored
+        assert len(chroot_pids(other.device.rootfs)) >= 2  # sshd + the orphaned sleep
+        assert other.device_pids().isdisjoint(lab.device_pids())
+    finally:
+        other.close()
+    assert leftovers(other) == {"processes": [], "mounts": []}
+    assert not other.device.rootfs.exists()
+    assert lab.device_pids()  # the module's device is untouched
