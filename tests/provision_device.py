@@ -52,7 +52,6 @@ class FreshBoard(DeviceLab):
         super().__init__(root, [name], prefer_netns=True)
         self.user, self.password, self.initial_hostname = user, password, hostname
         self.console: SimConsole | None = None
-        self.holder: subprocess.Popen[bytes] | None = None
 
     @property
     def host_ip(self) -> str:
@@ -68,8 +67,11 @@ class FreshBoard(DeviceLab):
         try:
             dev = self.devices[0]
             enter = ["nsenter", "-t", str(dev.proc.pid if dev.proc else 0), "-n", "-u", "-m", "--"]
-            self.console = SimConsole(dev.dir / "console", self.user, self.password, enter=enter,
-                                      home=Path("/root"), path_prepend=[str(dev.dir / "sbin")])
+            run_as = [] if self.user == "root" else ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
+                                                     "--init-groups"]
+            home = Path("/root") if self.user == "root" else Path("/home") / self.user
+            self.console = SimConsole(dev.dir / "console", self.user, self.password, enter=enter, home=home,
+                                      path_prepend=[str(dev.dir / "sbin")], run_as=run_as)
             self.console.start()
         except BaseException:
             self.close()
@@ -90,6 +92,9 @@ class FreshBoard(DeviceLab):
             self._install_image(dev)
         binds = [*self._home_binds(dev), (str(etc_ssh), "/etc/ssh"), (str(run), "/run"),
                  (str(dev.dir / "etc-hostname"), "/etc/hostname"), (str(dev.dir / "etc-hosts"), "/etc/hosts")]
+        if self.user != "root":  # the board's own users: the login user with sudo rights, and /home
+            binds += [(str(dev.dir / f"etc-{n}"), f"/etc/{n}") for n in ("passwd", "group", "shadow", "sudoers")]
+            binds.append((str(dev.dir / "homes"), "/home"))
         holder = [sys.executable, "-c", "import signal; signal.pause()"]
         argv = ["ip", "netns", "exec", str(dev.netns), "unshare", "--uts", "--mount", "--", sys.executable, "-c",
                 _DEVICE_LAUNCHER, self.initial_hostname, json.dumps(binds), *holder]
@@ -125,6 +130,35 @@ class FreshBoard(DeviceLab):
         (dev.dir / "etc-hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{self.initial_hostname}\n")
         (sbin / "systemctl").write_text(SYSTEMCTL)
         (sbin / "systemctl").chmod(0o755)
+        if self.user != "root":
+            self._add_login_user(dev, sbin)
+
+    @property
+    def uid(self) -> int:
+        """A uid no account of this machine uses (the board's user exists only in its /etc)."""
+        used = {int(ln.split(":")[2]) for ln in Path("/etc/passwd").read_text().splitlines() if ln.count(":") >= 6}
+        return next(u for u in range(1000, 60000) if u not in used)
+
+    def _add_login_user(self, dev: SimDevice, sbin: Path) -> None:
+        """Like Raspberry Pi OS: user with a password, in group sudo; sudo asks for that password."""
+        uid, user = self.uid, self.user
+        pw_hash = _run(["openssl", "passwd", "-6", self.password]).stdout.strip()
+        (dev.dir / "etc-passwd").write_text(Path("/etc/passwd").read_text()
+                                            + f"{user}:x:{uid}:{uid}:,,,:/home/{user}:/bin/bash\n")
+        groups = [ln + (("," if not ln.endswith(":") else "") + user if ln.startswith("sudo:") else "")
+                  for ln in Path("/etc/group").read_text().splitlines()]
+        if not any(g.startswith("sudo:") for g in groups):
+            groups.append(f"sudo:x:27:{user}")
+        (dev.dir / "etc-group").write_text("\n".join([*groups, f"{user}:x:{uid}:"]) + "\n")
+        (dev.dir / "etc-shadow").write_text(Path("/etc/shadow").read_text() + f"{user}:{pw_hash}:19000:0:99999:7:::\n")
+        (dev.dir / "etc-shadow").chmod(0o640)
+        sudoers = dev.dir / "etc-sudoers"
+        sudoers.write_text(f'Defaults secure_path="{sbin}:/usr/sbin:/usr/bin:/sbin:/bin"\n'
+                           "Defaults !lecture\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n")
+        sudoers.chmod(0o440)
+        home = dev.dir / "homes" / user
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, uid, uid)
 
     def reflash(self) -> None:
         """Power off, write a fresh image (new SSH host key, default hostname, empty home), power on."""
@@ -132,8 +166,8 @@ class FreshBoard(DeviceLab):
         assert self.console is not None
         self.console.close()
         self.kill_device_processes(dev)
-        for name in ("etc-ssh", "run", "sbin"):
-            shutil.rmtree(dev.dir / name)
+        for name in ("etc-ssh", "run", "sbin", "homes"):
+            shutil.rmtree(dev.dir / name, ignore_errors=True)
         shutil.rmtree(dev.home / ".ssh", ignore_errors=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
         self.start_sshd(dev)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-APT_PACKAGES=(openssh-server socat iproute2 nftables procps)
+APT_PACKAGES=(openssh-server socat iproute2 nftables procps sudo openssl util-linux shellcheck qemu-user-static debootstrap binfmt-support)  # sudo, openssl: the simulated Pi in tests/test_provision.py; last 3: tests/test_arm64.py
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

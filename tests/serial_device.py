@@ -44,7 +44,8 @@ while true; do
   [ -z "$user" ] && continue  # agetty re-prompts on an empty name
   stty -echo; printf 'Password: '; IFS= read -r pw; stty echo; printf '\n'
   if [ "$user" = "$LOGIN_USER" ] && [ "$pw" = "$LOGIN_PASSWORD" ]; then
-    HOME="$DEVICE_HOME" PATH="$DEVICE_PATH" TERM=vt100 PS1='\u@\h:\w\$ ' bash --norc --noprofile -i
+    # RUN_AS drops to the login user (setpriv argv, word-split on purpose); empty for root
+    HOME="$DEVICE_HOME" PATH="$DEVICE_PATH" TERM=vt100 PS1='\u@\h:\w\$ ' $RUN_AS bash --norc --noprofile -i
   else
     sleep 0.3; printf '\nLogin incorrect\n'
   fi
@@ -64,7 +65,7 @@ class SimConsole:
     """`with SimConsole(tmp, "pi", "raspberry") as con: SerialConsole(con.port, ...)`."""
 
     def __init__(self, root: Path, user: str, password: str, enter: Sequence[str] = (), noise: bool = False,
-                 home: Path | None = None, path_prepend: Sequence[str] = ()) -> None:
+                 home: Path | None = None, path_prepend: Sequence[str] = (), run_as: Sequence[str] = ()) -> None:
         if shutil.which("socat") is None:
             raise RuntimeError("socat is not installed")
         self.root = Path(root)
@@ -74,6 +75,7 @@ class SimConsole:
         self.home = home or self.root / "home"
         self.bin = self.root / "bin"
         self.path_prepend = list(path_prepend)
+        self.run_as = list(run_as)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "SimConsole":
@@ -84,11 +86,12 @@ class SimConsole:
         self.close()
 
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.enter:  # with `enter`, home is a path inside the simulated device
+            self.home.mkdir(parents=True, exist_ok=True)
         self.bin.mkdir(exist_ok=True)
         (self.root / "state").mkdir(exist_ok=True)
         env = {"LOGIN_USER": self.user, "LOGIN_PASSWORD": self.password, "STATE": str(self.root / "state"),
-               "DEVICE_HOME": str(self.home), "NOISE": "1" if self.noise else "0",
+               "DEVICE_HOME": str(self.home), "NOISE": "1" if self.noise else "0", "RUN_AS": " ".join(self.run_as),
                "DEVICE_PATH": ":".join([str(self.bin), *self.path_prepend, "/usr/sbin:/usr/bin:/sbin:/bin"])}
         (self.root / "console.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
         getty = self.root / "getty.sh"

@@ -19,14 +19,26 @@ from edge_eas.remote.provision import update_known_hosts
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not have_sshd() or shutil.which("socat") is None or shutil.which("nsenter") is None,
     reason="needs root (network namespaces), sshd, socat and nsenter")
-PASSWORD = "raspberry"
+PASSWORD = "s3cret-Pw"
 
 
 @pytest.fixture()
 def board(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A board whose console logs in as root."""
     from .provision_device import FreshBoard
 
     with FreshBoard(tmp_path / "lab", password=PASSWORD) as lab:
+        yield lab
+
+
+@pytest.fixture()
+def pi_board(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Like Raspberry Pi OS: log in as pi, privileged steps through sudo, which asks for the password."""
+    if shutil.which("sudo") is None or shutil.which("openssl") is None or not Path("/home").is_dir():
+        pytest.skip("needs sudo, openssl and /home")
+    from .provision_device import FreshBoard
+
+    with FreshBoard(tmp_path / "lab", user="pi", password=PASSWORD) as lab:
         yield lab
 
 
@@ -41,20 +53,26 @@ def provision(board, tmp: Path, *extra: str) -> dict:  # type: ignore[no-untyped
     return json.loads(res.stdout)
 
 
-def test_provision_fresh_board_end_to_end_then_nothing_changes(board, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_provision_fresh_board_end_to_end_then_nothing_changes(pi_board, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from edge_eas.remote.ssh import SSHOptions, SSHSession
     from edge_eas.targets import load_target
 
+    board = pi_board
+
     assert not board.sshd_running() and not (tmp_path / "known_hosts").exists()
-    first = provision(board, tmp_path)
+    transcript = tmp_path / "console.log"
+    first = provision(board, tmp_path, "--transcript", str(transcript))
     steps = {s["name"]: s for s in first["steps"]}
+    log = transcript.read_bytes()
+    assert b"[eas-sudo pi]" in log and PASSWORD.encode() not in log  # sudo asked; the password never logged
     assert first["confirmed"] and first["changed"]
     for name in ("ssh key", "hostname", "authorized_keys", "sshd", "known_hosts", "target"):
         assert steps[name]["changed"], name
     assert board.device_file("/etc/hostname").strip() == "pi-lab-1"
     assert "pi-lab-1" in board.device_file("/etc/hosts") and board.sshd_running()
     dev = board.devices[0]
-    assert first["host"] == dev.addr and first["port"] == 22
+    assert first["host"] == dev.addr and first["port"] == 22 and first["user"] == "pi"
+    assert "ssh-ed25519" in board.device_file("/home/pi/.ssh/authorized_keys")
     # known_hosts holds exactly the key the board's sshd serves (read over the cable)
     kind, blob = (dev.dir / "etc-ssh" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     assert (tmp_path / "known_hosts").read_text() == f"{dev.addr} {kind} {blob}\n"
@@ -63,8 +81,10 @@ def test_provision_fresh_board_end_to_end_then_nothing_changes(board, tmp_path: 
     target = load_target(first["target_file"])
     assert target.name == "pi-lab-1" and target.connection is not None
     assert target.connection.host == dev.addr and target.hardware.peak_gflops == 12.0 and target.engine == "numpy"
+    assert target.connection.user == "pi"
     with SSHSession(target.connection, SSHOptions(trust_new_host=False)) as s:
         assert s.check(["hostname"], "hostname").strip() == "pi-lab-1"
+        assert s.check(["id", "-un"], "whoami").strip() == "pi"
     assert "# how to reach it" in Path(first["target_file"]).read_text()  # comments kept
 
     second = provision(board, tmp_path)
