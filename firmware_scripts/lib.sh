@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the firmware scripts (sourced, not run): where the device's /proc, /sys and /etc are,
 # and which kind of board this is.
 #
