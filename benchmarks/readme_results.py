@@ -111,8 +111,26 @@ def fleet_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def quickstart_section(doc: dict[str, Any]) -> list[str]:
+    lat = doc["latency_model_held_out"]
+    lines = [f"### Quick start, from scratch (`{doc['quickstart_command']}`)", "",
+             f"**{doc['wall_seconds']:.0f} s** wall clock on this machine as the device ({doc['engine']}), goal "
+             f"≤ 600 s: trains the supernet and the generator, exports the int8 signed bundle, specialises and "
+             f"benchmarks {doc['scenarios']} scenarios, calibrates, re-specialises with ms budgets.", "",
+             "| figure | value |", "|---|---|",
+             f"| scenarios within their MFLOPs budget | {pct(doc['mflops_within_budget'], 0)} |",
+             f"| mean task accuracy (test images of each task's classes) | {pct(doc['mean_task_accuracy'], 2)} |",
+             f"| latency model within ±10 % on {lat['n']} held-out scenarios, before → after calibration on "
+             f"{lat['fit_n']} | {pct(lat['within_10pct_before'], 0)} → {pct(lat['within_10pct_after'], 0)} "
+             f"(MAPE {pct(lat['mape_after'], 1)}) |",
+             f"| ms budgets: predicted / measured within budget | {pct(doc['ms_predicted_within_budget'], 0)} / "
+             f"{pct(doc['ms_measured_within_budget'], 0)} |", ""]
+    lines += [f"![{p}](benchmarks/results/{p})" for p in doc.get("plots", [])]
+    return lines
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
-    ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
+    ("quickstart", quickstart_section), ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
     ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_section), ("fleet", fleet_section),
     ("gpu_training", lambda d: [f"### GPU training", "", d.get("summary", "")]),
 ]

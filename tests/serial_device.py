@@ -29,8 +29,12 @@ boot() {
 }
 noise() {
   # one write per message (a tty is line-buffered): it lands wherever the cursor is, even mid-line
-  while sleep 0.3; do printf '[ %5d.%06d] usb 1-1.2: new full-speed USB device number %d\n' "$SECONDS" "$RANDOM" "$RANDOM"; done
+  # ...and it ends with the getty or the tty, never outliving them
+  while sleep 0.3 && kill -0 "$getty" 2>/dev/null; do
+    printf '[ %5d.%06d] usb 1-1.2: new full-speed USB device number %d\n' "$SECONDS" "$RANDOM" "$RANDOM" || exit 0
+  done
 }
+getty=$$
 [ "${NOISE:-0}" = 1 ] && noise &
 boot
 reclaim_tty() {  # a killed shell leaves the terminal to its dead process group; take it back
