@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_eas.remote.serial import Credentials, SerialConsole, SerialError, ShellLost
+from edge_eas.remote.serial import Credentials, SerialConsole, SerialError, ShellLost, clean
 
 from .serial_device import SimConsole
 
@@ -135,3 +135,9 @@ def test_serial_device_without_prompt_times_out_naming_port_and_last_read(tmp_pa
 def test_serial_missing_port_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SerialError, match=r"cannot open serial port .*ttyNOPE"):
         SerialConsole(str(tmp_path / "ttyNOPE"), creds=Credentials(USER, PASSWORD)).open()
+
+
+def test_serial_line_cleaning_handles_crlf_and_terminal_escapes() -> None:
+    raw = b"\x1b[?2004hpi@pi:~$ \x1b[01;32mls\x1b[0m\r\nfile\r\n\x1b]0;title\x07done\r\x00\n"
+    assert clean(raw) == "pi@pi:~$ ls\nfile\ndone\n"
+    assert clean("température 48 °C\r\n".encode()) == "température 48 °C\n"

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 from ..console import info
 from ..errors import UserError
@@ -91,7 +91,8 @@ def _opener(port: str, baud: int) -> "SerialPort":
     return serial.Serial(port, baudrate=baud, timeout=0.05, write_timeout=10)
 
 
-class SerialPort:  # the part of serial.Serial this module uses (for type hints)
+class SerialPort(Protocol):
+    """The part of pyserial's Serial this module uses."""
     in_waiting: int
 
     def read(self, size: int) -> bytes: ...
@@ -139,12 +140,7 @@ class SerialConsole:
         self._login(time.monotonic() + self.login_timeout)
 
     def close(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except Exception:  # noqa: BLE001 - a vanished device must not mask the real error
-                pass
-            self._port = None
+        self._close_port()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -191,7 +187,7 @@ class SerialConsole:
         try:
             data = self._port.read(max(1, self._port.in_waiting))
         except (serial.SerialException, OSError):
-            self.close_port_only()
+            self._close_port()
             self._open_port(deadline)
             self._reopened = True
             return False
@@ -203,11 +199,11 @@ class SerialConsole:
                 self._log.flush()
         return bool(data)
 
-    def close_port_only(self) -> None:
+    def _close_port(self) -> None:
         if self._port is not None:
             try:
                 self._port.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a vanished device must not mask the real error
                 pass
             self._port = None
 
