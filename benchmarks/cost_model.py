@@ -38,13 +38,25 @@ def measure_archs(rt: Runtime, archs: list, engine: str, threads: int, runs: int
 
 def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, held_out: int, pool: int, runs: int,
                     seed: int) -> dict:
-    space = rt.space
-    rng = np.random.default_rng(seed)
-    archs = [space.sample(rng) for _ in range(pool + held_out)]
+    archs = sample_archs(rt.space, pool + held_out, seed)
     measured = measure_archs(rt, archs, engine, threads, runs)
+    rows = list(profile_blocks(rt, engine=engine, threads=threads, runs=runs))
+    return report_config(rt.space, load_target(target).hardware, target, engine, threads, archs, measured, rows, pool)
+
+
+def sample_archs(space, n: int, seed: int) -> list:  # type: ignore[no-untyped-def]
+    """The benchmark's sub-networks: the first `pool` calibrate, the rest are held out."""
+    rng = np.random.default_rng(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+def report_config(space, hardware, target: str, engine: str, threads: int, archs: list,  # type: ignore[no-untyped-def]
+                  measured: list[float], block_rows: list[dict], pool: int) -> dict:
+    """Held-out accuracy of the prior, the prior calibrated with 5/10/20 measurements, the
+    block-profiled table and the profiled table calibrated with 20 (shared with the arm64 run)."""
     cal_archs, cal_ms = archs[:pool], measured[:pool]
     test_archs, test_ms = archs[pool:], measured[pool:]
-    prior = LatencyModel(target=target, engine=engine, threads=threads, hardware=load_target(target).hardware)
+    prior = LatencyModel(target=target, engine=engine, threads=threads, hardware=hardware)
 
     def report(model: LatencyModel) -> dict:
         return accuracy_report([model.predict(space, a) for a in test_archs], test_ms)
@@ -52,7 +64,7 @@ def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, held_ou
     out = {"prior": report(prior)}
     for n in (5, 10, 20):
         out[f"calibrated_{n}"] = report(fit(prior, space, cal_archs[:n], cal_ms[:n]))
-    rows = list(profile_blocks(rt, engine=engine, threads=threads, runs=runs))
+    rows = block_rows
     profiled = LatencyModel(target=target, engine=engine, threads=threads, hardware=prior.hardware,
                             entries={r["block_key"]: r["median_ms"] for r in rows if r["block_key"] != "fixed"},
                             fixed_ms=next(r["median_ms"] for r in rows if r["block_key"] == "fixed"),
