@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -88,6 +89,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engines", default="tflite,numpy")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still tear the device down (finally)
     rt = Runtime.load(args.bundle)
     archs = sample_archs(rt.space, args.pool + args.held_out, args.seed)
     results: dict[str, Any] = {}
