@@ -207,6 +207,33 @@ def test_arm64_specialise_and_predict_on_aarch64_match_host_numpy(deployed: dict
     assert [r["engine"] for r in out["results"]] == ["numpy", "tflite"] * 2
 
 
+def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64Lab, deployed: dict[str, Any],
+                                                                    env: dict[str, str], tiny_bundle: Path,
+                                                                    tmp_path: Path) -> None:
+    """No LiteRT wheel offered (--wheels without it): tflite-runtime (numpy<2) plus the host's TFLite
+    schema as a tiny wheel, into a second runtime dir of the same device; the smoke runs TFLite."""
+    import shutil
+
+    from edge_eas.remote.deploy import cache_dir, runtime_wheel
+    tag = "cp311-aarch64-glibc2.36"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    picks = [runtime_wheel(), *(cache_dir() / "wheels" / tag).glob("*.whl"),
+             *(cache_dir() / "wheels" / tag / "engines" / "tflite-runtime").glob("*/*.whl")]
+    for w in picks:
+        if not w.name.startswith(("numpy-", "ai_edge_litert-")):
+            shutil.copy(w, wheels / w.name)
+    assert any(w.name.startswith("tflite_runtime-") for w in wheels.iterdir())
+    target = lab.write_target(tmp_path / "tflrt.toml", command_timeout=300.0)
+    target.write_text(target.read_text().replace('runtime_dir = "/root/.edge_eas"', 'runtime_dir = "/root/.edge_eas-tflrt"'))
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--wheels", str(wheels), "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["engine_package"] == "tflite-runtime" and rep["numpy_source"] == "system" and rep["warnings"] == []
+    assert rep["smoke"]["engine"] == "tflite" and "tflite-runtime" in rep["smoke"]["versions"]
+    assert "ai-edge-litert" not in rep["smoke"]["versions"]
+
+
 def test_arm64_bench_calibrate_stores_each_measurement_once(lab: Arm64Lab, deployed: dict[str, Any], target: Path,
                                                             env: dict[str, str], tiny_bundle: Path,
                                                             tmp_path: Path) -> None:
@@ -251,3 +278,53 @@ def test_arm64_lab_teardown_kills_every_chroot_process_and_unmounts(tmp_path: Pa
     assert leftovers(other) == {"processes": [], "mounts": []}
     assert not other.device.rootfs.exists()
     assert lab.device_pids()  # the module's device is untouched
+
+
+# ---- engine choice, without a device -------------------------------------------------------------
+def fake_wheel(d: Path, name: str, version: str, requires: list[str] = (),  # type: ignore[assignment]
+               tag: str = "cp311-cp311-manylinux_2_27_aarch64") -> Path:
+    import zipfile
+    path = d / f"{name}-{version}-{tag}.whl"
+    meta = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{meta}")
+    return path
+
+
+def test_aarch64_engine_choice_follows_the_numpy_the_device_runs(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_eas.remote.deploy import DevicePlatform, plan_runtime
+    monkeypatch.setenv("EDGE_EAS_CACHE", str(tmp_path / "cache"))
+    d = tmp_path / "wheels"
+    d.mkdir()
+    for args in [("cryptography", "50.0.2", ["cffi>=1.14"]), ("cffi", "2.1.1"), ("numpy", "2.4.6"),
+                 ("ai_edge_litert", "2.3.0", ["numpy>=1.23.2", "ml_dtypes", "flatbuffers"]),
+                 ("ml_dtypes", "0.6.0", ["numpy>=2.0; python_version >= '3.9'", "numpy>=1.21; extra == 'old'"]),
+                 ("tflite_runtime", "2.14.0", ["numpy>=1.23.2"]), ("flatbuffers", "25.12.19", [], "py2.py3-none-any")]:
+        fake_wheel(d, *args)  # type: ignore[arg-type]
+    debian = DevicePlatform("3.11.2", (3, 11), "aarch64", ("glibc", "2.36"), "1.24.2",
+                            "/usr/lib/python3/dist-packages/numpy")
+    plan = plan_runtime(debian, "auto", d)
+    assert plan.system_numpy and plan.numpy_version == "1.24.2"
+    assert not any(w.name.startswith("numpy-") for w in plan.wheels)  # Debian's numpy, no wheel uploaded
+    assert [c.package for c in plan.engines.candidates] == ["tflite-runtime"]  # LiteRT's ml_dtypes needs numpy 2
+    assert plan.engines.reasons == ["ai-edge-litert needs numpy>=2.0 (ml-dtypes), the device has numpy 1.24.2"]
+    assert any(w.name.startswith("edge_eas_tflite_schema-") for w in plan.engines.candidates[0].wheels)
+    assert not any(w.name.startswith("numpy-") for w in plan.engines.candidates[0].wheels)
+
+    wheel_numpy = DevicePlatform("3.11.2", (3, 11), "aarch64", ("glibc", "2.36"), "2.3.0",
+                                 "/root/.pyenv/versions/3.11.2/lib/python3.11/site-packages/numpy")
+    plan = plan_runtime(wheel_numpy, "tflite", d)  # a pyenv numpy is not taken: its neighbours would leak in
+    assert not plan.system_numpy and plan.numpy_version == "2.4.6"
+    assert [c.package for c in plan.engines.candidates] == ["ai-edge-litert"]  # tflite-runtime needs numpy<2
+    assert not plan_runtime(debian, "numpy", d).engines.candidates  # numpy target: no engine shipped
+    old = DevicePlatform("3.9.2", (3, 9), "aarch64", ("glibc", "2.31"), "1.19.5", "/usr/lib/python3/dist-packages/numpy")
+    assert not old.uses_distro_numpy()  # below the runtime's numpy>=1.21: a wheel instead
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("cryptography", "cffi", "numpy"):
+        fake_wheel(bare, name, "1.26.4")
+    plan = plan_runtime(debian, "tflite", bare)
+    assert not plan.engines.candidates
+    assert "no ai-edge-litert wheel in" in plan.engines.warning() and "numpy engine" in plan.engines.warning()

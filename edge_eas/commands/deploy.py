@@ -59,9 +59,13 @@ def print_summary(r: dict[str, Any]) -> None:
     what = "rolled back" if r["rolled_back"] else ("deployed" if r["switched"] else "already deployed")
     print(f"{r['target']} ({r['host']}): {what} bundle {str(r['bundle_sha256'])[:16]} in {r['seconds']:.1f} s")
     print(f"  runtime   {r['runtime_dir']}/venv: edge_eas {sm.get('runtime_version')}, python {sm.get('python')}, "
-          f"numpy {sm.get('numpy')} ({'installed' if r['runtime_installed'] else 'unchanged'})")
+          f"numpy {sm.get('numpy')}{' (system)' if r.get('numpy_source') == 'system' else ''} "
+          f"({'installed' if r['runtime_installed'] else 'unchanged'})")
+    print(f"  engine    {r.get('engine_package') or 'numpy only (no TFLite wheel)'}")
     print(f"  releases  current {r['current']}, previous {r['previous'] or '-'}")
     print(f"  transfer  {r['transferred_bytes']:,} bytes" + (" (bundle uploaded)" if r["bundle_uploaded"] else ""))
     print(f"  smoke     classes {sm.get('classes')} budget {sm.get('budget_mflops')} MFLOPs -> "
           f"{sm.get('mflops', 0):.3f} MFLOPs, median {sm.get('median_ms', 0):.3f} ms ({sm.get('engine')}) "
           f"on {sm.get('hostname')}")
+    for w in r.get("warnings") or []:
+        print(f"  warning   {w}")

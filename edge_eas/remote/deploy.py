@@ -261,7 +261,8 @@ def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> li
     --wheels, else a per-platform cache filled once with `pip download`."""
     if wheels_dir is not None:
         wheels = sorted(p for p in wheels_dir.glob("*.whl") if not p.name.startswith("edge_eas-"))
-        missing = [d for d in RUNTIME_DEPS if not any(w.name.lower().startswith(d + "-") for w in wheels)]
+        needed = [d for d in RUNTIME_DEPS if not (d == "numpy" and dev.uses_distro_numpy())]
+        missing = [d for d in needed if not any(w.name.lower().startswith(d + "-") for w in wheels)]
         if missing:
             raise UserError(f"--wheels {wheels_dir} has no wheel for {', '.join(missing)} ({dev.tag})")
         return wheels
@@ -440,7 +441,7 @@ class Deployer:
                         report: DeployReport, timeout: float) -> str | None:
         """Try the plan's TFLite engines in order: install, check the runtime can load it, else
         uninstall and try the next. None of them working is a warning: numpy always works."""
-        from .engine_wheels import SCHEMA_MODULE, wheel_name
+        from .engine_wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
         if self.target.engine not in TFLITE_ENGINES:
             return None
         failed: list[str] = []
@@ -450,7 +451,7 @@ class Deployer:
             for w in cand.wheels:
                 self._put_wheel(s, w, f"{layout.root}/wheels/{w.name}")
             pkgs = [cand.package, "flatbuffers"]
-            if any(wheel_name(w) == wheel_name(Path(f"{SCHEMA_MODULE}-0.whl")) for w in cand.wheels):
+            if any(wheel_name(w) == SCHEMA_DIST for w in cand.wheels):
                 pkgs.append(SCHEMA_MODULE)  # tflite-runtime's missing TFLite schema
             info(f"[{self.target.name}] installing {cand.package} offline")
             res = s.run([*pip, *pkgs], timeout)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .deploy import DevicePlatform
 
 SCHEMA_MODULE = "edge_eas_tflite_schema"
+SCHEMA_DIST = canonicalize_name(SCHEMA_MODULE)
 ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
 UNAVAILABLE = "unavailable.txt"  # a definitive "no wheel for this platform", cached per platform
 _NO_MATCH = ("No matching distribution", "Could not find a version that satisfies")
@@ -60,26 +61,47 @@ def wheel_version(path: Path) -> str:
     return path.name.split("-")[1]
 
 
-def numpy_requirements(wheels: list[Path], dev: "DevicePlatform") -> list[Requirement]:
-    """numpy requirements (markers evaluated for the device) declared by these wheels."""
-    env = {"python_version": f"{dev.version[0]}.{dev.version[1]}", "python_full_version": dev.python,
-           "platform_machine": dev.machine, "sys_platform": "linux", "platform_system": "Linux",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
-    out = []
-    for whl in wheels:
-        with zipfile.ZipFile(whl) as z:
-            meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
-            if meta is None:
-                continue
-            msg = Parser().parsestr(z.read(meta).decode("utf-8", "replace"))
-        for line in msg.get_all("Requires-Dist") or []:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
-            if canonicalize_name(req.name) == "numpy" and (req.marker is None or req.marker.evaluate(env)):
-                out.append(req)
+def _marker_env(dev: "DevicePlatform") -> dict[str, str]:
+    return {"python_version": f"{dev.version[0]}.{dev.version[1]}", "python_full_version": dev.python,
+            "platform_machine": dev.machine, "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+
+
+def requirements(whl: Path, dev: "DevicePlatform") -> list[Requirement]:
+    """Requires-Dist of a wheel that apply on the device (markers evaluated, extras left out)."""
+    with zipfile.ZipFile(whl) as z:
+        meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
+        if meta is None:
+            return []
+        msg = Parser().parsestr(z.read(meta).decode("utf-8", "replace"))
+    env, out = _marker_env(dev), []
+    for line in msg.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or req.marker.evaluate(env):
+            out.append(req)
     return out
+
+
+def closure(pkg: str, wheels: list[Path], dev: "DevicePlatform") -> list[Path]:
+    """The wheels pkg needs from `wheels` (itself and its dependencies, transitively)."""
+    by_name = {wheel_name(w): w for w in sorted(wheels)}
+    out: dict[str, Path] = {}
+    todo = [canonicalize_name(pkg)]
+    while todo:
+        name = todo.pop()
+        if name in out or name not in by_name:
+            continue
+        out[name] = by_name[name]
+        todo += [canonicalize_name(r.name) for r in requirements(by_name[name], dev)]
+    return sorted(out.values())
+
+
+def numpy_requirements(wheels: list[Path], dev: "DevicePlatform") -> list[Requirement]:
+    """numpy requirements that these wheels declare for the device."""
+    return [r for w in wheels for r in requirements(w, dev) if canonicalize_name(r.name) == "numpy"]
 
 
 def numpy_fits(version: str, reqs: list[Requirement]) -> bool:
@@ -101,24 +123,25 @@ def engine_options(dev: "DevicePlatform", numpy_version: str, numpy_pinned: bool
     out = EngineOptions()
     for pkg in packages:
         if wheels_dir is not None:
-            wheels = sorted(wheels_dir.glob("*.whl"))
-            if not any(wheel_name(w) == pkg for w in wheels):
-                out.reasons.append(f"no {pkg} wheel in {wheels_dir}")
-                continue
+            got: list[Path] | str = sorted(wheels_dir.glob("*.whl"))
+            if not any(wheel_name(w) == pkg for w in got):
+                got = f"no {pkg} wheel in {wheels_dir}"
         else:
             got = fetch(pkg, pin, dev, cache / "engines" / pkg / pin.replace("<=", "-le-").replace("==", "-eq-"),
                         pip_platform_args)
-            if isinstance(got, str):
-                out.reasons.append(got)
-                continue
-            wheels = got
-        wheels = [w for w in wheels if wheel_name(w) != "numpy"]  # numpy is the device's, checked here
-        reqs = numpy_requirements(wheels, dev)
-        if not numpy_fits(numpy_version, reqs):
-            out.reasons.append(f"{pkg} needs numpy {','.join(sorted({str(r.specifier) for r in reqs}))}, "
-                               f"the device has {numpy_version}")
+        if isinstance(got, str):
+            out.reasons.append(got)
             continue
-        if pkg == "tflite-runtime" and not any(wheel_name(w) == canonicalize_name(SCHEMA_MODULE) for w in wheels):
+        # what the engine (and flatbuffers, which the tflite engine imports) pull in; numpy is the
+        # device's own, checked against their requirements below
+        wheels = sorted({w for w in [*closure(pkg, got, dev), *closure("flatbuffers", got, dev)]
+                         if wheel_name(w) != "numpy"})
+        unmet = sorted({f"numpy{r.specifier} ({wheel_name(w)})" for w in wheels for r in numpy_requirements([w], dev)
+                        if not numpy_fits(numpy_version, [r])})
+        if unmet:
+            out.reasons.append(f"{pkg} needs {', '.join(unmet)}, the device has numpy {numpy_version}")
+            continue
+        if pkg == "tflite-runtime" and not any(wheel_name(w) == SCHEMA_DIST for w in wheels):
             schema = schema_wheel(cache / "schema")
             if schema is None:
                 out.reasons.append("tflite-runtime lacks the TFLite schema and this host has no ai-edge-litert "
