@@ -203,7 +203,7 @@ debootstrap_into() {
     say "debootstrap $SUITE/$ARCH from $MIRROR (first stage)"
     debootstrap --arch="$ARCH" --foreign --variant="$VARIANT" --include="$PACKAGES" "$SUITE" "$dir" "$MIRROR" \
         >"$dir.log" 2>&1 || die "debootstrap failed (log: $dir.log): $(tail -n 1 "$dir.log")"
-    say "second stage under qemu (a few minutes on 2 cores)"
+    say "first stage done in $((SECONDS - t0)) s; second stage under qemu (a few minutes on 2 cores)"
     # Own mount namespace: whatever the second stage mounts (proc, sys) dies with it.
     "${CLEAN_ENV[@]}" unshare --mount --propagation private -- chroot "$dir" /debootstrap/debootstrap --second-stage \
         >>"$dir.log" 2>&1 || {
