@@ -142,8 +142,8 @@ def quickstart_section(doc: dict[str, Any]) -> list[str]:
              "| figure | value |", "|---|---|",
              f"| scenarios within their MFLOPs budget | {pct(doc['mflops_within_budget'], 0)} |",
              f"| mean task accuracy (test images of each task's classes) | {pct(doc['mean_task_accuracy'], 2)} |",
-             f"| latency model within ±10 % on {lat['n']} held-out scenarios, before → after calibration on "
-             f"{lat['fit_n']} | {pct(lat['within_10pct_before'], 0)} → {pct(lat['within_10pct_after'], 0)} "
+             f"| latency model within ±10 % on {lat['n']} held-out scenarios: block-profiled → calibrated on "
+             f"{lat['fit_n']} measurements | {pct(lat['within_10pct_before'], 0)} → {pct(lat['within_10pct_after'], 0)} "
              f"(MAPE {pct(lat['mape_after'], 1)}) |",
              f"| ms budgets: predicted / measured within budget | {pct(doc['ms_predicted_within_budget'], 0)} / "
              f"{pct(doc['ms_measured_within_budget'], 0)} |", ""]
