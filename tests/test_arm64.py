@@ -103,15 +103,24 @@ def ssh(target: Path) -> Any:
 
 
 # ---- the script on its own -----------------------------------------------------------------------
-def test_arm64_script_usage_and_exit_codes(tmp_path: Path) -> None:
+def test_arm64_script_usage_and_exit_codes() -> None:
     assert script_path() == SCRIPT
     res = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "build" in res.stdout and "EDGE_EAS_ARM64_CACHE" in res.stdout
     for argv in ([], ["frobnicate"], ["build", "--port"], ["start", "--port", "99999"], ["build", "--bogus"]):
         assert subprocess.run([str(SCRIPT), *argv], capture_output=True).returncode == 2, argv
     if os.geteuid() == 0:  # as an unprivileged user: the distinct "not root" code tests skip on
-        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT), "build",
-                              "--rootfs", str(tmp_path / "r")], capture_output=True, text=True)
+        import shutil
+        import tempfile
+        public = Path(tempfile.mkdtemp(prefix="eas-arm64-script-"))  # a checkout under /root is not readable
+        try:
+            public.chmod(0o755)
+            script = Path(shutil.copy(SCRIPT, public / SCRIPT.name))
+            script.chmod(0o755)
+            res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(script), "build",
+                                  "--rootfs", str(public / "r")], capture_output=True, text=True)
+        finally:
+            shutil.rmtree(public)
         assert res.returncode == 3 and "must run as root" in res.stderr
 
 
@@ -214,8 +223,10 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
     schema as a tiny wheel, into a second runtime dir of the same device; the smoke runs TFLite."""
     import shutil
 
-    from edge_eas.remote.deploy import cache_dir, runtime_wheel
-    tag = "cp311-aarch64-glibc2.36"
+    from edge_eas.remote.deploy import DevicePlatform, cache_dir, runtime_wheel
+    dev = deployed["device"]
+    major, minor = (int(v) for v in dev["python"].split(".")[:2])
+    tag = DevicePlatform(dev["python"], (major, minor), dev["machine"], tuple(dev["libc"])).tag  # type: ignore[arg-type]
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     picks = [runtime_wheel(), *(cache_dir() / "wheels" / tag).glob("*.whl"),
