@@ -257,8 +257,8 @@ cmd_build() {
 
 # ---- start / stop ------------------------------------------------------------------------------
 wait_for_sshd() {
-    local pid="$1" i
-    for i in $(seq 1 300); do
+    local pid="$1"
+    for _ in $(seq 1 300); do
         kill -0 "$pid" 2>/dev/null || return 1
         if (exec 3<>"/dev/tcp/127.0.0.1/$PORT" && head -c 4 <&3 | grep -q '^SSH-') 2>/dev/null; then
             return 0
@@ -313,8 +313,8 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local pids round
-    for round in 1 2 3 4 5 6 7 8 9 10; do
+    local pids
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
         pids="$(chroot_pids)"
         [ -n "$pids" ] || break
         # shellcheck disable=SC2086  # one PID per word
