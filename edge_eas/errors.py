@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """A problem with the user's input or environment, explained in the message."""
+
+
+class DeviceRefused(UserError):
+    """The device (or our own set-up for it) turns us away for a reason retrying cannot fix: an
+    unknown or changed host key, a refused SSH key, nothing deployed. The bench harness stops
+    at once instead of retrying."""

@@ -248,6 +248,11 @@ def test_unknown_host_key_is_refused(lab: DeviceLab, env: dict[str, str], tiny_b
     assert f"host {dev.addr} is not in {kh}" in msg and "--trust-new-host" in msg and "SHA256:" in msg
     assert kh.read_text() == lab.known_hosts_line(lab.devices[0])  # nothing recorded
     assert not (dev.runtime_dir / "current").exists()
+    # bench gives up at once: retrying cannot make an unknown host key known
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), "--scenarios", "2", "--runs", "30",
+              "--store", str(tmp_path / "s.sqlite"), "--json")
+    rep = json.loads(res.stdout)["devices"][0]
+    assert res.returncode == 1 and rep["attempts"] == 1 and f"host {dev.addr} is not in {kh}" in rep["failure"]
 
 
 def test_trust_new_host_records_the_key_then_deploys(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..cost.store import Measurement, MeasurementStore
+from ..errors import DeviceRefused
 
 
 class AgentFailure(RuntimeError):
@@ -118,6 +119,9 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
             if threads:
                 args += ["--threads", str(threads)]
             finished = _consume(runner.stream(args), runner.device_id, target, bench_run, store, report, on_result)
+        except DeviceRefused as exc:  # host key, credentials, deployment: retrying cannot help
+            report.failure = str(exc)
+            return report
         except Exception as exc:  # link loss, agent crash: retry, resuming from what is stored
             report.failure = f"{type(exc).__name__}: {exc}"
             if report.attempts > retries:

@@ -34,7 +34,7 @@ from typing import Any, Iterator, NamedTuple
 import paramiko
 
 from ..console import info
-from ..errors import UserError
+from ..errors import DeviceRefused, UserError
 from ..targets import Connection, Target
 from .bench import AgentFailure
 
@@ -120,7 +120,7 @@ class _RejectUnknown(paramiko.MissingHostKeyPolicy):
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise UserError(f"host {hostname} is not in {self.known_hosts} (it offers {fingerprint(key)}): provision "
+        raise DeviceRefused(f"host {hostname} is not in {self.known_hosts} (it offers {fingerprint(key)}): provision "
                         f"its host key there after checking the fingerprint on the device, or pass "
                         f"--trust-new-host to record it on first use")
 
@@ -216,10 +216,10 @@ class SSHSession:
 
     def _key_path(self) -> str:
         if not self.conn.key:
-            raise UserError(f"no SSH key for {self.label}: set [connection] key in the target or pass --key")
+            raise DeviceRefused(f"no SSH key for {self.label}: set [connection] key in the target or pass --key")
         path = Path(self.conn.key).expanduser()
         if not path.is_file():
-            raise UserError(f"SSH key {path} does not exist (set [connection] key or pass --key)")
+            raise DeviceRefused(f"SSH key {path} does not exist (set [connection] key or pass --key)")
         return str(path)
 
     def _connect_once(self, key_path: str) -> None:
@@ -228,7 +228,7 @@ class SSHSession:
             try:
                 client.load_host_keys(str(self.known_hosts))
             except (OSError, paramiko.SSHException) as exc:
-                raise UserError(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
+                raise DeviceRefused(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
         policy = _RecordNew if self.options.trust_new_host else _RejectUnknown
         client.set_missing_host_key_policy(policy(self.known_hosts))
         t = self.options.connect_timeout
@@ -248,18 +248,18 @@ class SSHSession:
     def _user_error(self, exc: BaseException, key_path: str) -> UserError:
         host_name = self.conn.host if self.conn.port == 22 else f"[{self.conn.host}]:{self.conn.port}"
         if isinstance(exc, paramiko.BadHostKeyException):
-            return UserError(
+            return DeviceRefused(
                 f"host key of {host_name} CHANGED: the device offers {fingerprint(exc.key)}, not the key recorded in "
                 f"{self.known_hosts} (possible man-in-the-middle attack, or the device was reinstalled); if you "
                 f"expected this, remove the old entry with `ssh-keygen -R '{host_name}' -f {self.known_hosts}` and "
                 f"connect again with --trust-new-host")
         if isinstance(exc, paramiko.PasswordRequiredException):
-            return UserError(f"SSH key {key_path} is encrypted; edge_eas needs an unencrypted deploy key (--key)")
+            return DeviceRefused(f"SSH key {key_path} is encrypted; edge_eas needs an unencrypted deploy key (--key)")
         if isinstance(exc, paramiko.AuthenticationException):
-            return UserError(f"{self.label} refused SSH key {key_path}: add its public key to the device's "
+            return DeviceRefused(f"{self.label} refused SSH key {key_path}: add its public key to the device's "
                              f"~/.ssh/authorized_keys or pass --key")
         if isinstance(exc, socket.gaierror):
-            return UserError(f"cannot resolve host {self.conn.host!r} ({exc.strerror})")
+            return DeviceRefused(f"cannot resolve host {self.conn.host!r} ({exc.strerror})")
         return UserError(f"SSH to {self.label} failed: {_reason(exc)}")
 
     def close(self) -> None:
@@ -568,7 +568,7 @@ class SSHRunner:
         """Copy the device's current bundle here (bench needs its manifest: space, classes)."""
         session = self._live()
         if not session.exists(self.layout.bundle):
-            raise UserError(f"no bundle deployed on {self.device_id}: run `edge_eas deploy --target "
+            raise DeviceRefused(f"no bundle deployed on {self.device_id}: run `edge_eas deploy --target "
                             f"{self.target.name} --bundle model.eas` first")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".part")
@@ -593,7 +593,7 @@ class SSHRunner:
     def _check_deployment(self, session: SSHSession) -> None:
         layout = self.layout
         if not session.exists(layout.venv_python):
-            raise UserError(f"no edge_eas runtime on {self.device_id} ({layout.root}): run "
+            raise DeviceRefused(f"no edge_eas runtime on {self.device_id} ({layout.root}): run "
                             f"`edge_eas deploy --target {self.target.name}` first")
         if self._expected is None:
             return
@@ -602,7 +602,7 @@ class SSHRunner:
         except (FileNotFoundError, OSError):
             release = ""
         if release != self._expected[:16]:
-            raise UserError(f"{self.device_id} runs bundle {release or 'none'}, not {self._expected[:16]}: run "
+            raise DeviceRefused(f"{self.device_id} runs bundle {release or 'none'}, not {self._expected[:16]}: run "
                             f"`edge_eas deploy --target {self.target.name} --bundle ...` first")
 
     def stream(self, agent_args: list[str]) -> Iterator[str]:
