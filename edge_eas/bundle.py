@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .checkpoint import atomic_write_bytes
+from .fileio import atomic_write_bytes
 from .errors import UserError
 from .run import RunDir
 from .runtime import safetensors_io

@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import (atomic_write_json, load_tensors, optimizer_from_tensors, optimizer_to_tensors,
+from .checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
                          rng_from_tensors, rng_to_tensors, save_tensors, sha256_file)
 from .console import Progress, info
 from .cost.flops import expected_macs
 from .data import Dataset, load_dataset
 from .errors import UserError
+from .fileio import atomic_write_json
 from .generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
 from .run import RunDir, load_supernet
 from .space import SearchSpace

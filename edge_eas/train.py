@@ -19,11 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import (atomic_write_json, load_tensors, optimizer_from_tensors, optimizer_to_tensors,
+from .checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
                          rng_from_tensors, rng_to_tensors, save_tensors)
 from .console import Progress, info
 from .data import Dataset, augment, load_dataset
 from .errors import UserError
+from .fileio import atomic_write_json
 from .run import RunDir
 from .space import Arch, SearchSpace
 from .supernet import Supernet

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import generator as G
-    from ..checkpoint import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
     from ..cost.flops import macs, params
     from ..data import load_dataset
     from ..evaluate import TaskEvaluator

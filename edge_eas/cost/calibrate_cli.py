@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_json
+from ..fileio import atomic_write_json
 from ..errors import UserError
 from ..paths import models_dir
 from ..space import Arch, SearchSpace

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..fileio import atomic_write_bytes
 from ..targets import Connection, Target
 from .serial import Credentials, SerialConsole
 
@@ -282,11 +283,7 @@ def update_known_hosts(path: Path, host_name: str, keys: list[tuple[str, str]]) 
     rest = [ln for ln in lines if ln not in mine]
     new = rest + [f"{host_name} {kind} {blob}" for kind, blob in keys]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(new) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, ("\n".join(new) + "\n").encode())  # mkstemp: mode 600, as ssh wants
     what = "replaced the old host key" if mine else "recorded the host key"
     return Step("known_hosts", True, f"{what} for {host_name} in {path}")
 
@@ -320,10 +317,7 @@ def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerp
     text = tomlkit.dumps(doc)
     if text == before:
         return Step("target", False, f"{req.out} is up to date")
-    req.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = req.out.with_name(f".{req.out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, req.out)
+    atomic_write_bytes(req.out, text.encode())
     return Step("target", True, f"{'updated' if existed else 'created'} {req.out}")
 
 
