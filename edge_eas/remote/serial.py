@@ -354,10 +354,9 @@ class SerialConsole:
             if self._reopened:  # the line dropped (USB console of a rebooting board): the shell is gone
                 self._reopened = False
                 if started or not retry:
-                    self._logged_in = False
-                    raise ShellLost(f"{self.port_name}: the console went away while running {line[:80]!r}")
-                self._login(time.monotonic() + self.login_timeout)
-                return self._run_line(line, timeout, retry=False)
+                    raise self._shell_lost(f"the console went away while running {line[:80]!r}")
+                self._logged_in = False
+                return self._run_line(line, timeout, retry=False)  # logs in again first
             if not got:
                 continue
             text = self._text()
@@ -378,11 +377,15 @@ class SerialConsole:
                 sudo_answers += 1
             if _LOGIN_ANYWHERE.search(body if started else text):
                 if started or not retry:
-                    self._logged_in = False
-                    raise ShellLost(f"{self.port_name}: the shell ended (device rebooted or logged out) while "
-                                    f"running {line[:80]!r}; last read: {self.last_read()}")
-                self._login(time.monotonic() + self.login_timeout)
-                return self._run_line(line, timeout, retry=False)
+                    raise self._shell_lost(f"the shell ended (device rebooted or logged out) while running "
+                                           f"{line[:80]!r}; last read: {self.last_read()}")
+                self._logged_in = False
+                return self._run_line(line, timeout, retry=False)  # logs in again first
+
+    def _shell_lost(self, what: str) -> ShellLost:
+        """The shell is gone: the next command logs in again first."""
+        self._logged_in = False
+        return ShellLost(f"{self.port_name}: {what}")
 
     def _wait_prompt(self, seconds: float = 2.0) -> None:
         """The prompt after a command: proof the shell is ready for the next one."""
