@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian machine (Python 3.11): system packages, a test venv
 # with the host extras, then pytest. `.ci/run` calls exactly this.
+#
+#   bash tests/run.sh [--slow-machine] [pytest args...]
+#
+# --slow-machine (or EDGE_EAS_SLOW_MACHINE=1) runs the tests on one core while a busy loop takes
+# half of it: roughly a 4x slower machine. Use it before changing remote/ or the timing code, so
+# nothing depends on how fast this machine happens to be.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+SLOW=${EDGE_EAS_SLOW_MACHINE:-0}
+PYTEST_ARGS=()
+for arg in "$@"; do
+  if [ "$arg" = "--slow-machine" ]; then SLOW=1; else PYTEST_ARGS+=("$arg"); fi
+done
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -39,10 +51,24 @@ if "$DEVICE_VENV/bin/python" -c "import torch" 2>/dev/null; then
   exit 1
 fi
 DEVICE_DIR=$(mktemp -d /tmp/edge-eas-device.XXXXXX)
-trap 'rm -rf "$DEVICE_DIR"' EXIT
+BUSY_PID=""
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+  rm -rf "$DEVICE_DIR"
+  if [ -n "$BUSY_PID" ]; then kill "$BUSY_PID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+ON_CPU=()
+if [ "$SLOW" = "1" ]; then
+  echo "slow-machine mode: tests pinned to CPU 0, a busy loop taking half of it"
+  taskset -c 0 bash -c 'while :; do :; done' &
+  BUSY_PID=$!
+  ON_CPU=(taskset -c 0)
+fi
 
 set +e
-"$VENV/bin/python" -m pytest -q "$@"
+"${ON_CPU[@]}" "$VENV/bin/python" -m pytest -q "${PYTEST_ARGS[@]}"
 rc=$?
 set -e
 [ "$rc" -eq 5 ] && { echo "pytest collected no tests"; rc=0; }
@@ -51,7 +77,7 @@ set -e
 echo "--- torch-free device environment ($DEVICE_VENV) ---"
 "$VENV/bin/python" -m tests.device.make_bundle "$DEVICE_DIR" >/dev/null
 set +e
-EDGE_EAS_DEVICE_BUNDLE_DIR="$DEVICE_DIR" "$DEVICE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/device
+EDGE_EAS_DEVICE_BUNDLE_DIR="$DEVICE_DIR" "${ON_CPU[@]}" "$DEVICE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/device
 drc=$?
 set -e
 [ "$drc" -eq 5 ] && drc=0

@@ -109,3 +109,28 @@ def test_runtime_import_does_not_import_torch() -> None:
             "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_agent_output_lines_stay_whole_under_concurrent_heartbeats() -> None:
+    import io
+    import json
+    import threading
+    import time
+
+    from edge_eas.runtime.agent_output import AgentOutput
+    buf = io.StringIO()
+    with AgentOutput(buf, heartbeat_s=0.001) as out:
+        workers = [threading.Thread(target=lambda i=i: [out.emit({"type": "x", "i": i, "pad": "y" * 500})
+                                                          for _ in range(200)]) for i in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        out.phase("idle")
+        deadline = time.monotonic() + 30
+        while '"phase":"idle"' not in buf.getvalue():  # nothing else writes now: a heartbeat must come
+            assert time.monotonic() < deadline
+            threading.Event().wait(0.001)
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert sum(e["type"] == "x" for e in lines) == 800
+    assert lines[0]["type"] == "heartbeat" and any(e.get("phase") == "idle" for e in lines)

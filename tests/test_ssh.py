@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +32,9 @@ from .test_firmware_scripts import _pi_tree as pi_tree
 paramiko = pytest.importorskip("paramiko")
 pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs OpenSSH sshd (apt-get install openssh-server)")
 
-# Fault tests give up and recover quickly: 2 s of silence means the link is gone.
+# Quick failure for tests that expect one (wrong key, unreachable host): nothing there is timed.
 FAST = {"connect_timeout": 1.5, "command_timeout": 2.0, "retries": 2, "backoff": 0.2}
-# A long command timeout, as users have: a cut link is noticed through unanswered keep-alives.
-KEEPALIVE = {"connect_timeout": 1.5, "command_timeout": 120.0, "keepalive": 1, "retries": 2, "backoff": 0.2}
-FAULT_BENCH = ["--scenarios", "8", "--runs", "3000", "--warmup", "10"]  # ~0.4 s per scenario: time to cut in
+FAULT_SCENARIOS = 8
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -128,6 +130,57 @@ def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny
         assert p.returncode == 0, stderr
         out[name] = json.loads(stdout)
     return out
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast this machine runs the device agent over SSH, measured once per module, so that the
+    fault tests size their timeouts and their work from this machine, not from constants tuned on
+    another one (a 2x slower machine of the same kind failed on fixed 2 s timeouts)."""
+    connect_s: float       # SSH connect + authenticate
+    first_line_s: float    # command start -> the agent's first line (interpreter start, imports)
+    per_run_ms: float      # one timed run of the benchmarked sub-network
+
+    def silence_timeout(self) -> float:
+        """Silence that means a dead link: several times the longest gap a live agent leaves."""
+        return max(2.0, 4 * (self.connect_s + self.first_line_s))
+
+    def fast(self) -> dict[str, float]:
+        """Give up on a silent link quickly, relative to this machine."""
+        return {"connect_timeout": max(1.5, 4 * self.connect_s), "command_timeout": self.silence_timeout(),
+                "retries": 2, "backoff": 0.2}
+
+    def keepalive(self) -> dict[str, float]:
+        """A long command timeout, as users have: a cut link is noticed through unanswered keep-alives."""
+        return {**self.fast(), "command_timeout": 120.0, "keepalive": 1}
+
+    def fault_bench(self) -> list[str]:
+        """Enough timed runs that a scenario takes ~0.5 s here: a fault injected when the first
+        result is stored always lands mid-bench."""
+        runs = min(50_000, max(300, math.ceil(500 / self.per_run_ms)))
+        return ["--scenarios", str(FAULT_SCENARIOS), "--runs", str(runs), "--warmup", "10"]
+
+
+@pytest.fixture(scope="module")
+def pace(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path], tiny_bundle: Path) -> Pace:
+    from edge_eas.remote.ssh import SSHRunner, SSHSession, ssh_options
+    from edge_eas.targets import load_target
+    t = load_target(str(targets["dev-a"]))
+    opts = ssh_options(t)
+    t0 = time.monotonic()
+    with SSHSession(t.connection, opts):  # type: ignore[arg-type]
+        connect_s = time.monotonic() - t0
+    runner = SSHRunner(t, opts, bundle=tiny_bundle)
+    try:
+        path = runner.prepare_scenarios([{"id": "pace", "classes": [0, 1, 2], "budget_mflops": 1e6}])
+        args = ["--bundle", runner.bundle_path(), "--scenarios", path, "--runs", "300", "--warmup", "10",
+                "--engine", "numpy", "--threads", "1"]
+        t0 = time.monotonic()
+        lines = [(time.monotonic() - t0, json.loads(ln)) for ln in runner.stream(args) if ln.startswith("{")]
+    finally:
+        runner.close()
+    meas = next(doc for _, doc in lines if doc["type"] == "measurement")
+    return Pace(connect_s=connect_s, first_line_s=lines[0][0], per_run_ms=meas["stats"]["median_ms"])
 
 
 @pytest.fixture(scope="module")
@@ -306,62 +359,103 @@ def _closed_port() -> int:
 
 
 # ---- faults mid-bench ------------------------------------------------------------------------------------
-def _start_bench(env: dict[str, str], target: Path, bundle: Path, store: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "bench", "--target", str(target), "--bundle",
-                             str(bundle), *FAULT_BENCH, "--store", str(store), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+class Bench:
+    """`edge_eas bench` running in the background; its stderr lines arrive in a queue, so a test can
+    wait for what the harness reports (a lost link, a retry) instead of sleeping."""
+
+    def __init__(self, env: dict[str, str], target: Path, bundle: Path, store: Path, work: list[str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "bench", "--target", str(target),
+                                      "--bundle", str(bundle), *work, "--store", str(store), "--json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for_line(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"bench never reported {needle!r}; it said: {self.seen}") from None
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    def finish(self, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
+        out = self.proc.communicate(timeout=timeout)[0]
+        self._reader.join(10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return self.proc.returncode, json.loads(out), "".join(self.seen)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
-@pytest.mark.parametrize("conn,down_s", [(FAST, 4.0), (KEEPALIVE, 6.0)], ids=["command-timeout", "keepalive"])
+@pytest.mark.parametrize("conn", ["fast", "keepalive"], ids=["command-timeout", "keepalive"])
 def test_link_down_mid_bench_then_up_completes_without_loss_or_duplicates(
-        lab: DeviceLab, deployed: dict[str, Any], env: dict[str, str], tiny_bundle: Path, tmp_path: Path,
-        conn: dict[str, float], down_s: float) -> None:
+        lab: DeviceLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
+        tmp_path: Path, conn: str) -> None:
     if not lab.uses_netns:
         pytest.skip("network namespaces unavailable: no link to cut")
     dev = lab.devices[0]
-    target = lab.write_target(dev, tmp_path / "a-fast.toml", **conn)
+    target = lab.write_target(dev, tmp_path / "a-fast.toml", **getattr(pace, conn)())
     store = tmp_path / "store.sqlite"
-    bench = _start_bench(env, target, tiny_bundle, store)
+    bench = Bench(env, target, tiny_bundle, store, pace.fault_bench())
     try:
-        wait_for(lambda: len(stored(store)) >= 1, 60, "the first measurement")
-        lab.set_link(dev, up=False)
+        wait_for(lambda: len(stored(store)) >= 1, 120, "the first measurement")
+        lab.set_link(dev, up=False)  # the cable is pulled right after a result was stored
         cut_at = len(stored(store))
-        time.sleep(down_s)  # longer than the link-loss detection: the harness must reconnect
+        # the link stays down until the harness has noticed and is retrying: it must reconnect
+        bench.wait_for_line("retrying (attempt 2)", 120)
+        lab.set_link(dev, up=True)
+        rc, doc, err = bench.finish()
     finally:
         lab.set_link(dev, up=True)
-    out, err = bench.communicate(timeout=120)
-    assert bench.returncode == 0, err
-    rep = json.loads(out)["devices"][0]
-    assert cut_at < 8, "the bench finished before the link was cut: the test proved nothing"
+        bench.kill()
+    assert rc == 0, err
+    rep = doc["devices"][0]
+    assert cut_at < FAULT_SCENARIOS, "the bench finished before the link was cut: the test proved nothing"
     assert rep["failure"] is None and rep["attempts"] >= 2  # it lost the link and reconnected
-    assert_each_scenario_once(store, [dev.name], 8)
+    assert_each_scenario_once(store, [dev.name], FAULT_SCENARIOS)
 
 
 def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
-        lab: DeviceLab, deployed: dict[str, Any], env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+        lab: DeviceLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
+        tmp_path: Path) -> None:
     dev = lab.devices[1]
-    target = lab.write_target(dev, tmp_path / "b-fast.toml", **FAST)
+    target = lab.write_target(dev, tmp_path / "b-fast.toml", **pace.fast())
     store = tmp_path / "store.sqlite"
-    bench = _start_bench(env, target, tiny_bundle, store)
+    bench = Bench(env, target, tiny_bundle, store, pace.fault_bench())
     try:
-        wait_for(lambda: len(stored(store)) >= 1, 60, "the first measurement")
+        wait_for(lambda: len(stored(store)) >= 1, 120, "the first measurement")
         lab.kill_device_processes(dev)  # sshd, the session and the agent: the board lost power
-        out, err = bench.communicate(timeout=120)
+        rc, doc, err = bench.finish()
     finally:
+        bench.kill()
         if lab.devices[1].proc is None:
             lab.start_sshd(dev)
-    assert bench.returncode == 1, err
-    rep = json.loads(out)["devices"][0]
+    assert rc == 1, err
+    rep = doc["devices"][0]
     assert "cannot reach" in rep["failure"] and "connection refused" in rep["failure"]
     kept = stored(store)
-    assert 1 <= len(kept) < 8 and len(set(kept)) == len(kept)
+    assert 1 <= len(kept) < FAULT_SCENARIOS and len(set(kept)) == len(kept)
 
-    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), *FAULT_BENCH, "--store",
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), *pace.fault_bench(), "--store",
               str(store), "--json")
     assert res.returncode == 0, res.stderr
     again = json.loads(res.stdout)["devices"][0]
-    assert (again["skipped"], again["stored"], again["resent"]) == (len(kept), 8 - len(kept), 0)
-    assert_each_scenario_once(store, [dev.name], 8)
+    assert (again["skipped"], again["stored"], again["resent"]) == (len(kept), FAULT_SCENARIOS - len(kept), 0)
+    assert_each_scenario_once(store, [dev.name], FAULT_SCENARIOS)
 
 
 # ---- options ---------------------------------------------------------------------------------------------

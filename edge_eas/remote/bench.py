@@ -96,8 +96,10 @@ class LocalRunner:
 def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], store: MeasurementStore,
                  bench_run: str, engine: str = "auto", threads: int | None = None, warmup: int = 10, runs: int = 50,
                  retries: int = 3, on_result: Callable[[dict[str, Any]], None] | None = None,
-                 extra_args: Sequence[str] = ()) -> DeviceReport:
-    """Measure every scenario not yet stored for (bench_run, device); resume after failures."""
+                 extra_args: Sequence[str] = (),
+                 on_retry: Callable[[int, str], None] | None = None) -> DeviceReport:
+    """Measure every scenario not yet stored for (bench_run, device); resume after failures.
+    `on_retry(next_attempt, reason)` is told before each retry (the user sees a link loss)."""
     report = DeviceReport(device=runner.device_id, target=target)
     scen_path = None
     while True:
@@ -124,15 +126,15 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
             return report
         except Exception as exc:  # link loss, agent crash: retry, resuming from what is stored
             report.failure = f"{type(exc).__name__}: {exc}"
-            if report.attempts > retries:
+        else:
+            if finished:
+                report.failure = None
                 return report
-            continue
-        if finished:
-            report.failure = None
-            return report
-        report.failure = "agent output ended before 'done' (device rebooted or agent killed)"
+            report.failure = "agent output ended before 'done' (device rebooted or agent killed)"
         if report.attempts > retries:
             return report
+        if on_retry:
+            on_retry(report.attempts + 1, report.failure)
 
 
 def profile_device(runner: Runner, target: str, store: MeasurementStore, engine: str = "auto",

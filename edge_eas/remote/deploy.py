@@ -486,7 +486,8 @@ class Deployer:
         """Specialise and time one scenario with the deployed runtime: proves the deploy works."""
         argv = [layout.venv_python, "-m", "edge_eas.runtime", "--bundle", layout.bundle, "--scenarios",
                 f"{layout.current}/smoke.json", "--runs", str(SMOKE_RUNS), "--warmup", str(SMOKE_WARMUP),
-                "--engine", engine or self.target.engine, "--run-id", "deploy-smoke"]
+                "--engine", engine or self.target.engine, "--run-id", "deploy-smoke",
+                "--heartbeat", f"{self.options.heartbeat_s:g}"]
         if self.target.threads:
             argv += ["--threads", str(self.target.threads)]
         res = s.run(argv)

@@ -73,13 +73,18 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 with lock:
                     info(f"[{target.name}] scenario {line.get('scenario')}: {line.get('error')}")
 
+        def retrying(attempt: int, reason: str) -> None:
+            with lock:
+                info(f"[{target.name}] {reason}; retrying (attempt {attempt}), resuming from what is stored")
+
         store = MeasurementStore(store_path)  # one connection per worker thread
         prep: dict[str, Any] = {}
         try:
             runner = make_runner(target, args.bundle, args)
             with prepared_device(runner, prep) if getattr(args, "prepare", False) else nullcontext():
                 report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
-                                      warmup=args.warmup, runs=args.runs, on_result=progress)
+                                      warmup=args.warmup, runs=args.runs, on_result=progress,
+                                      on_retry=retrying)
         except UserError as exc:
             report = DeviceReport(device=target.name, target=target.name, failure=str(exc))
         finally:

@@ -64,7 +64,10 @@ class CommandResult(NamedTuple):
 @dataclass(frozen=True)
 class SSHOptions:
     """How patient to be with a device. Timeouts in seconds; `command_timeout` is also the
-    longest silence tolerated while streaming (a cut link shows up as silence)."""
+    longest silence tolerated while streaming (a cut link shows up as silence). The defaults
+    suit a Raspberry Pi 3B: its Python and numpy start in seconds and an offline pip install
+    takes minutes, while the device agent sends a heartbeat line several times per timeout
+    (`heartbeat_s`), so a slow board never looks like a dead link."""
     connect_timeout: float = 10.0
     command_timeout: float = 600.0
     keepalive: int = 5
@@ -73,6 +76,12 @@ class SSHOptions:
     trust_new_host: bool = False
     key: str | None = None
     host: str | None = None
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often the device agent must speak: four beats per tolerated silence, at most every
+        30 s (keep-alives and TCP_USER_TIMEOUT notice a cut link sooner anyway)."""
+        return min(30.0, self.command_timeout / 4)
 
 
 def ssh_options(target: Target, args: Any = None) -> SSHOptions:
@@ -608,7 +617,8 @@ class SSHRunner:
     def stream(self, agent_args: list[str]) -> Iterator[str]:
         try:
             session = self._live()
-            argv = [self.layout.venv_python, "-m", "edge_eas.runtime", *agent_args]
+            argv = [self.layout.venv_python, "-m", "edge_eas.runtime", *agent_args,
+                    "--heartbeat", f"{self.options.heartbeat_s:g}"]
             yield from session.stream(argv, ok=(0, 3))  # 3: some scenarios failed, reported as error lines
         finally:
             self._drop()  # a cut link can leave the transport looking alive: never reuse it

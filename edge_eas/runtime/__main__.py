@@ -2,6 +2,8 @@
 
 Prints one JSON object per line so the host can parse results as they stream over SSH:
 a "hello" line (environment), one "measurement" (or "error") line per scenario, and "done".
+With `--heartbeat S`, "heartbeat" lines fill any silence longer than S seconds (agent_output.py),
+so the host can tell a slow device from a dead link.
 A scenario that fails is reported and the others continue. Exit status: 0 when every
 scenario was measured, 3 when some failed, 2 on a bad invocation (bundle, scenario file).
 """
@@ -16,11 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+from .agent_output import AgentOutput
 
 
 def measurement_id(bundle_sha: str, run_id: str, scenario: str, engine: str, threads: int | None, batch: int) -> str:
@@ -75,11 +73,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-models", type=Path, help="JSON latency models pushed after the bundle")
     p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
     p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
+    p.add_argument("--heartbeat", type=_positive, metavar="SECONDS",
+                   help="write a heartbeat line whenever nothing else was written for this long")
     return p.parse_args(argv)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    with AgentOutput(sys.stdout, args.heartbeat) as out:
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: AgentOutput) -> int:
+    out.phase("loading")
     from . import Runtime
     from .environment import describe
     try:
@@ -88,28 +104,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             rt.add_latency_models(json.loads(args.latency_models.read_text()))
         scenarios = load_scenarios(args.scenarios) if args.scenarios else []
     except (ValueError, OSError) as exc:
-        emit({"type": "fatal", "error": str(exc)})
+        out.emit({"type": "fatal", "error": str(exc)})
         print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
         return 2
-    emit({"type": "hello", "runtime_version": __version__, "bundle_sha256": rt.bundle.sha256,
-          "environment": describe(args.threads), "scenarios": len(scenarios)})
+    out.emit({"type": "hello", "runtime_version": __version__, "bundle_sha256": rt.bundle.sha256,
+              "environment": describe(args.threads), "scenarios": len(scenarios)})
     if args.profile_blocks:
         from .profile import profile_blocks
+        out.phase("profiling blocks")
         for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs):
-            emit({"type": "block", **row})
+            out.emit({"type": "block", **row})
     skip = {s for s in args.skip.split(",") if s}
     failed = 0
     for sc in scenarios:
         if sc["id"] in skip:
             continue
+        out.phase(f"scenario {sc['id']}")
         try:
-            emit(run_scenario(rt, sc, args))
+            out.emit(run_scenario(rt, sc, args))
         except Exception as exc:  # one bad scenario must not lose the others' results
             failed += 1
-            emit({"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"})
-    emit({"type": "done", "failed": failed})
+            out.emit({"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"})
+    out.emit({"type": "done", "failed": failed})
     return 3 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

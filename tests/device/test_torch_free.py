@@ -69,3 +69,24 @@ def test_agent_streams_json_lines(bundle_dir: Path, tmp_path: Path) -> None:
     assert [entry["type"] for entry in lines] == ["hello", "measurement", "error", "done"]
     assert out.returncode == 3 and "out of range" in lines[2]["error"]
     assert lines[1]["stats"]["runs"] == 30 and lines[1]["mflops"] <= 1.0
+
+
+def test_agent_heartbeat_fills_silence_from_its_first_moment(bundle_dir: Path, tmp_path: Path) -> None:
+    """With --heartbeat the agent speaks first, before loading the bundle, and keeps speaking
+    through a long scenario, so the host never mistakes a slow device for a dead link."""
+    import json
+    scen = tmp_path / "s.json"
+    scen.write_text(json.dumps([{"id": "long", "classes": [1, 2], "budget_mflops": 1.0}]))
+    out = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", str(bundle_dir / "model.eas"),
+                          "--scenarios", str(scen), "--runs", "2000", "--warmup", "2", "--engine", "numpy",
+                          "--heartbeat", "0.01"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    kinds = [entry["type"] for entry in lines]
+    assert kinds[0] == "heartbeat" and lines[0]["phase"] == "starting"
+    assert [k for k in kinds if k != "heartbeat"] == ["hello", "measurement", "done"]
+    during = [e for e in lines[kinds.index("hello"):kinds.index("measurement")] if e["type"] == "heartbeat"]
+    assert during and {e["phase"] for e in during} == {"scenario long"}
+    bad = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", "x", "--heartbeat", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "must be positive" in bad.stderr

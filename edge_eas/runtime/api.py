@@ -1,0 +1,183 @@
+"""Runtime and SpecializedModel: load a bundle, specialise it to a task and budget, run it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..preprocess import Preprocess
+from ..space import Arch, SearchSpace
+from ..tasks import Task
+from .bundle_reader import Bundle, BundleError, open_bundle
+from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
+from .extract import FoldedNet, fold_bn
+from .latency import measure
+from .recalibrate import recalibrate
+from .signing import KeyLike
+from .slicing import slice_subnet
+
+INSTALL_HINT = {"tflite": "pip install ai-edge-litert flatbuffers (or tflite-runtime)",
+                "executorch": "pip install torch executorch", "torch": "pip install torch"}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+@dataclass
+class SpecializedModel:
+    """One generated sub-network, extracted, BN-recalibrated and ready on an engine."""
+
+    arch: Arch
+    classes: tuple[int, ...]
+    class_names: list[str]
+    mflops: float
+    params: int
+    predicted_ms: float | None
+    engine: str
+    threads: int | None
+    folded: FoldedNet
+    preprocess: Preprocess
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    _engines: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def _engine(self, batch: int) -> Any:
+        if batch not in self._engines:
+            self._engines[batch] = create_engine(self.engine, self.folded, batch_size=batch, threads=self.threads)
+        return self._engines[batch]
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        x = self.preprocess(images)
+        return self._engine(len(x)).run(x)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities over the task's classes, columns in `self.classes` order."""
+        return softmax(self.logits(images))
+
+    def predict_classes(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes)[self.logits(images).argmax(1)]
+
+    def benchmark(self, warmup: int = 10, runs: int = 50, batch_size: int = 1) -> dict[str, Any]:
+        """Latency of the network alone (preprocessing excluded) on a fixed random batch."""
+        from .environment import describe
+        x = np.random.default_rng(0).standard_normal((batch_size, *self.folded.input_shape)).astype(np.float32)
+        eng = self._engine(batch_size)
+        stats = measure(lambda: eng.run(x), warmup=warmup, runs=runs)
+        return {**stats, "engine": self.engine, "threads": self.threads, "batch_size": batch_size,
+                "predicted_ms": self.predicted_ms, "environment": describe(self.threads)}
+
+    def summary(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict(), "classes": list(self.classes), "mflops": self.mflops,
+                "params": self.params, "predicted_ms": self.predicted_ms, "engine": self.engine,
+                "threads": self.threads, "timings_ms": self.timings_ms}
+
+
+class Runtime:
+    """A verified bundle plus its numpy generator and cost models."""
+
+    def __init__(self, bundle: Bundle, target: str | None = None) -> None:
+        self.bundle = bundle
+        m = bundle.manifest
+        self.space = SearchSpace.from_dict(m["space"])
+        self.classes: list[str] = list(m["class_names"])
+        self.num_classes = len(self.classes)
+        self.preprocess = Preprocess.from_dict(m["preprocess"])
+        self.generator = bundle.generator()
+        self._state: dict[str, np.ndarray] | None = None
+        self._calib: np.ndarray | None = None
+        models: dict[str, Any] = dict(m.get("cost_models", {}))
+        if target is None and len(models) == 1:
+            target = next(iter(models))
+        self.target = target
+        self.latency_models: dict[str, Any] = dict(models.get(target, {})) if target else {}
+
+    @classmethod
+    def load(cls, path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,
+             target: str | None = None) -> "Runtime":
+        """Open and verify the bundle (hashes; signature when trusted keys are given).
+        `target` picks the device's latency models (needed for ms budgets)."""
+        return cls(open_bundle(path, trusted_keys), target)
+
+    def add_latency_models(self, models: dict[str, Any]) -> None:
+        """Latency models pushed to the device after the bundle (engine/threads -> model dict)."""
+        self.latency_models.update(models)
+
+    def _calibration_input(self, images: np.ndarray) -> np.ndarray:
+        if self._calib is None:
+            self._calib = self.preprocess(images)
+        return self._calib
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        if self._state is None:
+            self._state = self.bundle.supernet_state()
+        return self._state
+
+    def latency_model(self, engine: str, threads: int | None) -> Any:
+        """The calibrated per-block latency model for this engine/threads, if the bundle has one."""
+        if not self.latency_models:
+            return None
+        from ..cost.latency import LatencyModel, model_key
+        data = self.latency_models.get(model_key(engine, threads))
+        return LatencyModel.from_dict(data) if data else None
+
+    def _pick_engine(self, engine: str) -> str:
+        if engine == "auto":
+            for name in ("tflite", "numpy"):
+                if engine_available(name):
+                    return name
+            return "numpy"
+        if engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {engine!r}; choose from auto, {', '.join(ENGINE_NAMES)}")
+        if not engine_available(engine):
+            raise EngineUnavailable(f"engine {engine!r} is not installed here: {INSTALL_HINT[engine]}")
+        return engine
+
+    def specialize(self, classes: Sequence[int], budget_mflops: float | None = None,
+                   budget_params: float | None = None, budget_ms: float | None = None, engine: str = "auto",
+                   threads: int | None = None, arch: Arch | None = None) -> SpecializedModel:
+        """Generate (or take) an arch for the task within the budget, extract it, recalibrate
+        its BN on the bundle's calibration images of these classes, and prepare the engine."""
+        t0 = time.perf_counter()
+        task = Task.create(classes, self.num_classes)
+        name = self._pick_engine(engine)
+        given = [(k, v) for k, v in (("mflops", budget_mflops), ("params", budget_params), ("ms", budget_ms))
+                 if v is not None]
+        if arch is None:
+            if len(given) != 1:
+                raise ValueError("give exactly one budget: budget_mflops, budget_params or budget_ms")
+            kind, budget = given[0]
+            if kind == "ms":
+                model = self.latency_model(name, threads)
+                if model is None:
+                    raise ValueError(f"no latency model for engine {name!r} with {threads or 'default'} threads in "
+                                     f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
+                self.generator.cost_tables["ms"] = model.table(self.space)
+            arch = self.generator.generate([list(task.classes)], budgets=[float(budget)], kind=kind)[0]
+        else:
+            self.space.validate(arch)
+        t1 = time.perf_counter()
+        weights = slice_subnet(self.state, self.space, arch, task.classes)
+        # BN statistics from the calibration images of *all* classes: the distribution the supernet
+        # was trained on (task-only statistics cost ~3 pp on digits' largest arch).
+        images, _ = self.bundle.calibration()
+        weights = recalibrate(weights, self.space, arch, self._calibration_input(images))
+        folded = fold_bn(weights, self.space, arch)
+        t2 = time.perf_counter()
+        model = self.latency_model(name, threads)
+        from ..cost.flops import macs, params
+        sm = SpecializedModel(arch=arch, classes=task.classes, class_names=[self.classes[c] for c in task.classes],
+                              mflops=macs(self.space, arch, len(task.classes)) / 1e6,
+                              params=params(self.space, arch, len(task.classes)),
+                              predicted_ms=model.predict(self.space, arch) if model else None,
+                              engine=name, threads=threads, folded=folded, preprocess=self.preprocess)
+        sm._engine(1)
+        sm.timings_ms = {"generate": (t1 - t0) * 1000, "extract": (t2 - t1) * 1000,
+                         "engine_build": (time.perf_counter() - t2) * 1000}
+        return sm
