@@ -11,6 +11,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import UserError
+from .requirements import check
 
 # name -> (module in edge_eas.commands, one-line help). Modules are imported lazily so that
 # `edge_eas --help` stays fast and never imports torch.
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
         p.add_argument("--json", action="store_true", help="print one JSON document on stdout, nothing else")
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _requires=getattr(mod, "requires", None))
     return parser
 
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args._requires is not None:  # before any work: a missing package must not cost a half-done run
+            check("this command", args._requires(args))
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("edge_eas: interrupted", file=sys.stderr)

@@ -190,9 +190,9 @@ def test_available_engines_lists_numpy_first() -> None:
 @pytest.mark.parametrize("engine,hidden,hint", [
     ("tflite", ["ai_edge_litert", "ai_edge_litert.interpreter", "ai_edge_litert.schema_py_generated",
                 "tflite_runtime", "tflite_runtime.interpreter", "tensorflow",
-                "tensorflow.lite.python.schema_py_generated"], "pip install ai-edge-litert"),
+                "tensorflow.lite.python.schema_py_generated"], r"pip install 'edge-eas\[tflite\]'"),
     ("executorch", ["executorch", "executorch.runtime", "executorch.exir",
-                    "executorch.backends.xnnpack.partition.xnnpack_partitioner"], "pip install executorch"),
+                    "executorch.backends.xnnpack.partition.xnnpack_partitioner"], r"pip install 'edge-eas\[executorch\]'"),
 ])
 def test_missing_library_raises_engine_unavailable(monkeypatch: pytest.MonkeyPatch, engine: str,
                                                    hidden: list[str], hint: str) -> None:

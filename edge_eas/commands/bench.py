@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..console import emit_json, info, print_table
 from ..paths import default_store
+from ..requirements import REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="override: user@addr[:port]")
     p.add_argument("--key", help="override: SSH private key")
     p.add_argument("--trust-new-host", action="store_true", help="accept and record an unknown host key")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    """SSH only for remote targets (`local` runs the agent here); scipy only to calibrate."""
+    from ..remote.harness import expand_targets
+    need = modules(*REMOTE, why="benchmarking over SSH") if any(not t.local for t in expand_targets(args.target)) else []
+    return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..console import emit_json, print_table
 from ..paths import default_store
+from ..requirements import Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=Path, default=None, help=f"measurement store (default {default_store()})")
     p.add_argument("--run", type=Path, help="also write the models into this run (bundled by export)")
     p.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign the cost-model file for deploy")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules("scipy", why="fitting the latency model")
 
 
 def run(args: argparse.Namespace) -> int:

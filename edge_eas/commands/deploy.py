@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..console import emit_json, info
+from ..requirements import REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rollback", action="store_true", help="switch back to the previous deployment")
     p.add_argument("--wheels", type=Path, help="directory of wheels for the device (edge_eas, numpy, "
                                                "cryptography...) instead of building/downloading them")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*REMOTE, why="deploying over SSH")
 
 
 def run(args: argparse.Namespace) -> int:

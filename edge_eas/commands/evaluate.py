@@ -8,6 +8,7 @@ from pathlib import Path
 from ..console import emit_json
 from ..cost.flops import macs, params
 from ..tasks import Task, parse_classes
+from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", required=True, help="task: comma-separated class ids, e.g. 1,4,7")
     p.add_argument("--arch", default="largest", help="arch JSON or file, or smallest | largest")
     p.add_argument("--split", default="test", choices=["val", "test"])
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*HOST, why="evaluating on the data set")
 
 
 def run(args: argparse.Namespace) -> int:

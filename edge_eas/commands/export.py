@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..console import emit_json
+from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dt.add_argument("--fp32", dest="dtype", action="store_const", const="fp32")
     p.add_argument("--sign", type=Path, metavar="KEYFILE", help="Ed25519 private key from `edge_eas keygen`")
     p.add_argument("--calib-per-class", type=int, default=32, help="calibration images per class (BN recalibration)")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*HOST, why="exporting a run")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..console import emit_json
 from ..tasks import Task, parse_classes
+from ..requirements import HOST, Need, modules, tflite_builder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,6 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", required=True, choices=["pte", "tflite"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported graph")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    need = modules(*HOST, why="extracting the sub-network")
+    if args.format == "pte":
+        return need + modules("torch", "executorch", why="writing a .pte")
+    return need + tflite_builder("writing a .tflite")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,10 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..console import emit_json
+from ..requirements import Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="private key file to create (public key: KEYFILE.pub)")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules("cryptography", why="Ed25519 keys")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..console import emit_json, info
+from ..requirements import REMOTE, SERIAL, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--login-timeout", type=float, default=60.0, help="seconds to wait for a prompt")
     p.add_argument("--transcript", type=Path, help="append everything read from the console here "
                                                    "(passwords are never written)")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*SERIAL, *REMOTE, why="provisioning over a serial console and confirming over SSH")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ measurements -> calibrated latency model -> ms budgets, with a report and plots.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..console import emit_json
+from ..requirements import HOST, REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,9 +19,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run it against a simulated device over real SSH (needs root and sshd)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import os
+def requires(args: argparse.Namespace) -> list[Need]:
+    need = modules(*HOST, why="training and the device loop")
+    if args.ssh_demo:
+        why = "--ssh-demo (a simulated device over SSH)"
+        need += modules(*REMOTE, why=why)
+        need += [Need(program=p, hint="apt-get install openssh-server", why=why) for p in ("sshd", "ssh-keygen")]
+        if os.geteuid() == 0:  # as root the simulated device gets its own network namespace
+            need.append(Need(program="ip", hint="apt-get install iproute2", why=why))
+    return need
 
+
+def run(args: argparse.Namespace) -> int:
     from ..quickstart import print_report, quickstart
 
     # keep the quick start's store and latency models inside its folder, not in the user's home

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..console import emit_json
 from ..tasks import Task, parse_classes
+from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", help="engine of the latency model (default: the target's)")
     p.add_argument("--threads", type=int, help="threads of the latency model (default: the target's)")
     p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    """A bundle specialises with numpy alone (as on a device); a run directory needs the host tools."""
+    return [] if args.source.is_file() else modules(*HOST, why="specialising from a run directory")
 
 
 def run(args: argparse.Namespace) -> int:

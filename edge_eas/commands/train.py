@@ -9,6 +9,7 @@ from pathlib import Path
 from ..console import emit_json, info
 from ..errors import UserError
 from ..space import PRESETS
+from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-task-dropout", action="store_true", help="ablation: plain all-class loss")
     p.add_argument("--no-generator", action="store_true", help="skip generator training at the end")
     p.add_argument("--generator-steps", type=int, help="generator training steps")
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*HOST, why="training")
 
 
 def run(args: argparse.Namespace) -> int:

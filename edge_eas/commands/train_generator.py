@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..console import emit_json, info
+from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="baseline: train on all-class tasks only (written as generator-agnostic.*)")
     p.add_argument("--resume", action="store_true", help="continue from the last generator checkpoint")
     p.add_argument("--seed", type=int, default=0)
+
+
+def requires(args: argparse.Namespace) -> list[Need]:
+    return modules(*HOST, why="training the generator")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -171,6 +171,10 @@ def _reason(exc: BaseException) -> str:
         return "; ".join(sorted({os.strerror(e.errno) if getattr(e, "errno", None) else str(e) for e in errs}))
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return "connection refused (is sshd running?)"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -205,18 +209,17 @@ class SSHSession:
 
     def connect(self) -> None:
         """Connect with retries and exponential backoff on transient failures only."""
-        key_path = self._key_path()
         attempts = self.options.retries + 1
         delay = self.options.backoff
         for attempt in range(1, attempts + 1):
             try:
-                self._connect_once(key_path)
+                self._connect_once()
                 return
             except UserError:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not _is_transient(exc):
-                    raise self._user_error(exc, key_path) from None
+                    raise self._user_error(exc, str(Path(self.conn.key or "").expanduser())) from None
                 if attempt == attempts:
                     raise UserError(f"cannot reach {self.label}: {_reason(exc)} (after {attempts} attempt"
                                     f"{'s' if attempts > 1 else ''})") from None
@@ -231,22 +234,27 @@ class SSHSession:
             raise DeviceRefused(f"SSH key {path} does not exist (set [connection] key or pass --key)")
         return str(path)
 
-    def _connect_once(self, key_path: str) -> None:
-        client = paramiko.SSHClient()
-        if self.known_hosts.is_file():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (OSError, paramiko.SSHException) as exc:
-                raise DeviceRefused(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
-        policy = _RecordNew if self.options.trust_new_host else _RejectUnknown
-        client.set_missing_host_key_policy(policy(self.known_hosts))
+    def _connect_once(self) -> None:
         t = self.options.connect_timeout
+        # Reach the device first: an unreachable device is the problem to report, before any
+        # local set-up (key, known_hosts) that the user may not have made yet.
+        sock = socket.create_connection((self.conn.host, self.conn.port), timeout=t)
+        client = paramiko.SSHClient()
         try:
+            key_path = self._key_path()
+            if self.known_hosts.is_file():
+                try:
+                    client.load_host_keys(str(self.known_hosts))
+                except (OSError, paramiko.SSHException) as exc:
+                    raise DeviceRefused(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
+            policy = _RecordNew if self.options.trust_new_host else _RejectUnknown
+            client.set_missing_host_key_policy(policy(self.known_hosts))
             client.connect(self.conn.host, port=self.conn.port, username=self.user, key_filename=key_path,
-                           timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
+                           sock=sock, banner_timeout=t, auth_timeout=t, channel_timeout=t,
                            look_for_keys=False, allow_agent=False)
         except BaseException:
             client.close()
+            sock.close()
             raise
         transport = client.get_transport()
         assert transport is not None

@@ -20,8 +20,8 @@ from .recalibrate import recalibrate
 from .signing import KeyLike
 from .slicing import slice_subnet
 
-INSTALL_HINT = {"tflite": "pip install ai-edge-litert flatbuffers (or tflite-runtime)",
-                "executorch": "pip install torch executorch", "torch": "pip install torch"}
+INSTALL_HINT = {"tflite": "pip install 'edge-eas[tflite]' (or tflite-runtime where numpy<2)",
+                "executorch": "pip install 'edge-eas[executorch]' (with torch)", "torch": "pip install torch"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

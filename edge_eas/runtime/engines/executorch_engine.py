@@ -17,7 +17,7 @@ from . import EngineUnavailable, as_input
 from ..extract import FoldedNet
 from .torch_engine import build_module, import_torch
 
-_INSTALL_HINT = "pip install executorch (it also needs torch: pip install torch)"
+_INSTALL_HINT = "pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"
 
 
 def _import_lowering():  # type: ignore[no-untyped-def]
