@@ -46,12 +46,54 @@ def git_commit() -> str | None:
         return None
 
 
-def save_result(name: str, result: dict[str, Any]) -> Path:
-    """benchmarks/results/<name>.json with the command, machine, date and commit."""
+def git_dirty() -> bool | None:
+    """Uncommitted changes to tracked files (results/ excluded: a benchmark rewrites its own JSON)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                              ":(exclude)benchmarks/results"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.strip())
+
+
+def require_clean_tree(allow_dirty: bool) -> None:
+    """Results must trace to a commit: refuse a dirty tree unless --allow-dirty (then recorded)."""
+    if git_dirty() and not allow_dirty:
+        sys.exit("benchmark refused: the working tree has uncommitted changes, so the result would not trace "
+                 "to a commit; commit first, or pass --allow-dirty (recorded in the JSON)")
+
+
+def speed_reference(repeats: int = 15) -> dict[str, Any]:
+    """A fixed piece of work timed on this machine, saved beside every timing so results from
+    machines of one kind (which differ ~2.5x) can be compared as ratios: a 256x256 float32
+    matmul chain in numpy, one thread's worth of work."""
+    import time
+
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        b = a
+        for _ in range(20):
+            b = np.tanh(b @ a * 0.01)
+        times.append(time.perf_counter() - t)
+    return {"work": "20 x (256x256 float32 matmul + tanh), numpy", "median_ms": 1000 * float(np.median(times)),
+            "min_ms": 1000 * float(np.min(times)), "load_average": os.getloadavg()}
+
+
+def save_result(name: str, result: dict[str, Any], allow_dirty: bool = False) -> Path:
+    """benchmarks/results/<name>.json with the command, machine, date, commit, dirty flag and a
+    speed reference."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    dirty = git_dirty()
+    if dirty and not allow_dirty:
+        raise SystemExit("refusing to write results from a dirty tree (pass --allow-dirty to record it anyway)")
     doc = {"benchmark": name, "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-           "machine": machine(), **result}
+           "dirty": dirty, "allow_dirty": allow_dirty, "machine": machine(), "speed_reference": speed_reference(),
+           **result}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, save_result  # noqa: E402
+from common import RESULTS, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
 from edge_eas.cost.latency import LatencyModel  # noqa: E402
@@ -114,7 +114,10 @@ def main() -> None:
     ap.add_argument("--engines", default="numpy,tflite")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--name", default="cost_model", help="result name (e.g. cost_model_arm64)")
+    ap.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     args = ap.parse_args()
+    require_clean_tree(args.allow_dirty)
     rt = Runtime.load(args.bundle)
     results = {}
     for engine in args.engines.split(","):
@@ -133,7 +136,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / f"{args.name}.png")
     save_result(args.name, {"bundle": str(args.bundle), "target": args.target, "held_out": args.held_out,
-                            "pool": args.pool, "runs": args.runs, "results": results})
+                            "pool": args.pool, "runs": args.runs, "results": results}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

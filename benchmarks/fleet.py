@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from common import save_result  # noqa: E402
+from common import require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.remote.lab import DeviceLab, have_sshd  # noqa: E402
 
@@ -116,7 +116,10 @@ def main() -> int:
     p.add_argument("--runs", default="30,300", help="timed runs per scenario, one bench per value")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     a = p.parse_args()
+    require_clean_tree(a.allow_dirty)
     if not have_sshd():
         sys.exit("fleet benchmark needs OpenSSH sshd (apt-get install openssh-server)")
     counts = sorted({int(n) for n in a.devices.split(",")})
@@ -141,7 +144,7 @@ def main() -> int:
            "goal": "host CPU <= 5 % of the devices' measured time; nothing lost or duplicated at 8 devices"}
     print(json.dumps(doc, indent=2))
     if not a.no_save:
-        save_result("fleet", doc)
+        save_result("fleet", doc, allow_dirty=a.allow_dirty)
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, save_result  # noqa: E402
+from common import RESULTS, require_clean_tree, save_result  # noqa: E402
 
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -89,7 +89,10 @@ def main() -> None:
     ap.add_argument("--random-samples", type=int, default=1000)
     ap.add_argument("--search-scenarios", type=int, default=50,
                     help="run the (slow) searches on the first N scenarios only")
+    ap.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     args = ap.parse_args()
+    require_clean_tree(args.allow_dirty)
 
     import torch
     # Sub-networks this small run fastest on one thread (no OpenMP hand-off per tiny op); the
@@ -172,7 +175,7 @@ def main() -> None:
     plot(methods, RESULTS / "generator_pareto.png")
     save_result("generator", {"run": str(args.run), "seed": args.seed, "evo_evaluations": args.evo_evaluations,
                               "random_samples": args.random_samples, "summary": summary,
-                              "methods": {k2: {kk: vv for kk, vv in v.items()} for k2, v in methods.items()}})
+                              "methods": {k2: {kk: vv for kk, vv in v.items()} for k2, v in methods.items()}}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

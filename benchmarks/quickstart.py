@@ -17,13 +17,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, save_result  # noqa: E402
+from common import RESULTS, require_clean_tree, save_result  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/edge-eas-quickstart-bench"))
+    ap.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     args = ap.parse_args()
+    require_clean_tree(args.allow_dirty)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     env = {**os.environ, "EDGE_EAS_HOME": str(args.out / "home")}
@@ -52,7 +55,7 @@ def main() -> None:
                                    "mape_after": cal["held_out"]["after"]["mape"]},
         "ms_predicted_within_budget": report["ms_budgets"]["predicted_within_budget"],
         "ms_measured_within_budget": report["ms_budgets"]["measured_within_budget"],
-        "plots": plots})
+        "plots": plots}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save_result  # noqa: E402
+from common import require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -80,7 +80,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--tasks", type=int, default=30)
+    ap.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     args = ap.parse_args()
+    require_clean_tree(args.allow_dirty)
     tmp = Path(tempfile.mkdtemp(prefix="edge-eas-rt-bench-"))
     b8, b32 = tmp / "int8.eas", tmp / "fp32.eas"
     export_bundle(args.run, b8, "int8")
@@ -116,7 +119,7 @@ def main() -> None:
             print(f"{label:8s} {engine:10s} b1 {s1['median_ms']:.3f} ms  b32 {s32['median_ms']:.3f} ms  "
                   f"({rows[-1]['speedup_vs_torch_b1']:.1f}x torch eager {t1['median_ms']:.3f} ms)", flush=True)
     save_result("runtime", {"run": str(args.run), "bundle": bundle, "load_to_first_prediction_ms": load_ms,
-                            "cold_start_ms": cold_ms, "auto_engine": auto_engine, "latency": rows})
+                            "cold_start_ms": cold_ms, "auto_engine": auto_engine, "latency": rows}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

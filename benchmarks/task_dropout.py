@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save_result  # noqa: E402
+from common import require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
@@ -66,7 +66,10 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs-dir", type=Path, default=Path("benchmarks/runs"))
+    ap.add_argument("--allow-dirty", action="store_true",
+        help="write results from a tree with uncommitted changes (recorded in the JSON)")
     args = ap.parse_args()
+    require_clean_tree(args.allow_dirty)
     results = {}
     for label, td in (("task_dropout", True), ("no_task_dropout", False)):
         path = args.runs_dir / f"{args.data.replace(':', '_').replace('/', '_')}-{label}-e{args.epochs}-s{args.seed}"
@@ -85,7 +88,7 @@ def main() -> None:
               f"no-TD {100 * b['task_accuracy_mean']:.2f}%   all classes: TD {100 * a['all_class_accuracy']:.2f}% vs "
               f"no-TD {100 * b['all_class_accuracy']:.2f}%")
     save_result("task_dropout", {"data": args.data, "epochs": args.epochs, "tasks": args.tasks, "seed": args.seed,
-                                 "results": results})
+                                 "results": results}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

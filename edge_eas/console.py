@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -45,13 +46,19 @@ def info(msg: str) -> None:
 
 
 class Progress:
-    """A progress bar on a terminal (rich), silent otherwise. `advance(n, **fields)` updates it."""
+    """A progress bar on a terminal (rich). Not on a terminal (a log file, nohup, CI) it writes a
+    plain line every `log_every_s` seconds instead, so long jobs still show where they are;
+    `enabled=False` silences both. `advance(n, status)` updates it."""
 
-    def __init__(self, total: int, description: str, enabled: bool | None = None) -> None:
+    def __init__(self, total: int, description: str, enabled: bool | None = None, log_every_s: float = 60.0) -> None:
         self.total, self.description = total, description
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._plain = enabled is None and not self.enabled
         self._progress = None
         self._task = None
+        self._done = 0
+        self._start = self._last_log = time.monotonic()
+        self._log_every = log_every_s
 
     def __enter__(self) -> "Progress":
         if self.enabled:
@@ -71,8 +78,15 @@ class Progress:
         return self
 
     def advance(self, n: int = 1, status: str = "") -> None:
+        self._done += n
         if self._progress is not None:
             self._progress.update(self._task, advance=n, status=status)
+        elif self._plain and n and (time.monotonic() - self._last_log >= self._log_every or self._done >= self.total):
+            self._last_log = now = time.monotonic()
+            elapsed = now - self._start
+            eta = elapsed / self._done * (self.total - self._done) if self._done else float("nan")
+            info(f"{self.description}: {self._done}/{self.total} ({100 * self._done / max(1, self.total):.0f}%) "
+                 f"elapsed {elapsed:.0f} s, eta {eta:.0f} s" + (f", {status}" if status else ""))
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:

@@ -50,9 +50,18 @@ class GeneratorConfig:
     task_min_size: int = 2
     task_max_size: int = 5
     task_full_prob: float = 0.1
+    task_in_group: float = 0.5     # share of scenarios whose task lies inside one superclass (if any)
     task_agnostic: bool = False    # baseline: train on all-class tasks only
     seed: int = 0
     out_name: str = "generator"    # files RUN/<out_name>.safetensors / .json
+
+    @classmethod
+    def for_preset(cls, space: str, **overrides: Any) -> "GeneratorConfig":
+        base: dict[str, Any] = {}
+        if space == "fashion":  # a 28 px full-width soft pass costs ~10x digits': fewer, smaller steps
+            base.update(steps=200, scenarios_per_step=4, images_per_scenario=64)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
 
 
 class GeneratorNet(nn.Module):
@@ -96,7 +105,9 @@ class GeneratorTrainer:
         self.gen = GeneratorNet(self.num_classes, self.space.decision_sizes(), cfg.hidden).to(self.device)
         self.opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)
         self.rng = np.random.default_rng(cfg.seed)
-        self.sampler = TaskSampler(self.num_classes, cfg.task_min_size, cfg.task_max_size, cfg.task_full_prob)
+        groups = tuple(tuple(g) for g in self.meta.get("class_groups", {}).values())
+        self.sampler = TaskSampler(self.num_classes, cfg.task_min_size, cfg.task_max_size, cfg.task_full_prob,
+                                   groups, cfg.task_in_group)
         self.tables = default_cost_tables(self.space, self.num_classes)
         self.lo, self.hi = (float(v) for v in self.tables["mflops"].cost_of_vectors(
             self.space, np.stack([self.space.encode(self.space.smallest()), self.space.encode(self.space.largest())])))

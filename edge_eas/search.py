@@ -26,13 +26,17 @@ class SearchResult:
 
 
 class _CachedFitness:
-    """Evaluates each distinct arch once; counts evaluations."""
+    """Evaluates each distinct arch once. `evaluations` counts real evaluations only: two
+    searches given the same budget pay for the same number of sub-networks scored."""
 
     def __init__(self, fitness: Fitness) -> None:
-        self.fitness, self.cache, self.calls = fitness, {}, 0  # type: ignore[var-annotated]
+        self.fitness, self.cache = fitness, {}  # type: ignore[var-annotated]
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.cache)
 
     def __call__(self, arch: Arch) -> tuple[float, float]:
-        self.calls += 1
         if arch not in self.cache:
             self.cache[arch] = self.fitness(arch)
         return self.cache[arch]
@@ -58,14 +62,18 @@ def random_search(space: SearchSpace, fitness: Fitness, cost: Cost, budget: floa
     start = time.perf_counter()
     f = _CachedFitness(fitness)
     best, best_fit, history = None, (-1.0, -np.inf), []
-    for vec in sample_within(space, cost, budget, rng, samples):
-        arch = space.decode(vec)
-        fit = f(arch)
-        if fit > best_fit:
-            best, best_fit = arch, fit
-        history.append(best_fit[0])
+    for _ in range(100):  # until `samples` distinct archs are scored (or the space runs dry)
+        before = f.evaluations
+        for vec in sample_within(space, cost, budget, rng, samples - f.evaluations):
+            arch = space.decode(vec)
+            fit = f(arch)
+            if fit > best_fit:
+                best, best_fit = arch, fit
+            history.append(best_fit[0])
+        if f.evaluations >= samples or f.evaluations == before:
+            break
     assert best is not None
-    return SearchResult(best, best_fit, f.calls, time.perf_counter() - start, history)
+    return SearchResult(best, best_fit, f.evaluations, time.perf_counter() - start, history)
 
 
 @dataclass
@@ -90,7 +98,9 @@ def evolutionary_search(space: SearchSpace, fitness: Fitness, cost: Cost, budget
     history = [max(s for s, _ in scored)[0]]
     n_parents = max(2, int(cfg.population * cfg.parent_ratio))
     n_mut = int(round((cfg.population - n_parents) * cfg.mutation_ratio))
-    while f.calls < cfg.evaluations:
+    stalled = 0
+    while f.evaluations < cfg.evaluations and stalled < 20:
+        before = f.evaluations
         scored.sort(key=lambda t: t[0], reverse=True)
         parents = [v for _, v in scored[:n_parents]]
         children: list[np.ndarray] = []
@@ -104,12 +114,18 @@ def evolutionary_search(space: SearchSpace, fitness: Fitness, cost: Cost, budget
                 if cost(child[None])[0] <= budget:
                     children.append(child)
                     made += 1
-        scored = scored[:n_parents] + [(f(space.decode(v)), v) for v in children]
+        scored = scored[:n_parents]
+        for v in children:
+            arch = space.decode(v)
+            if f.evaluations >= cfg.evaluations and arch not in f.cache:
+                break  # the evaluation budget is exact: no new arch beyond it
+            scored.append((f(arch), v))
         history.append(max(s for s, _ in scored)[0])
         if not children:
             break
+        stalled = stalled + 1 if f.evaluations == before else 0  # only re-visited archs: converged
     best_fit, best_vec = max(scored, key=lambda t: t[0])
-    return SearchResult(space.decode(best_vec), best_fit, f.calls, time.perf_counter() - start, history)
+    return SearchResult(space.decode(best_vec), best_fit, f.evaluations, time.perf_counter() - start, history)
 
 
 def _mutate(parents: list[np.ndarray], sizes: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:

@@ -302,6 +302,14 @@ PRESETS: dict[str, SearchSpace] = {
         name="digits", in_channels=1, resolution=8, stem_channels=16, stem_stride=1,
         stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (1, 2, 3)), StageSpec(40, 2, (1, 2, 3))),
         head_channels=96),
+    # Fashion-MNIST, 28x28 grey, sized so supernet + generator train in <= 45 min on 2 CPU cores:
+    # stride-2 stem (14x14), kernels 3/5 (7x7 depthwise costs far more than its MACs on CPU),
+    # expand 2/3/4. About 1.7-5.9 M MACs.
+    "fashion": SearchSpace(
+        name="fashion", in_channels=1, resolution=28, stem_channels=16, stem_stride=2,
+        stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (2, 3)), StageSpec(40, 2, (2, 3)),
+                StageSpec(80, 1, (2, 3))),
+        head_channels=256, kernel_choices=(3, 5), expand_choices=(2, 3, 4)),
     # CIFAR-10/100 at 32x32, a compact MobileNetV2/OFA-like layout.
     "cifar": SearchSpace(
         name="cifar", in_channels=3, resolution=32, stem_channels=24, stem_stride=1,

@@ -26,7 +26,8 @@ from .data import Dataset, augment, load_dataset
 from .errors import UserError
 from .fileio import atomic_write_json
 from .run import RunDir
-from .space import Arch, SearchSpace
+from .space import Arch
+from .space_rule import space_for
 from .supernet import Supernet
 from .tasks import TaskSampler
 
@@ -36,7 +37,9 @@ MASKED_LOGIT = -1e4  # finite (not -inf) so KL terms stay well defined in low pr
 @dataclass
 class TrainConfig:
     data: str = "digits"
-    space: str = "digits"
+    space: str = "digits"              # preset name; channels and resolution follow the data (space_rule.py)
+    augment: str | None = None         # "flip,crop" | "crop" | "none"; None: the data set's default
+    resolution: int | None = None      # network input; None: the data's native size
     epochs: int = 50
     batch_size: int = 64
     lr: float = 0.05
@@ -50,6 +53,7 @@ class TrainConfig:
     task_min_size: int = 2
     task_max_size: int = 5
     task_full_prob: float = 0.25       # share of samples trained on the full class set
+    task_in_group: float = 0.5         # share of dropout tasks drawn inside one superclass (if the data has groups)
     seed: int = 0
     train_generator: bool = True
 
@@ -58,6 +62,9 @@ class TrainConfig:
         base: dict[str, Any] = {"space": space}
         if space == "cifar":
             base.update(epochs=120, batch_size=128, lr=0.1, weight_decay=3e-5, warmup_epochs=5, kd_weight=1.0)
+        if space == "fashion":  # sized for 2 CPU cores (see the preset); a GPU can afford more epochs
+            base.update(epochs=6, batch_size=128, lr=0.1, weight_decay=3e-5, warmup_epochs=1, random_subnets=1,
+                        kd_weight=0.5)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
@@ -131,14 +138,11 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, out: Path, dataset: Dataset | None = None) -> None:
         self.cfg, self.run = cfg, RunDir(out)
-        self.space = SearchSpace.preset(cfg.space)
         self.dist = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
         self.device = pick_device(self.dist)
-        self.data = dataset if dataset is not None else load_dataset(cfg.data, resolution=self.space.resolution,
-                                                                     seed=cfg.seed)
-        if self.data.x_train.shape[1] != self.space.in_channels:
-            raise UserError(f"data set {cfg.data!r} has {self.data.x_train.shape[1]} channels but space "
-                            f"{self.space.name!r} expects {self.space.in_channels}; pick another --space")
+        self.data = dataset if dataset is not None else load_dataset(cfg.data, resolution=cfg.resolution,
+                                                                     seed=cfg.seed, augment=cfg.augment)
+        self.space = space_for(self.data, cfg.space)
         torch.manual_seed(cfg.seed)
         # channels_last: oneDNN's depthwise conv backward is ~2x faster in NHWC on CPU (and AMP on GPU).
         self.net = Supernet(self.space, self.data.num_classes).to(self.device, memory_format=torch.channels_last)
@@ -156,7 +160,8 @@ class Trainer:
         # Arch sampling is shared by all ranks (same seed) so every rank trains the same sub-networks.
         self.arch_rng = np.random.default_rng(cfg.seed + 1)
         self.data_rng = np.random.default_rng(cfg.seed + 2 + 1000 * self.dist.rank)
-        self.sampler = TaskSampler(self.data.num_classes, cfg.task_min_size, cfg.task_max_size, cfg.task_full_prob)
+        self.sampler = TaskSampler(self.data.num_classes, cfg.task_min_size, cfg.task_max_size, cfg.task_full_prob,
+                                   tuple(self.data.class_groups.values()), cfg.task_in_group)
         self.amp = self.device.type == "cuda"
         self.epoch, self.step, self.history = 0, 0, []  # type: tuple[int, int, list[dict[str, Any]]]
         self.steps_per_epoch = max(1, len(self.data.y_train) // (cfg.batch_size * self.dist.world_size))
@@ -300,6 +305,8 @@ class Trainer:
         d = self.data
         atomic_write_json(self.run.meta_path, {
             "format": 1, "space": self.space.to_dict(), "data": self.cfg.data, "class_names": d.class_names,
+            "class_groups": {k: list(v) for k, v in d.class_groups.items()},
+            "augmentation": {"flip": d.flip, "crop_padding": d.crop_padding},
             "preprocess": d.preprocess.to_dict(), "config": asdict(self.cfg), "weights_sha256": digest,
             "history": self.history, "throughput": throughput,
             "splits": {"train": int(len(d.y_train)), "val": int(len(d.y_val)), "test": int(len(d.y_test))}})

@@ -235,7 +235,7 @@ def test_folder_grey(tmp_path: Path) -> None:
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (14, 2, 4)
     for name in ("train", "val", "test"):
         assert set(d.split(name)[1].tolist()) == {0, 1}
-    assert d.flip and d.crop_padding == 2 and d.preprocess.resolution == 16
+    assert not d.flip and d.crop_padding == 2 and d.preprocess.resolution == 16  # flips only when asked
     again = load_dataset(f"folder:{root}", resolution=16)
     np.testing.assert_array_equal(again.x_test, d.x_test)
 
@@ -243,8 +243,8 @@ def test_folder_grey(tmp_path: Path) -> None:
 def test_folder_rgb_when_any_image_has_colour(tmp_path: Path) -> None:
     root = make_folder(tmp_path, modes=("L", "L", "L", "RGB"))
     d = load_dataset(f"folder:{root}")
-    assert d.x_train.shape[1:] == (3, 32, 32) and d.preprocess.channels == 3
-    assert d.crop_padding == 4
+    assert d.x_train.shape[1:] == (3, 12, 12) and d.preprocess.channels == 3  # one shared size: kept (larger side)
+    assert d.crop_padding == 1
 
 
 def test_folder_resize_matches_pillow(tmp_path: Path) -> None:

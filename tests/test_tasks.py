@@ -46,3 +46,41 @@ def test_masked_cross_entropy_ignores_dropped_classes() -> None:
     want = torch.nn.functional.cross_entropy(sub, y, label_smoothing=0.1)
     assert torch.allclose(got, want, atol=1e-6)
     assert task_mask([0, 1], 4).tolist() == [True, True, False, False]
+
+
+FASHION_GROUPS = ((0, 2, 4, 6), (5, 7, 9), (1, 3, 8))
+
+
+def test_in_group_tasks_stay_inside_one_superclass() -> None:
+    rng = np.random.default_rng(0)
+    sampler = TaskSampler(10, 2, 5, groups=FASHION_GROUPS, in_group_prob=1.0)
+    for _ in range(200):
+        t = sampler.sample(rng)
+        assert any(set(t.classes) <= set(g) for g in FASHION_GROUPS) and 2 <= len(t) <= 4
+    labels = rng.integers(0, 10, size=2000)
+    masks = sampler.masks_containing(labels, rng)
+    assert masks[np.arange(2000), labels].all()
+    for lab, m in zip(labels, masks):
+        group = next(g for g in FASHION_GROUPS if lab in g)
+        assert set(np.flatnonzero(m)) <= set(group) and m.sum() >= 2
+
+
+def test_in_group_ratio_is_honoured() -> None:
+    rng = np.random.default_rng(1)
+    sampler = TaskSampler(10, 2, 5, groups=FASHION_GROUPS, in_group_prob=0.5)
+    tasks = [set(sampler.sample(rng).classes) for _ in range(4000)]
+    inside = [any(t <= set(g) for g in FASHION_GROUPS) for t in tasks]
+    # random 2-5-class tasks fall inside a group by chance ~10 % of the time: 0.5 + 0.5 * 0.1
+    assert 0.5 < float(np.mean(inside)) < 0.62
+    labels = rng.integers(0, 10, size=4000)
+    masks = sampler.masks_containing(labels, rng)
+    within = [set(np.flatnonzero(m)) <= set(next(g for g in FASHION_GROUPS if lab in g))
+              for lab, m in zip(labels, masks)]
+    assert 0.5 < float(np.mean(within)) < 0.62
+
+
+def test_groups_must_be_disjoint_and_in_range() -> None:
+    with pytest.raises(ValueError, match="disjoint"):
+        TaskSampler(10, groups=((0, 1), (1, 2)), in_group_prob=0.5)
+    with pytest.raises(ValueError, match="disjoint"):
+        TaskSampler(4, groups=((0, 9),), in_group_prob=0.5)

@@ -74,3 +74,24 @@ def test_bad_data_spec_is_one_line_error(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_train_on_a_grey_28px_folder_follows_the_data(tmp_path: Path) -> None:
+    """A new user's folder of 28x28 grey PNGs in train/ and test/: 1 channel at 28 px (never the
+    3-channel cifar stem, never shrunk to 8 px), no flips, the split folders as the split."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("zero", "one", "two"):
+            (tmp_path / "ds" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "ds" / split / c / f"{i}.png")
+    run = tmp_path / "run"
+    out = subprocess.run([*CLI, "train", "--data", f"folder:{tmp_path / 'ds'}", "--out", str(run), "--epochs", "1",
+                          "--batch-size", "8", "--no-generator", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((run / "run.json").read_text())
+    assert (meta["space"]["name"], meta["space"]["in_channels"], meta["space"]["resolution"]) == ("fashion", 1, 28)
+    assert meta["augmentation"] == {"flip": False, "crop_padding": 3}
+    assert meta["splits"] == {"train": 32, "val": 4, "test": 12} and meta["class_groups"] == {}

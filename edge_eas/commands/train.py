@@ -8,14 +8,21 @@ from pathlib import Path
 
 from ..console import emit_json, info
 from ..errors import UserError
+from ..data import SPEC_FORMS
 from ..space import PRESETS
 from ..requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="digits", help="digits | cifar10:DIR | cifar100:DIR | folder:DIR")
+    p.add_argument("--data", default="digits", help=f"one of: {SPEC_FORMS}")
     p.add_argument("--out", required=True, type=Path, help="run directory to create")
-    p.add_argument("--space", choices=sorted(PRESETS), help="search-space preset (default: digits for digits, else cifar)")
+    p.add_argument("--space", choices=sorted(PRESETS),
+                   help="search-space preset (default: the data set's own - digits, fashion, cifar - or, for IDX "
+                        "files and folders, the one closest to the images' size); channels and resolution always "
+                        "follow the data")
+    p.add_argument("--resolution", type=int, help="network input size (default: the images' own size)")
+    p.add_argument("--augment", help="training augmentation: flip,crop | crop | flip | none (default: the data "
+                                     "set's - no flips for digits, IDX files and folders)")
     p.add_argument("--epochs", type=int, help="supernet epochs")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -23,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--no-task-dropout", action="store_true", help="ablation: plain all-class loss")
+    p.add_argument("--task-in-group", type=float, help="share of task-dropout tasks drawn inside one superclass, "
+                                                       "for data sets that declare class groups (default 0.5)")
     p.add_argument("--no-generator", action="store_true", help="skip generator training at the end")
     p.add_argument("--generator-steps", type=int, help="generator training steps")
 
@@ -32,25 +41,39 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import load_dataset
+    from ..space_rule import space_for
     from ..train import TrainConfig, train_supernet
 
-    space = args.space or ("digits" if args.data == "digits" else "cifar")
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError("--epochs must be >= 1")
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--resolution", args.resolution, 4)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} must be >= {low}")
+    if args.task_in_group is not None and not 0 <= args.task_in_group <= 1:
+        raise UserError("--task-in-group must lie in [0, 1]")
     out: Path = args.out
     if out.exists() and any(out.iterdir()) and not args.resume:
         if not args.force:
             raise UserError(f"{out} already exists and is not empty; pass --resume to continue it or --force to overwrite")
-        shutil.rmtree(out)
-    cfg = TrainConfig.for_preset(space, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 seed=args.seed, task_dropout=not args.no_task_dropout,
-                                 train_generator=not args.no_generator)
-    run_dir = train_supernet(cfg, out, resume=args.resume)
+    seed = 0 if args.seed is None else args.seed
+    data = load_dataset(args.data, resolution=args.resolution, seed=seed, augment=args.augment)
+    space = space_for(data, args.space)
+    if out.exists() and args.force and not args.resume:
+        shutil.rmtree(out)  # only now: a bad --data must not cost the user their old run
+    cfg = TrainConfig.for_preset(space.name, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                                 lr=args.lr, seed=args.seed, task_dropout=not args.no_task_dropout,
+                                 train_generator=not args.no_generator, augment=args.augment,
+                                 resolution=args.resolution, task_in_group=args.task_in_group)
+    info(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images, "
+         f"{data.num_classes} classes{f', {len(data.class_groups)} class groups' if data.class_groups else ''}; "
+         f"space {space.name} at {space.resolution} px, {space.in_channels} channel(s); augmentation "
+         f"{'flip, ' if data.flip else ''}crop {data.crop_padding} px")
+    run_dir = train_supernet(cfg, out, resume=args.resume, dataset=data)
     result = {"run": str(out), **_summary(run_dir)}
     if cfg.train_generator and run_dir.meta_path.is_file():
         from ..generator_train import GeneratorConfig, train_generator
-        gcfg = GeneratorConfig(steps=args.generator_steps) if args.generator_steps else GeneratorConfig()
-        result["generator"] = train_generator(run_dir, gcfg, resume=args.resume)
+        gcfg = GeneratorConfig.for_preset(space.name, steps=args.generator_steps)
+        result["generator"] = train_generator(run_dir, gcfg, resume=args.resume, data=data)
     if args.json:
         emit_json(result)
     else:
