@@ -29,11 +29,18 @@ class TaskEvaluator:
     calib_images: int = 256
     batch_size: int = 512
     device: str = "cpu"
+    per_class: int | None = None   # score on at most this many images per class (a fixed subset)
     _calib: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     def _task_split(self, split: str, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.data.split(split)
         sel = np.isin(y, classes)
+        if self.per_class is not None:  # the first per_class images of each class: the same for every arch
+            rank = np.zeros(len(y), dtype=np.int64)
+            for c in classes:
+                members = np.flatnonzero(y == c)
+                rank[members] = np.arange(len(members))
+            sel &= rank < self.per_class
         return x[sel], y[sel]
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
