@@ -52,6 +52,9 @@ class GeneratorConfig:
     task_full_prob: float = 0.1
     task_in_group: float = 0.5     # share of scenarios whose task lies inside one superclass (if any)
     task_agnostic: bool = False    # baseline: train on all-class tasks only
+    # Images the task loss is measured on: the validation split, what searches select by and what
+    # the supernet never trained on (on train images every arch looks alike: it fits them all).
+    split: str = "val"
     seed: int = 0
     out_name: str = "generator"    # files RUN/<out_name>.safetensors / .json
 
@@ -111,7 +114,11 @@ class GeneratorTrainer:
         self.tables = default_cost_tables(self.space, self.num_classes)
         self.lo, self.hi = (float(v) for v in self.tables["mflops"].cost_of_vectors(
             self.space, np.stack([self.space.encode(self.space.smallest()), self.space.encode(self.space.largest())])))
-        self.by_class = [np.nonzero(self.data.y_train == c)[0] for c in range(self.num_classes)]
+        self.x, self.y = self.data.split(cfg.split)
+        self.by_class = [np.nonzero(self.y == c)[0] for c in range(self.num_classes)]
+        # task images from `split`; the all-class half that sets BN statistics from train, as the
+        # device's calibration images are
+        self.x_bn = self.data.x_train
         self.step = 0
 
     def _scenario(self) -> tuple[np.ndarray, float]:
@@ -128,11 +135,12 @@ class GeneratorTrainer:
         device does), not only the task's classes; the loss uses the task's images only."""
         pool = np.concatenate([self.by_class[c] for c in classes])
         n = min(self.cfg.images_per_scenario // 2, len(pool))
-        idx = np.concatenate([self.rng.choice(pool, size=n, replace=False),
-                              self.rng.choice(len(self.data.y_train), size=n, replace=False)])
-        x = torch.from_numpy(self.data.preprocess(self.data.x_train[idx])).to(self.device).contiguous(
+        task_idx = self.rng.choice(pool, size=n, replace=False)
+        bn_idx = self.rng.choice(len(self.x_bn), size=n, replace=False)
+        images = np.concatenate([self.x[task_idx], self.x_bn[bn_idx]])
+        x = torch.from_numpy(self.data.preprocess(images)).to(self.device).contiguous(
             memory_format=torch.channels_last)
-        y = torch.from_numpy(self.data.y_train[idx]).long().to(self.device)
+        y = torch.from_numpy(np.concatenate([self.y[task_idx], self.data.y_train[bn_idx]])).long().to(self.device)
         return x, y
 
     def tau(self) -> float:
