@@ -57,6 +57,12 @@ def git_dirty() -> bool | None:
     return bool(out.strip())
 
 
+def add_allow_dirty(parser: Any) -> None:
+    """Every benchmark's --allow-dirty: results normally come from a clean tree only."""
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+
+
 def require_clean_tree(allow_dirty: bool) -> None:
     """Results must trace to a commit: refuse a dirty tree unless --allow-dirty (then recorded)."""
     if git_dirty() and not allow_dirty:
@@ -98,3 +104,35 @@ def save_result(name: str, result: dict[str, Any], allow_dirty: bool = False) ->
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {path}", file=sys.stderr)
     return path
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(cost, accuracy) points on the upper-left front: no other point is cheaper and better."""
+    front, best = [], -1.0
+    for cost, acc in sorted(points):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def plot_accuracy_vs_mflops(series: dict[str, list[tuple[float, float]]], path: Path, title: str) -> None:
+    """Each method's scenarios as points (MFLOPs, accuracy in [0, 1]) and its Pareto front as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (name, pts), marker in zip(series.items(), "osD^vx"):
+        pct = [(m, 100 * a) for m, a in pts]
+        ax.scatter(*zip(*pct), s=14, alpha=0.35, marker=marker)
+        mean = sum(a for _, a in pct) / len(pct)
+        ax.plot(*zip(*pareto(pct)), marker=marker, label=f"{name} (mean {mean:.2f}%)")
+    ax.set_xlabel("MFLOPs (MACs, millions)")
+    ax.set_ylabel("task accuracy, test split (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
 from edge_eas.cost.latency import LatencyModel  # noqa: E402
@@ -114,8 +114,7 @@ def main() -> None:
     ap.add_argument("--engines", default="numpy,tflite")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--name", default="cost_model", help="result name (e.g. cost_model_arm64)")
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     rt = Runtime.load(args.bundle)

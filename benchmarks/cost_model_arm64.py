@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
 from cost_model import measure_archs, plot, report_config, sample_archs  # noqa: E402
 
 from edge_eas.remote.arm64_lab import Arm64Lab  # noqa: E402
@@ -88,8 +88,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engines", default="tflite,numpy")
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still tear the device down (finally)

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from common import require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.remote.lab import DeviceLab, have_sshd  # noqa: E402
 
@@ -116,8 +116,7 @@ def main() -> int:
     p.add_argument("--runs", default="30,300", help="timed runs per scenario, one bench per value")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--no-save", action="store_true")
-    p.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(p)
     a = p.parse_args()
     require_clean_tree(a.allow_dirty)
     if not have_sshd():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_clean_tree, save_result  # noqa: E402
 
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -51,36 +51,6 @@ def time_generation(gen: G.ArchGenerator, tasks: list[list[int]], budgets: list[
             "total_ms_min": 1000 * float(np.min(times))}
 
 
-def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    front, best = [], -1.0
-    for cost, acc in sorted(points):
-        if acc > best:
-            front.append((cost, acc))
-            best = acc
-    return front
-
-
-def plot(methods: dict[str, dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, m), marker in zip(methods.items(), "osD^v"):
-        pts = [(s["mflops"], 100 * s["test_accuracy"]) for s in m["scenarios"]]
-        ax.scatter(*zip(*pts), s=14, alpha=0.35, marker=marker)
-        front = pareto(pts)
-        ax.plot(*zip(*front), marker=marker, label=f"{name} (mean {100 * m['mean_test_accuracy']:.2f}%)")
-    ax.set_xlabel("MFLOPs (MACs, millions)")
-    ax.set_ylabel("task accuracy, test split (%)")
-    ax.set_title("50 scenarios: accuracy vs cost (lines: Pareto front per method)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a digits run from `edge_eas train`")
@@ -89,8 +59,7 @@ def main() -> None:
     ap.add_argument("--random-samples", type=int, default=1000)
     ap.add_argument("--search-scenarios", type=int, default=50,
                     help="run the (slow) searches on the first N scenarios only")
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
 
@@ -172,7 +141,9 @@ def main() -> None:
     }
     print(f"50 scenarios generated in {timing['total_ms_median']:.2f} ms; speed-up vs evolution {speedup:,.0f}x")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(methods, RESULTS / "generator_pareto.png")
+    plot_accuracy_vs_mflops({n: [(r["mflops"], r["test_accuracy"]) for r in m["scenarios"]]
+                             for n, m in methods.items()}, RESULTS / "generator_pareto.png",
+                            "50 scenarios: accuracy vs cost (lines: Pareto front per method)")
     save_result("generator", {"run": str(args.run), "seed": args.seed, "evo_evaluations": args.evo_evaluations,
                               "random_samples": args.random_samples, "summary": summary,
                               "methods": {k2: {kk: vv for kk, vv in v.items()} for k2, v in methods.items()}}, allow_dirty=args.allow_dirty)

@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/edge-eas-quickstart-bench"))
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     shutil.rmtree(args.out, ignore_errors=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -80,8 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--tasks", type=int, default=30)
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     tmp = Path(tempfile.mkdtemp(prefix="edge-eas-rt-bench-"))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_clean_tree, save_result  # noqa: E402
 
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -93,25 +93,6 @@ def paired(methods: dict[str, list[dict[str, Any]]], ref: str, subset: list[int]
     return out
 
 
-def plot(methods: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for (name, rows), marker in zip(methods.items(), "osD^vx"):
-        ax.scatter([r["mflops"] for r in rows], [100 * r["test_accuracy"] for r in rows], s=16, alpha=0.6,
-                   marker=marker, label=f"{name} (mean {100 * np.mean([r['test_accuracy'] for r in rows]):.2f}%)")
-    ax.set_xlabel("MFLOPs (MACs, millions)")
-    ax.set_ylabel("task accuracy, test split (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a run from `edge_eas train` (with its generator)")
@@ -120,8 +101,7 @@ def main() -> None:
     ap.add_argument("--evo-evaluations", type=int, default=100, help="real evaluations per scenario, both searches")
     ap.add_argument("--search-scenarios", type=int, default=None, help="run the searches on the first N only")
     ap.add_argument("--val-per-class", type=int, default=200, help="validation images per class the searches score")
-    ap.add_argument("--allow-dirty", action="store_true",
-                    help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
 
@@ -227,8 +207,9 @@ def main() -> None:
                   f"{c['ci95_pp'][1]:+.2f}] ({c['verdict']})")
     data_name = meta["data"].split(":")[0]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(methods, RESULTS / f"specialisation_{data_name}.png",
-         f"{k} scenarios on {data_name}: test task accuracy vs MFLOPs")
+    plot_accuracy_vs_mflops({n: [(r["mflops"], r["test_accuracy"]) for r in rows] for n, rows in methods.items()},
+                            RESULTS / f"specialisation_{data_name}.png",
+                            f"{k} scenarios on {data_name}: accuracy vs MFLOPs (lines: Pareto fronts)")
     save_result(f"specialisation_{data_name}", {
         "run": str(args.run), "data": meta["data"], "untrained": False, "seed": args.seed,
         "sample": {"scenarios": k, "in_group": len(in_group), "random_tasks": len(random_ids),

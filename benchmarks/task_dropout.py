@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
@@ -66,8 +66,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs-dir", type=Path, default=Path("benchmarks/runs"))
-    ap.add_argument("--allow-dirty", action="store_true",
-        help="write results from a tree with uncommitted changes (recorded in the JSON)")
+    add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     results = {}
