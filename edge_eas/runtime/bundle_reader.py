@@ -1,15 +1,16 @@
 """Open and verify a `.eas` bundle on the device (numpy only).
 
 A bundle is a zip archive: manifest.json (+ manifest.sig), supernet.safetensors,
-generator.safetensors, calibration.safetensors. Every member's SHA-256 is checked against
-the manifest, and the signature against trusted keys when given, before any weight is used.
+generator.safetensors, calibration.safetensors. Reading is bounded (archive.py): the archive's
+directory is checked before anything is inflated, the manifest and its signature (against
+trusted keys when given) are verified before any payload is decompressed, and each payload is
+streamed against its manifest-declared size and SHA-256 before any weight is used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import safetensors_io
+from .archive import MiB, ArchiveError, BoundedArchive, Limits
 from .quant import decompress
 from .signing import KeyLike, SignatureError, verify
 
@@ -25,6 +27,8 @@ FORMAT_VERSION = 1
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
 MANIFEST_DIGEST_PREFIX = b"edge-eas manifest sha256 "
 REQUIRED = ("supernet.safetensors", "generator.safetensors", "calibration.safetensors")
+MANIFEST_MAX_BYTES = 4 * MiB
+SIGNATURE_MAX_BYTES = 64 * 1024
 
 
 class BundleError(ValueError):
@@ -62,64 +66,72 @@ class Bundle:
         return from_meta(m["space"], len(m["class_names"]), self.tensors("generator.safetensors"), m["generator"])
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None) -> Bundle:
-    """Read and fully verify a bundle; raise BundleError with a clear message otherwise."""
+def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,
+                limits: Limits = Limits()) -> Bundle:
+    """Read and fully verify a bundle, within `limits`; raise BundleError with a clear message."""
     p = Path(path)
     if not p.is_file():
         raise BundleError(f"bundle {p} does not exist")
-    raw = p.read_bytes()
     try:
-        with zipfile.ZipFile(p) as zf:
-            names = zf.namelist()
-            if len(set(names)) != len(names):
-                raise BundleError(f"{p}: duplicate member names (tampered bundle)")
-            members = {n: zf.read(n) for n in names}
-            comment = zf.comment
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{p} is not a readable bundle (truncated or corrupt): {exc}") from None
-    except (zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise BundleError(f"{p}: cannot read bundle member: {exc}") from None
-    except Exception as exc:  # zlib.error and CRC mismatches surface as various types
-        raise BundleError(f"{p}: corrupt bundle member ({type(exc).__name__}: {exc})") from None
-    if MANIFEST not in members:
+        with BoundedArchive(p, limits) as ar:
+            return _verified(p, ar, list(trusted_keys or []), limits)
+    except ArchiveError as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits) -> Bundle:
+    if MANIFEST not in ar.names:
         raise BundleError(f"{p} has no {MANIFEST}: not an edge_eas bundle")
-    if comment != MANIFEST_DIGEST_PREFIX + _sha256(members[MANIFEST]).encode():
+    manifest_bytes, manifest_sha = ar.read(MANIFEST, MANIFEST_MAX_BYTES)
+    if ar.comment != MANIFEST_DIGEST_PREFIX + manifest_sha.encode():
         raise BundleError(f"{p}: {MANIFEST} does not match its recorded SHA-256 (tampered or corrupt)")
     try:
-        manifest = json.loads(members[MANIFEST].decode("utf-8"))
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BundleError(f"{p}: {MANIFEST} is not valid JSON (corrupt or tampered)") from None
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{p} is not an edge_eas bundle (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{p} is not an edge_eas bundle (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if int(manifest.get("version", 0)) > FORMAT_VERSION:
         raise BundleError(f"{p} uses bundle format {manifest.get('version')}, newer than this runtime's "
                           f"{FORMAT_VERSION}: upgrade edge_eas on the device")
     declared = manifest.get("members", {})
-    expected = set(declared) | {MANIFEST} | ({SIGNATURE} if SIGNATURE in members else set())
-    if set(members) != expected:
-        extra, missing = sorted(set(members) - expected), sorted(expected - set(members))
+    has_sig = SIGNATURE in ar.names
+    expected = set(declared) | {MANIFEST} | ({SIGNATURE} if has_sig else set())
+    if set(ar.names) != expected:
+        extra, missing = sorted(set(ar.names) - expected), sorted(expected - set(ar.names))
         raise BundleError(f"{p}: members do not match the manifest (unexpected {extra}, missing {missing})")
     for name in REQUIRED:
         if name not in declared:
             raise BundleError(f"{p}: manifest lists no {name}")
     for name, info in declared.items():
-        if _sha256(members[name]) != info.get("sha256"):
-            raise BundleError(f"{p}: member {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
+        if not isinstance(info, dict) or not isinstance(info.get("size"), int) or not isinstance(info.get("sha256"), str):
+            raise BundleError(f"{p}: manifest entry for {name} has no size and SHA-256 (an old or tampered bundle: "
+                              f"re-export it)")
     signature = None
-    if SIGNATURE in members:
+    if has_sig:
+        sig_bytes, _ = ar.read(SIGNATURE, SIGNATURE_MAX_BYTES)
         try:
-            signature = json.loads(members[SIGNATURE].decode("utf-8"))
+            signature = json.loads(sig_bytes.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise BundleError(f"{p}: {SIGNATURE} is not valid JSON (tampered)") from None
     signed_by = None
-    keys = list(trusted_keys or [])
-    if keys:
+    if keys:  # before any payload is inflated: an untrusted bundle costs nothing but its manifest
         try:
-            signed_by = verify(members[MANIFEST], signature, keys)
+            signed_by = verify(manifest_bytes, signature, keys)
         except SignatureError as exc:
             raise BundleError(f"{p}: {exc}") from None
-    return Bundle(p, manifest, members, signed_by, _sha256(raw))
+    members = {MANIFEST: manifest_bytes}
+    for name, info in declared.items():
+        data, sha = ar.read(name, limits.max_member_bytes, expected_size=info["size"])
+        if sha != info["sha256"]:
+            raise BundleError(f"{p}: member {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
+        members[name] = data
+    return Bundle(p, manifest, members, signed_by, _file_sha256(p))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MiB), b""):
+            h.update(block)
+    return h.hexdigest()
