@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import platform
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,25 @@ SHARED_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def calibration_set(run_meta: dict[str, Any], per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A few uint8 training images per class, for BN recalibration on the device."""
+    """A few uint8 training images per class, for BN recalibration on the device. With 0 the
+    bundle carries none (empty arrays): the device then recalibrates on the user's images."""
+    space = run_meta["space"]
+    if per_class == 0:
+        shape = (0, space["in_channels"], space["resolution"], space["resolution"])
+        return {"images": np.zeros(shape, np.uint8), "labels": np.zeros(0, np.int64)}
     from .data import load_dataset
-    space_res = run_meta["space"]["resolution"]
-    data = load_dataset(run_meta["data"], resolution=space_res, seed=run_meta["config"]["seed"])
+    data = load_dataset(run_meta["data"], resolution=space["resolution"], seed=run_meta["config"]["seed"])
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.nonzero(data.y_train == c)[0])[:per_class]
                           for c in range(data.num_classes)])
     return {"images": data.x_train[idx].astype(np.uint8), "labels": data.y_train[idx].astype(np.int64)}
+
+
+def data_label(spec: str) -> str:
+    """The data set as the bundle names it: the kind and a folder's own name, never a path of
+    the machine that trained it (`folder:/home/alice/photos` -> `folder:photos`)."""
+    kind, sep, arg = spec.partition(":")
+    return f"{kind}:{Path(arg.rstrip('/')).name}" if sep and arg else kind
 
 
 def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path | None = None,
@@ -54,22 +64,26 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
              if not k.endswith(SHARED_BN_STATS)}
     gen_meta = json.loads(run.generator_meta_path.read_text())
     gen_w = {k: v.half().numpy() for k, v in load_tensors(run.generator_path).items()}
+    if calib_per_class < 0:
+        raise UserError("--calibration-images must be >= 0")
+    calib = calibration_set(meta, calib_per_class)
     members = {
         "supernet.safetensors": safetensors_io.dumps(compress(state, dtype)),
         "generator.safetensors": safetensors_io.dumps(gen_w),
-        "calibration.safetensors": safetensors_io.dumps(calibration_set(meta, calib_per_class)),
+        "calibration.safetensors": safetensors_io.dumps(calib),
     }
+    # What leaves this machine: weights, the generator, the calibration images asked for, and
+    # facts about the model. No host name, user name or path of this machine.
     manifest = {
         "format": FORMAT, "version": FORMAT_VERSION,
-        "created": {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    "edge_eas": __version__, "host": platform.node(), "run": str(run_dir)},
+        "created": {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "edge_eas": __version__},
         "space": meta["space"], "class_names": meta["class_names"], "preprocess": meta["preprocess"],
-        "data": meta["data"], "weights": {"dtype": dtype, "quantization": "symmetric per-output-channel"
-                                           if dtype == "int8" else None},
+        "data": data_label(meta["data"]), "weights": {"dtype": dtype, "quantization": "symmetric per-output-channel"
+                                                        if dtype == "int8" else None},
         "generator": {"decision_sizes": gen_meta["decision_sizes"], "cost_tables": gen_meta["cost_tables"],
                       "budget_bounds": gen_meta["budget_bounds"]},
         "cost_models": cost_models or {},
-        "calibration": {"images_per_class": calib_per_class},
+        "calibration": {"images_per_class": calib_per_class, "images": int(len(calib["labels"]))},
         "members": {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in members.items()},
     }
     manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
@@ -88,4 +102,5 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
     return {"bundle": str(out), "bytes": len(buf.getvalue()), "dtype": dtype,
             "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
             "signed_by": signature["key_id"] if signature else None,
+            "calibration_images": int(len(calib["labels"])), "calibration_images_per_class": calib_per_class,
             "members": manifest["members"]}

@@ -155,3 +155,39 @@ def test_cli_export_sign_and_keygen(tiny_run: Path, tmp_path: Path) -> None:
     missing = subprocess.run([*CLI, "export", str(tiny_run), "--out", str(b), "--sign", "/no/key"],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_bundle_leaks_no_host_name_or_path_and_calibration_images_are_a_choice(
+        tiny_run: Path, tmp_path: Path, digits_uint8) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import platform
+    import subprocess
+    import sys
+    import zipfile
+
+    from edge_eas.runtime import Runtime
+    out = tmp_path / "nocal.eas"
+    res = subprocess.run([sys.executable, "-m", "edge_eas.cli", "export", str(tiny_run), "--out", str(out),
+                          "--calibration-images", "0", "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["calibration_images"] == 0 and summary["calibration_images_per_class"] == 0
+    with zipfile.ZipFile(out) as zf:
+        blob = b"".join(zf.read(n) for n in zf.namelist())
+    for secret in {platform.node(), str(tiny_run), str(tiny_run.resolve()), str(Path.home())} - {"", "/"}:
+        assert secret.encode() not in blob, f"the bundle carries {secret!r}"
+    rt = Runtime.load(out)
+    assert rt.bundle.calibration()[0].shape[0] == 0
+    with pytest.raises(ValueError, match="carries no calibration images"):
+        rt.specialize(classes=[1, 2], budget_mflops=1.0)
+    x, y = digits_uint8
+    mine = Runtime.load(out, calibration=x[:64])  # the user's own images
+    m = mine.specialize(classes=[1, 2], budget_mflops=1.0)
+    sel = np.isin(y, [1, 2])
+    acc = float((m.predict_classes(x[sel]) == y[sel]).mean())
+    assert acc > 0.9, acc
+    np.save(tmp_path / "cal.npy", x[:64])
+    again = Runtime.load(out, calibration=tmp_path / "cal.npy").specialize(classes=[1, 2], arch=m.arch)
+    assert np.allclose(again.predict(x[sel][:8]), m.predict(x[sel][:8]), atol=1e-5)
+    with pytest.raises(ValueError, match="at least 8"):
+        Runtime.load(out, calibration=x[:3])

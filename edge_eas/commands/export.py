@@ -18,7 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dt.add_argument("--fp16", dest="dtype", action="store_const", const="fp16")
     dt.add_argument("--fp32", dest="dtype", action="store_const", const="fp32")
     p.add_argument("--sign", type=Path, metavar="KEYFILE", help="Ed25519 private key from `edge_eas keygen`")
-    p.add_argument("--calib-per-class", type=int, default=32, help="calibration images per class (BN recalibration)")
+    p.add_argument("--calibration-images", "--calib-per-class", dest="calib_per_class", type=int, default=32,
+                   metavar="N", help="training images per class the bundle carries for BN recalibration on the "
+                                     "device (default 32); 0 ships none, and the device then needs the user's own "
+                                     "images (Runtime.load(..., calibration=...), agent --calibration)")
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
@@ -31,13 +34,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sign is not None and not args.sign.is_file():
         raise FileNotFoundError(f"signing key {args.sign} does not exist (make one with `edge_eas keygen --out {args.sign}`)")
-    if args.calib_per_class < 1:
-        raise ValueError("--calib-per-class must be >= 1")
+    if args.calib_per_class < 0:
+        raise ValueError("--calibration-images must be >= 0")
     summary = export_bundle(args.run_dir, args.out, args.dtype or "int8", args.sign, args.calib_per_class,
                             cost_models=load_run_models(args.run_dir))
     if args.json:
         emit_json(summary)
     else:
         signed = f", signed by key {summary['signed_by']}" if summary["signed_by"] else ", unsigned"
-        print(f"wrote {summary['bundle']}: {summary['bytes'] / 1024:.1f} KiB, {summary['dtype']} weights{signed}")
+        carried = (f"carries {summary['calibration_images']} training images ({summary['calibration_images_per_class']}"
+                   f" per class) for BN recalibration" if summary["calibration_images"] else
+                   "carries no training images: devices recalibrate on images you provide")
+        print(f"wrote {summary['bundle']}: {summary['bytes'] / 1024:.1f} KiB, {summary['dtype']} weights{signed}; "
+              f"{carried}")
     return 0

@@ -73,6 +73,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-models", type=Path, help="JSON latency models pushed after the bundle")
     p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
     p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
+    p.add_argument("--calibration", type=Path, metavar="DIR_OR_NPY",
+                   help="your own images for BN recalibration (needed when the bundle carries none)")
     p.add_argument("--heartbeat", type=_positive, metavar="SECONDS",
                    help="write a heartbeat line whenever nothing else was written for this long")
     return p.parse_args(argv)
@@ -99,7 +101,8 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
     from . import Runtime
     from .environment import describe
     try:
-        rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target)
+        rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target,
+                          calibration=args.calibration)
         if args.latency_models:
             rt.add_latency_models(json.loads(args.latency_models.read_text()))
         scenarios = load_scenarios(args.scenarios) if args.scenarios else []

@@ -13,6 +13,7 @@ from ..preprocess import Preprocess
 from ..space import Arch, SearchSpace
 from ..tasks import Task
 from .bundle_reader import Bundle, BundleError, open_bundle
+from .calibration_images import CalibrationLike, load_calibration
 from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
 from .extract import FoldedNet, fold_bn
 from .latency import measure
@@ -81,8 +82,9 @@ class SpecializedModel:
 class Runtime:
     """A verified bundle plus its numpy generator and cost models."""
 
-    def __init__(self, bundle: Bundle, target: str | None = None) -> None:
+    def __init__(self, bundle: Bundle, target: str | None = None, calibration: np.ndarray | None = None) -> None:
         self.bundle = bundle
+        self._user_calibration = calibration
         m = bundle.manifest
         self.space = SearchSpace.from_dict(m["space"])
         self.classes: list[str] = list(m["class_names"])
@@ -99,14 +101,28 @@ class Runtime:
 
     @classmethod
     def load(cls, path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,
-             target: str | None = None) -> "Runtime":
+             target: str | None = None, calibration: CalibrationLike | None = None) -> "Runtime":
         """Open and verify the bundle (hashes; signature when trusted keys are given).
-        `target` picks the device's latency models (needed for ms budgets)."""
-        return cls(open_bundle(path, trusted_keys), target)
+        `target` picks the device's latency models (needed for ms budgets). `calibration`:
+        your own images for BN recalibration (uint8/float NCHW array, a .npy file, or a folder
+        of images), needed when the bundle was exported with `--calibration-images 0`."""
+        bundle = open_bundle(path, trusted_keys)
+        images = load_calibration(calibration, Preprocess.from_dict(bundle.manifest["preprocess"])) \
+            if calibration is not None else None
+        return cls(bundle, target, images)
 
     def add_latency_models(self, models: dict[str, Any]) -> None:
         """Latency models pushed to the device after the bundle (engine/threads -> model dict)."""
         self.latency_models.update(models)
+
+    def _calibration_images(self) -> np.ndarray:
+        if self._user_calibration is not None:
+            return self._user_calibration
+        images, _ = self.bundle.calibration()
+        if len(images) == 0:
+            raise ValueError("this bundle carries no calibration images (exported with --calibration-images 0): "
+                             "give your own with Runtime.load(..., calibration=IMAGES) or the agent's --calibration")
+        return images
 
     def _calibration_input(self, images: np.ndarray) -> np.ndarray:
         if self._calib is None:
@@ -166,8 +182,7 @@ class Runtime:
         weights = slice_subnet(self.state, self.space, arch, task.classes)
         # BN statistics from the calibration images of *all* classes: the distribution the supernet
         # was trained on (task-only statistics cost ~3 pp on digits' largest arch).
-        images, _ = self.bundle.calibration()
-        weights = recalibrate(weights, self.space, arch, self._calibration_input(images))
+        weights = recalibrate(weights, self.space, arch, self._calibration_input(self._calibration_images()))
         folded = fold_bn(weights, self.space, arch)
         t2 = time.perf_counter()
         model = self.latency_model(name, threads)
