@@ -57,6 +57,12 @@ def run_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> dict[
             "runtime_version": __version__}
 
 
+def _beside(bundle: Path, name: str) -> Path | None:
+    """A file deploy put next to the bundle in its release, if there is one."""
+    path = bundle.parent / name
+    return path if path.is_file() else None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m edge_eas.runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,7 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--run-id", default="adhoc", help="host's bench run id (part of each measurement id)")
     p.add_argument("--skip", default="", help="comma-separated scenario ids already measured")
     p.add_argument("--target", help="which of the bundle's latency models to use")
-    p.add_argument("--latency-models", type=Path, help="JSON latency models pushed after the bundle")
+    p.add_argument("--latency-models", type=Path, help="JSON latency models (default: latency_models.json beside "
+                                                       "the bundle, as deploy ships them); checked against FILE.sig "
+                                                       "under a trust store")
     p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
     p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
     p.add_argument("--calibration", type=Path, metavar="DIR_OR_NPY",
@@ -103,8 +111,9 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
     try:
         rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target,
                           calibration=args.calibration)
-        if args.latency_models:
-            rt.add_latency_models(json.loads(args.latency_models.read_text()))
+        models = args.latency_models or _beside(args.bundle, "latency_models.json")
+        if models is not None:
+            rt.load_latency_models(models)
         scenarios = load_scenarios(args.scenarios) if args.scenarios else []
     except (ValueError, OSError) as exc:
         out.emit({"type": "fatal", "error": str(exc)})

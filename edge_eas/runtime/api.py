@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from .latency import measure
 from .recalibrate import recalibrate
 from .signing import KeyLike
 from .slicing import slice_subnet
+from .trust import TrustError, TrustStore
 
 INSTALL_HINT = {"tflite": "pip install 'edge-eas[tflite]' (or tflite-runtime where numpy<2)",
                 "executorch": "pip install 'edge-eas[executorch]' (with torch)", "torch": "pip install torch"}
@@ -85,6 +87,8 @@ class Runtime:
     def __init__(self, bundle: Bundle, target: str | None = None, calibration: np.ndarray | None = None) -> None:
         self.bundle = bundle
         self._user_calibration = calibration
+        self._trust: TrustStore | None = None
+        self._keys: list[KeyLike] | None = None
         m = bundle.manifest
         self.space = SearchSpace.from_dict(m["space"])
         self.classes: list[str] = list(m["class_names"])
@@ -106,10 +110,35 @@ class Runtime:
         `target` picks the device's latency models (needed for ms budgets). `calibration`:
         your own images for BN recalibration (uint8/float NCHW array, a .npy file, or a folder
         of images), needed when the bundle was exported with `--calibration-images 0`."""
-        bundle = open_bundle(path, trusted_keys)
+        trust = None if trusted_keys is not None else TrustStore.find()
+        keys = list(trusted_keys) if trusted_keys is not None else (list(trust.keys) if trust else None)
+        bundle = open_bundle(path, keys, allow_unsigned=trust.allow_unsigned if trust else frozenset())
+        if trust is not None:
+            trust.check_bundle(bundle.signed_by is not None, bundle.sha256)
         images = load_calibration(calibration, Preprocess.from_dict(bundle.manifest["preprocess"])) \
             if calibration is not None else None
-        return cls(bundle, target, images)
+        rt = cls(bundle, target, images)
+        rt._trust, rt._keys = trust, keys
+        return rt
+
+    def load_latency_models(self, path: str | Path) -> None:
+        """Latency models from a JSON file (as `edge_eas calibrate` writes it), checked against its
+        `.sig` whenever this runtime checks bundles: under a trust store or with trusted keys an
+        unsigned or tampered model is refused, never silently used to pick archs."""
+        from .signing import SignatureError, verify
+        p = Path(path)
+        data = p.read_bytes()
+        sig_path = Path(str(p) + ".sig")
+        signature = json.loads(sig_path.read_text()) if sig_path.is_file() else None
+        if self._trust is not None:
+            self._trust.verify_document(data, signature, f"latency model {p}")
+        elif self._keys:
+            try:
+                verify(data, signature, self._keys)
+            except SignatureError as exc:
+                raise TrustError(f"refused: latency model {p}: {exc}") from None
+        doc = json.loads(data)
+        self.add_latency_models(doc.get("models", doc) if isinstance(doc, dict) else doc)
 
     def add_latency_models(self, models: dict[str, Any]) -> None:
         """Latency models pushed to the device after the bundle (engine/threads -> model dict)."""

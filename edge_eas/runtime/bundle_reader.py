@@ -67,19 +67,22 @@ class Bundle:
 
 
 def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,
-                limits: Limits = Limits()) -> Bundle:
-    """Read and fully verify a bundle, within `limits`; raise BundleError with a clear message."""
+                limits: Limits = Limits(), allow_unsigned: frozenset[str] = frozenset()) -> Bundle:
+    """Read and fully verify a bundle, within `limits`; raise BundleError with a clear message.
+    With trusted keys an unsigned bundle is refused, unless its SHA-256 is in `allow_unsigned`
+    (a device trust store's pin for a bundle deployed with --allow-unsigned)."""
     p = Path(path)
     if not p.is_file():
         raise BundleError(f"bundle {p} does not exist")
     try:
         with BoundedArchive(p, limits) as ar:
-            return _verified(p, ar, list(trusted_keys or []), limits)
+            return _verified(p, ar, list(trusted_keys or []), limits, allow_unsigned)
     except ArchiveError as exc:
         raise BundleError(str(exc)) from None
 
 
-def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits) -> Bundle:
+def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits,
+              allow_unsigned: frozenset[str]) -> Bundle:
     if MANIFEST not in ar.names:
         raise BundleError(f"{p} has no {MANIFEST}: not an edge_eas bundle")
     manifest_bytes, manifest_sha = ar.read(MANIFEST, MANIFEST_MAX_BYTES)
@@ -115,7 +118,9 @@ def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits) 
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise BundleError(f"{p}: {SIGNATURE} is not valid JSON (tampered)") from None
     signed_by = None
-    if keys:  # before any payload is inflated: an untrusted bundle costs nothing but its manifest
+    file_sha = _file_sha256(p)
+    pinned = signature is None and file_sha in allow_unsigned
+    if keys and not pinned:  # before any payload is inflated: an untrusted bundle costs only its manifest
         try:
             signed_by = verify(manifest_bytes, signature, keys)
         except SignatureError as exc:
@@ -126,7 +131,7 @@ def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits) 
         if sha != info["sha256"]:
             raise BundleError(f"{p}: member {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
         members[name] = data
-    return Bundle(p, manifest, members, signed_by, _file_sha256(p))
+    return Bundle(p, manifest, members, signed_by, file_sha)
 
 
 def _file_sha256(path: Path) -> str:

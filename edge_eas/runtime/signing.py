@@ -74,6 +74,12 @@ def _load_public(key: KeyLike):  # type: ignore[no-untyped-def]
     return pub
 
 
+def key_id_of(key: KeyLike) -> str:
+    """The id (`key_id`) of a PEM public key, or of a private key's public half."""
+    serialization, _ = _crypto()
+    return key_id(_load_public(key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
 def verify(message: bytes, signature: dict[str, str] | None, trusted_keys: Iterable[KeyLike]) -> str:
     """Return the key id that signed `message`, or raise SignatureError."""
     serialization, _ = _crypto()
