@@ -104,7 +104,7 @@ def main() -> None:
             target = load_target(str(lab.write_target(engine="tflite", threads=1, command_timeout=600.0)))
             opts = ssh_options(target)
             t0 = time.monotonic()
-            rep = deploy(target, opts, args.bundle)
+            rep = deploy(target, opts, args.bundle, allow_unsigned=True)  # a stand-in device, any bundle
             timing["deploy_s"] = round(time.monotonic() - t0, 1)
             runner = SSHRunner(target, opts, bundle=args.bundle)
             device_env = environment(runner)

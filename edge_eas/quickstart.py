@@ -228,7 +228,10 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
         dev = lab.devices[0]
         target_path = lab.write_target(dev, out / "sim-device.toml")
         target = load_target(str(target_path))
-        rep = deploy(target, ssh_options(target), bundle)
+        # the quick start signs its bundle: the simulated device trusts that key (a full trust store)
+        key = out / "signing-key.pub"
+        rep = deploy(target, ssh_options(target), bundle, trust_keys=(key,) if key.is_file() else (),
+                     allow_unsigned=not key.is_file())
         args = argparse.Namespace(target=str(target_path), bundle=bundle, scenarios=scenarios, seed=seed,
                                   engine=None, threads=None, runs=30, warmup=5, store=store, calibrate=True,
                                   run=None, host=None, key=None, trust_new_host=False)

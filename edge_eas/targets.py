@@ -58,6 +58,7 @@ class Target:
     hardware: Hardware = field(default_factory=Hardware)
     members: tuple[str, ...] = ()
     concurrency: int = 4
+    trust_keys: tuple[Path, ...] = ()  # [trust] keys: public keys deploy installs in the device's trust store
 
     @property
     def is_fleet(self) -> bool:
@@ -150,4 +151,12 @@ def load_target(name_or_path: str) -> Target:
                   python=_get(dev, "python", str, path, "device", default="python3"),
                   runtime_dir=_get(dev, "runtime_dir", str, path, "device", default="~/.edge_eas"),
                   engine=_get(dev, "engine", str, path, "device", default="auto"), threads=threads,
-                  hardware=Hardware.from_dict(hw_table))
+                  hardware=Hardware.from_dict(hw_table), trust_keys=_trust_keys(doc.get("trust", {}), path))
+
+
+def _trust_keys(table: dict[str, Any], path: Path) -> tuple[Path, ...]:
+    """[trust] keys = ["release.pub", ...]: paths relative to the TOML file, ~ expanded."""
+    keys = _get(table, "keys", list, path, "trust", default=[])
+    if not all(isinstance(k, str) and k for k in keys):
+        raise UserError(f"{path}: [trust] keys must be a list of public key file paths")
+    return tuple((path.parent / Path(k).expanduser()).resolve() for k in keys)

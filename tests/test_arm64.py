@@ -89,7 +89,7 @@ def target(lab: Arm64Lab) -> Path:
 @pytest.fixture(scope="module")
 def deployed(lab: Arm64Lab, target: Path, env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
     t0 = time.monotonic()
-    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--json")
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--json")
     assert res.returncode == 0, res.stderr
     print(f"\narm64 deploy: {time.monotonic() - t0:.1f} s")
     return json.loads(res.stdout)
@@ -185,7 +185,7 @@ def test_arm64_deploy_is_offline_with_aarch64_wheels_and_litert(lab: Arm64Lab, d
 
 def test_arm64_redeploy_transfers_nothing(deployed: dict[str, Any], target: Path, env: dict[str, str],
                                           tiny_bundle: Path) -> None:
-    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--json")
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
     assert rep["transferred_bytes"] == 0 and not rep["runtime_installed"] and not rep["bundle_uploaded"]
@@ -237,7 +237,7 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
     assert any(w.name.startswith("tflite_runtime-") for w in wheels.iterdir())
     target = lab.write_target(tmp_path / "tflrt.toml", command_timeout=300.0)
     target.write_text(target.read_text().replace('runtime_dir = "/root/.edge_eas"', 'runtime_dir = "/root/.edge_eas-tflrt"'))
-    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--wheels", str(wheels), "--json")
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--wheels", str(wheels), "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
     assert rep["engine_package"] == "tflite-runtime" and rep["numpy_source"] == "system" and rep["warnings"] == []

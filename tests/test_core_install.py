@@ -99,7 +99,7 @@ def test_readme_install_deploy_fails_on_the_unreachable_device(tiny_bundle: Path
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    res, left = _run_clean(Path(sys.executable), ["deploy", "--target", "arm64-emu", "--bundle", str(tiny_bundle),
+    res, left = _run_clean(Path(sys.executable), ["deploy", "--target", "arm64-emu", "--bundle", str(tiny_bundle), "--allow-unsigned",
                                                   "--host", f"root@127.0.0.1:{port}"], tmp_path)
     line = _one_line(res)
     assert "cannot reach root@127.0.0.1" in line and "connection refused" in line, line

@@ -54,6 +54,7 @@ def test_serial_login_runs_commands_with_exit_status(board: SimConsole, tmp_path
         assert con.script('echo "$1-$2"', "x y", "z").output == "x y-z\n"
         with pytest.raises(SerialError, match="exit 7"):
             con.check(["sh", "-c", "exit 7"], "a failing step")
+    assert transcript.stat().st_mode & 0o777 == 0o600  # the console can show secrets: owner only
     text = transcript.read_bytes()
     assert b"login:" in text and PASSWORD.encode() not in text  # the password is never logged
 

@@ -122,7 +122,7 @@ def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny
     runtime_wheel()  # fill the host's wheel caches once, so the parallel deploys do not race on them
     dependency_wheels(DevicePlatform.host())
     procs = {name: subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "deploy", "--target", str(targets[name]),
-                                     "--bundle", str(tiny_bundle), "--json"], stdout=subprocess.PIPE,
+                                     "--bundle", str(tiny_bundle), "--allow-unsigned", "--json"], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env=env) for name in ("dev-a", "dev-b")}
     out = {}
     for name, p in procs.items():
@@ -260,7 +260,7 @@ def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab:
 
 def test_redeploying_the_same_bundle_transfers_nothing(deployed: dict[str, Any], targets: dict[str, Path],
                                                        env: dict[str, str], tiny_bundle: Path) -> None:
-    rep = cli_json(env, "deploy", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle))
+    rep = cli_json(env, "deploy", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle), "--allow-unsigned")
     assert rep["transferred_bytes"] == 0
     assert not rep["runtime_installed"] and not rep["bundle_uploaded"] and not rep["switched"]
     assert rep["current"] == deployed["dev-a"]["current"] and rep["smoke"]["median_ms"] > 0
@@ -273,7 +273,7 @@ def test_rollback_returns_to_the_previous_bundle(lab: DeviceLab, deployed: dict[
     first, second = sha256_file(tiny_bundle), sha256_file(other_bundle)
     assert first != second
     t = str(targets["dev-b"])
-    rep = cli_json(env, "deploy", "--target", t, "--bundle", str(other_bundle))
+    rep = cli_json(env, "deploy", "--target", t, "--bundle", str(other_bundle), "--allow-unsigned")
     assert rep["bundle_uploaded"] and not rep["runtime_installed"]
     assert other_bundle.stat().st_size < rep["transferred_bytes"] < other_bundle.stat().st_size + 4096  # + smoke.json
     assert (rep["current"], rep["previous"]) == (f"releases/{second[:16]}", f"releases/{first[:16]}")
@@ -297,7 +297,7 @@ def test_unknown_host_key_is_refused(lab: DeviceLab, env: dict[str, str], tiny_b
     kh = tmp_path / "known_hosts"
     kh.write_text(lab.known_hosts_line(lab.devices[0]))  # knows another device, not this one
     target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
-    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle)))
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned"))
     assert f"host {dev.addr} is not in {kh}" in msg and "--trust-new-host" in msg and "SHA256:" in msg
     assert kh.read_text() == lab.known_hosts_line(lab.devices[0])  # nothing recorded
     assert not (dev.runtime_dir / "current").exists()
@@ -313,11 +313,11 @@ def test_trust_new_host_records_the_key_then_deploys(lab: DeviceLab, env: dict[s
     dev = lab.devices[2]
     kh = tmp_path / "ssh" / "known_hosts"  # does not exist yet
     target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
-    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--trust-new-host", "--json")
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--trust-new-host", "--json")
     assert res.returncode == 0, res.stderr
     assert kh.read_text() == lab.known_hosts_line(dev) and "trusted new host" in res.stderr
     assert json.loads(res.stdout)["smoke"]["hostname"] == dev.hostname
-    again = cli_json(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle))  # no flag: key known now
+    again = cli_json(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned")  # no flag: key known now
     assert again["transferred_bytes"] == 0 and kh.read_text() == lab.known_hosts_line(dev)
 
 
@@ -329,7 +329,7 @@ def test_changed_host_key_is_refused_even_with_trust_new_host(lab: DeviceLab, en
     target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
     lab.regenerate_host_key(dev)  # reinstalled device, or an impostor at its address
     for extra in ([], ["--trust-new-host"]):
-        msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), *extra))
+        msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", *extra))
         assert "CHANGED" in msg and "man-in-the-middle" in msg and str(kh) in msg
     assert kh.read_text() == recorded
 
@@ -341,12 +341,12 @@ def test_wrong_key_and_unreachable_host_are_one_line_errors(lab: DeviceLab, env:
     target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh, **FAST)
     stranger = tmp_path / "stranger_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--key",
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--key",
                              str(stranger)))
     assert "refused SSH key" in msg and str(stranger) in msg
     nobody = f"{dev.addr.rsplit('.', 1)[0]}.99:22" if lab.uses_netns else f"127.0.0.1:{_closed_port()}"
     t0 = time.monotonic()
-    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--host",
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--host",
                              f"root@{nobody}"))
     assert "cannot reach" in msg and "after 3 attempts" in msg and time.monotonic() - t0 < 30
 
@@ -497,3 +497,116 @@ def test_quickstart_ssh_demo_runs_against_a_simulated_device(tiny_bundle: Path, 
     assert out["within_budget"] == 1.0 and out["calibration"]
     assert sorted(s for _, s in stored(store)) == [f"s{i:03d}" for i in range(6)]
     assert namespaces() == before  # the demo's lab cleaned up after itself
+
+
+# ---- trust on the device ----------------------------------------------------------------------------------
+def test_trust_store_refuses_what_its_keys_did_not_sign(lab: DeviceLab, env: dict[str, str], tiny_run: Path,
+                                                       tiny_bundle: Path, tmp_path: Path) -> None:
+    """A target with [trust] keys: deploy installs the store; unsigned bundles, bundles signed by a
+    removed key, a bundle swapped in behind deploy's back and a tampered latency model are each
+    refused in one line, and the release that ran keeps running."""
+    from edge_eas.bundle import export_bundle
+    from edge_eas.runtime.signing import generate_keypair, key_id_of, sign
+    dev = lab.devices[2]
+    keys = tmp_path / "keys"
+    for name in ("release", "next"):
+        generate_keypair(keys / name)
+    signed, nxt = tmp_path / "signed.eas", tmp_path / "next.eas"
+    export_bundle(tiny_run, signed, sign_key=keys / "release", calib_per_class=8)
+    export_bundle(tiny_run, nxt, sign_key=keys / "next", calib_per_class=4)
+    kh = known_hosts_with(tmp_path, lab, dev)
+    target = lab.write_target(dev, tmp_path / "c.toml", known_hosts=kh)
+    target.write_text(target.read_text() + f'\n[trust]\nkeys = ["{keys / "release.pub"}"]\n')
+
+    rep = cli_json(env, "deploy", "--target", str(target), "--bundle", str(signed))
+    assert rep["trust"]["store"] and rep["trust"]["signed_by"] == key_id_of(keys / "release.pub")
+    current = rep["current"]
+    release_dir = dev.runtime_dir / current
+
+    def current_now() -> str:
+        return os.readlink(dev.runtime_dir / "current")
+
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle)))
+    assert "unsigned" in msg and "--allow-unsigned" in msg and current_now() == current
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--bundle", str(nxt)))
+    assert "would refuse" in msg and current_now() == current
+
+    # an attacker with write access to the runtime directory swaps the bundle behind deploy's back
+    original = (release_dir / "model.eas").read_bytes()
+    (release_dir / "model.eas").write_bytes(tiny_bundle.read_bytes())
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(signed), "--scenarios", "1", "--runs", "30",
+              "--store", str(tmp_path / "s.sqlite"), "--json")
+    assert res.returncode == 1
+    fail = json.loads(res.stdout)["devices"][0]["failure"]
+    assert "runs bundle" in fail or "not signed" in fail  # refused: the swapped file is not what was deployed
+    res = subprocess.run(["ip", "netns", "exec", dev.netns, str(dev.runtime_dir / "venv/bin/python"), "-m",
+                          "edge_eas.runtime", "--bundle", str(release_dir / "model.eas")] if dev.netns else
+                         [str(dev.runtime_dir / "venv/bin/python"), "-m", "edge_eas.runtime", "--bundle",
+                          str(release_dir / "model.eas")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "not signed" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    (release_dir / "model.eas").write_bytes(original)
+
+    # a latency model shipped beside the bundle: signed it loads, tampered it is refused
+    models = release_dir / "latency_models.json"
+    models.write_text(json.dumps({"target": "dev-c", "models": {}}))
+    Path(str(models) + ".sig").write_text(json.dumps(sign(models.read_bytes(), keys / "release")))
+    ok = cli(env, "bench", "--target", str(target), "--bundle", str(signed), "--scenarios", "1", "--runs", "30",
+             "--store", str(tmp_path / "s2.sqlite"), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["devices"][0]["hello"]["trust"]["verified"]
+    models.write_text(json.dumps({"target": "dev-c", "models": {"numpy/t1": {}}}))
+    bad = cli(env, "bench", "--target", str(target), "--bundle", str(signed), "--scenarios", "1", "--runs", "30",
+              "--store", str(tmp_path / "s3.sqlite"), "--json")
+    assert bad.returncode == 1 and "latency model" in json.loads(bad.stdout)["devices"][0]["failure"]
+    models.unlink()
+    Path(str(models) + ".sig").unlink()
+
+    # rotation: trust the next key, deploy what it signed, then drop the old key
+    rep = cli_json(env, "deploy", "--target", str(target), "--bundle", str(nxt), "--trust-key",
+                   str(keys / "next.pub"))
+    assert set(rep["trust"]["keys"]) == {key_id_of(keys / "release.pub"), key_id_of(keys / "next.pub")}
+    target.write_text(target.read_text().replace(str(keys / "release.pub"), str(keys / "next.pub")))
+    rep = cli_json(env, "deploy", "--target", str(target), "--bundle", str(nxt))
+    assert rep["trust"]["keys"] == [key_id_of(keys / "next.pub")]
+    running = current_now()
+    msg = one_line_error(cli(env, "deploy", "--target", str(target), "--rollback"))  # back to the release-key bundle
+    assert "does not match any trusted key" in msg and current_now() == running  # refused; what ran still runs
+
+
+def test_passphrase_protected_key_works_via_ssh_agent_and_env(lab: DeviceLab, deployed: dict[str, Any],
+                                                              env: dict[str, str], tiny_bundle: Path,
+                                                              tmp_path: Path) -> None:
+    dev = lab.devices[1]
+    key = tmp_path / "id_protected"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret phrase", "-f", str(key)], check=True)
+    with open(dev.dir / "authorized_keys", "a") as f:
+        f.write(Path(f"{key}.pub").read_text())
+    target = lab.write_target(dev, tmp_path / "b.toml", key=key)
+    clean = {k: v for k, v in env.items() if k not in ("SSH_AUTH_SOCK", "EDGE_EAS_KEY_PASSPHRASE")}
+    msg = one_line_error(cli(clean, "deploy", "--target", str(target), "--bundle", str(tiny_bundle),
+                             "--allow-unsigned"))
+    assert "protected by a passphrase" in msg and "ssh-add" in msg
+
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists, 30, "ssh-agent's socket")
+        askpass = tmp_path / "askpass.sh"
+        askpass.write_text("#!/bin/sh\necho 's3cret phrase'\n")
+        askpass.chmod(0o700)
+        subprocess.run(["ssh-add", str(key)], check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                       env={**clean, "SSH_AUTH_SOCK": str(sock), "SSH_ASKPASS": str(askpass),
+                            "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"})
+        res = cli({**clean, "SSH_AUTH_SOCK": str(sock)}, "deploy", "--target", str(target), "--bundle",
+                  str(tiny_bundle), "--allow-unsigned", "--json")
+        assert res.returncode == 0, res.stderr
+        assert "s3cret" not in res.stdout + res.stderr
+    finally:
+        agent.kill()
+        agent.wait()
+    res = cli({**clean, "EDGE_EAS_KEY_PASSPHRASE": "s3cret phrase"}, "deploy", "--target", str(target), "--bundle",
+              str(tiny_bundle), "--allow-unsigned", "--json")
+    assert res.returncode == 0, res.stderr
+    msg = one_line_error(cli({**clean, "EDGE_EAS_KEY_PASSPHRASE": "wrong"}, "deploy", "--target", str(target),
+                             "--bundle", str(tiny_bundle), "--allow-unsigned"))
+    assert "wrong passphrase" in msg and "wrong" not in msg.replace("wrong passphrase", "")

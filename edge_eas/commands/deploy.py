@@ -19,6 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-new-host", action="store_true",
                    help="accept an unknown host key and record it in the target's known_hosts")
     p.add_argument("--rollback", action="store_true", help="switch back to the previous deployment")
+    p.add_argument("--trust-key", type=Path, action="append", default=[], metavar="KEY.pub",
+                   help="also trust this public key on the device (key rotation); the target's [trust] keys are "
+                        "always installed")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="deploy an unsigned bundle: the device pins exactly this bundle's SHA-256 (recorded in "
+                        "the deploy and bench reports)")
     p.add_argument("--wheels", type=Path, help="directory of wheels for the device (edge_eas, numpy, "
                                                "cryptography...) instead of building/downloading them")
 
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     for t in targets:
         try:
-            rep = deploy(t, ssh_options(t, args), bundle, rollback=args.rollback, wheels_dir=args.wheels)
+            rep = deploy(t, ssh_options(t, args), bundle, rollback=args.rollback, wheels_dir=args.wheels,
+                         trust_keys=tuple(args.trust_key), allow_unsigned=args.allow_unsigned)
         except UserError as exc:
             if len(targets) == 1:
                 raise
@@ -67,6 +74,14 @@ def print_summary(r: dict[str, Any]) -> None:
           f"numpy {sm.get('numpy')}{' (system)' if r.get('numpy_source') == 'system' else ''} "
           f"({'installed' if r['runtime_installed'] else 'unchanged'})")
     print(f"  engine    {r.get('engine_package') or 'numpy only (no TFLite wheel)'}")
+    tr = r.get("trust") or {}
+    if r.get("rolled_back"):
+        print("  trust     unchanged (rollback)")
+    elif tr.get("store"):
+        print(f"  trust     store with key(s) {', '.join(tr['keys'])}; bundle "
+              + (f"signed by {tr['signed_by']}" if tr.get("signed_by") else "UNSIGNED, pinned (--allow-unsigned)"))
+    else:
+        print("  trust     no trust store on the device (no [trust] keys)")
     print(f"  releases  current {r['current']}, previous {r['previous'] or '-'}")
     print(f"  transfer  {r['transferred_bytes']:,} bytes" + (" (bundle uploaded)" if r["bundle_uploaded"] else ""))
     print(f"  smoke     classes {sm.get('classes')} budget {sm.get('budget_mflops')} MFLOPs -> "

@@ -183,8 +183,8 @@ def _consume(lines: Iterator[str], device: str, target: str, bench_run: str, sto
             report.errors.append(line)
             if on_result:
                 on_result(line)
-        elif kind == "fatal":
-            raise AgentFailure(line.get("error", "device agent failed"))
+        elif kind == "fatal":  # the agent refused the bundle, models or scenarios: retrying cannot help
+            raise DeviceRefused(f"device agent: {line.get('error', 'failed')}")
         elif kind == "done":
             return True
     return False

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from ..console import info
 from ..errors import UserError
 from ..targets import Target
 from .ssh import DeviceLayout, SSHOptions, SSHSession, sha256_file
+from .trust_store import StorePlan, kept_pins, plan_store
 
 if TYPE_CHECKING:
     from .engine_wheels import EngineOptions
@@ -86,6 +87,12 @@ def venv_system_site():
     except (IOError, OSError):
         pass
     return None
+def read_json(p):
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
 out = {}
 if mode == "probe":
     rel = sys.argv[3]
@@ -100,7 +107,17 @@ if mode == "probe":
            "venv_system_site": venv_system_site(), "system_numpy": system_numpy(),
            "current": link_of(cur), "previous": link_of(prev),
            "release_sha256": sha(os.path.join(root, rel, "model.eas")),
-           "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json"))}
+           "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json")),
+           "trust": link_of(os.path.join(root, "trust")), "trust_store": read_json(os.path.join(root, "trust", "trust.json"))}
+elif mode == "trust":
+    link = os.path.join(root, "trust")
+    old = link_of(link)
+    if sys.argv[3] == "-":
+        if old:
+            os.remove(link)
+    else:
+        relink(sys.argv[3], link)
+    out = {"changed": old != sys.argv[3], "previous": old}
 elif mode == "activate":
     rel, old = sys.argv[3], link_of(cur)
     if old != rel:
@@ -135,6 +152,7 @@ class DeployReport:
     numpy_source: str = "wheel"        # "system": Debian's python3-numpy through --system-site-packages
     warnings: list[str] = field(default_factory=list)
     bundle_uploaded: bool = False
+    trust: dict[str, Any] = field(default_factory=dict)  # the device's trust store after this deploy
     transferred_bytes: int = 0
     device: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=dict)
@@ -336,15 +354,20 @@ def _last_line(text: str) -> str:
 class Deployer:
     """One deploy (or rollback) to one device over one SSH session."""
 
-    def __init__(self, target: Target, options: SSHOptions, wheels_dir: Path | None = None) -> None:
+    def __init__(self, target: Target, options: SSHOptions, wheels_dir: Path | None = None,
+                 trust_keys: tuple[Path, ...] = (), allow_unsigned: bool = False) -> None:
         if target.local or target.connection is None:
             raise UserError(f"target {target.name} is local: nothing to deploy (bench runs the agent here)")
         self.target = target
         self.options = options
         self.wheels_dir = wheels_dir
+        self.trust_keys = [*target.trust_keys, *trust_keys]
+        self.allow_unsigned = allow_unsigned
 
     def deploy(self, bundle: Path) -> DeployReport:
-        sha, smoke = _check_bundle(bundle)
+        sha, smoke, signed = _check_bundle(bundle)
+        # refused here, before a byte is sent, if the device's trust store would refuse it
+        plan = plan_store(self.trust_keys, bundle, sha, signed, self.allow_unsigned)
         start = time.monotonic()
         with self._session() as s:
             layout = DeviceLayout(s.expand(self.target.runtime_dir))
@@ -352,12 +375,20 @@ class Deployer:
             release = f"releases/{sha[:16]}"
             probe = self._helper(s, "probe", layout.root, release)
             report.device = {k: probe[k] for k in ("python", "machine", "libc")}
+            if probe.get("trust") and not plan.active:
+                raise UserError(f"{s.label} has a trust store ({layout.root}/trust) but target {self.target.name} "
+                                f"names no [trust] keys: add them to the target (or --trust-key KEY.pub)")
+            plan = replace(plan, pins=tuple(sorted(set(plan.pins) | set(kept_pins(
+                probe.get("trust_store"), [probe.get("current"), probe.get("previous")])))))
             report.runtime_installed, engine_ok = self._ensure_runtime(s, layout, probe, report)
             if probe["release_sha256"] != sha:
                 s.upload(bundle, f"{layout.root}/{release}/model.eas")
                 report.bundle_uploaded = True
             if not probe["release_smoke"]:
                 s.write_bytes(json.dumps(smoke).encode(), f"{layout.root}/{release}/smoke.json")
+            self._install_trust(s, layout, plan, probe)
+            report.trust = plan.summary(self.allow_unsigned)
+            report.warnings += plan.warnings
             switched = self._helper(s, "activate", layout.root, release)
             report.switched, report.current, report.previous = switched["changed"], release, switched["previous"]
             try:
@@ -381,10 +412,23 @@ class Deployer:
             report.bundle_sha256 = s.sha256(layout.bundle)
             installed = json.loads(s.read_text(f"{layout.root}/installed.json") or "{}")
             report.engine_package = installed.get("engine_installed")
-            report.smoke = self._smoke(s, layout, self._smoke_engine(report.engine_package is not None, report))
+            try:
+                report.smoke = self._smoke(s, layout, self._smoke_engine(report.engine_package is not None, report))
+            except UserError as exc:  # e.g. the trust store no longer accepts the old release: keep what ran
+                self._helper(s, "rollback", layout.root)
+                raise UserError(f"{exc}; kept {swapped['previous']}") from None
             report.transferred_bytes = s.bytes_uploaded
         report.seconds = round(time.monotonic() - start, 3)
         return report
+
+    def _install_trust(self, s: SSHSession, layout: DeviceLayout, plan: StorePlan, probe: dict[str, Any]) -> None:
+        """Write the store into its immutable, content-named directory, then switch the link."""
+        if not plan.active:
+            return
+        if probe.get("trust") != plan.dirname:
+            for name, data in plan.files().items():
+                s.write_bytes(data, f"{layout.root}/{plan.dirname}/{name}")
+            self._helper(s, "trust", layout.root, plan.dirname)
 
     def _session(self) -> SSHSession:
         assert self.target.connection is not None
@@ -507,8 +551,9 @@ class Deployer:
                 "p90_ms": meas["stats"].get("p90_ms")}
 
 
-def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]]]:
-    """Verify the bundle here before shipping it; return its SHA-256 and one smoke scenario."""
+def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]], bool]:
+    """Verify the bundle here before shipping it; return its SHA-256, one smoke scenario and
+    whether it is signed."""
     from ..remote.scenarios import make_scenarios
     from ..runtime.bundle_reader import BundleError, open_bundle
     from ..space import SearchSpace
@@ -520,12 +565,13 @@ def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]]]:
         raise UserError(f"cannot read bundle {bundle}: {exc.strerror or exc}") from None
     space = SearchSpace.from_dict(b.manifest["space"])
     scenario = make_scenarios(space, len(b.manifest["class_names"]), 1, seed=0)
-    return b.sha256, [dict(scenario[0], id="smoke")]
+    return b.sha256, [dict(scenario[0], id="smoke")], b.signature is not None
 
 
 def deploy(target: Target, options: SSHOptions, bundle: Path | None, rollback: bool = False,
-           wheels_dir: Path | None = None) -> DeployReport:
-    d = Deployer(target, options, wheels_dir)
+           wheels_dir: Path | None = None, trust_keys: tuple[Path, ...] = (),
+           allow_unsigned: bool = False) -> DeployReport:
+    d = Deployer(target, options, wheels_dir, trust_keys, allow_unsigned)
     if rollback:
         return d.rollback()
     if bundle is None:

@@ -135,7 +135,10 @@ class SerialConsole:
 
     def open(self) -> None:
         if self.transcript is not None and self._log is None:
-            self._log = open(self.transcript, "ab")
+            # a console session can show secrets (keys, tokens): only the user may read it
+            fd = os.open(self.transcript, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)  # an existing file with looser permissions is tightened too
+            self._log = os.fdopen(fd, "ab")
         self._open_port(time.monotonic() + 5.0)
         self._login(time.monotonic() + self.login_timeout)
 

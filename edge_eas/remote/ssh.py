@@ -25,6 +25,7 @@ import posixpath
 import secrets
 import shlex
 import socket
+import sys
 import time
 import tomllib
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ from .bench import AgentFailure
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")
 _ENV_PREFIX = "EDGE_EAS_SSH_"  # e.g. EDGE_EAS_SSH_COMMAND_TIMEOUT=30
+PASSPHRASE_ENV = "EDGE_EAS_KEY_PASSPHRASE"
 
 # Runs on the device with its own python: prints the SHA-256 of argv[1], or "-" if it is missing.
 _SHA256_CODE = (
@@ -234,6 +236,29 @@ class SSHSession:
             raise DeviceRefused(f"SSH key {path} does not exist (set [connection] key or pass --key)")
         return str(path)
 
+    def _private_key(self, key_path: str) -> paramiko.PKey:
+        """The key file, decrypted if it is protected: by the ssh-agent that holds it, by
+        $EDGE_EAS_KEY_PASSPHRASE, or by a prompt on a terminal. The passphrase is never logged."""
+        try:
+            return paramiko.PKey.from_path(key_path)
+        except paramiko.PasswordRequiredException:
+            pass
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise DeviceRefused(f"cannot read SSH key {key_path}: {exc}") from None
+        held = _agent_key_for(key_path)
+        if held is not None:
+            return held
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        if passphrase is None and sys.stdin.isatty():
+            passphrase = getpass.getpass(f"passphrase for SSH key {key_path}: ")
+        if passphrase is None:
+            raise DeviceRefused(f"SSH key {key_path} is protected by a passphrase: load it into ssh-agent "
+                                f"(ssh-add {key_path}), set ${PASSPHRASE_ENV}, or run on a terminal to be asked")
+        try:
+            return paramiko.PKey.from_path(key_path, passphrase=passphrase.encode())
+        except (paramiko.SSHException, ValueError) as exc:
+            raise DeviceRefused(f"cannot decrypt SSH key {key_path}: wrong passphrase? ({type(exc).__name__})") from None
+
     def _connect_once(self) -> None:
         t = self.options.connect_timeout
         # Reach the device first: an unreachable device is the problem to report, before any
@@ -249,9 +274,9 @@ class SSHSession:
                     raise DeviceRefused(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
             policy = _RecordNew if self.options.trust_new_host else _RejectUnknown
             client.set_missing_host_key_policy(policy(self.known_hosts))
-            client.connect(self.conn.host, port=self.conn.port, username=self.user, key_filename=key_path,
-                           sock=sock, banner_timeout=t, auth_timeout=t, channel_timeout=t,
-                           look_for_keys=False, allow_agent=False)
+            client.connect(self.conn.host, port=self.conn.port, username=self.user,
+                           pkey=self._private_key(key_path), sock=sock, banner_timeout=t, auth_timeout=t,
+                           channel_timeout=t, look_for_keys=False, allow_agent=False)
         except BaseException:
             client.close()
             sock.close()
@@ -270,8 +295,6 @@ class SSHSession:
                 f"{self.known_hosts} (possible man-in-the-middle attack, or the device was reinstalled); if you "
                 f"expected this, remove the old entry with `ssh-keygen -R '{host_name}' -f {self.known_hosts}` and "
                 f"connect again with --trust-new-host")
-        if isinstance(exc, paramiko.PasswordRequiredException):
-            return DeviceRefused(f"SSH key {key_path} is encrypted; edge_eas needs an unencrypted deploy key (--key)")
         if isinstance(exc, paramiko.AuthenticationException):
             return DeviceRefused(f"{self.label} refused SSH key {key_path}: add its public key to the device's "
                              f"~/.ssh/authorized_keys or pass --key")
@@ -486,6 +509,19 @@ class SSHSession:
             chan.close()
         if rc not in ok:
             raise AgentFailure(f"{what} exited with status {rc} on {self.label}: {_tail(err.decode(errors='replace'))}")
+
+
+def _agent_key_for(key_path: str) -> paramiko.PKey | None:
+    """The ssh-agent's copy of this key (matched by its .pub file), if an agent holds it."""
+    pub = Path(key_path + ".pub")
+    if not os.environ.get("SSH_AUTH_SOCK") or not pub.is_file():
+        return None
+    try:
+        wanted = pub.read_text().split()[1]
+        agent = paramiko.Agent()
+    except (OSError, IndexError, paramiko.SSHException):
+        return None
+    return next((k for k in agent.get_keys() if k.get_base64() == wanted), None)
 
 
 def _dead_link_timeout(sock: Any, seconds: float) -> None:

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
         print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
         return 2
     out.emit({"type": "hello", "runtime_version": __version__, "bundle_sha256": rt.bundle.sha256,
-              "environment": describe(args.threads), "scenarios": len(scenarios)})
+              "environment": describe(args.threads), "scenarios": len(scenarios), "trust": rt.trust_status()})
     if args.profile_blocks:
         from .profile import profile_blocks
         out.phase("profiling blocks")

@@ -121,6 +121,12 @@ class Runtime:
         rt._trust, rt._keys = trust, keys
         return rt
 
+    def trust_status(self) -> dict[str, Any]:
+        """What vouched for the loaded bundle: reported by the agent, so bench reports record it."""
+        signed = self.bundle.signed_by is not None
+        return {"store": str(self._trust.path) if self._trust else None, "signed_by": self.bundle.signed_by,
+                "verified": signed, "unsigned_allowed": bool(self._trust and not signed)}
+
     def load_latency_models(self, path: str | Path) -> None:
         """Latency models from a JSON file (as `edge_eas calibrate` writes it), checked against its
         `.sig` whenever this runtime checks bundles: under a trust store or with trusted keys an

@@ -40,8 +40,9 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
     members: dict[str, bytes]
-    signed_by: str | None = None
+    signed_by: str | None = None       # key id, when verified against trusted keys
     sha256: str = ""
+    signature: dict[str, Any] | None = None  # manifest.sig as found (unverified without trusted keys)
     _cache: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def tensors(self, member: str) -> dict[str, np.ndarray]:
@@ -131,7 +132,7 @@ def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits,
         if sha != info["sha256"]:
             raise BundleError(f"{p}: member {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
         members[name] = data
-    return Bundle(p, manifest, members, signed_by, file_sha)
+    return Bundle(p, manifest, members, signed_by, file_sha, signature)
 
 
 def _file_sha256(path: Path) -> str:
