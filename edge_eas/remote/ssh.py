@@ -241,8 +241,11 @@ class SSHSession:
         $EDGE_EAS_KEY_PASSPHRASE, or by a prompt on a terminal. The passphrase is never logged."""
         try:
             return paramiko.PKey.from_path(key_path)
-        except paramiko.PasswordRequiredException:
-            pass
+        except (paramiko.PasswordRequiredException, TypeError) as exc:
+            # paramiko raises PasswordRequiredException for PEM keys; for OpenSSH-format keys the
+            # TypeError of cryptography's loader ("Key is password-protected ...") comes through
+            if isinstance(exc, TypeError) and "password" not in str(exc).lower():
+                raise DeviceRefused(f"cannot read SSH key {key_path}: {exc}") from None
         except (paramiko.SSHException, ValueError, OSError) as exc:
             raise DeviceRefused(f"cannot read SSH key {key_path}: {exc}") from None
         held = _agent_key_for(key_path)
@@ -255,8 +258,8 @@ class SSHSession:
             raise DeviceRefused(f"SSH key {key_path} is protected by a passphrase: load it into ssh-agent "
                                 f"(ssh-add {key_path}), set ${PASSPHRASE_ENV}, or run on a terminal to be asked")
         try:
-            return paramiko.PKey.from_path(key_path, passphrase=passphrase.encode())
-        except (paramiko.SSHException, ValueError) as exc:
+            return paramiko.PKey.from_path(key_path, passphrase.encode())
+        except (paramiko.SSHException, ValueError, TypeError) as exc:
             raise DeviceRefused(f"cannot decrypt SSH key {key_path}: wrong passphrase? ({type(exc).__name__})") from None
 
     def _connect_once(self) -> None:
