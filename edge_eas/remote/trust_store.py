@@ -74,7 +74,8 @@ def plan_store(key_paths: list[Path], bundle: Path, bundle_sha: str, signed: boo
         warnings.append("no [trust] keys for this target: the device keeps no trust store and accepts any bundle "
                         "whose hashes match its own manifest (add [trust] keys = [\"release.pub\"])")
     if not signed:
-        warnings.append("deployed UNSIGNED with --allow-unsigned: pinned by SHA-256 on the device")
+        warnings.append("deployed UNSIGNED with --allow-unsigned" + (": pinned by its SHA-256 in the device's trust "
+                                                                        "store" if keys else ""))
     pins = tuple(sorted(set(kept_pins) | ({bundle_sha} if not signed else set()))) if keys else ()
     return StorePlan(keys, pins, signed_by, warnings)
 
