@@ -66,15 +66,25 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Linux keeps ru_maxrss across execve, so a child forked from this (large) pytest process would report
+# pytest's own size. A small launcher runs the reader as its child and reports RUSAGE_CHILDREN: the
+# peak RSS of the process that opened the bomb, bounded below only by the small launcher it forked from.
+_READER = ("import json, sys, time\n"
+           "from edge_eas.runtime.bundle_reader import BundleError, open_bundle\n"
+           "t = time.perf_counter()\n"
+           "try:\n    open_bundle(sys.argv[1])\n    err = None\n"
+           "except BundleError as exc:\n    err = str(exc)\n"
+           "print(json.dumps({'seconds': time.perf_counter() - t, 'error': err}))\n")
+_LAUNCHER = ("import json, resource, subprocess, sys\n"
+             "out = subprocess.run([sys.executable, '-c', sys.argv[1], sys.argv[2]], capture_output=True, text=True)\n"
+             "res = json.loads(out.stdout)\n"
+             "res['max_rss_mib'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+             "print(json.dumps(res))\n")
+
+
 def test_zip_bomb_is_refused_fast_with_bounded_memory(bomb: Path) -> None:
-    code = ("import json, resource, sys, time\n"
-            "from edge_eas.runtime.bundle_reader import BundleError, open_bundle\n"
-            "t = time.perf_counter()\n"
-            "try:\n    open_bundle(sys.argv[1])\n    err = None\n"
-            "except BundleError as exc:\n    err = str(exc)\n"
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'error': err,\n"
-            "                  'max_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, _READER, str(bomb)], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["error"] and "zip bomb" in res["error"] and "10,240 MiB" in res["error"], res
