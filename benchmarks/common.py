@@ -136,3 +136,29 @@ def plot_accuracy_vs_mflops(series: dict[str, list[tuple[float, float]]], path: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def bootstrap_ci(diff: Any, seed: int, n: int = 10_000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean of paired differences (resampling scenarios)."""
+    import numpy as np
+    diff = np.asarray(diff, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))
+    means = diff[idx].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired(methods: dict[str, list[dict[str, Any]]], ref: str, subset: list[int], seed: int,
+           key: str = "test_accuracy") -> dict[str, Any]:
+    """`ref` minus every other method on the same scenarios, in percentage points, with a 95 %
+    bootstrap CI and a verdict: win / loss when the CI excludes 0, else tie."""
+    import numpy as np
+    out = {}
+    base = np.array([methods[ref][i][key] for i in subset])
+    for name, rows in methods.items():
+        if name == ref:
+            continue
+        diff = 100 * (base - np.array([rows[i][key] for i in subset]))
+        lo, hi = bootstrap_ci(diff, seed)
+        out[name] = {"mean_pp": float(diff.mean()), "ci95_pp": [lo, hi], "scenarios": len(subset),
+                     "verdict": "win" if lo > 0 else ("loss" if hi < 0 else "tie")}
+    return out

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import readme_fashion
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -152,7 +154,7 @@ def quickstart_section(doc: dict[str, Any]) -> list[str]:
 
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
-    ("quickstart", quickstart_section), ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
+    ("quickstart", quickstart_section), *readme_fashion.SECTIONS, ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
     ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_arm64_section), ("fleet", fleet_section),
     ("gpu_training", lambda d: [f"### GPU training", "", d.get("summary", "")]),
 ]

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_clean_tree, save_result  # noqa: E402
+from common import (add_allow_dirty, paired, plot_accuracy_vs_mflops, require_clean_tree,  # noqa: E402
+                    RESULTS, save_result)
 
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
@@ -71,26 +72,6 @@ def uniform_family(space: SearchSpace) -> list[Arch]:
 def static_arch(space: SearchSpace, family: list[Arch], n_cls: int, budget: float) -> Arch:
     fits = [a for a in family if macs(space, a, n_cls) / 1e6 <= budget]
     return max(fits, key=lambda a: macs(space, a, n_cls)) if fits else space.smallest()
-
-
-def bootstrap_ci(diff: np.ndarray, rng: np.random.Generator, n: int = 10_000) -> tuple[float, float]:
-    idx = rng.integers(0, len(diff), size=(n, len(diff)))
-    means = diff[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def paired(methods: dict[str, list[dict[str, Any]]], ref: str, subset: list[int], seed: int) -> dict[str, Any]:
-    out = {}
-    base = np.array([methods[ref][i]["test_accuracy"] for i in subset])
-    for name, rows in methods.items():
-        if name == ref:
-            continue
-        other = np.array([rows[i]["test_accuracy"] for i in subset])
-        diff = 100 * (base - other)
-        lo, hi = bootstrap_ci(diff, np.random.default_rng(seed))
-        out[name] = {"mean_pp": float(diff.mean()), "ci95_pp": [lo, hi], "scenarios": len(subset),
-                     "verdict": "win" if lo > 0 else ("loss" if hi < 0 else "tie")}
-    return out
 
 
 def main() -> None:

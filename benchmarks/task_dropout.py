@@ -1,8 +1,12 @@
-"""Task-dropout ablation: the same training budget with and without task dropout; mean task
-accuracy over 50 random tasks of 2-5 classes for the smallest, a median and the largest
-sub-network (BN recalibrated per task), plus all-class accuracy and what BN recalibration buys.
+"""Task-dropout ablation: the same training budget with and without task dropout, over several
+seeds. Arms: `superclass` (task dropout whose tasks are half inside one superclass, the
+default), `random` (task dropout with random tasks only) and `none`. Each run is scored on the
+same tasks of 2-5 classes (half inside one superclass where the data has groups) for the
+smallest, a median and the largest sub-network, BN recalibrated, on the test split of each
+task's classes; plus all-class accuracy. Paired differences (arm - none) with 95 % bootstrap
+CIs over (seed, task) pairs.
 
-    python benchmarks/task_dropout.py [--data digits] [--epochs 50] [--runs-dir benchmarks/runs]
+    python benchmarks/task_dropout.py --data fashion-mnist --epochs 2 --seeds 0 1 [--arms superclass none]
 """
 
 from __future__ import annotations
@@ -10,19 +14,30 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, paired, require_clean_tree, save_result  # noqa: E402
 
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
 from edge_eas.evaluate import TaskEvaluator  # noqa: E402
 from edge_eas.run import RunDir, load_supernet  # noqa: E402
 from edge_eas.space import Arch, SearchSpace  # noqa: E402
+from edge_eas.space_rule import NAMED  # noqa: E402
 from edge_eas.tasks import Task, TaskSampler  # noqa: E402
 from edge_eas.train import TrainConfig, train_supernet  # noqa: E402
+
+ARMS = {"superclass": {"task_dropout": True, "task_in_group": 0.5},
+        "random": {"task_dropout": True, "task_in_group": 0.0},
+        "none": {"task_dropout": False}}
+SIZES = ("smallest", "median", "largest")
+
+
+def preset_of(data: str) -> str:
+    return NAMED.get(data.split(":")[0], "digits")
 
 
 def median_arch(space: SearchSpace, seed: int = 0) -> Arch:
@@ -32,62 +47,105 @@ def median_arch(space: SearchSpace, seed: int = 0) -> Arch:
     return archs[int(np.argmin(np.abs(costs - np.median(costs))))]
 
 
-def ensure_run(path: Path, data: str, epochs: int, task_dropout: bool, seed: int) -> dict:
+def ensure_run(path: Path, data: str, epochs: int | None, arm: str, seed: int) -> RunDir:
+    """Train (or resume, or reuse) one supernet of the ablation."""
     run = RunDir(path)
     if not run.is_complete():
-        cfg = TrainConfig.for_preset("digits" if data == "digits" else "cifar", data=data, epochs=epochs,
-                                     task_dropout=task_dropout, train_generator=False, seed=seed)
+        cfg = TrainConfig.for_preset(preset_of(data), data=data, epochs=epochs, train_generator=False,
+                                     seed=seed, **ARMS[arm])
         train_supernet(cfg, path, resume=(path / "checkpoint" / "state.json").is_file())
-    return run.meta()
+    return run
 
 
-def evaluate(path: Path, tasks: list[Task]) -> dict:
-    net, meta = load_supernet(RunDir(path))
+def make_tasks(n_cls: int, groups: dict[str, list[int]], n: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    grouped = TaskSampler(n_cls, 2, 5, groups=tuple(tuple(g) for g in groups.values()), in_group_prob=1.0)
+    anywhere = TaskSampler(n_cls, 2, 5)
+    out = []
+    for i in range(n):
+        in_group = bool(groups) and i % 2 == 0
+        task = grouped.sample_in_group(rng) if in_group else anywhere.sample(rng)
+        out.append({"classes": list(task.classes), "in_group": in_group})
+    return out
+
+
+def evaluate(run: RunDir, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    net, meta = load_supernet(run)
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
     ev = TaskEvaluator(net, data, split="test")
     space = net.space
-    all_classes = Task(tuple(range(data.num_classes)))
-    out = {}
-    for name, arch in (("smallest", space.smallest()), ("median", median_arch(space)), ("largest", space.largest())):
-        accs = [ev.accuracy(arch, t) for t in tasks]
+    everything = Task(tuple(range(data.num_classes)))
+    out: dict[str, Any] = {"train_seconds": meta["throughput"]["seconds"]}
+    for name, arch in zip(SIZES, (space.smallest(), median_arch(space), space.largest())):
         out[name] = {"mflops": macs(space, arch, data.num_classes) / 1e6,
-                     "task_accuracy_mean": float(np.mean(accs)), "task_accuracy_min": float(np.min(accs)),
-                     "all_class_accuracy": ev.accuracy(arch, all_classes),
-                     "all_class_accuracy_without_bn_recalibration": ev.accuracy(arch, all_classes, recalibrate=False)}
-    out["train_seconds"] = meta["throughput"]["seconds"]
-    out["images_per_second"] = meta["throughput"]["images_per_second"]
+                     "task_accuracy": [ev.accuracy(arch, Task(tuple(t["classes"]))) for t in tasks],
+                     "all_class_accuracy": ev.accuracy(arch, everything)}
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="digits")
-    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=None, help="supernet epochs per run (default: the preset's)")
     ap.add_argument("--tasks", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["superclass", "none"])
     ap.add_argument("--runs-dir", type=Path, default=Path("benchmarks/runs"))
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
-    results = {}
-    for label, td in (("task_dropout", True), ("no_task_dropout", False)):
-        path = args.runs_dir / f"{args.data.replace(':', '_').replace('/', '_')}-{label}-e{args.epochs}-s{args.seed}"
-        meta = ensure_run(path, args.data, args.epochs, td, args.seed)
-        n = len(meta["class_names"])
-        rng = np.random.default_rng(1000 + args.seed)
-        sampler = TaskSampler(n, 2, 5)
-        tasks = [sampler.sample(rng) for _ in range(args.tasks)]
-        results[label] = evaluate(path, tasks)
-    rows = []
-    for arch in ("smallest", "median", "largest"):
-        a, b = results["task_dropout"][arch], results["no_task_dropout"][arch]
-        rows.append((arch, a["mflops"], a["task_accuracy_mean"], b["task_accuracy_mean"],
-                     a["all_class_accuracy"], b["all_class_accuracy"]))
-        print(f"{arch:9s} {a['mflops']:.3f} MFLOPs  2-5-class tasks: TD {100 * a['task_accuracy_mean']:.2f}% vs "
-              f"no-TD {100 * b['task_accuracy_mean']:.2f}%   all classes: TD {100 * a['all_class_accuracy']:.2f}% vs "
-              f"no-TD {100 * b['all_class_accuracy']:.2f}%")
-    save_result("task_dropout", {"data": args.data, "epochs": args.epochs, "tasks": args.tasks, "seed": args.seed,
-                                 "results": results}, allow_dirty=args.allow_dirty)
+    if "none" not in args.arms:
+        ap.error("--arms must include none: every arm is compared with it")
+
+    slug = args.data.replace(":", "_").replace("/", "_")
+    data_name = args.data.split(":")[0]
+    results: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in args.arms}
+    tasks: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            run = ensure_run(args.runs_dir / f"{slug}-{arm}-e{args.epochs or 'preset'}-s{seed}", args.data,
+                             args.epochs, arm, seed)
+            meta = run.meta()
+            if not tasks:
+                tasks = make_tasks(len(meta["class_names"]), meta.get("class_groups", {}), args.tasks, 1000)
+            results[arm][seed] = evaluate(run, tasks)
+            r = results[arm][seed]
+            print(f"seed {seed} {arm:10s} " + "  ".join(
+                f"{s} {100 * np.mean(r[s]['task_accuracy']):.2f}%" for s in SIZES), flush=True)
+    epochs = TrainConfig.for_preset(preset_of(args.data), epochs=args.epochs).epochs
+
+    # Paired rows: one per (seed, task); subsets: all tasks, in-group tasks, random tasks.
+    pairs = [(s, i) for s in args.seeds for i in range(len(tasks))]
+    comparisons: dict[str, Any] = {}
+    for size in SIZES:
+        rows = {arm: [{"test_accuracy": results[arm][s][size]["task_accuracy"][i]} for s, i in pairs]
+                for arm in args.arms}
+        subsets = {"all": list(range(len(pairs))),
+                   "in_group": [k for k, (_, i) in enumerate(pairs) if tasks[i]["in_group"]],
+                   "random_tasks": [k for k, (_, i) in enumerate(pairs) if not tasks[i]["in_group"]]}
+        comparisons[size] = {}
+        for subset, ids in subsets.items():
+            if not ids:
+                continue
+            comparisons[size][subset] = {
+                f"{arm} - none": paired({arm: rows[arm], "none": rows["none"]}, arm, ids, 0)["none"]
+                for arm in args.arms if arm != "none"}
+            for name, c in comparisons[size][subset].items():
+                print(f"[{size}, {subset}] {name}: {c['mean_pp']:+.2f} pp, 95% CI [{c['ci95_pp'][0]:+.2f}, "
+                      f"{c['ci95_pp'][1]:+.2f}] ({c['verdict']})")
+    summary = {arm: {size: {"mean_task_accuracy": float(np.mean([results[arm][s][size]["task_accuracy"]
+                                                                  for s in args.seeds])),
+                            "mean_all_class_accuracy": float(np.mean([results[arm][s][size]["all_class_accuracy"]
+                                                                      for s in args.seeds])),
+                            "mflops": results[arm][args.seeds[0]][size]["mflops"]} for size in SIZES}
+               for arm in args.arms}
+    save_result(f"task_dropout_{data_name}", {
+        "data": args.data, "arms": {a: ARMS[a] for a in args.arms},
+        "sample": {"seeds": args.seeds, "tasks": len(tasks), "in_group_tasks": sum(t["in_group"] for t in tasks),
+                   "epochs": epochs, "reduced_epochs": args.epochs is not None},
+        "tasks": tasks, "summary": summary, "comparisons": comparisons,
+        "runs": {arm: {str(s): r for s, r in by_seed.items()} for arm, by_seed in results.items()}},
+        allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":
