@@ -66,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
             b, a = cal["before"], cal["after"]
             info(f"calibrated {key}: within +-10% {100 * b['within_10pct']:.0f}% -> {100 * a['within_10pct']:.0f}%, "
                  f"MAPE {100 * b['mape']:.1f}% -> {100 * a['mape']:.1f}%, tau {b['kendall_tau']:.2f} -> "
-                 f"{a['kendall_tau']:.2f}")
+                 f"{a['kendall_tau']:.2f} on held-out archs; kept {cal['kept']}, ms-budget margin "
+                 f"+{100 * cal['margin']:.1f}%")
     return 0 if not result["failed_devices"] else 1

@@ -40,5 +40,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{100 * m['within_10pct']:.0f}%", f"{m['kendall_tau']:.3f}"))
     print_table(f"latency model for {args.target} (held-out measurements)",
                 ["model", "", "fit on", "held out", "RMSE ms", "MAPE", "within ±10%", "Kendall tau"], rows)
+    for key, cal in result["models"].items():
+        print(f"{key}: kept {cal['kept']} ({cal['reason']}); ms budgets carry a +{100 * cal['margin']:.1f}% margin")
     print(f"wrote {result['model_file']}")
     return 0

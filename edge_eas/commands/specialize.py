@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget_ms is not None:
         kind, budget = "ms", args.budget_ms
         model = _latency_model(args)
-        gen.cost_tables["ms"] = model.table(gen.space)
+        gen.cost_tables["ms"] = model.budget_table(gen.space)
     elif args.budget_mflops is not None:
         kind, budget = "mflops", args.budget_mflops
     else:

@@ -5,6 +5,10 @@ bytes moved, conv layers, a constant), starting from the roofline prior's coeffi
 very few measurements only a scale and offset of the current model are fitted; with more,
 all coefficients by non-negative least squares on relative errors. Profiled per-block entries,
 when present, are kept and only the unprofiled remainder is fitted.
+
+The loss is Huber on relative errors (iteratively reweighted): a timing spoilt by a preempted
+core pulls the fit as an outlier should, linearly, not quadratically. `validate` then decides on
+held-out architectures whether the fit is kept at all (see calibrate_cli.calibrate_rows).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from scipy.optimize import nnls
 
 from ..space import Arch, SearchSpace
 from .latency import LatencyModel, block_features, fixed_features
+
+HUBER_K = 1.345          # the usual Huber constant, in robust standard deviations of relative error
+MIN_SCALE = 0.01         # below 1 % relative error nothing is an outlier
+HUBER_ITERATIONS = 8
 
 
 def arch_features(space: SearchSpace, arch: Arch, num_classes: int) -> np.ndarray:
@@ -31,8 +39,8 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
 
     With fewer than `min_full_fit` measurements only a scale and an offset of the current
     model's predictions are fitted (two unknowns); with more, every feature coefficient, with a
-    light ridge towards the current coefficients for stability. Outliers (> 3 MADs of relative
-    error) are dropped and the fit repeated once."""
+    light ridge towards the current coefficients for stability. Huber loss (IRLS) on relative
+    errors: residuals beyond HUBER_K robust standard deviations are down-weighted."""
     y = np.asarray(measured_ms, dtype=np.float64)
     if len(y) == 0:
         return model
@@ -43,16 +51,15 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
         X = np.stack([_residual_features(model, space, a) for a in archs])
     # a profiled table already has the shape: only its scale and offset are fitted
     full = len(y) >= min_full_fit and not model.entries
-    keep = np.ones(len(y), dtype=bool)
-    for _ in range(2):  # fit, drop outliers, refit
-        theta = _solve(X[keep], y[keep], theta0, prior_weight, full, model, space, [a for a, k in zip(archs, keep) if k])
-        pred = _predict_rows(X, theta, model, space, archs)
-        rel = np.abs(pred - y) / y
-        mad = np.median(np.abs(rel - np.median(rel))) + 1e-9
-        new_keep = rel <= np.median(rel) + 3 * 1.4826 * mad
-        if new_keep.sum() < max(3, len(y) // 2) or (new_keep == keep).all():
+    w = np.ones(len(y))
+    for _ in range(HUBER_ITERATIONS):  # IRLS: weights from the last fit's relative residuals
+        theta = _solve(X, y, theta0, prior_weight, full, model, space, archs, w)
+        rel = (_predict_rows(X, theta, model, space, archs) - y) / y
+        delta = HUBER_K * max(1.4826 * float(np.median(np.abs(rel - np.median(rel)))), MIN_SCALE)
+        new_w = np.minimum(1.0, delta / np.maximum(np.abs(rel), 1e-12))
+        if np.allclose(new_w, w, atol=1e-3):
             break
-        keep = new_keep
+        w = new_w
     if isinstance(theta, tuple):  # scale/offset of the current model
         scale, offset = theta
         coef = tuple(float(c) * scale for c in coef0)
@@ -64,7 +71,7 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
         entries, fixed = model.entries, model.fixed_ms
     return replace(model, coef=coef, const_ms=const, entries=dict(entries), fixed_ms=fixed,
                    source="calibrated" if not model.entries else "profiled+calibrated",
-                   fit={"measurements": int(len(y)), "outliers": int((~keep).sum()),
+                   fit={"measurements": int(len(y)), "downweighted": int((w < 1).sum()), "loss": "huber",
                         "kind": "features" if full else "scale+offset"})
 
 
@@ -88,14 +95,15 @@ def _known_ms(model: LatencyModel, space: SearchSpace, arch: Arch) -> float:
 
 
 def _solve(X: np.ndarray, y: np.ndarray, theta0: np.ndarray, weight: float, full: bool, model: LatencyModel,
-           space: SearchSpace, archs: Sequence[Arch]) -> Any:
+           space: SearchSpace, archs: Sequence[Arch], w: np.ndarray) -> Any:
     known = np.array([_known_ms(model, space, a) for a in archs])
+    sw = np.sqrt(w)
     if not full:
         base = np.array([model.predict(space, a) for a in archs])
-        A = np.stack([base, np.ones(len(y))], 1) / y[:, None]
-        (scale, offset), _ = nnls(A, np.ones(len(y)))
+        A = np.stack([base, np.ones(len(y))], 1) / y[:, None] * sw[:, None]
+        (scale, offset), _ = nnls(A, sw)
         return (float(scale), float(offset))
-    return _ridge_nnls(X, y - known, y, theta0, weight)
+    return _ridge_nnls(X * sw[:, None], (y - known) * sw, y, theta0, weight)
 
 
 def _predict_rows(X: np.ndarray, theta: Any, model: LatencyModel, space: SearchSpace, archs: Sequence[Arch]) -> np.ndarray:

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..fileio import atomic_write_json
 from ..errors import UserError
@@ -35,17 +39,62 @@ def prior_model(target: Target | str, engine: str, threads: int | None,
     return model
 
 
-def calibrate_rows(model: LatencyModel, rows: list[dict[str, Any]], space: SearchSpace, n_fit: int) -> tuple[LatencyModel, dict[str, Any]]:
-    """Fit on the first n_fit rows (arrival order), report before/after on the rest."""
+POOR_WITHIN_10PCT = 0.80     # below this on held-out archs the quick start says the model is unreliable
+MARGIN_QUANTILE = 90         # ms budgets hold as measured for this share of held-out archs
+
+
+def split_by_arch(archs: list[Arch], n_fit: int) -> tuple[list[int], list[int]]:
+    """Fit rows = every row of the first distinct archs (arrival order) until >= n_fit rows;
+    held-out rows = the rest, so no architecture is on both sides."""
+    keys = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
+    fit_keys: set[str] = set()
+    for k in keys:
+        if sum(key in fit_keys for key in keys) >= n_fit:
+            break
+        fit_keys.add(k)
+    return ([i for i, k in enumerate(keys) if k in fit_keys], [i for i, k in enumerate(keys) if k not in fit_keys])
+
+
+def under_prediction_margin(predicted: list[float], measured: list[float]) -> float:
+    """The MARGIN_QUANTILE-th percentile of relative under-prediction (0 when over-predicting)."""
+    if not predicted:
+        return 0.0
+    rel = (np.asarray(measured) - np.asarray(predicted)) / np.asarray(predicted)
+    return float(max(0.0, np.percentile(rel, MARGIN_QUANTILE)))
+
+
+def calibrate_rows(model: LatencyModel, rows: list[dict[str, Any]], space: SearchSpace,
+                   n_fit: int) -> tuple[LatencyModel, dict[str, Any]]:
+    """Fit on the rows of the first archs, validate on the rest (disjoint by arch), and keep
+    whichever of the fitted and the unfitted (block-profiled or prior) model predicts the
+    held-out rows better: calibration never makes the model worse. The kept model carries the
+    margin that ms budgets are repaired against."""
     archs = [Arch.from_dict(r["arch"]) for r in rows]
     measured = [r["median_ms"] for r in rows]
-    fit_idx = list(range(min(n_fit, len(rows))))
-    held = list(range(len(fit_idx), len(rows))) or fit_idx
+    fit_idx, held = split_by_arch(archs, n_fit)
     fitted = fit(model, space, [archs[i] for i in fit_idx], [measured[i] for i in fit_idx])
-    report = {"fit_n": len(fit_idx), "held_out_is_fit_set": len(rows) <= n_fit,
-              "before": accuracy_report([model.predict(space, archs[i]) for i in held], [measured[i] for i in held]),
-              "after": accuracy_report([fitted.predict(space, archs[i]) for i in held], [measured[i] for i in held])}
-    return fitted, report
+    held_is_fit = not held
+    check = held or fit_idx
+    m_held = [measured[i] for i in check]
+    pred = {"before": [model.predict(space, archs[i]) for i in check],
+            "after": [fitted.predict(space, archs[i]) for i in check]}
+    before, after = (accuracy_report(pred[k], m_held) for k in ("before", "after"))
+    better = (after["within_10pct"], -after["mape"]) >= (before["within_10pct"], -before["mape"])
+    kept_name = "calibrated" if better else model.source
+    kept = fitted if better else model
+    reason = (f"held-out within ±10 %: calibrated {after['within_10pct']:.0%} vs {model.source} "
+              f"{before['within_10pct']:.0%} (MAPE {after['mape']:.1%} vs {before['mape']:.1%})")
+    margin = under_prediction_margin(pred["after" if better else "before"], m_held)
+    kept = replace(kept, margin=margin, fit={**kept.fit, "kept": kept_name, "reason": reason})
+    cvs = [r["stats"].get("cv_trimmed", r["stats"].get("cv")) for r in rows if r.get("stats")]
+    report = {"fit_n": len(fit_idx), "held_n": len(held), "held_out_is_fit_set": held_is_fit,
+              "fit_archs": len({json.dumps(archs[i].to_dict(), sort_keys=True) for i in fit_idx}),
+              "before": before, "after": after, "kept": kept_name, "reason": reason, "margin": margin,
+              "kept_within_10pct": (after if better else before)["within_10pct"],
+              "poor": max(before["within_10pct"], after["within_10pct"]) < POOR_WITHIN_10PCT,
+              "median_cv": float(np.median([c for c in cvs if c is not None])) if cvs else None,
+              "load_average": list(os.getloadavg())}
+    return kept, report
 
 
 def calibrate_target(target_name: str, store_path: Path, engine: str | None = None, threads: int | None = None,

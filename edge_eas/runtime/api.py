@@ -209,7 +209,7 @@ class Runtime:
                 if model is None:
                     raise ValueError(f"no latency model for engine {name!r} with {threads or 'default'} threads in "
                                      f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
-                self.generator.cost_tables["ms"] = model.table(self.space)
+                self.generator.cost_tables["ms"] = model.budget_table(self.space)
             arch = self.generator.generate([list(task.classes)], budgets=[float(budget)], kind=kind)[0]
         else:
             self.space.validate(arch)
