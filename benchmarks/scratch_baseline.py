@@ -97,7 +97,6 @@ def main() -> None:
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
 
-    torch.set_num_threads(2)
     run = RunDir(args.run)
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])

@@ -61,8 +61,8 @@ class GeneratorConfig:
     @classmethod
     def for_preset(cls, space: str, **overrides: Any) -> "GeneratorConfig":
         base: dict[str, Any] = {}
-        if space == "fashion":  # a 28 px full-width soft pass costs ~10x digits': fewer, smaller steps
-            base.update(steps=200, scenarios_per_step=4, images_per_scenario=64)
+        if space == "fashion":  # a 28 px soft pass costs ~10x digits': smaller steps (~0.8 s each on 2 cores)
+            base.update(steps=400, scenarios_per_step=4, images_per_scenario=64)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
