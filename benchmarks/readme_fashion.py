@@ -46,7 +46,8 @@ def specialisation_section(doc: dict[str, Any]) -> list[str]:
                      f"({t['speedup_amortised_1000']:,.0f}× with its training amortised over 1,000 scenarios).")
     lines += ["", f"Sample: {n['scenarios']} scenarios (tasks of 2–5 classes, budgets log-uniform), one seed, "
                   f"{n['test_images_per_class']} test images per class; searches use {n['search_evaluations']} real "
-                  f"evaluations on {n['search_val_images_per_class']} validation images per class.", "",
+                  f"evaluations on {n['search_val_images_per_class']} validation images per class; every method timed on "
+                  f"{n.get('threads', 2)} torch thread(s).", "",
               "| method | mean test accuracy | in-group | within budget | budget use | distinct archs | "
               "search time / scenario |", "|---|---|---|---|---|---|---|"]
     for name, m in s.items():
