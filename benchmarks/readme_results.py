@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import readme_fashion
+from readme_fashion import pct
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def pct(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}%"
 
 
 def provenance(doc: dict[str, Any], name: str) -> str:
