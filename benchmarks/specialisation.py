@@ -82,12 +82,14 @@ def main() -> None:
     ap.add_argument("--evo-evaluations", type=int, default=100, help="real evaluations per scenario, both searches")
     ap.add_argument("--search-scenarios", type=int, default=None, help="run the searches on the first N only")
     ap.add_argument("--val-per-class", type=int, default=200, help="validation images per class the searches score")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for every method (timings depend on it)")
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
 
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    wall_start = time.perf_counter()
     run = RunDir(args.run)
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])
@@ -195,7 +197,9 @@ def main() -> None:
         "run": str(args.run), "data": meta["data"], "untrained": False, "seed": args.seed,
         "sample": {"scenarios": k, "in_group": len(in_group), "random_tasks": len(random_ids),
                    "test_images_per_class": int(np.bincount(data.y_test).min()),
-                   "search_val_images_per_class": args.val_per_class, "search_evaluations": args.evo_evaluations},
+                   "search_val_images_per_class": args.val_per_class, "search_evaluations": args.evo_evaluations,
+                   "threads": args.threads},
+        "benchmark_wall_seconds": time.perf_counter() - wall_start,
         "summary": summary, "comparisons": comparisons, "timing": timing, "methods": methods},
         allow_dirty=args.allow_dirty)
 

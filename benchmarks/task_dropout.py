@@ -51,8 +51,11 @@ def ensure_run(path: Path, data: str, epochs: int | None, arm: str, seed: int) -
     """Train (or resume, or reuse) one supernet of the ablation."""
     run = RunDir(path)
     if not run.is_complete():
-        cfg = TrainConfig.for_preset(preset_of(data), data=data, epochs=epochs, train_generator=False,
-                                     seed=seed, **ARMS[arm])
+        full = TrainConfig.for_preset(preset_of(data))
+        # reduced epochs keep the preset's schedule shape: warm-up shrinks in proportion
+        warmup = full.warmup_epochs * epochs / full.epochs if epochs else None
+        cfg = TrainConfig.for_preset(preset_of(data), data=data, epochs=epochs, warmup_epochs=warmup,
+                                     train_generator=False, seed=seed, **ARMS[arm])
         train_supernet(cfg, path, resume=(path / "checkpoint" / "state.json").is_file())
     return run
 

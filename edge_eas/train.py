@@ -44,7 +44,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-5
-    warmup_epochs: int = 2
+    warmup_epochs: float = 2           # may be fractional (short runs)
     random_subnets: int = 2            # sandwich: largest + smallest + this many random
     kd_weight: float = 0.5             # sub-networks: (1-w) * CE + w * KD from the largest
     kd_temperature: float = 1.0
