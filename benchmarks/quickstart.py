@@ -37,6 +37,45 @@ def one_run(out: Path) -> tuple[dict[str, Any], list[str], float]:
     return json.loads((out / "qs" / "report.json").read_text()), cmd, wall
 
 
+def machine_speed() -> dict[str, Any]:
+    """A speed reference for the machine, taken just before a run: a fixed pure-Python loop and
+    a float32 matmul, fastest and median of 30 (this kind of VM alternates between ~1x and ~2x
+    slower stretches, so both are kept), and the load average."""
+    import numpy as np
+
+    def loop() -> int:
+        s = 0
+        for i in range(20000):
+            s += i * i
+        return s
+
+    a = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    out: dict[str, Any] = {"load_average": list(os.getloadavg())}
+    for name, fn in (("python_loop_ms", loop), ("matmul256_ms", lambda: a @ a)):
+        times = []
+        for _ in range(30):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        out[name] = {"min": round(min(times), 4), "median": round(float(np.median(times)), 4)}
+    return out
+
+
+def bench_reference(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The device agent's own speed reference (the smallest arch timed inside every group)."""
+    import sqlite3
+    db = sqlite3.connect(report["store"])
+    refs = [r[0] for r in db.execute("SELECT json_extract(stats_json, '$.reference_ms') FROM measurements")
+            if r[0] is not None]
+    attempts = [r[0] for r in db.execute("SELECT json_extract(stats_json, '$.group_attempts') FROM measurements")
+                if r[0] is not None]
+    db.close()
+    if not refs:
+        return None
+    return {"reference_ms_min": min(refs), "reference_ms_max": max(refs),
+            "groups_timed_again": sum(a > 1 for a in attempts)}
+
+
 def headline(report: dict[str, Any], wall: float) -> dict[str, Any]:
     held = report["calibration"]["held_out"]
     return {"wall_seconds": round(wall, 1), "reported_seconds": round(report["seconds"], 1),
@@ -51,7 +90,9 @@ def headline(report: dict[str, Any], wall: float) -> dict[str, Any]:
                                        "poor": held.get("poor"), "median_cv": held.get("median_cv"),
                                        "mape_after": held["after"]["mape"]},
             "ms_predicted_within_budget": report["ms_budgets"]["predicted_within_budget"],
-            "ms_measured_within_budget": report["ms_budgets"]["measured_within_budget"]}
+            "ms_measured_within_budget": report["ms_budgets"]["measured_within_budget"],
+            "ms_median_within_budget": report["ms_budgets"].get("median_within_budget"),
+            "bench_speed_reference": bench_reference(report)}
 
 
 def main() -> None:
@@ -64,8 +105,9 @@ def main() -> None:
     if args.repeat > 1:
         runs = []
         for i in range(args.repeat):
+            speed = machine_speed()
             report, cmd, wall = one_run(args.out / f"run{i + 1}")
-            runs.append(headline(report, wall))
+            runs.append({**headline(report, wall), "machine_speed_before": speed})
             h = runs[-1]["latency_model_held_out"]
             print(f"run {i + 1}: held-out within ±10% {h['within_10pct_before']:.0%} -> kept {h['kept']} "
                   f"{h['within_10pct_kept']:.0%}; ms budgets met as measured {runs[-1]['ms_measured_within_budget']:.0%}; "

@@ -149,7 +149,7 @@ def _synthetic(n: int, seed: int = 0, noise: float = 0.02):  # type: ignore[no-u
 
 
 def _rows(archs, measured):  # type: ignore[no-untyped-def]
-    return [{"arch": a.to_dict(), "median_ms": m, "stats": {"cv_trimmed": 0.02}} for a, m in zip(archs, measured)]
+    return [{"arch": a.to_dict(), "latency_ms": m, "stats": {"cv_trimmed": 0.02}} for a, m in zip(archs, measured)]
 
 
 def test_huber_fit_shrugs_off_preempted_measurements() -> None:
@@ -213,3 +213,21 @@ def test_sub_millisecond_work_is_timed_in_repeated_samples() -> None:
     assert stats["repeat"] > 1, stats  # a 16x16 matmul takes microseconds
     assert stats["sample_median_ms"] >= 0.5 * MIN_SAMPLE_S * 1000
     assert stats["median_ms"] == pytest.approx(stats["sample_median_ms"] / stats["repeat"])
+
+
+def test_a_group_met_in_a_slow_stretch_is_timed_again() -> None:
+    """The reference timed with a group shows the machine's state: 30 % above the best seen,
+    the group is retimed; figures carry the reference they were taken with."""
+    from edge_eas.runtime.latency import SpeedReference
+    ref_ms = iter([0.010, 0.013, 0.0101])  # settle, then a slow stretch, then the usual speed
+
+    def machine(fns, **protocol):  # type: ignore[no-untyped-def]
+        r = next(ref_ms)
+        return [{"latency_ms": r, "median_ms": r}] + [{"latency_ms": 0.05 * r / 0.01, "median_ms": 1.0}
+                                                       for _ in fns[1:]]
+
+    ref = SpeedReference(lambda: None, timer=machine)
+    assert ref.settle() == 0.010
+    stats = ref.measure([lambda: None, lambda: None])
+    assert [s["group_attempts"] for s in stats] == [2, 2]
+    assert stats[0]["reference_ms"] == 0.0101 and stats[0]["latency_ms"] == pytest.approx(0.0505)

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True)
     p.add_argument("--engine", help="only this engine (default: every engine measured on the target)")
     p.add_argument("--threads", type=int)
-    p.add_argument("--fit", type=int, default=20, help="fit on this many measurements, hold out the rest")
+    p.add_argument("--fit", type=int, default=20, help="fit on at most this many distinct architectures (and at most two thirds of "
+                   "them); the rest are held out")
     p.add_argument("--store", type=Path, default=None, help=f"measurement store (default {default_store()})")
     p.add_argument("--run", type=Path, help="also write the models into this run (bundled by export)")
     p.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign the cost-model file for deploy")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -44,15 +45,23 @@ MARGIN_QUANTILE = 90         # ms budgets hold as measured for this share of hel
 
 
 def split_by_arch(archs: list[Arch], n_fit: int) -> tuple[list[int], list[int]]:
-    """Fit rows = every row of the first distinct archs (arrival order) until >= n_fit rows;
-    held-out rows = the rest, so no architecture is on both sides."""
+    """Fit rows = every row of the first distinct archs (arrival order), at most `n_fit` of them
+    and never more than two thirds; held-out rows = the rest, so no architecture is on both
+    sides and there is a held-out slice whenever two archs were measured."""
     keys = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
-    fit_keys: set[str] = set()
-    for k in keys:
-        if sum(key in fit_keys for key in keys) >= n_fit:
-            break
-        fit_keys.add(k)
+    distinct = list(dict.fromkeys(keys))
+    n = len(distinct)
+    fit_keys = set(distinct[:min(n_fit, n - math.ceil(n / 3)) if n > 1 else n])
     return ([i for i, k in enumerate(keys) if k in fit_keys], [i for i, k in enumerate(keys) if k not in fit_keys])
+
+
+def per_arch(archs: list[Arch], measured: list[float], idx: list[int]) -> tuple[list[Arch], list[float]]:
+    """One fit point per distinct arch (the median of its rows): an arch the generator chose
+    twenty times must not outweigh the others twenty to one."""
+    groups: dict[str, list[int]] = {}
+    for i in idx:
+        groups.setdefault(json.dumps(archs[i].to_dict(), sort_keys=True), []).append(i)
+    return ([archs[g[0]] for g in groups.values()], [float(np.median([measured[i] for i in g])) for g in groups.values()])
 
 
 def under_prediction_margin(predicted: list[float], measured: list[float]) -> float:
@@ -70,9 +79,9 @@ def calibrate_rows(model: LatencyModel, rows: list[dict[str, Any]], space: Searc
     held-out rows better: calibration never makes the model worse. The kept model carries the
     margin that ms budgets are repaired against."""
     archs = [Arch.from_dict(r["arch"]) for r in rows]
-    measured = [r["median_ms"] for r in rows]
+    measured = [r["latency_ms"] for r in rows]
     fit_idx, held = split_by_arch(archs, n_fit)
-    fitted = fit(model, space, [archs[i] for i in fit_idx], [measured[i] for i in fit_idx])
+    fitted = fit(model, space, *per_arch(archs, measured, fit_idx))
     held_is_fit = not held
     check = held or fit_idx
     m_held = [measured[i] for i in check]

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from .agent_output import AgentOutput
+from .latency import INTERLEAVE_GROUP
 
 
 def measurement_id(bundle_sha: str, run_id: str, scenario: str, engine: str, threads: int | None, batch: int) -> str:
@@ -38,13 +39,18 @@ def load_scenarios(path: Path) -> list[dict[str, Any]]:
     return [dict(s, id=str(s.get("id", i))) for i, s in enumerate(items)]
 
 
-def run_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def prepare_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> Any:
+    """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine)."""
     from ..space import Arch
     arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
-    m = rt.specialize(classes=sc["classes"], budget_mflops=sc.get("budget_mflops"),
-                      budget_params=sc.get("budget_params"), budget_ms=sc.get("budget_ms"),
-                      engine=args.engine, threads=args.threads, arch=arch)
-    stats = m.benchmark(warmup=args.warmup, runs=args.runs, batch_size=args.batch_size)
+    return rt.specialize(classes=sc["classes"], budget_mflops=sc.get("budget_mflops"),
+                         budget_params=sc.get("budget_params"), budget_ms=sc.get("budget_ms"),
+                         engine=args.engine, threads=args.threads, arch=arch)
+
+
+def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
+                     args: argparse.Namespace) -> dict[str, Any]:
+    stats = dict(stats)
     env = stats.pop("environment")
     return {"type": "measurement", "scenario": sc["id"],
             "measurement_id": measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
@@ -55,6 +61,43 @@ def run_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> dict[
             "engine": m.engine, "threads": args.threads, "batch_size": args.batch_size, "stats": stats,
             "timings_ms": m.timings_ms, "environment": env, "bundle_sha256": rt.bundle.sha256,
             "runtime_version": __version__}
+
+
+def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
+              reference: Any = None) -> list[dict[str, Any]]:
+    """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
+    order. A scenario that fails is an 'error' line; the others are still measured."""
+    from .api import benchmark_many
+    lines: dict[str, dict[str, Any]] = {}
+    ready: list[tuple[dict[str, Any], Any]] = []
+    for sc in group:
+        try:
+            ready.append((sc, prepare_scenario(rt, sc, args)))
+        except Exception as exc:  # one bad scenario must not lose the others' results
+            lines[sc["id"]] = _error(sc, exc)
+
+    def bench(models: list[Any]) -> list[dict[str, Any]]:
+        return benchmark_many(models, warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
+                              reference=reference)
+
+    try:
+        stats: list[dict[str, Any] | None] = list(bench([m for _, m in ready]))
+    except Exception:  # an engine failed while timing: find which, one at a time
+        stats = []
+        for sc, m in ready:
+            try:
+                stats.append(bench([m])[0])
+            except Exception as exc:
+                stats.append(None)
+                lines[sc["id"]] = _error(sc, exc)
+    for (sc, m), st in zip(ready, stats):
+        if st is not None:
+            lines[sc["id"]] = measurement_line(rt, sc, m, st, args)
+    return [lines[sc["id"]] for sc in group]
+
+
+def _error(sc: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    return {"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _beside(bundle: Path, name: str) -> Path | None:
@@ -127,16 +170,22 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
         for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs):
             out.emit({"type": "block", **row})
     skip = {s for s in args.skip.split(",") if s}
+    todo = [sc for sc in scenarios if sc["id"] not in skip]
     failed = 0
-    for sc in scenarios:
-        if sc["id"] in skip:
-            continue
-        out.phase(f"scenario {sc['id']}")
+    reference = None
+    if todo:
+        out.phase("timing the speed reference")
         try:
-            out.emit(run_scenario(rt, sc, args))
-        except Exception as exc:  # one bad scenario must not lose the others' results
-            failed += 1
-            out.emit({"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"})
+            reference = rt.speed_reference(args.engine, args.threads, args.batch_size, args.warmup, args.runs)
+        except Exception as exc:  # the scenarios are still measured, without regime checks
+            print(f"edge_eas.runtime: warning: no speed reference ({type(exc).__name__}: {exc})", file=sys.stderr)
+    for start in range(0, len(todo), INTERLEAVE_GROUP):
+        group = todo[start:start + INTERLEAVE_GROUP]
+        ids = [sc["id"] for sc in group]
+        out.phase(f"scenarios {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"scenario {ids[0]}")
+        for line in run_group(rt, group, args, reference):
+            failed += line["type"] == "error"
+            out.emit(line)
     out.emit({"type": "done", "failed": failed})
     return 3 if failed else 0
 

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .bundle_reader import Bundle, BundleError, open_bundle
 from .calibration_images import CalibrationLike, load_calibration
 from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
 from .extract import FoldedNet, fold_bn
-from .latency import measure
+from .latency import SpeedReference, measure_many
 from .recalibrate import recalibrate
 from .signing import KeyLike
 from .slicing import slice_subnet
@@ -68,17 +68,32 @@ class SpecializedModel:
 
     def benchmark(self, warmup: int = 10, runs: int = 50, batch_size: int = 1) -> dict[str, Any]:
         """Latency of the network alone (preprocessing excluded) on a fixed random batch."""
-        from .environment import describe
-        x = np.random.default_rng(0).standard_normal((batch_size, *self.folded.input_shape)).astype(np.float32)
-        eng = self._engine(batch_size)
-        stats = measure(lambda: eng.run(x), warmup=warmup, runs=runs)
-        return {**stats, "engine": self.engine, "threads": self.threads, "batch_size": batch_size,
-                "predicted_ms": self.predicted_ms, "environment": describe(self.threads)}
+        return benchmark_many([self], warmup=warmup, runs=runs, batch_size=batch_size)[0]
 
     def summary(self) -> dict[str, Any]:
         return {"arch": self.arch.to_dict(), "classes": list(self.classes), "mflops": self.mflops,
                 "params": self.params, "predicted_ms": self.predicted_ms, "engine": self.engine,
                 "threads": self.threads, "timings_ms": self.timings_ms}
+
+
+def timed_call(m: SpecializedModel, batch_size: int = 1) -> Callable[[], Any]:
+    """The model's engine on a fixed random batch (preprocessing excluded): what is timed."""
+    x = np.random.default_rng(0).standard_normal((batch_size, *m.folded.input_shape)).astype(np.float32)
+    eng = m._engine(batch_size)
+    return lambda: eng.run(x)
+
+
+def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: int = 50, batch_size: int = 1,
+                   reference: SpeedReference | None = None) -> list[dict[str, Any]]:
+    """Latency of several networks under one protocol: their timed samples interleaved
+    (runtime/latency.py), so every network meets the same machine states and the figures are
+    comparable with each other; with a `reference`, a group met in a slow stretch is retimed."""
+    from .environment import describe
+    fns = [timed_call(m, batch_size) for m in models]
+    stats = (reference.measure(fns, warmup=warmup, runs=runs) if reference is not None
+             else measure_many(fns, warmup=warmup, runs=runs))
+    return [{**st, "engine": m.engine, "threads": m.threads, "batch_size": batch_size,
+             "predicted_ms": m.predicted_ms, "environment": describe(m.threads)} for m, st in zip(models, stats)]
 
 
 class Runtime:
@@ -189,6 +204,16 @@ class Runtime:
         if not engine_available(engine):
             raise EngineUnavailable(f"engine {engine!r} is not installed here: {INSTALL_HINT[engine]}")
         return engine
+
+    def speed_reference(self, engine: str = "auto", threads: int | None = None, batch_size: int = 1,
+                        warmup: int = 10, runs: int = 50) -> SpeedReference:
+        """The smallest arch over every class on this engine, settled: the fixed network a bench
+        times inside each group (runtime/latency.py)."""
+        m = self.specialize(classes=list(range(self.num_classes)), arch=self.space.smallest(), engine=engine,
+                            threads=threads)
+        ref = SpeedReference(timed_call(m, batch_size))
+        ref.settle(warmup=warmup, runs=runs)
+        return ref
 
     def specialize(self, classes: Sequence[int], budget_mflops: float | None = None,
                    budget_params: float | None = None, budget_ms: float | None = None, engine: str = "auto",

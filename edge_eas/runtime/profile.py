@@ -17,7 +17,7 @@ from ..cost.latency import block_key
 from ..space import BlockConfig
 from .engines import create_engine
 from .extract import FoldedBlock, FoldedConv, FoldedNet
-from .latency import measure
+from .latency import latency_ms, measure_many
 
 
 def _conv(rng: np.random.Generator, cout: int, cin: int, k: int, stride: int = 1, groups: int = 1,
@@ -51,27 +51,30 @@ def distinct_blocks(space: Any) -> list[BlockConfig]:
     return list(seen.values())
 
 
-def time_net(net: FoldedNet, engine: str, threads: int | None, warmup: int, runs: int) -> dict[str, Any]:
+def _timer(net: FoldedNet, engine: str, threads: int | None):  # type: ignore[no-untyped-def]
     eng = create_engine(engine, net, batch_size=1, threads=threads)
     x = np.random.default_rng(0).standard_normal((1, *net.input_shape)).astype(np.float32)
-    return measure(lambda: eng.run(x), warmup=warmup, runs=runs)
+    return lambda: eng.run(x)
 
 
 def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
                    runs: int = 50) -> Iterator[dict[str, Any]]:
-    """One row per distinct block config, then a 'fixed' row: {block_key, median_ms, ...}."""
+    """One row per distinct block config, then a 'fixed' row: {block_key, median_ms, ...}.
+    Every host network (with and without each block) and the smallest arch are timed in one
+    interleaved protocol, so the differences are not differences between machine states."""
     name = rt._pick_engine(engine)
     rng = np.random.default_rng(0)
-    entries: dict[str, float] = {}
-    for cfg in distinct_blocks(rt.space):
-        with_b = time_net(_host_net(cfg, True, rng), name, threads, warmup, runs)
-        without = time_net(_host_net(cfg, False, rng), name, threads, warmup, runs)
-        ms = max(0.0, with_b["median_ms"] - without["median_ms"])
-        entries[block_key(cfg)] = ms
-        yield {"block_key": block_key(cfg), "median_ms": ms, "with_block_ms": with_b["median_ms"],
-               "without_block_ms": without["median_ms"], "engine": name, "threads": threads}
+    configs = distinct_blocks(rt.space)
     smallest = rt.space.smallest()
     m = rt.specialize(classes=list(range(rt.num_classes)), arch=smallest, engine=name, threads=threads)
-    total = m.benchmark(warmup=warmup, runs=runs)["median_ms"]
-    fixed = total - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
+    fns = [_timer(_host_net(cfg, with_block, rng), name, threads) for cfg in configs for with_block in (True, False)]
+    stats = measure_many([*fns, _timer(m.folded, name, threads)], warmup=warmup, runs=runs)
+    entries: dict[str, float] = {}
+    for i, cfg in enumerate(configs):
+        with_b, without = latency_ms(stats[2 * i]), latency_ms(stats[2 * i + 1])
+        ms = max(0.0, with_b - without)
+        entries[block_key(cfg)] = ms
+        yield {"block_key": block_key(cfg), "median_ms": ms, "with_block_ms": with_b,
+               "without_block_ms": without, "engine": name, "threads": threads}
+    fixed = latency_ms(stats[-1]) - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
     yield {"block_key": "fixed", "median_ms": max(0.0, fixed), "engine": name, "threads": threads}
