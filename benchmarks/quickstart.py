@@ -37,6 +37,16 @@ def one_run(out: Path) -> tuple[dict[str, Any], list[str], float]:
     return json.loads((out / "qs" / "report.json").read_text()), cmd, wall
 
 
+def copy_plots(report: dict[str, Any], out: Path, prefix: str) -> list[str]:
+    """The run's plots, copied into benchmarks/results/ for the README."""
+    names = []
+    for p in report["plots"]:
+        dest = RESULTS / f"{prefix}{Path(p).name}"
+        shutil.copyfile(out / "qs" / Path(p).name if not Path(p).is_absolute() else p, dest)
+        names.append(dest.name)
+    return names
+
+
 def machine_speed() -> dict[str, Any]:
     """A speed reference for the machine, taken just before a run: a fixed pure-Python loop and
     a float32 matmul, fastest and median of 30 (this kind of VM alternates between ~1x and ~2x
@@ -115,19 +125,17 @@ def main() -> None:
         keys = {"held_out_within_10pct_kept": lambda r: r["latency_model_held_out"]["within_10pct_kept"],
                 "ms_measured_within_budget": lambda r: r["ms_measured_within_budget"],
                 "wall_seconds": lambda r: r["wall_seconds"]}
+        plots = copy_plots(report, args.out / f"run{args.repeat}", "quickstart_repeat_")
         save_result("quickstart_repeat", {
             "quickstart_command": " ".join(cmd[:3]) + " DIR", "repeat": args.repeat, "runs": runs,
             "range": {k: [min(f(r) for r in runs), max(f(r) for r in runs)] for k, f in keys.items()},
             "kept_never_worse": all(r["latency_model_held_out"]["within_10pct_kept"]
-                                    >= r["latency_model_held_out"]["within_10pct_before"] for r in runs)},
+                                    >= r["latency_model_held_out"]["within_10pct_before"] for r in runs),
+            "plots": plots},
             allow_dirty=args.allow_dirty)
         return
     report, cmd, wall = one_run(args.out)
-    plots = []
-    for p in report["plots"]:
-        dest = RESULTS / f"quickstart_{Path(p).name}"
-        shutil.copyfile(args.out / "qs" / Path(p).name if not Path(p).is_absolute() else p, dest)
-        plots.append(dest.name)
+    plots = copy_plots(report, args.out, "quickstart_")
     save_result("quickstart", {"quickstart_command": " ".join(cmd[:3]) + " DIR", **headline(report, wall),
                                "plots": plots}, allow_dirty=args.allow_dirty)
 
