@@ -41,7 +41,7 @@ from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import Dataset, load_dataset  # noqa: E402
 from edge_eas.run import RunDir  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.runtime.signing import generate_keypair  # noqa: E402
+from edge_eas.format.signing import generate_keypair  # noqa: E402
 from edge_eas.space import SearchSpace  # noqa: E402
 
 CHUNK = 1000  # images per engine call: bounded memory on large test splits

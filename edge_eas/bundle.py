@@ -17,10 +17,10 @@ from . import __version__
 from .fileio import atomic_write_bytes
 from .errors import UserError
 from .run import RunDir
-from .runtime import safetensors_io
+from .format import safetensors_io
 from .runtime.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE
-from .runtime.quant import compress
-from .runtime.signing import sign
+from .format.quant import compress
+from .format.signing import sign
 
 
 # The supernet's running BN statistics are an average over all archs seen in training and fit

@@ -55,7 +55,7 @@ def ensure_trained(out: Path) -> Path:
 def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
     from .bundle import export_bundle
     from .cost.latency import load_run_models
-    from .runtime.signing import generate_keypair
+    from .format.signing import generate_keypair
 
     key = out / "signing-key"
     if not key.exists():

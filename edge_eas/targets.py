@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .cost.latency import Hardware
+from .hardware import Hardware
 from .errors import UserError
 
 

@@ -70,6 +70,10 @@ if [ "$SLOW" = "1" ]; then
   ON_CPU=(taskset -c 0)
 fi
 
+# The layers (.importlinter: the device side never imports torch, no import cycles, ...) come first:
+# a broken contract is a design error, whatever the tests say.
+"$VENV/bin/lint-imports" --no-cache
+
 set +e
 # tests/device runs below, in the torch-free venv; here it would only be skipped
 "${ON_CPU[@]}" "$VENV/bin/python" -m pytest -q --ignore=tests/device "${PYTEST_ARGS[@]}"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from edge_eas.bundle import export_bundle
-from edge_eas.runtime import safetensors_io
+from edge_eas.format import safetensors_io
 from edge_eas.runtime.bundle_reader import BundleError, open_bundle
-from edge_eas.runtime.quant import compress, decompress
-from edge_eas.runtime.signing import generate_keypair
+from edge_eas.format.quant import compress, decompress
+from edge_eas.format.signing import generate_keypair
 
 CLI = [sys.executable, "-m", "edge_eas.cli"]
 
@@ -106,7 +106,7 @@ def test_signature_checks(tiny_bundle: Path, signed_bundle: Path, keys: Path) ->
 
 
 def test_resigned_manifest_with_wrong_key_is_refused(signed_bundle: Path, keys: Path, tmp_path: Path) -> None:
-    from edge_eas.runtime.signing import sign
+    from edge_eas.format.signing import sign
     bad = tmp_path / "resigned.eas"
     with zipfile.ZipFile(signed_bundle) as z:
         manifest = z.read("manifest.json")

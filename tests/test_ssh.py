@@ -118,7 +118,8 @@ def targets(lab: DeviceLab) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
     """dev-a and dev-b deployed in parallel through the CLI: venv + offline install, once per run."""
-    from edge_eas.remote.deploy import DevicePlatform, dependency_wheels, runtime_wheel
+    from edge_eas.remote.deploy import dependency_wheels, runtime_wheel
+    from edge_eas.remote.wheels import DevicePlatform
     runtime_wheel()  # fill the host's wheel caches once, so the parallel deploys do not race on them
     dependency_wheels(DevicePlatform.host())
     procs = {name: subprocess.Popen([sys.executable, "-m", "edge_eas.cli", "deploy", "--target", str(targets[name]),
@@ -506,7 +507,7 @@ def test_trust_store_refuses_what_its_keys_did_not_sign(lab: DeviceLab, env: dic
     removed key, a bundle swapped in behind deploy's back and a tampered latency model are each
     refused in one line, and the release that ran keeps running."""
     from edge_eas.bundle import export_bundle
-    from edge_eas.runtime.signing import generate_keypair, key_id_of, sign
+    from edge_eas.format.signing import generate_keypair, key_id_of, sign
     dev = lab.devices[2]
     keys = tmp_path / "keys"
     for name in ("release", "next"):

@@ -18,7 +18,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.signing import generate_keypair
+    from ..format.signing import generate_keypair
 
     if args.out.exists():
         raise FileExistsError(f"{args.out} already exists; refusing to overwrite a key")

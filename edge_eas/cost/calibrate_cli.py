@@ -138,7 +138,7 @@ def calibrate_target(target_name: str, store_path: Path, engine: str | None = No
     out = models_dir() / f"{target.name}.json"
     atomic_write_json(out, doc)
     if sign_key:
-        from ..runtime.signing import sign
+        from ..format.signing import sign
         atomic_write_json(Path(str(out) + ".sig"), sign(out.read_bytes(), sign_key))
     if run_dir is not None:
         path = models_path(run_dir)

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..hardware import Hardware
 from ..space import Arch, BlockConfig, SearchSpace
 from .table import SlotCostTable
 
@@ -29,22 +30,6 @@ def model_key(engine: str, threads: int | None) -> str:
 
 def block_key(cfg: BlockConfig) -> str:
     return f"i{cfg.in_channels}-o{cfg.out_channels}-k{cfg.kernel}-e{cfg.expand}-s{cfg.stride}-r{cfg.in_size}"
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """Facts from a target profile that the roofline prior needs."""
-
-    peak_gflops: float = 20.0          # effective dense fp32 GFLOP/s for this engine/threads
-    memory_gbps: float = 5.0
-    depthwise_efficiency: float = 0.15  # depthwise convs reach this fraction of peak
-    layer_overhead_us: float = 4.0      # dispatch cost per conv layer
-    fixed_overhead_us: float = 30.0     # per inference (engine invoke, pooling, classifier)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Hardware":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: float(v) for k, v in d.items() if k in known})
 
 
 FEATURES = ("pointwise_macs", "dw_macs_k<=3", "dw_macs_k5", "dw_macs_k>=7", "bytes", "conv_layers")

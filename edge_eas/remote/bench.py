@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..cost.store import Measurement, MeasurementStore
-from ..errors import DeviceRefused
+from ..errors import AgentFailure, DeviceRefused
 
-
-class AgentFailure(RuntimeError):
-    """The agent could not run (or the link dropped) after all retries."""
+__all__ = ["AgentFailure", "DeviceReport", "LocalRunner", "Runner", "bench_device", "bench_run_id", "profile_device"]
 
 
 class Runner(Protocol):

@@ -38,13 +38,12 @@ from ..errors import UserError
 from ..targets import Target
 from .ssh import DeviceLayout, SSHOptions, SSHSession, sha256_file
 from .trust_store import StorePlan, kept_pins, plan_store
+from .wheels import DevicePlatform
 
 if TYPE_CHECKING:
-    from .engine_wheels import EngineOptions
+    from .wheels import EngineOptions
 
 RUNTIME_DEPS = ("numpy", "cryptography")  # what the device agent imports (cryptography: signatures)
-MIN_NUMPY = ">=1.21"  # the runtime extra's numpy requirement (pyproject.toml)
-DISTRO_SITE = "/usr/lib/python3/dist-packages/"  # where Debian-family distros put apt's Python packages
 TFLITE_ENGINES = ("tflite", "auto")  # target engines that want a TFLite wheel on the device
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
@@ -230,50 +229,6 @@ def _pip_wheel(src: Path, dest: Path) -> None:
     raise UserError(f"building the edge_eas wheel failed: {_last_line(res.stderr)}")
 
 
-@dataclass(frozen=True)
-class DevicePlatform:
-    python: str
-    version: tuple[int, int]
-    machine: str
-    libc: tuple[str, str]
-    numpy: str | None = None       # numpy version the device's own python imports, if any
-    numpy_path: str | None = None
-
-    @classmethod
-    def from_probe(cls, probe: dict[str, Any]) -> "DevicePlatform":
-        major, minor = probe["version"][:2]
-        libc = probe.get("libc") or ["", ""]
-        sys_np = probe.get("system_numpy") or {}
-        return cls(str(probe["python"]), (int(major), int(minor)), str(probe["machine"]), (str(libc[0]), str(libc[1])),
-                   sys_np.get("version"), sys_np.get("path"))
-
-    def uses_distro_numpy(self) -> bool:
-        """Debian's python3-numpy (apt-managed, built for the board) is there and new enough for
-        the runtime: the venv reuses it instead of uploading a numpy wheel. A numpy in some other
-        python's site-packages (pyenv, conda) is not taken: its neighbours would leak in too."""
-        if not self.numpy or not self.numpy_path or not self.numpy_path.startswith(DISTRO_SITE):
-            return False
-        from .engine_wheels import numpy_fits
-        from packaging.requirements import Requirement
-        return numpy_fits(self.numpy, [Requirement(f"numpy{MIN_NUMPY}")])
-
-    @classmethod
-    def host(cls) -> "DevicePlatform":
-        """This machine, as if it were the device (same-arch devices share its wheels)."""
-        libc = platform.libc_ver()
-        return cls(platform.python_version(), (sys.version_info[0], sys.version_info[1]), platform.machine(),
-                   (libc[0], libc[1]))
-
-    @property
-    def tag(self) -> str:
-        return f"cp{self.version[0]}{self.version[1]}-{self.machine}-{''.join(self.libc)}"
-
-    def same_as_host(self) -> bool:
-        """Same CPU, Python and C library: the host's own `pip download` picks the right wheels."""
-        return (self.machine == platform.machine() and self.version == tuple(sys.version_info[:2])
-                and self.libc == tuple(platform.libc_ver()))
-
-
 def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> list[Path]:
     """numpy, cryptography (+ their dependencies) as wheels for the device's platform: from
     --wheels, else a per-platform cache filled once with `pip download`."""
@@ -328,7 +283,7 @@ class RuntimePlan:
 def plan_runtime(dev: DevicePlatform, target_engine: str, wheels_dir: Path | None = None) -> RuntimePlan:
     """Dependency wheels for the device, Debian's numpy where it fits, and the engine wheels worth
     trying when the target wants TFLite (`engine = "tflite"` or `"auto"`)."""
-    from .engine_wheels import EngineOptions, engine_options, wheel_name, wheel_version
+    from .wheels import EngineOptions, engine_options, wheel_name, wheel_version
     deps = dependency_wheels(dev, wheels_dir)
     system = dev.uses_distro_numpy()
     if system:
@@ -485,7 +440,7 @@ class Deployer:
                         report: DeployReport, timeout: float) -> str | None:
         """Try the plan's TFLite engines in order: install, check the runtime can load it, else
         uninstall and try the next. None of them working is a warning: numpy always works."""
-        from .engine_wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
+        from .wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
         if self.target.engine not in TFLITE_ENGINES:
             return None
         failed: list[str] = []

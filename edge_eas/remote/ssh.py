@@ -35,9 +35,8 @@ from typing import Any, Iterator, NamedTuple
 import paramiko
 
 from ..console import info
-from ..errors import DeviceRefused, UserError
+from ..errors import AgentFailure, DeviceRefused, UserError
 from ..targets import Connection, Target
-from .bench import AgentFailure
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..runtime.bundle_reader import BundleError, open_bundle
-from ..runtime.signing import SignatureError, key_id_of
+from ..format.signing import SignatureError, key_id_of
 from ..runtime.trust import STORE_FILE, store_document
 
 

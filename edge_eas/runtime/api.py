@@ -19,7 +19,7 @@ from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_avai
 from .extract import FoldedNet, fold_bn
 from .latency import SpeedReference, measure_many
 from .recalibrate import recalibrate
-from .signing import KeyLike
+from ..format.signing import KeyLike
 from .slicing import slice_subnet
 from .trust import TrustError, TrustStore
 
@@ -146,7 +146,7 @@ class Runtime:
         """Latency models from a JSON file (as `edge_eas calibrate` writes it), checked against its
         `.sig` whenever this runtime checks bundles: under a trust store or with trusted keys an
         unsigned or tampered model is refused, never silently used to pick archs."""
-        from .signing import SignatureError, verify
+        from ..format.signing import SignatureError, verify
         p = Path(path)
         data = p.read_bytes()
         sig_path = Path(str(p) + ".sig")

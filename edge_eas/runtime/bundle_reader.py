@@ -17,10 +17,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import safetensors_io
+from ..format import safetensors_io
 from .archive import MiB, ArchiveError, BoundedArchive, Limits
-from .quant import decompress
-from .signing import KeyLike, SignatureError, verify
+from ..format.quant import decompress
+from ..format.signing import KeyLike, SignatureError, verify
 
 FORMAT = "edge-eas-bundle"
 FORMAT_VERSION = 1
@@ -62,7 +62,7 @@ class Bundle:
         return t["images"], t["labels"]
 
     def generator(self):  # type: ignore[no-untyped-def]
-        from ..generator import from_meta
+        from .generator import from_meta
         m = self.manifest
         return from_meta(m["space"], len(m["class_names"]), self.tensors("generator.safetensors"), m["generator"])
 

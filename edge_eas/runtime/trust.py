@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .signing import SignatureError, verify
+from ..format.signing import SignatureError, verify
 
 TRUST_ENV = "EDGE_EAS_TRUST_DIR"
 STORE_FILE = "trust.json"

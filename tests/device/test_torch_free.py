@@ -39,7 +39,7 @@ def test_signed_bundle_specialise_predict(bundle_dir: Path) -> None:
     with pytest.raises(BundleError, match="does not match any trusted key"):
         other = bundle_dir / "other"
         if not other.exists():
-            from edge_eas.runtime.signing import generate_keypair
+            from edge_eas.format.signing import generate_keypair
             generate_keypair(other)
         Runtime.load(bundle_dir / "model.eas", trusted_keys=[Path(str(other) + ".pub")])
 

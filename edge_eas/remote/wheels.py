@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import platform
 import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -26,14 +27,57 @@ from packaging.version import InvalidVersion, Version
 
 from ..console import info
 
-if TYPE_CHECKING:
-    from .deploy import DevicePlatform
-
 SCHEMA_MODULE = "edge_eas_tflite_schema"
 SCHEMA_DIST = canonicalize_name(SCHEMA_MODULE)
 ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
 UNAVAILABLE = "unavailable.txt"  # a definitive "no wheel for this platform", cached per platform
 _NO_MATCH = ("No matching distribution", "Could not find a version that satisfies")
+MIN_NUMPY = ">=1.21"  # the runtime extra's numpy requirement (pyproject.toml)
+DISTRO_SITE = "/usr/lib/python3/dist-packages/"  # where Debian-family distros put apt's Python packages
+
+
+@dataclass(frozen=True)
+class DevicePlatform:
+    python: str
+    version: tuple[int, int]
+    machine: str
+    libc: tuple[str, str]
+    numpy: str | None = None       # numpy version the device's own python imports, if any
+    numpy_path: str | None = None
+
+    @classmethod
+    def from_probe(cls, probe: dict[str, Any]) -> DevicePlatform:
+        major, minor = probe["version"][:2]
+        libc = probe.get("libc") or ["", ""]
+        sys_np = probe.get("system_numpy") or {}
+        return cls(str(probe["python"]), (int(major), int(minor)), str(probe["machine"]), (str(libc[0]), str(libc[1])),
+                   sys_np.get("version"), sys_np.get("path"))
+
+    def uses_distro_numpy(self) -> bool:
+        """Debian's python3-numpy (apt-managed, built for the board) is there and new enough for
+        the runtime: the venv reuses it instead of uploading a numpy wheel. A numpy in some other
+        python's site-packages (pyenv, conda) is not taken: its neighbours would leak in too."""
+        if not self.numpy or not self.numpy_path or not self.numpy_path.startswith(DISTRO_SITE):
+            return False
+        return numpy_fits(self.numpy, [Requirement(f"numpy{MIN_NUMPY}")])
+
+    @classmethod
+    def host(cls) -> DevicePlatform:
+        """This machine, as if it were the device (same-arch devices share its wheels)."""
+        libc = platform.libc_ver()
+        return cls(platform.python_version(), (sys.version_info[0], sys.version_info[1]), platform.machine(),
+                   (libc[0], libc[1]))
+
+    @property
+    def tag(self) -> str:
+        return f"cp{self.version[0]}{self.version[1]}-{self.machine}-{''.join(self.libc)}"
+
+    def same_as_host(self) -> bool:
+        """Same CPU, Python and C library: the host's own `pip download` picks the right wheels."""
+        return (self.machine == platform.machine() and self.version == tuple(sys.version_info[:2])
+                and self.libc == tuple(platform.libc_ver()))
+
+
 
 
 @dataclass
@@ -61,13 +105,13 @@ def wheel_version(path: Path) -> str:
     return path.name.split("-")[1]
 
 
-def _marker_env(dev: "DevicePlatform") -> dict[str, str]:
+def _marker_env(dev: DevicePlatform) -> dict[str, str]:
     return {"python_version": f"{dev.version[0]}.{dev.version[1]}", "python_full_version": dev.python,
             "platform_machine": dev.machine, "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
             "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
 
 
-def requirements(whl: Path, dev: "DevicePlatform") -> list[Requirement]:
+def requirements(whl: Path, dev: DevicePlatform) -> list[Requirement]:
     """Requires-Dist of a wheel that apply on the device (markers evaluated, extras left out)."""
     with zipfile.ZipFile(whl) as z:
         meta = next((n for n in z.namelist() if n.endswith(".dist-info/METADATA")), None)
@@ -85,7 +129,7 @@ def requirements(whl: Path, dev: "DevicePlatform") -> list[Requirement]:
     return out
 
 
-def closure(pkg: str, wheels: list[Path], dev: "DevicePlatform") -> list[Path]:
+def closure(pkg: str, wheels: list[Path], dev: DevicePlatform) -> list[Path]:
     """The wheels pkg needs from `wheels` (itself and its dependencies, transitively)."""
     by_name = {wheel_name(w): w for w in sorted(wheels)}
     out: dict[str, Path] = {}
@@ -99,7 +143,7 @@ def closure(pkg: str, wheels: list[Path], dev: "DevicePlatform") -> list[Path]:
     return sorted(out.values())
 
 
-def numpy_requirements(wheels: list[Path], dev: "DevicePlatform") -> list[Requirement]:
+def numpy_requirements(wheels: list[Path], dev: DevicePlatform) -> list[Requirement]:
     """numpy requirements that these wheels declare for the device."""
     return [r for w in wheels for r in requirements(w, dev) if canonicalize_name(r.name) == "numpy"]
 
@@ -112,7 +156,7 @@ def numpy_fits(version: str, reqs: list[Requirement]) -> bool:
     return all(req.specifier.contains(v, prereleases=True) for req in reqs)
 
 
-def engine_options(dev: "DevicePlatform", numpy_version: str, numpy_pinned: bool, cache: Path,
+def engine_options(dev: DevicePlatform, numpy_version: str, numpy_pinned: bool, cache: Path,
                    wheels_dir: Path | None, pip_platform_args: list[str]) -> EngineOptions:
     """Engines whose wheels exist for the device and accept the numpy it will run (its numpy is
     pinned for the download, so the resolver picks dependency versions that work with it)."""
@@ -152,7 +196,7 @@ def engine_options(dev: "DevicePlatform", numpy_version: str, numpy_pinned: bool
     return out
 
 
-def fetch(pkg: str, pin: str, dev: "DevicePlatform", dest: Path, pip_platform_args: list[str]) -> list[Path] | str:
+def fetch(pkg: str, pin: str, dev: DevicePlatform, dest: Path, pip_platform_args: list[str]) -> list[Path] | str:
     """`pip download` the engine + flatbuffers (+ their dependencies, resolved against the pinned
     numpy) for the device into dest, once; a string says why not. "No wheel for this platform"
     is remembered, network errors are not."""

@@ -1,0 +1,163 @@
+"""The architecture generator's inference path, in plain numpy (runs on devices without torch).
+
+(task, budget) -> per-decision logits -> argmax -> repair. Repair guarantees the budget: while
+the decoded arch costs too much it steps one decision down to its next cheaper choice, taking
+the step that loses the least generator log-probability per unit of cost saved.
+
+The MLP here mirrors `generator_train.GeneratorNet`; weights travel as safetensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..cost.table import SlotCostTable, macs_table, params_table
+from ..errors import UserError
+from ..space import Arch, SearchSpace
+from ..tasks import Task
+
+RESOURCE_KINDS = ("mflops", "params", "ms")
+UNITS = {"mflops": "MFLOPs", "params": "parameters", "ms": "ms"}
+
+
+def budget_features(budgets: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Budgets log-scaled so that the smallest arch's cost maps to 0 and the largest's to 1."""
+    b = np.log(np.maximum(np.asarray(budgets, dtype=np.float64), 1e-12))
+    return np.clip((b - np.log(lo)) / (np.log(hi) - np.log(lo)), -0.5, 1.5)
+
+
+def generator_inputs(task_hot: np.ndarray, budget_feat: np.ndarray, kind: str) -> np.ndarray:
+    """[multi-hot task | normalised budget | one-hot resource kind] — shared with the torch net."""
+    n = len(task_hot)
+    kind_hot = np.zeros((n, len(RESOURCE_KINDS)), dtype=np.float32)
+    kind_hot[:, RESOURCE_KINDS.index(kind)] = 1.0
+    return np.concatenate([task_hot.astype(np.float32), budget_feat.reshape(n, 1).astype(np.float32), kind_hot], 1)
+
+
+def default_cost_tables(space: SearchSpace, num_classes: int) -> dict[str, SlotCostTable]:
+    m = macs_table(space, num_classes)
+    return {"mflops": SlotCostTable(m.fixed / 1e6, m.table / 1e6, m.slot_stage, m.slot_pos),
+            "params": params_table(space, num_classes)}
+
+
+@dataclass
+class ArchGenerator:
+    space: SearchSpace
+    num_classes: int
+    weights: dict[str, np.ndarray]
+    cost_tables: dict[str, SlotCostTable] = field(default_factory=dict)
+    trained_kinds: tuple[str, ...] = ("mflops",)
+
+    def __post_init__(self) -> None:
+        if not self.cost_tables:
+            self.cost_tables = default_cost_tables(self.space, self.num_classes)
+        self._layers = sorted({k.split(".")[0] for k in self.weights if k.startswith("fc")})
+        self._split = np.cumsum(self.space.decision_sizes())[:-1]
+        self._smallest_vec = self.space.encode(self.space.smallest())
+        self._largest_vec = self.space.encode(self.space.largest())
+
+    # ---- budgets ------------------------------------------------------------------------
+    def bounds(self, kind: str) -> tuple[float, float]:
+        table = self._table(kind)
+        lo, hi = table.cost_of_vectors(self.space, np.stack([self._smallest_vec, self._largest_vec]))
+        return float(lo), float(hi)
+
+    def _table(self, kind: str) -> SlotCostTable:
+        if kind not in RESOURCE_KINDS:
+            raise ValueError(f"unknown budget kind {kind!r}; use one of {', '.join(RESOURCE_KINDS)}")
+        if kind not in self.cost_tables:
+            raise UserError("no latency model for ms budgets: calibrate one for the target or budget in MFLOPs")
+        return self.cost_tables[kind]
+
+    def cost(self, arch: Arch, kind: str = "mflops") -> float:
+        return self._table(kind).cost(self.space, arch)
+
+    # ---- forward ------------------------------------------------------------------------
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        h = inputs
+        for i, name in enumerate(self._layers):
+            h = h @ self.weights[f"{name}.weight"].T + self.weights[f"{name}.bias"]
+            if i < len(self._layers) - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+    def task_matrix(self, tasks: Sequence[Sequence[int]]) -> np.ndarray:
+        hot = np.zeros((len(tasks), self.num_classes), dtype=np.float32)
+        for i, classes in enumerate(tasks):
+            hot[i, list(Task.create(classes, self.num_classes).classes)] = 1.0
+        return hot
+
+    def log_probs(self, tasks: Sequence[Sequence[int]], budgets: np.ndarray, kind: str) -> list[np.ndarray]:
+        """Per decision, (N, n_choices) log-probabilities."""
+        lo, hi = self.bounds(kind)
+        # A kind the generator was not trained on (e.g. ms on a newly calibrated device) is fed as
+        # its position between the fastest and slowest arch under that kind's cost model — the
+        # same normalisation the trained kind uses — and repair then enforces the real budget.
+        input_kind = kind if kind in self.trained_kinds else self.trained_kinds[0]
+        x = generator_inputs(self.task_matrix(tasks), budget_features(budgets, lo, hi), input_kind)
+        out = []
+        for seg in np.split(self.logits(x), self._split, axis=1):
+            seg = seg - seg.max(1, keepdims=True)
+            out.append(seg - np.log(np.exp(seg).sum(1, keepdims=True)))
+        return out
+
+    def generate(self, tasks: Sequence[Sequence[int]], budgets_mflops: Sequence[float] | None = None, *,
+                 budgets: Sequence[float] | None = None, kind: str = "mflops") -> list[Arch]:
+        """One arch per (task, budget), batched; every returned arch fits its budget."""
+        return [self.space.decode(v) for v in self.generate_vectors(tasks, budgets_mflops, budgets=budgets, kind=kind)]
+
+    def generate_vectors(self, tasks: Sequence[Sequence[int]], budgets_mflops: Sequence[float] | None = None, *,
+                         budgets: Sequence[float] | None = None, kind: str = "mflops") -> np.ndarray:
+        if budgets is None:
+            budgets, kind = budgets_mflops, "mflops"
+        if budgets is None:
+            raise ValueError("give a budget for every task")
+        b = np.asarray(budgets, dtype=np.float64).reshape(-1)
+        if len(b) != len(tasks):
+            raise ValueError(f"{len(tasks)} tasks but {len(b)} budgets")
+        table = self._table(kind)
+        lo, _ = self.bounds(kind)
+        if len(b) and (not np.all(np.isfinite(b)) or b.min() < lo):
+            worst = float(b[~np.isfinite(b)][0]) if not np.all(np.isfinite(b)) else float(b.min())
+            raise ValueError(f"budget {worst:g} {UNITS[kind]} is below the smallest sub-network's "
+                             f"{lo:.6g} {UNITS[kind]}: the minimum feasible budget is {lo:.6g}")
+        logp = self.log_probs(tasks, b, kind)
+        vecs = np.stack([lp.argmax(1) for lp in logp], 1)
+        costs = table.cost_of_vectors(self.space, vecs)
+        for i in np.nonzero(costs > b)[0]:
+            vecs[i] = self._repair(vecs[i], [lp[i] for lp in logp], b[i], table)
+        return vecs
+
+    # ---- repair -------------------------------------------------------------------------
+    def _repair(self, vec: np.ndarray, logp: list[np.ndarray], budget: float, table: SlotCostTable) -> np.ndarray:
+        space, vec = self.space, vec.copy()
+        n_stages, nb = len(space.stages), space.max_blocks
+        while True:
+            cost = table.cost_of_vectors(space, vec[None])[0]
+            if cost <= budget:
+                return vec
+            active = table.active(space, vec[None])[0]
+            movable = [d for d in range(len(vec)) if vec[d] > 0 and (
+                d < n_stages or active[(d - n_stages) % nb])]
+            cands = np.repeat(vec[None], len(movable), 0)
+            cands[np.arange(len(movable)), movable] -= 1
+            saving = cost - table.cost_of_vectors(space, cands)
+            loss = np.array([logp[d][vec[d]] - logp[d][vec[d] - 1] for d in movable])
+            ok = saving > 0
+            if not ok.any():  # cannot happen for a monotone cost; guard against an infinite loop
+                raise RuntimeError("budget repair found no cheaper choice")
+            score = np.where(ok, loss / np.where(ok, saving, 1.0), np.inf)
+            vec = cands[int(np.argmin(score))]
+
+
+def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
+              meta: dict[str, Any]) -> ArchGenerator:
+    tables = {k: SlotCostTable.from_dict(v) for k, v in meta.get("cost_tables", {}).items()}
+    sp = SearchSpace.from_dict(space)
+    kinds = tuple(meta.get("budget_bounds", {"mflops": None}).keys()) or ("mflops",)
+    gen = ArchGenerator(sp, num_classes, {k: v.astype(np.float32) for k, v in weights.items()}, trained_kinds=kinds)
+    gen.cost_tables.update(tables)
+    return gen
