@@ -39,7 +39,7 @@ from specialisation import make_scenarios  # noqa: E402
 from edge_eas.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import Dataset, load_dataset  # noqa: E402
-from edge_eas.run import RunDir  # noqa: E402
+from edge_eas.rundir import RunDir  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.format.signing import generate_keypair  # noqa: E402
 from edge_eas.space import SearchSpace  # noqa: E402

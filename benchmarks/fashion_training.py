@@ -27,7 +27,7 @@ import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
 from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.run import RunDir, load_supernet  # noqa: E402
+from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
 from edge_eas.tasks import Task  # noqa: E402
 from task_dropout import median_arch  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Each simulated device is an OpenSSH sshd in its own network namespace (edge_eas/remote/lab.py; sshd on
 loopback ports where namespaces are not allowed) with the runtime deployed by `edge_eas deploy`'s
-code. The bench runs in this process through `edge_eas.remote.harness.run_bench`, so
+code. The bench runs in this process through `edge_eas.remote.fleet.run_bench`, so
 getrusage(RUSAGE_SELF) around it is exactly the host harness's CPU time (all its threads,
 paramiko's included); the devices' sshd and agents are other processes and never counted.
 
@@ -74,7 +74,7 @@ def deploy_all(targets: list[Path], bundle: Path, workers: int = 4) -> list[dict
 
 
 def bench(targets: list[Path], bundle: Path, store: Path, scenarios: int, runs: int, warmup: int) -> dict[str, Any]:
-    from edge_eas.remote.harness import run_bench
+    from edge_eas.remote.fleet import run_bench
     args = argparse.Namespace(target=",".join(map(str, targets)), bundle=bundle, scenarios=scenarios, seed=0,
                               engine=None, threads=None, runs=runs, warmup=warmup, store=store, calibrate=False,
                               run=None, host=None, key=None, trust_new_host=False, concurrency=len(targets),

@@ -33,7 +33,7 @@ import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import Dataset, augment, load_dataset  # noqa: E402
 from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.run import RunDir, load_supernet  # noqa: E402
+from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
 from edge_eas.space import Arch, SearchSpace  # noqa: E402
 from edge_eas.supernet.static import SubNet  # noqa: E402
 from edge_eas.tasks import Task  # noqa: E402

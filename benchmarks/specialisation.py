@@ -37,7 +37,7 @@ from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
 from edge_eas.evaluate import TaskEvaluator  # noqa: E402
 from edge_eas.generator_train import GeneratorConfig, train_generator  # noqa: E402
-from edge_eas.run import RunDir, load_supernet  # noqa: E402
+from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
 from edge_eas.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
 from edge_eas.space import Arch, SearchSpace  # noqa: E402
 from edge_eas.tasks import Task, TaskSampler  # noqa: E402

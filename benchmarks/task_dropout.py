@@ -24,7 +24,7 @@ from common import add_allow_dirty, paired, require_clean_tree, save_result  # n
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
 from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.run import RunDir, load_supernet  # noqa: E402
+from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
 from edge_eas.space import Arch, SearchSpace  # noqa: E402
 from edge_eas.space_rule import NAMED  # noqa: E402
 from edge_eas.tasks import Task, TaskSampler  # noqa: E402

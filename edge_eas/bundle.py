@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .fileio import atomic_write_bytes
 from .errors import UserError
-from .run import RunDir
+from .rundir import RunDir
 from .format import safetensors_io
 from .runtime.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE
 from .format.quant import compress

@@ -28,7 +28,7 @@ from .data import Dataset, load_dataset
 from .errors import UserError
 from .fileio import atomic_write_json
 from .generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
-from .run import RunDir, load_supernet
+from .rundir import RunDir, load_supernet
 from .space import SearchSpace
 from .supernet import SoftArch
 from .tasks import TaskSampler

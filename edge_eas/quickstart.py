@@ -33,7 +33,7 @@ QUICKSTART_GENERATOR_STEPS = 150
 
 def ensure_trained(out: Path) -> Path:
     from .generator_train import GeneratorConfig, train_generator
-    from .run import RunDir
+    from .rundir import RunDir
     from .train import TrainConfig, train_supernet
 
     run = out / "run"
@@ -69,7 +69,7 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
 
 def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path) -> dict[str, Any]:
     """Benchmark on this machine through the device agent, profile its blocks and calibrate."""
-    from .remote.harness import run_bench
+    from .remote.fleet import run_bench
     args = argparse.Namespace(target="local", bundle=bundle, scenarios=scenarios, seed=seed, engine=None,
                               threads=None, runs=30, warmup=5, store=store, calibrate=True, run=run, host=None,
                               key=None, trust_new_host=False)
@@ -79,7 +79,7 @@ def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path)
 def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
     from .data import load_dataset
     from .evaluate import TaskEvaluator
-    from .run import RunDir, load_supernet
+    from .rundir import RunDir, load_supernet
     from .space import Arch
     from .tasks import Task
     net, meta = load_supernet(RunDir(run))
@@ -93,7 +93,7 @@ def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[di
     """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
     from .runtime import Runtime
     from .runtime.api import benchmark_many
-    from .runtime.latency import INTERLEAVE_GROUP
+    from .runtime.timing import INTERLEAVE_GROUP
     rt = Runtime.load(bundle)
     rt.add_latency_models(target_models)
     engine, threads = key.split("/t")
@@ -160,7 +160,7 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
 
 def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
     from .cost.calibrate import accuracy_report
-    from .cost.calibrate_cli import prior_model
+    from .cost.calibration import prior_model
     from .cost.latency import load_run_models
     from .space import Arch, SearchSpace
 
@@ -224,7 +224,7 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
 
     from .errors import UserError
     from .remote.deploy import deploy
-    from .remote.harness import run_bench
+    from .remote.fleet import run_bench
     from .remote.lab import DeviceLab, have_sshd
     from .remote.ssh import ssh_options
     from .targets import load_target

@@ -25,7 +25,7 @@ from .console import Progress, info
 from .data import Dataset, augment, load_dataset
 from .errors import UserError
 from .fileio import atomic_write_json
-from .run import RunDir
+from .rundir import RunDir
 from .space import Arch
 from .space_rule import space_for
 from .supernet import Supernet

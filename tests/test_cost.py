@@ -99,13 +99,14 @@ def test_ms_budgets_are_repaired_and_minimum_is_named() -> None:
         net.fc2.weight.normal_()
     gen = ArchGenerator(space, 10, {k: v.numpy() for k, v in net.state_dict().items()})
     model = LatencyModel("dev", "numpy", 1)
-    gen.cost_tables["ms"] = model.table(space)
-    lo, hi = gen.bounds("ms")
+    table = model.table(space)
+    lo, hi = gen.bounds("ms", table)
     budgets = list(np.linspace(lo, hi, 30))
-    for arch, b in zip(gen.generate([[1, 2]] * 30, budgets=budgets, kind="ms"), budgets):
+    for arch, b in zip(gen.generate([[1, 2]] * 30, budgets, "ms", table=table), budgets):
         assert model.predict(space, arch) <= b + 1e-9
     with pytest.raises(ValueError, match=f"minimum feasible budget is {lo:.6g}"):
-        gen.generate([[1, 2]], budgets=[lo / 2], kind="ms")
+        gen.generate([[1, 2]], [lo / 2], "ms", table=table)
+    assert "ms" not in gen.cost_tables  # the table was passed for the call, not stored
 
 
 def test_expected_latency_matches_prediction_for_one_hot() -> None:
@@ -165,7 +166,7 @@ def test_huber_fit_shrugs_off_preempted_measurements() -> None:
 
 
 def test_held_out_rows_are_disjoint_by_architecture() -> None:
-    from edge_eas.cost.calibrate_cli import split_by_arch
+    from edge_eas.cost.calibration import split_by_arch
     _, _, archs, _ = _synthetic(30)
     archs = archs[:10] + archs[:10] + archs[10:]  # the first ten archs measured twice
     fit_idx, held = split_by_arch(archs, 12)
@@ -177,7 +178,7 @@ def test_held_out_rows_are_disjoint_by_architecture() -> None:
 def test_calibration_keeps_the_profiled_model_when_the_fit_would_be_worse() -> None:
     """The fit rows were measured while the machine was busy (all 40 % slow); the held-out rows
     were not. The fitted model would be worse on them, so the unfitted one is kept."""
-    from edge_eas.cost.calibrate_cli import calibrate_rows
+    from edge_eas.cost.calibration import calibrate_rows
     space, truth, archs, measured = _synthetic(50)
     busy = [m * 1.4 if i < 20 else m for i, m in enumerate(measured)]
     kept, rep = calibrate_rows(truth, _rows(archs, busy), space, 20)
@@ -187,7 +188,7 @@ def test_calibration_keeps_the_profiled_model_when_the_fit_would_be_worse() -> N
 
 
 def test_calibration_is_kept_when_it_helps_and_ms_budgets_carry_its_margin() -> None:
-    from edge_eas.cost.calibrate_cli import calibrate_rows
+    from edge_eas.cost.calibration import calibrate_rows
     space, truth, archs, measured = _synthetic(60, noise=0.05)
     prior = LatencyModel("dev", "numpy", 1, hardware=Hardware(peak_gflops=5, memory_gbps=2))
     kept, rep = calibrate_rows(prior, _rows(archs, measured), space, 20)
@@ -198,16 +199,16 @@ def test_calibration_is_kept_when_it_helps_and_ms_budgets_carry_its_margin() -> 
     gen = ArchGenerator(space, 10, {"fc1.weight": np.zeros((4, 14)), "fc1.bias": np.zeros(4),
                                     "fc2.weight": np.zeros((sum(space.decision_sizes()), 4)),
                                     "fc2.bias": np.zeros(sum(space.decision_sizes()))})
-    gen.cost_tables["ms"] = kept.budget_table(space)
-    lo, hi = gen.bounds("ms")
+    table = kept.budget_table(space)
+    lo, hi = gen.bounds("ms", table)
     budgets = list(np.geomspace(lo * 1.01, hi, 20))
-    for arch, b in zip(gen.generate([[1, 2]] * 20, budgets=budgets, kind="ms"), budgets):
+    for arch, b in zip(gen.generate([[1, 2]] * 20, budgets, "ms", table=table), budgets):
         assert kept.predict(space, arch) * (1 + kept.margin) <= b + 1e-9
     assert LatencyModel.from_dict(json.loads(json.dumps(kept.to_dict()))).margin == kept.margin
 
 
 def test_sub_millisecond_work_is_timed_in_repeated_samples() -> None:
-    from edge_eas.runtime.latency import MIN_SAMPLE_S, measure
+    from edge_eas.runtime.timing import MIN_SAMPLE_S, measure
     x = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
     stats = measure(lambda: x @ x, warmup=3, runs=30)
     assert stats["repeat"] > 1, stats  # a 16x16 matmul takes microseconds
@@ -218,7 +219,7 @@ def test_sub_millisecond_work_is_timed_in_repeated_samples() -> None:
 def test_a_group_met_in_a_slow_stretch_is_timed_again() -> None:
     """The reference timed with a group shows the machine's state: 30 % above the best seen,
     the group is retimed; figures carry the reference they were taken with."""
-    from edge_eas.runtime.latency import SpeedReference
+    from edge_eas.runtime.timing import SpeedReference
     ref_ms = iter([0.010, 0.013, 0.0101])  # settle, then a slow stretch, then the usual speed
 
     def machine(fns, **protocol):  # type: ignore[no-untyped-def]

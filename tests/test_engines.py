@@ -13,7 +13,7 @@ import torch
 
 from edge_eas.runtime.engines import (ENGINE_NAMES, EngineUnavailable, available_engines, create_engine,
                                       engine_available)
-from edge_eas.runtime.extract import FoldedNet, fold_bn
+from edge_eas.runtime.folded import FoldedNet, fold_bn
 from edge_eas.space import Arch, SearchSpace
 from edge_eas.supernet import Supernet
 
@@ -163,7 +163,7 @@ def test_numpy_engine_rejects_wrong_input_shape() -> None:
 
 def test_nhwc_conv_kernels_match_torch_conv2d() -> None:
     from edge_eas.runtime.engines.numpy_engine import nhwc_conv
-    from edge_eas.runtime.extract import FoldedConv
+    from edge_eas.runtime.folded import FoldedConv
     rng = np.random.default_rng(5)
     for cin, cout, k, stride, groups, size in [(3, 8, 3, 2, 1, 9), (6, 6, 7, 2, 6, 4), (6, 6, 7, 1, 6, 2),
                                                (6, 6, 5, 2, 6, 8), (4, 10, 1, 1, 1, 5)]:
@@ -239,7 +239,7 @@ def test_runtime_engines_import_and_numpy_run_without_torch() -> None:
         import sys
         import numpy as np
         from edge_eas.runtime import engines
-        from edge_eas.runtime.extract import fold_bn
+        from edge_eas.runtime.folded import fold_bn
         from edge_eas.runtime.engines import available_engines, create_engine
         from edge_eas.space import SearchSpace
         for module in ("numpy_engine", "tflite_engine", "torch_engine", "executorch_engine"):

@@ -12,7 +12,7 @@ import torch
 
 from edge_eas.data import load_dataset
 from edge_eas.evaluate import TaskEvaluator
-from edge_eas.run import RunDir, load_supernet
+from edge_eas.rundir import RunDir, load_supernet
 from edge_eas.space import Arch
 from edge_eas.supernet import recalibrate_bn
 

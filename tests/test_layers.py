@@ -18,7 +18,7 @@ LINT = Path(sys.executable).with_name("lint-imports")
 CYCLES = [
     ("runtime/bundle_reader.py", "from ..generator import load"),          # generator <-> runtime
     ("remote/wheels.py", "from .deploy import deploy"),                    # deploy <-> wheels
-    ("cost/calibrate_cli.py", "from ..runtime.api import Runtime"),       # cost <-> runtime (was: signing)
+    ("cost/calibration.py", "from ..runtime.api import Runtime"),       # cost <-> runtime (was: signing)
     ("hardware.py", "from .targets import load_target"),                 # targets <-> cost (via Hardware)
 ]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from edge_eas.run import RunDir, load_supernet
+from edge_eas.rundir import RunDir, load_supernet
 from edge_eas.runtime import EngineUnavailable, Runtime
 from edge_eas.runtime.engines import available_engines
-from edge_eas.runtime.latency import MIN_WINDOW_S
+from edge_eas.runtime.timing import MIN_WINDOW_S
 from edge_eas.runtime.recalibrate import recalibrate
 from edge_eas.runtime.slicing import slice_subnet
 from edge_eas.space import SearchSpace
@@ -66,7 +66,7 @@ def test_specialize_predict_and_match_host(tiny_run: Path, tiny_bundle: Path, di
 def test_benchmark_protocol(tiny_bundle: Path) -> None:
     m = Runtime.load(tiny_bundle).specialize(classes=[0, 1], budget_mflops=0.5, engine="numpy")
     stats = m.benchmark(warmup=3, runs=30)
-    # at least `runs` samples, spread over the protocol's window (runtime/latency.py)
+    # at least `runs` samples, spread over the protocol's window (runtime/timing.py)
     assert stats["runs"] >= 30 and stats["window_s"] >= 0.9 * MIN_WINDOW_S
     assert 0 < stats["latency_ms"] == stats["min_ms"] <= stats["median_ms"]
     assert stats["median_ms"] > 0 and stats["p90_ms"] >= stats["median_ms"]

@@ -33,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def requires(args: argparse.Namespace) -> list[Need]:
     """SSH only for remote targets (`local` runs the agent here); scipy only to calibrate."""
-    from ..remote.harness import expand_targets
+    from ..remote.fleet import expand_targets
     need = modules(*REMOTE, why="benchmarking over SSH") if any(not t.local for t in expand_targets(args.target)) else []
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..remote.harness import run_bench
+    from ..remote.fleet import run_bench
 
     result = run_bench(args)
     if args.json:

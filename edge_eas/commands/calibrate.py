@@ -26,7 +26,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost.calibrate_cli import calibrate_target
+    from ..cost.calibration import calibrate_target
 
     result = calibrate_target(args.target, args.store or default_store(), engine=args.engine, threads=args.threads,
                               n_fit=args.fit, run_dir=args.run, sign_key=args.sign)

@@ -36,7 +36,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..remote.deploy import deploy
-    from ..remote.harness import expand_targets
+    from ..remote.fleet import expand_targets
     from ..remote.ssh import ssh_options
 
     targets = expand_targets(args.target)

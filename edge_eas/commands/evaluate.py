@@ -25,7 +25,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..evaluate import TaskEvaluator
-    from ..run import RunDir, load_supernet
+    from ..rundir import RunDir, load_supernet
     from .space import parse_arch
 
     net, meta = load_supernet(RunDir(args.run_dir))

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from ..cost.flops import macs, params
     from ..data import load_dataset
     from ..evaluate import TaskEvaluator
-    from ..run import RunDir, load_supernet
-    from ..runtime.extract import fold_bn
+    from ..rundir import RunDir, load_supernet
+    from ..runtime.folded import fold_bn
     from ..supernet import recalibrate_bn
 
     if args.batch_size < 1:

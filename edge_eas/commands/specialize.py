@@ -35,16 +35,16 @@ def run(args: argparse.Namespace) -> int:
 
     gen = G.load(args.source)
     task = Task.create(parse_classes(args.classes), gen.num_classes)
+    table = None
     if args.budget_ms is not None:
         kind, budget = "ms", args.budget_ms
-        model = _latency_model(args)
-        gen.cost_tables["ms"] = model.budget_table(gen.space)
+        table = _latency_model(args).budget_table(gen.space)
     elif args.budget_mflops is not None:
         kind, budget = "mflops", args.budget_mflops
     else:
         kind, budget = "params", args.budget_params
     start = time.perf_counter()
-    arch = gen.generate([list(task.classes)], budgets=[budget], kind=kind)[0]
+    arch = gen.generate([list(task.classes)], [budget], kind, table=table)[0]
     gen_ms = (time.perf_counter() - start) * 1000
     doc = {"classes": list(task.classes), "budget": {kind: budget}, "arch": arch.to_dict(),
            "mflops": macs(gen.space, arch, gen.num_classes) / 1e6, "params": params(gen.space, arch, gen.num_classes),
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no-untyped-def]
     from ..data import load_dataset
     from ..evaluate import TaskEvaluator
-    from ..run import RunDir, load_supernet
+    from ..rundir import RunDir, load_supernet
 
     net, meta = load_supernet(RunDir(run_dir))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])

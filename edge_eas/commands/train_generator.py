@@ -24,7 +24,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 def run(args: argparse.Namespace) -> int:
     from ..generator_train import GeneratorConfig, train_generator
-    from ..run import RunDir
+    from ..rundir import RunDir
 
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")

@@ -8,7 +8,7 @@ when present, are kept and only the unprofiled remainder is fitted.
 
 The loss is Huber on relative errors (iteratively reweighted): a timing spoilt by a preempted
 core pulls the fit as an outlier should, linearly, not quadratically. `validate` then decides on
-held-out architectures whether the fit is kept at all (see calibrate_cli.calibrate_rows).
+held-out architectures whether the fit is kept at all (see calibration.calibrate_rows).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ class MeasurementStore:
         for col in ("arch_json", "classes_json", "stats_json", "environment_json"):
             value = row.pop(col)
             row[col[:-5]] = json.loads(value) if value is not None else None
-        # the figure cost models fit (runtime/latency.py: the fastest interleaved sample); rows
+        # the figure cost models fit (runtime/timing.py: the fastest interleaved sample); rows
         # from runtimes before that protocol have only their median
         row["latency_ms"] = float(row["stats"].get("latency_ms", row["median_ms"]))
         return row

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from .agent_output import AgentOutput
-from .latency import INTERLEAVE_GROUP
+from .timing import INTERLEAVE_GROUP
 
 
 def measurement_id(bundle_sha: str, run_id: str, scenario: str, engine: str, threads: int | None, batch: int) -> str:

@@ -16,8 +16,8 @@ from ..tasks import Task
 from .bundle_reader import Bundle, BundleError, open_bundle
 from .calibration_images import CalibrationLike, load_calibration
 from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
-from .extract import FoldedNet, fold_bn
-from .latency import SpeedReference, measure_many
+from .folded import FoldedNet, fold_bn
+from .timing import SpeedReference, measure_many
 from .recalibrate import recalibrate
 from ..format.signing import KeyLike
 from .slicing import slice_subnet
@@ -86,7 +86,7 @@ def timed_call(m: SpecializedModel, batch_size: int = 1) -> Callable[[], Any]:
 def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: int = 50, batch_size: int = 1,
                    reference: SpeedReference | None = None) -> list[dict[str, Any]]:
     """Latency of several networks under one protocol: their timed samples interleaved
-    (runtime/latency.py), so every network meets the same machine states and the figures are
+    (runtime/timing.py), so every network meets the same machine states and the figures are
     comparable with each other; with a `reference`, a group met in a slow stretch is retimed."""
     from .environment import describe
     fns = [timed_call(m, batch_size) for m in models]
@@ -208,7 +208,7 @@ class Runtime:
     def speed_reference(self, engine: str = "auto", threads: int | None = None, batch_size: int = 1,
                         warmup: int = 10, runs: int = 50) -> SpeedReference:
         """The smallest arch over every class on this engine, settled: the fixed network a bench
-        times inside each group (runtime/latency.py)."""
+        times inside each group (runtime/timing.py)."""
         m = self.specialize(classes=list(range(self.num_classes)), arch=self.space.smallest(), engine=engine,
                             threads=threads)
         ref = SpeedReference(timed_call(m, batch_size))
@@ -229,13 +229,14 @@ class Runtime:
             if len(given) != 1:
                 raise ValueError("give exactly one budget: budget_mflops, budget_params or budget_ms")
             kind, budget = given[0]
+            table = None
             if kind == "ms":
                 model = self.latency_model(name, threads)
                 if model is None:
                     raise ValueError(f"no latency model for engine {name!r} with {threads or 'default'} threads in "
                                      f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
-                self.generator.cost_tables["ms"] = model.budget_table(self.space)
-            arch = self.generator.generate([list(task.classes)], budgets=[float(budget)], kind=kind)[0]
+                table = model.budget_table(self.space)
+            arch = self.generator.generate([list(task.classes)], [float(budget)], kind, table=table)[0]
         else:
             self.space.validate(arch)
         t1 = time.perf_counter()

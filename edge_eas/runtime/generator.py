@@ -60,14 +60,16 @@ class ArchGenerator:
         self._largest_vec = self.space.encode(self.space.largest())
 
     # ---- budgets ------------------------------------------------------------------------
-    def bounds(self, kind: str) -> tuple[float, float]:
-        table = self._table(kind)
+    def bounds(self, kind: str, table: SlotCostTable | None = None) -> tuple[float, float]:
+        table = self._table(kind, table)
         lo, hi = table.cost_of_vectors(self.space, np.stack([self._smallest_vec, self._largest_vec]))
         return float(lo), float(hi)
 
-    def _table(self, kind: str) -> SlotCostTable:
+    def _table(self, kind: str, table: SlotCostTable | None = None) -> SlotCostTable:
         if kind not in RESOURCE_KINDS:
             raise ValueError(f"unknown budget kind {kind!r}; use one of {', '.join(RESOURCE_KINDS)}")
+        if table is not None:
+            return table
         if kind not in self.cost_tables:
             raise UserError("no latency model for ms budgets: calibrate one for the target or budget in MFLOPs")
         return self.cost_tables[kind]
@@ -90,9 +92,10 @@ class ArchGenerator:
             hot[i, list(Task.create(classes, self.num_classes).classes)] = 1.0
         return hot
 
-    def log_probs(self, tasks: Sequence[Sequence[int]], budgets: np.ndarray, kind: str) -> list[np.ndarray]:
+    def log_probs(self, tasks: Sequence[Sequence[int]], budgets: np.ndarray, kind: str,
+                  table: SlotCostTable | None = None) -> list[np.ndarray]:
         """Per decision, (N, n_choices) log-probabilities."""
-        lo, hi = self.bounds(kind)
+        lo, hi = self.bounds(kind, table)
         # A kind the generator was not trained on (e.g. ms on a newly calibrated device) is fed as
         # its position between the fastest and slowest arch under that kind's cost model — the
         # same normalisation the trained kind uses — and repair then enforces the real budget.
@@ -104,27 +107,27 @@ class ArchGenerator:
             out.append(seg - np.log(np.exp(seg).sum(1, keepdims=True)))
         return out
 
-    def generate(self, tasks: Sequence[Sequence[int]], budgets_mflops: Sequence[float] | None = None, *,
-                 budgets: Sequence[float] | None = None, kind: str = "mflops") -> list[Arch]:
-        """One arch per (task, budget), batched; every returned arch fits its budget."""
-        return [self.space.decode(v) for v in self.generate_vectors(tasks, budgets_mflops, budgets=budgets, kind=kind)]
+    def generate(self, tasks: Sequence[Sequence[int]], budgets: Sequence[float], kind: str = "mflops", *,
+                 table: SlotCostTable | None = None) -> list[Arch]:
+        """One arch per (task, budget), batched; every returned arch fits its budget. `table`
+        prices `kind` for this call (an ms budget needs the device's latency table); without
+        it the generator's own table for `kind` is used."""
+        return [self.space.decode(v) for v in self.generate_vectors(tasks, budgets, kind, table=table)]
 
-    def generate_vectors(self, tasks: Sequence[Sequence[int]], budgets_mflops: Sequence[float] | None = None, *,
-                         budgets: Sequence[float] | None = None, kind: str = "mflops") -> np.ndarray:
-        if budgets is None:
-            budgets, kind = budgets_mflops, "mflops"
+    def generate_vectors(self, tasks: Sequence[Sequence[int]], budgets: Sequence[float], kind: str = "mflops", *,
+                         table: SlotCostTable | None = None) -> np.ndarray:
         if budgets is None:
             raise ValueError("give a budget for every task")
         b = np.asarray(budgets, dtype=np.float64).reshape(-1)
         if len(b) != len(tasks):
             raise ValueError(f"{len(tasks)} tasks but {len(b)} budgets")
-        table = self._table(kind)
-        lo, _ = self.bounds(kind)
+        table = self._table(kind, table)
+        lo, _ = self.bounds(kind, table)
         if len(b) and (not np.all(np.isfinite(b)) or b.min() < lo):
             worst = float(b[~np.isfinite(b)][0]) if not np.all(np.isfinite(b)) else float(b.min())
             raise ValueError(f"budget {worst:g} {UNITS[kind]} is below the smallest sub-network's "
                              f"{lo:.6g} {UNITS[kind]}: the minimum feasible budget is {lo:.6g}")
-        logp = self.log_probs(tasks, b, kind)
+        logp = self.log_probs(tasks, b, kind, table)
         vecs = np.stack([lp.argmax(1) for lp in logp], 1)
         costs = table.cost_of_vectors(self.space, vecs)
         for i in np.nonzero(costs > b)[0]:

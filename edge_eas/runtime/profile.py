@@ -16,8 +16,8 @@ import numpy as np
 from ..cost.latency import block_key
 from ..space import BlockConfig
 from .engines import create_engine
-from .extract import FoldedBlock, FoldedConv, FoldedNet
-from .latency import latency_ms, measure_many
+from .folded import FoldedBlock, FoldedConv, FoldedNet
+from .timing import latency_ms, measure_many
 
 
 def _conv(rng: np.random.Generator, cout: int, cin: int, k: int, stride: int = 1, groups: int = 1,

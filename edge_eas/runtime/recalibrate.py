@@ -12,7 +12,7 @@ import numpy as np
 
 from ..space import Arch, SearchSpace
 from .engines.numpy_engine import nhwc_conv
-from .extract import FoldedConv
+from .folded import FoldedConv
 
 
 def _conv(weights: dict[str, np.ndarray], prefix: str, stride: int, groups: int) -> FoldedConv:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_eas.bundle import export_bundle
 from edge_eas.generator_train import GeneratorConfig, train_generator
-from edge_eas.run import RunDir
+from edge_eas.rundir import RunDir
 from edge_eas.format.signing import generate_keypair
 from edge_eas.train import TrainConfig, train_supernet
 

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import UserError
 
 if TYPE_CHECKING:
-    from ..extract import FoldedNet
+    from ..folded import FoldedNet
 
 ENGINE_NAMES = ("numpy", "tflite", "executorch", "torch")
 

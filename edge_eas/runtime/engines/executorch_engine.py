@@ -14,7 +14,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..extract import FoldedNet
+from ..folded import FoldedNet
 from .torch_engine import build_module, import_torch
 
 _INSTALL_HINT = "pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import as_input
-from ..extract import ConvPlan, FoldedConv, FoldedNet, plan_conv
+from ..folded import ConvPlan, FoldedConv, FoldedNet, plan_conv
 
 
 @dataclass(frozen=True)

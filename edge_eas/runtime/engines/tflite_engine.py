@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..extract import XNNPACK_MAX_DW_TAPS, FoldedConv, FoldedNet, plan_conv
+from ..folded import XNNPACK_MAX_DW_TAPS, FoldedConv, FoldedNet, plan_conv
 
 _INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)"
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.

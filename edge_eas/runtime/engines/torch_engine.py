@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..extract import XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, plan_conv
+from ..folded import XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, plan_conv
 
 
 def import_torch():  # type: ignore[no-untyped-def]

@@ -114,7 +114,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                               "store": str(store_path), "devices": devices,
                               "failed_devices": [d["device"] for d in devices if d["failure"]]}
     if args.calibrate:
-        from ..cost.calibrate_cli import calibrate_target
+        from ..cost.calibration import calibrate_target
         result["calibration"] = {}
         result["block_profiles"] = {}
         for t in targets:  # fill the per-block look-up table on each device (nn-Meter / OFA style)
