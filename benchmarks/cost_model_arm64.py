@@ -1,5 +1,5 @@
 """How well the latency model predicts a second device type: Debian arm64 under qemu user
-emulation (edge_eas.remote.arm64_lab), deployed to offline and measured over SSH by its own
+emulation (edge_eas.sim.arm64_lab), deployed to offline and measured over SSH by its own
 aarch64 agent, next to this host measured natively.
 
 For each engine (tflite via the ai-edge-litert aarch64 wheel, numpy), 1 thread: measure a pool of
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
 from cost_model import measure_archs, plot, report_config, sample_archs  # noqa: E402
 
-from edge_eas.remote.arm64_lab import Arm64Lab  # noqa: E402
+from edge_eas.sim.arm64_lab import Arm64Lab  # noqa: E402
 from edge_eas.remote.deploy import deploy  # noqa: E402
 from edge_eas.remote.ssh import SSHRunner, ssh_options  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402

@@ -1,6 +1,6 @@
 """Fleet benchmark: the harness's own cost when it drives 1, 4 and 8 devices over real SSH.
 
-Each simulated device is an OpenSSH sshd in its own network namespace (edge_eas/remote/lab.py; sshd on
+Each simulated device is an OpenSSH sshd in its own network namespace (edge_eas/sim/ssh_lab.py; sshd on
 loopback ports where namespaces are not allowed) with the runtime deployed by `edge_eas deploy`'s
 code. The bench runs in this process through `edge_eas.remote.fleet.run_bench`, so
 getrusage(RUSAGE_SELF) around it is exactly the host harness's CPU time (all its threads,
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
-from edge_eas.remote.lab import DeviceLab, have_sshd  # noqa: E402
+from edge_eas.sim.ssh_lab import DeviceLab, have_sshd  # noqa: E402
 
 METHOD = {
     "host_cpu": "resource.getrusage(RUSAGE_SELF) user+system time of this process around run_bench only: the "

@@ -225,7 +225,7 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
     from .errors import UserError
     from .remote.deploy import deploy
     from .remote.fleet import run_bench
-    from .remote.lab import DeviceLab, have_sshd
+    from .sim.ssh_lab import DeviceLab, have_sshd
     from .remote.ssh import ssh_options
     from .targets import load_target
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_eas.remote.lab import _DEVICE_LAUNCHER, DeviceLab, SimDevice, _run
+from edge_eas.sim.ssh_lab import DEVICE_LAUNCHER, DeviceLab, SimDevice, run_tool
 
 from .serial_device import SimConsole
 
@@ -97,7 +97,7 @@ class FreshBoard(DeviceLab):
             binds.append((str(dev.dir / "homes"), "/home"))
         holder = [sys.executable, "-c", "import signal; signal.pause()"]
         argv = ["ip", "netns", "exec", str(dev.netns), "unshare", "--uts", "--mount", "--", sys.executable, "-c",
-                _DEVICE_LAUNCHER, self.initial_hostname, json.dumps(binds), *holder]
+                DEVICE_LAUNCHER, self.initial_hostname, json.dumps(binds), *holder]
         log = open(dev.dir / "board.log", "ab")
         dev.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
@@ -142,7 +142,7 @@ class FreshBoard(DeviceLab):
     def _add_login_user(self, dev: SimDevice, sbin: Path) -> None:
         """Like Raspberry Pi OS: user with a password, in group sudo; sudo asks for that password."""
         uid, user = self.uid, self.user
-        pw_hash = _run(["openssl", "passwd", "-6", self.password]).stdout.strip()
+        pw_hash = run_tool(["openssl", "passwd", "-6", self.password]).stdout.strip()
         (dev.dir / "etc-passwd").write_text(Path("/etc/passwd").read_text()
                                             + f"{user}:x:{uid}:{uid}:,,,:/home/{user}:/bin/bash\n")
         groups = [ln + (("," if not ln.endswith(":") else "") + user if ln.startswith("sudo:") else "")
@@ -169,7 +169,7 @@ class FreshBoard(DeviceLab):
         for name in ("etc-ssh", "run", "sbin", "homes"):
             shutil.rmtree(dev.dir / name, ignore_errors=True)
         shutil.rmtree(dev.home / ".ssh", ignore_errors=True)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
+        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
         self.start_sshd(dev)
         assert dev.proc is not None
         self.console.enter[2] = str(dev.proc.pid)
@@ -185,7 +185,7 @@ class FreshBoard(DeviceLab):
         """Read a file as the board sees it (inside its mount namespace)."""
         dev = self.devices[0]
         assert dev.proc is not None
-        return _run(["nsenter", "-t", str(dev.proc.pid), "-m", "cat", path]).stdout
+        return run_tool(["nsenter", "-t", str(dev.proc.pid), "-m", "cat", path]).stdout
 
     def sshd_running(self) -> bool:
         dev = self.devices[0]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from edge_eas.remote.lab import _descendants, _kill
+from edge_eas.sim.ssh_lab import descendants, kill_pids
 
 GETTY = r"""#!/bin/bash
 # Simulated getty + login. Settings come from the file beside it (no arguments: socat's EXEC
@@ -121,14 +121,14 @@ class SimConsole:
     def pids(self) -> list[int]:
         if self.proc is None or self.proc.poll() is not None:
             return []
-        return [self.proc.pid, *_descendants(self.proc.pid)]
+        return [self.proc.pid, *descendants(self.proc.pid)]
 
     def close(self) -> None:
         for _ in range(5):
             pids = self.pids()
             if not pids:
                 break
-            _kill(pids)
+            kill_pids(pids)
             time.sleep(0.05)
         if self.proc is not None:
             self.proc.wait(timeout=5)

@@ -1,5 +1,5 @@
 """A real 64-bit ARM device in the suite: Debian arm64 under qemu user emulation (made by
-firmware_scripts/make_arm64_device.sh, wrapped by edge_eas.remote.arm64_lab), reached over SSH
+firmware_scripts/make_arm64_device.sh, wrapped by edge_eas.sim.arm64_lab), reached over SSH
 through its own aarch64 sshd, deployed to offline with aarch64 wheels (LiteRT included), then
 specialised, predicted and benchmarked on, through the CLI as a user runs it.
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_eas.remote.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
+from edge_eas.sim.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
 
 paramiko = pytest.importorskip("paramiko")
 

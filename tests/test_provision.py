@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_eas.remote.lab import have_sshd
+from edge_eas.sim.ssh_lab import have_sshd
 from edge_eas.remote.provision import update_known_hosts
 
 pytestmark = pytest.mark.skipif(

@@ -107,7 +107,7 @@ def _silent_device(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def test_serial_device_without_prompt_times_out_naming_port_and_last_read(tmp_path: Path) -> None:
-    from edge_eas.remote.lab import _descendants, _kill
+    from edge_eas.sim.ssh_lab import descendants, kill_pids
 
     proc, port = _silent_device(tmp_path)
     try:
@@ -129,7 +129,7 @@ def test_serial_device_without_prompt_times_out_naming_port_and_last_read(tmp_pa
         err_line = res.stderr.strip().splitlines()[-1]
         assert err_line.startswith("edge_eas provision: error: ") and port in err_line and "Starting kernel" in err_line
     finally:
-        _kill([proc.pid, *_descendants(proc.pid)])
+        kill_pids([proc.pid, *descendants(proc.pid)])
         proc.wait()
 
 

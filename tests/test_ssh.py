@@ -1,5 +1,5 @@
 """`edge_eas deploy` and `edge_eas bench` over real SSH: OpenSSH sshd in network namespaces
-(edge_eas/remote/lab.py), each "device" with its own address, host key, hostname, home and a torch-free
+(edge_eas/sim/ssh_lab.py), each "device" with its own address, host key, hostname, home and a torch-free
 runtime venv installed offline by deploy. Faults are real too: unknown and changed host keys,
 a wrong key, an unreachable address, a cable pulled mid-bench, sshd killed mid-bench.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from edge_eas.remote.lab import DeviceLab, SimDevice, have_sshd, leftovers
+from edge_eas.sim.ssh_lab import DeviceLab, SimDevice, have_sshd, leftovers
 
 from .test_firmware_scripts import _governors as governors
 from .test_firmware_scripts import _pi_tree as pi_tree

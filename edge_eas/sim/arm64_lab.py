@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .lab import _descendants, _free_port, _kill, _run
+from .ssh_lab import descendants, free_port, kill_pids, run_tool
 
 SCRIPT_NAME = "make_arm64_device.sh"
 EXIT_NOT_ROOT, EXIT_NO_BINFMT = 3, 4  # the script's distinct exit codes: "cannot host it here"
@@ -138,7 +138,7 @@ class Arm64Lab:
         atexit.register(self.close)
         try:
             self.build = self._build()
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-eas-arm64", "-f", str(self.client_key)])
+            run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-eas-arm64", "-f", str(self.client_key)])
             self._start_sshd()
         except BaseException:
             self.close()
@@ -161,7 +161,7 @@ class Arm64Lab:
 
     def _start_sshd(self) -> None:
         dev = self.device
-        dev.port = _free_port()
+        dev.port = free_port()
         t0 = time.monotonic()
         res = self._script("start", "--rootfs", str(dev.rootfs), "--port", str(dev.port), "--authorized-key",
                            f"{self.client_key}.pub", "--hostname", dev.name, "--log", str(dev.dir / "sshd.log"),
@@ -177,7 +177,7 @@ class Arm64Lab:
         """What this lab started and still runs: sshd, its sessions and whatever they ran."""
         pids = chroot_pids(self.device.rootfs)  # sshd included: it runs in the chroot
         for pid in list(pids):
-            pids.update(_descendants(pid))
+            pids.update(descendants(pid))
         return pids - {os.getpid()}
 
     def stop_device(self) -> None:
@@ -186,7 +186,7 @@ class Arm64Lab:
             pids = self.device_pids()
             if not pids:
                 break
-            _kill(sorted(pids))
+            kill_pids(sorted(pids))
             time.sleep(0.05)
         self.device.pid = None
 
@@ -198,8 +198,8 @@ class Arm64Lab:
         # /proc and /dev live in the device's own mount namespace and vanish with its last
         # process; anything mounted under the rootfs in ours (an interrupted build) goes too.
         for mnt in mounts_under(self.device.rootfs):
-            if _run(["umount", mnt], check=False).returncode != 0:
-                _run(["umount", "-l", mnt], check=False)
+            if run_tool(["umount", mnt], check=False).returncode != 0:
+                run_tool(["umount", "-l", mnt], check=False)
         if not self.keep_rootfs and not mounts_under(self.device.rootfs) and not self.device_pids():
             shutil.rmtree(self.device.rootfs, ignore_errors=True)
 

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 SSHD = "/usr/sbin/sshd"
 # Runs inside the device's fresh UTS + mount namespaces: own hostname, bind mounts (the device's
 # own home over the user's), then becomes sshd. argv: HOSTNAME BINDS_JSON SSHD ARGS...
-_DEVICE_LAUNCHER = """
+DEVICE_LAUNCHER = """
 import json, os, socket, subprocess, sys
 socket.sethostname(sys.argv[1])
 for src, dst in json.loads(sys.argv[2]):
@@ -48,20 +48,20 @@ def base_python() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
-def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_tool(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(list(argv), capture_output=True, text=True)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr.strip()}")
     return res
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """All live descendants of pid (from /proc), children first-found order."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -81,7 +81,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _kill(pids: Sequence[int]) -> None:
+def kill_pids(pids: Sequence[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -159,7 +159,7 @@ class DeviceLab:
         self.root.mkdir(parents=True, exist_ok=True)
         atexit.register(self.close)
         try:
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-eas-test", "-f", str(self.client_key)])
+            run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-eas-test", "-f", str(self.client_key)])
             if os.geteuid() == 0:
                 Path("/run/sshd").mkdir(parents=True, exist_ok=True)
             self.uses_netns = self.prefer_netns and self._make_bridge()
@@ -180,31 +180,31 @@ class DeviceLab:
         for dev in self.devices:
             self.kill_device_processes(dev)
             if dev.netns:
-                _run(["ip", "netns", "del", dev.netns], check=False)
+                run_tool(["ip", "netns", "del", dev.netns], check=False)
             if dev.host_veth:  # normally gone with the namespace; make sure
-                _run(["ip", "link", "del", dev.host_veth], check=False)
+                run_tool(["ip", "link", "del", dev.host_veth], check=False)
         if self.bridge:
-            _run(["ip", "link", "del", self.bridge], check=False)
+            run_tool(["ip", "link", "del", self.bridge], check=False)
 
     # ---- network -----------------------------------------------------------------------------
     def _make_bridge(self) -> bool:
         """A bridge on a free 169.254.X.0/24; False when namespaces cannot be made here."""
         if os.geteuid() != 0 or shutil.which("ip") is None:
             return False
-        used = _run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
+        used = run_tool(["ip", "-4", "-o", "addr", "show"], check=False).stdout
         candidates = [x for x in range(2, 254) if x != 169 and f"169.254.{x}." not in used]
         random.shuffle(candidates)
         for x in candidates[:20]:
             bridge = f"eas{x}br"
-            if _run(["ip", "link", "add", bridge, "type", "bridge"], check=False).returncode != 0:
+            if run_tool(["ip", "link", "add", bridge, "type", "bridge"], check=False).returncode != 0:
                 continue  # taken by a parallel run, or no permission
             self.bridge, self.subnet = bridge, x
             probe = f"eas{x}probe{os.getpid() % 10000}"
-            if _run(["ip", "netns", "add", probe], check=False).returncode != 0:
+            if run_tool(["ip", "netns", "add", probe], check=False).returncode != 0:
                 return False
-            _run(["ip", "netns", "del", probe], check=False)
-            _run(["ip", "addr", "add", f"169.254.{x}.1/24", "dev", bridge])
-            _run(["ip", "link", "set", bridge, "up"])
+            run_tool(["ip", "netns", "del", probe], check=False)
+            run_tool(["ip", "addr", "add", f"169.254.{x}.1/24", "dev", bridge])
+            run_tool(["ip", "link", "set", bridge, "up"])
             return True
         return False
 
@@ -219,18 +219,18 @@ class DeviceLab:
             self.devices.append(dev)
             ns, veth = dev.netns, dev.host_veth
             assert ns and veth
-            _run(["ip", "netns", "add", ns])
-            _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-            _run(["ip", "link", "set", veth, "master", str(self.bridge)])
-            _run(["ip", "link", "set", veth, "up"])
-            _run(["ip", "-n", ns, "addr", "add", f"{dev.addr}/24", "dev", "eth0"])
-            _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run_tool(["ip", "netns", "add", ns])
+            run_tool(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            run_tool(["ip", "link", "set", veth, "master", str(self.bridge)])
+            run_tool(["ip", "link", "set", veth, "up"])
+            run_tool(["ip", "-n", ns, "addr", "add", f"{dev.addr}/24", "dev", "eth0"])
+            run_tool(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            run_tool(["ip", "-n", ns, "link", "set", "lo", "up"])
         else:
-            dev = SimDevice(name, i, d, "127.0.0.1", _free_port(), name)
+            dev = SimDevice(name, i, d, "127.0.0.1", free_port(), name)
             self.devices.append(dev)
         dev.home.mkdir(exist_ok=True)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(dev.host_key)])
+        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(dev.host_key)])
         shutil.copy(f"{self.client_key}.pub", d / "authorized_keys")
         dev.config.write_text("\n".join([
             f"Port {dev.port}", f"ListenAddress {dev.addr}", f"HostKey {dev.host_key}", f"PidFile {d / 'sshd.pid'}",
@@ -246,7 +246,7 @@ class DeviceLab:
         """Cut (or restore) the device's cable: the host side of its veth pair."""
         if not dev.host_veth:
             raise RuntimeError("link faults need network namespaces")
-        _run(["ip", "link", "set", dev.host_veth, "up" if up else "down"])
+        run_tool(["ip", "link", "set", dev.host_veth, "up" if up else "down"])
 
     # ---- sshd --------------------------------------------------------------------------------
     def start_sshd(self, dev: SimDevice) -> None:
@@ -254,7 +254,7 @@ class DeviceLab:
         if dev.netns:
             binds = json.dumps(self._home_binds(dev))
             argv = ["ip", "netns", "exec", dev.netns, "unshare", "--uts", "--mount", "--", sys.executable, "-c",
-                    _DEVICE_LAUNCHER, dev.hostname, binds, *sshd]
+                    DEVICE_LAUNCHER, dev.hostname, binds, *sshd]
         else:
             argv = sshd
         log = open(dev.dir / "sshd.log", "ab")
@@ -297,9 +297,9 @@ class DeviceLab:
         pids: set[int] = set()
         if dev.proc is not None and dev.proc.poll() is None:
             pids.add(dev.proc.pid)
-            pids.update(_descendants(dev.proc.pid))
+            pids.update(descendants(dev.proc.pid))
         if dev.netns:
-            out = _run(["ip", "netns", "pids", dev.netns], check=False).stdout
+            out = run_tool(["ip", "netns", "pids", dev.netns], check=False).stdout
             pids.update(int(p) for p in out.split() if p.isdigit())
         return pids - {os.getpid()}
 
@@ -309,7 +309,7 @@ class DeviceLab:
             pids = self.device_pids(dev)
             if not pids:
                 break
-            _kill(sorted(pids))
+            kill_pids(sorted(pids))
             time.sleep(0.05)
         if dev.proc is not None:
             try:
@@ -326,7 +326,7 @@ class DeviceLab:
         """The device was reinstalled (or someone is impersonating it): a new host key."""
         for p in (dev.host_key, Path(f"{dev.host_key}.pub")):
             p.unlink(missing_ok=True)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
+        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
         self.restart_sshd(dev)
 
     # ---- what the client side needs -------------------------------------------------------------
@@ -352,8 +352,8 @@ class DeviceLab:
 
 def leftovers(lab: DeviceLab) -> dict[str, list[str]]:
     """What a closed lab left behind (should be nothing): namespaces, links, processes."""
-    ns = _run(["ip", "netns", "list"], check=False).stdout.split() if lab.uses_netns else []
-    links = _run(["ip", "-o", "link", "show"], check=False).stdout if lab.uses_netns else ""
+    ns = run_tool(["ip", "netns", "list"], check=False).stdout.split() if lab.uses_netns else []
+    links = run_tool(["ip", "-o", "link", "show"], check=False).stdout if lab.uses_netns else ""
     names = [n for n in [lab.bridge, *[d.host_veth for d in lab.devices]] if n]
     return {"netns": [d.netns for d in lab.devices if d.netns and d.netns in ns],
             "links": [n for n in names if f" {n}:" in links or f" {n}@" in links],
