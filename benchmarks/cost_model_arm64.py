@@ -34,7 +34,8 @@ from cost_model import measure_archs, plot, report_config, sample_archs  # noqa:
 
 from edge_eas.sim.arm64_lab import Arm64Lab  # noqa: E402
 from edge_eas.remote.deploy import deploy  # noqa: E402
-from edge_eas.remote.ssh import SSHRunner, ssh_options  # noqa: E402
+from edge_eas.remote.ssh_options import ssh_options  # noqa: E402
+from edge_eas.remote.ssh_runner import SSHRunner  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.engines import engine_available  # noqa: E402
 from edge_eas.targets import load_target  # noqa: E402

@@ -226,7 +226,7 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
     from .remote.deploy import deploy
     from .remote.fleet import run_bench
     from .sim.ssh_lab import DeviceLab, have_sshd
-    from .remote.ssh import ssh_options
+    from .remote.ssh_options import ssh_options
     from .targets import load_target
 
     if not have_sshd():

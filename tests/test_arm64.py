@@ -103,7 +103,8 @@ def deployed(lab: Arm64Lab, target: Path, env: dict[str, str], tiny_bundle: Path
 
 
 def ssh(target: Path) -> Any:
-    from edge_eas.remote.ssh import SSHSession, ssh_options
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import ssh_options
     from edge_eas.targets import load_target
     t = load_target(str(target))
     return SSHSession(t.connection, ssh_options(t), python=t.python)  # type: ignore[arg-type]
@@ -174,7 +175,7 @@ def test_arm64_device_runs_aarch64_sshd_with_its_own_host_key(lab: Arm64Lab, tar
 
 def test_arm64_deploy_is_offline_with_aarch64_wheels_and_litert(lab: Arm64Lab, deployed: dict[str, Any],
                                                                 tiny_bundle: Path) -> None:
-    from edge_eas.remote.ssh import sha256_file
+    from edge_eas.remote.layout import sha256_file
     rep = deployed
     assert rep["device"]["machine"] == "aarch64" and rep["runtime_installed"] and rep["bundle_uploaded"]
     assert rep["engine_package"] == "ai-edge-litert" and rep["numpy_source"] == "system", rep

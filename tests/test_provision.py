@@ -54,7 +54,8 @@ def provision(board, tmp: Path, *extra: str) -> dict:  # type: ignore[no-untyped
 
 
 def test_provision_fresh_board_end_to_end_then_nothing_changes(pi_board, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from edge_eas.remote.ssh import SSHOptions, SSHSession
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import SSHOptions
     from edge_eas.targets import load_target
 
     board = pi_board
@@ -94,7 +95,8 @@ def test_provision_fresh_board_end_to_end_then_nothing_changes(pi_board, tmp_pat
 
 def test_provision_after_reflash_replaces_the_host_key(board, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from edge_eas.errors import UserError
-    from edge_eas.remote.ssh import SSHOptions, SSHSession
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import SSHOptions
     from edge_eas.targets import load_target
 
     provision(board, tmp_path)

@@ -164,7 +164,9 @@ class Pace:
 
 @pytest.fixture(scope="module")
 def pace(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path], tiny_bundle: Path) -> Pace:
-    from edge_eas.remote.ssh import SSHRunner, SSHSession, ssh_options
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import ssh_options
+    from edge_eas.remote.ssh_runner import SSHRunner
     from edge_eas.targets import load_target
     t = load_target(str(targets["dev-a"]))
     opts = ssh_options(t)
@@ -197,7 +199,7 @@ def other_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_deploy_then_bench_two_devices_end_to_end(lab: DeviceLab, deployed: dict[str, Any],
                                                   targets: dict[str, Path], env: dict[str, str],
                                                   tiny_bundle: Path, tmp_path: Path) -> None:
-    from edge_eas.remote.ssh import sha256_file
+    from edge_eas.remote.layout import sha256_file
     sha = sha256_file(tiny_bundle)
     for dev in lab.devices[:2]:
         rep = deployed[dev.name]
@@ -246,7 +248,8 @@ def test_bench_prepare_sets_governors_records_state_and_restores(lab: DeviceLab,
 
 def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab: DeviceLab, deployed: dict[str, Any],
                                                                              targets: dict[str, Path]) -> None:
-    from edge_eas.remote.ssh import SSHSession, ssh_options
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import ssh_options
     from edge_eas.targets import load_target
     t = load_target(str(targets["dev-a"]))
     with SSHSession(t.connection, ssh_options(t)) as s:  # type: ignore[arg-type]
@@ -270,7 +273,7 @@ def test_redeploying_the_same_bundle_transfers_nothing(deployed: dict[str, Any],
 def test_rollback_returns_to_the_previous_bundle(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path],
                                                  env: dict[str, str], tiny_bundle: Path, other_bundle: Path,
                                                  tmp_path: Path) -> None:
-    from edge_eas.remote.ssh import sha256_file
+    from edge_eas.remote.layout import sha256_file
     first, second = sha256_file(tiny_bundle), sha256_file(other_bundle)
     assert first != second
     t = str(targets["dev-b"])
@@ -462,7 +465,7 @@ def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
 # ---- options ---------------------------------------------------------------------------------------------
 def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_eas.errors import UserError
-    from edge_eas.remote.ssh import SSHOptions, ssh_options
+    from edge_eas.remote.ssh_options import SSHOptions, ssh_options
     from edge_eas.targets import load_target
     path = tmp_path / "dev.toml"
     path.write_text('name = "dev"\n[connection]\nhost = "10.0.0.2"\nkey = "~/k"\ncommand_timeout = 7\nretries = 0\n')

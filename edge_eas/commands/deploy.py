@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..remote.deploy import deploy
     from ..remote.fleet import expand_targets
-    from ..remote.ssh import ssh_options
+    from ..remote.ssh_options import ssh_options
 
     targets = expand_targets(args.target)
     if args.host and len(targets) > 1:

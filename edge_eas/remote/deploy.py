@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 from ..console import info
 from ..errors import UserError
 from ..targets import Target
-from .ssh import DeviceLayout, SSHOptions, SSHSession, sha256_file
+from .layout import DeviceLayout, sha256_file
+from .ssh import SSHSession
+from .ssh_options import SSHOptions
 from .trust_store import StorePlan, kept_pins, plan_store
 from .wheels import DevicePlatform
 

@@ -34,7 +34,8 @@ def expand_targets(spec: str) -> list[Target]:
 def make_runner(target: Target, bundle: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if target.local:
         return LocalRunner(bundle, python=target.python or None, device_id=target.name)
-    from .ssh import SSHRunner, ssh_options
+    from .ssh_options import ssh_options
+    from .ssh_runner import SSHRunner
     return SSHRunner(target, ssh_options(target, args), bundle=bundle)
 
 
@@ -158,7 +159,8 @@ def _deployed_bundle(targets: list[Target], args: argparse.Namespace) -> Path:
     remote = [t for t in targets if not t.local]
     if len(remote) != len(targets):
         raise UserError("--bundle is required for the local target (e.g. --bundle model.eas)")
-    from .ssh import SSHRunner, ssh_options
+    from .ssh_options import ssh_options
+    from .ssh_runner import SSHRunner
     runner = SSHRunner(remote[0], ssh_options(remote[0], args))
     try:
         return runner.fetch_deployed_bundle(home() / "deployed" / f"{remote[0].name}.eas")

@@ -52,7 +52,7 @@ def _run_local(script: Path, args: list[str], runtime_dir: Path) -> dict[str, An
 
 def _run_remote(runner: Any, args: list[str]) -> dict[str, Any]:
     """Upload the scripts when they changed, then run bench_prepare.sh on the device."""
-    from .ssh import sha256_file
+    from .layout import sha256_file
 
     session = runner._live()
     root = runner.layout.root

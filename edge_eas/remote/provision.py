@@ -323,7 +323,8 @@ def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerp
 
 def confirm_ssh(conn: Connection, hostname: str) -> Step:
     """Connect with strict host key checking (no trust on first use) and check it is the same board."""
-    from .ssh import SSHOptions, SSHSession
+    from .ssh import SSHSession
+    from .ssh_options import SSHOptions
 
     with SSHSession(conn, SSHOptions(connect_timeout=10, command_timeout=30, retries=3, backoff=0.5)) as s:
         seen = s.check(["hostname"], "reading the hostname over SSH").strip()

@@ -14,34 +14,23 @@ which the benchmark harness retries (resuming from what it stored).
 
 from __future__ import annotations
 
-import base64
-import errno
 import getpass
-import hashlib
 import io
-import json
-import os
 import posixpath
 import secrets
 import shlex
 import socket
-import sys
 import time
-import tomllib
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import paramiko
 
-from ..console import info
 from ..errors import AgentFailure, DeviceRefused, UserError
-from ..targets import Connection, Target
-
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-_TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")
-_ENV_PREFIX = "EDGE_EAS_SSH_"  # e.g. EDGE_EAS_SSH_COMMAND_TIMEOUT=30
-PASSPHRASE_ENV = "EDGE_EAS_KEY_PASSPHRASE"
+from ..targets import Connection
+from .layout import sha256_file
+from .ssh_auth import RecordNew, RejectUnknown, fingerprint, is_transient, key_path, private_key, reason
+from .ssh_options import DEFAULT_KNOWN_HOSTS, SSHOptions
 
 # Runs on the device with its own python: prints the SHA-256 of argv[1], or "-" if it is missing.
 _SHA256_CODE = (
@@ -60,123 +49,6 @@ class CommandResult(NamedTuple):
     rc: int
     stdout: str
     stderr: str
-
-
-@dataclass(frozen=True)
-class SSHOptions:
-    """How patient to be with a device. Timeouts in seconds; `command_timeout` is also the
-    longest silence tolerated while streaming (a cut link shows up as silence). The defaults
-    suit a Raspberry Pi 3B: its Python and numpy start in seconds and an offline pip install
-    takes minutes, while the device agent sends a heartbeat line several times per timeout
-    (`heartbeat_s`), so a slow board never looks like a dead link."""
-    connect_timeout: float = 10.0
-    command_timeout: float = 600.0
-    keepalive: int = 5
-    retries: int = 3
-    backoff: float = 0.5
-    trust_new_host: bool = False
-    key: str | None = None
-    host: str | None = None
-
-    @property
-    def heartbeat_s(self) -> float:
-        """How often the device agent must speak: four beats per tolerated silence, at most every
-        30 s (keep-alives and TCP_USER_TIMEOUT notice a cut link sooner anyway)."""
-        return min(30.0, self.command_timeout / 4)
-
-
-def ssh_options(target: Target, args: Any = None) -> SSHOptions:
-    """Options from (lowest to highest precedence) defaults, the target's `[connection]` table
-    (connect_timeout, command_timeout, keepalive, retries, backoff), EDGE_EAS_SSH_* variables
-    and the command line (--host, --key, --trust-new-host)."""
-    values: dict[str, Any] = {}
-    values.update(_tunables_from_toml(target.path))
-    for name in _TUNABLES:
-        env = os.environ.get(_ENV_PREFIX + name.upper())
-        if env is not None:
-            values[name] = _number(env, f"${_ENV_PREFIX + name.upper()}", name)
-    opts = replace(SSHOptions(), **values)
-    return replace(opts, host=getattr(args, "host", None), key=getattr(args, "key", None),
-                   trust_new_host=bool(getattr(args, "trust_new_host", False)))
-
-
-def _tunables_from_toml(path: Path) -> dict[str, Any]:
-    try:
-        table = tomllib.loads(Path(path).read_text()).get("connection", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}  # load_target already reported unreadable files
-    return {k: _number(table[k], f"{path}: [connection] {k}", k) for k in _TUNABLES if k in table}
-
-
-def _number(value: Any, where: str, name: str) -> float | int:
-    """retries and backoff may be 0; timeouts and keep-alive must be positive."""
-    try:
-        num = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{where} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or num < 0 or (num == 0 and name not in ("retries", "backoff")):
-        raise UserError(f"{where} must be a positive number, got {value!r}")
-    return int(num) if name in ("retries", "keepalive") else num
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style SHA256 fingerprint, what `ssh-keygen -lf` prints."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise DeviceRefused(f"host {hostname} is not in {self.known_hosts} (it offers {fingerprint(key)}): provision "
-                        f"its host key there after checking the fingerprint on the device, or pass "
-                        f"--trust-new-host to record it on first use")
-
-
-class _RecordNew(paramiko.MissingHostKeyPolicy):
-    """Trust on first use, only when asked: append the key to the target's known_hosts."""
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        info(f"trusted new host {hostname} ({fingerprint(key)}), recorded in {self.known_hosts}")
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (paramiko.BadHostKeyException, paramiko.AuthenticationException, socket.gaierror)):
-        return False
-    if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, TimeoutError, ConnectionError, EOFError)):
-        return True
-    if isinstance(exc, paramiko.SSHException):
-        text = str(exc).lower()
-        return any(s in text for s in ("banner", "timeout", "timed out", "reset", "eof", "not active"))
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ECONNREFUSED,
-                             errno.ECONNRESET, errno.ETIMEDOUT)
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        errs = list(exc.errors.values())
-        if errs and all(getattr(e, "errno", None) == errno.ECONNREFUSED for e in errs):
-            return "connection refused (is sshd running?)"
-        return "; ".join(sorted({os.strerror(e.errno) if getattr(e, "errno", None) else str(e) for e in errs}))
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return "connection refused (is sshd running?)"
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno)
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 class SSHSession:
@@ -219,47 +91,13 @@ class SSHSession:
             except UserError:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     raise self._user_error(exc, str(Path(self.conn.key or "").expanduser())) from None
                 if attempt == attempts:
-                    raise UserError(f"cannot reach {self.label}: {_reason(exc)} (after {attempts} attempt"
+                    raise UserError(f"cannot reach {self.label}: {reason(exc)} (after {attempts} attempt"
                                     f"{'s' if attempts > 1 else ''})") from None
                 time.sleep(delay)
                 delay *= 2
-
-    def _key_path(self) -> str:
-        if not self.conn.key:
-            raise DeviceRefused(f"no SSH key for {self.label}: set [connection] key in the target or pass --key")
-        path = Path(self.conn.key).expanduser()
-        if not path.is_file():
-            raise DeviceRefused(f"SSH key {path} does not exist (set [connection] key or pass --key)")
-        return str(path)
-
-    def _private_key(self, key_path: str) -> paramiko.PKey:
-        """The key file, decrypted if it is protected: by the ssh-agent that holds it, by
-        $EDGE_EAS_KEY_PASSPHRASE, or by a prompt on a terminal. The passphrase is never logged."""
-        try:
-            return paramiko.PKey.from_path(key_path)
-        except (paramiko.PasswordRequiredException, TypeError) as exc:
-            # paramiko raises PasswordRequiredException for PEM keys; for OpenSSH-format keys the
-            # TypeError of cryptography's loader ("Key is password-protected ...") comes through
-            if isinstance(exc, TypeError) and "password" not in str(exc).lower():
-                raise DeviceRefused(f"cannot read SSH key {key_path}: {exc}") from None
-        except (paramiko.SSHException, ValueError, OSError) as exc:
-            raise DeviceRefused(f"cannot read SSH key {key_path}: {exc}") from None
-        held = _agent_key_for(key_path)
-        if held is not None:
-            return held
-        passphrase = os.environ.get(PASSPHRASE_ENV)
-        if passphrase is None and sys.stdin.isatty():
-            passphrase = getpass.getpass(f"passphrase for SSH key {key_path}: ")
-        if passphrase is None:
-            raise DeviceRefused(f"SSH key {key_path} is protected by a passphrase: load it into ssh-agent "
-                                f"(ssh-add {key_path}), set ${PASSPHRASE_ENV}, or run on a terminal to be asked")
-        try:
-            return paramiko.PKey.from_path(key_path, passphrase.encode())
-        except (paramiko.SSHException, ValueError, TypeError) as exc:
-            raise DeviceRefused(f"cannot decrypt SSH key {key_path}: wrong passphrase? ({type(exc).__name__})") from None
 
     def _connect_once(self) -> None:
         t = self.options.connect_timeout
@@ -268,16 +106,16 @@ class SSHSession:
         sock = socket.create_connection((self.conn.host, self.conn.port), timeout=t)
         client = paramiko.SSHClient()
         try:
-            key_path = self._key_path()
+            key_file = key_path(self.conn, self.label)
             if self.known_hosts.is_file():
                 try:
                     client.load_host_keys(str(self.known_hosts))
                 except (OSError, paramiko.SSHException) as exc:
                     raise DeviceRefused(f"cannot read known_hosts file {self.known_hosts}: {exc}") from None
-            policy = _RecordNew if self.options.trust_new_host else _RejectUnknown
+            policy = RecordNew if self.options.trust_new_host else RejectUnknown
             client.set_missing_host_key_policy(policy(self.known_hosts))
             client.connect(self.conn.host, port=self.conn.port, username=self.user,
-                           pkey=self._private_key(key_path), sock=sock, banner_timeout=t, auth_timeout=t,
+                           pkey=private_key(key_file), sock=sock, banner_timeout=t, auth_timeout=t,
                            channel_timeout=t, look_for_keys=False, allow_agent=False)
         except BaseException:
             client.close()
@@ -289,7 +127,7 @@ class SSHSession:
         _dead_link_timeout(transport.sock, max(3 * self.options.keepalive, self.options.connect_timeout))
         self._client = client
 
-    def _user_error(self, exc: BaseException, key_path: str) -> UserError:
+    def _user_error(self, exc: BaseException, key_file: str) -> UserError:
         host_name = self.conn.host if self.conn.port == 22 else f"[{self.conn.host}]:{self.conn.port}"
         if isinstance(exc, paramiko.BadHostKeyException):
             return DeviceRefused(
@@ -298,11 +136,11 @@ class SSHSession:
                 f"expected this, remove the old entry with `ssh-keygen -R '{host_name}' -f {self.known_hosts}` and "
                 f"connect again with --trust-new-host")
         if isinstance(exc, paramiko.AuthenticationException):
-            return DeviceRefused(f"{self.label} refused SSH key {key_path}: add its public key to the device's "
+            return DeviceRefused(f"{self.label} refused SSH key {key_file}: add its public key to the device's "
                              f"~/.ssh/authorized_keys or pass --key")
         if isinstance(exc, socket.gaierror):
             return DeviceRefused(f"cannot resolve host {self.conn.host!r} ({exc.strerror})")
-        return UserError(f"SSH to {self.label} failed: {_reason(exc)}")
+        return UserError(f"SSH to {self.label} failed: {reason(exc)}")
 
     def close(self) -> None:
         for thing in (self._sftp, self._client):
@@ -328,7 +166,7 @@ class SSHSession:
                 self._sftp = paramiko.SFTPClient.from_transport(self._transport(),
                                                                window_size=None, max_packet_size=None)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise SSHLinkError(f"cannot open SFTP on {self.label}: {_reason(exc)}") from None
+                raise SSHLinkError(f"cannot open SFTP on {self.label}: {reason(exc)}") from None
             assert self._sftp is not None
             self._sftp.get_channel().settimeout(self.options.command_timeout)  # type: ignore[union-attr]
         return self._sftp
@@ -420,7 +258,7 @@ class SSHSession:
         except SSHLinkError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SSHLinkError(f"cannot start a command on {self.label}: {_reason(exc)}") from None
+            raise SSHLinkError(f"cannot start a command on {self.label}: {reason(exc)}") from None
         return chan
 
     def _pump(self, chan: paramiko.Channel, idle: float, deadline: float | None, err: bytearray,
@@ -447,7 +285,7 @@ class SSHSession:
                     raise SSHLinkError(f"{what} on {self.label} did not finish in time") from None
                 continue
             except (OSError, EOFError) as exc:
-                raise SSHLinkError(f"{what} on {self.label}: {_reason(exc)}") from None
+                raise SSHLinkError(f"{what} on {self.label}: {reason(exc)}") from None
             if not data:
                 while True:
                     try:
@@ -513,19 +351,6 @@ class SSHSession:
             raise AgentFailure(f"{what} exited with status {rc} on {self.label}: {_tail(err.decode(errors='replace'))}")
 
 
-def _agent_key_for(key_path: str) -> paramiko.PKey | None:
-    """The ssh-agent's copy of this key (matched by its .pub file), if an agent holds it."""
-    pub = Path(key_path + ".pub")
-    if not os.environ.get("SSH_AUTH_SOCK") or not pub.is_file():
-        return None
-    try:
-        wanted = pub.read_text().split()[1]
-        agent = paramiko.Agent()
-    except (OSError, IndexError, paramiko.SSHException):
-        return None
-    return next((k for k in agent.get_keys() if k.get_base64() == wanted), None)
-
-
 def _dead_link_timeout(sock: Any, seconds: float) -> None:
     """Keep-alives alone never notice a cut cable; with TCP_USER_TIMEOUT (Linux) the kernel drops
     the connection once they stay unacknowledged this long, so a stalled stream fails within
@@ -545,129 +370,3 @@ def _short(argv: list[str]) -> str:
 def _tail(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "(no output)"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class DeviceLayout:
-    """Where things live under the target's runtime_dir on the device."""
-    root: str
-
-    @property
-    def venv_python(self) -> str:
-        return f"{self.root}/venv/bin/python"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def previous(self) -> str:
-        return f"{self.root}/previous"
-
-    @property
-    def bundle(self) -> str:
-        return f"{self.root}/current/model.eas"
-
-    def release(self, sha: str) -> str:
-        return f"{self.root}/releases/{sha[:16]}"
-
-
-class SSHRunner:
-    """The bench harness's Runner over SSH: runs the deployed runtime's agent on the device.
-    Each stream ends its connection (failed or not), so a retry always reconnects and a
-    finished bench leaves no session open on the device."""
-
-    def __init__(self, target: Target, options: SSHOptions = SSHOptions(), bundle: str | Path | None = None) -> None:
-        if target.connection is None:
-            raise UserError(f"target {target.name} has no [connection] table")
-        self.target = target
-        self.options = options
-        self.device_id = target.name
-        self._expected = sha256_file(bundle) if bundle and Path(bundle).is_file() else None
-        self._session: SSHSession | None = None
-        self._layout: DeviceLayout | None = None
-
-    def _live(self) -> SSHSession:
-        if self._session is None or not self._session.alive:
-            self._drop()
-            assert self.target.connection is not None
-            session = SSHSession(self.target.connection, self.options, python=self.target.python)
-            session.connect()
-            self._session = session
-            self._layout = DeviceLayout(session.expand(self.target.runtime_dir))
-        return self._session
-
-    def _drop(self) -> None:
-        if self._session is not None:
-            self._session.close()
-        self._session = None
-
-    @property
-    def layout(self) -> DeviceLayout:
-        self._live()
-        assert self._layout is not None
-        return self._layout
-
-    def bundle_path(self) -> str:
-        return self.layout.bundle
-
-    def fetch_deployed_bundle(self, dest: Path) -> Path:
-        """Copy the device's current bundle here (bench needs its manifest: space, classes)."""
-        session = self._live()
-        if not session.exists(self.layout.bundle):
-            raise DeviceRefused(f"no bundle deployed on {self.device_id}: run `edge_eas deploy --target "
-                            f"{self.target.name} --bundle model.eas` first")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        session.sftp.get(self.layout.bundle, str(tmp))
-        os.replace(tmp, dest)
-        return dest
-
-    def prepare_scenarios(self, scenarios: list[dict[str, Any]]) -> str:
-        """Check the device runs the bundle being benchmarked, then upload the scenarios file."""
-        try:
-            session = self._live()
-            self._check_deployment(session)
-            data = json.dumps(scenarios, sort_keys=True).encode()
-            remote = f"{self.layout.root}/bench/scenarios-{hashlib.sha256(data).hexdigest()[:16]}.json"
-            if not session.exists(remote):
-                session.write_bytes(data, remote)
-            return remote
-        except Exception:
-            self._drop()
-            raise
-
-    def _check_deployment(self, session: SSHSession) -> None:
-        layout = self.layout
-        if not session.exists(layout.venv_python):
-            raise DeviceRefused(f"no edge_eas runtime on {self.device_id} ({layout.root}): run "
-                            f"`edge_eas deploy --target {self.target.name}` first")
-        if self._expected is None:
-            return
-        try:
-            release = posixpath.basename(session.sftp.readlink(layout.current) or "")
-        except (FileNotFoundError, OSError):
-            release = ""
-        if release != self._expected[:16]:
-            raise DeviceRefused(f"{self.device_id} runs bundle {release or 'none'}, not {self._expected[:16]}: run "
-                            f"`edge_eas deploy --target {self.target.name} --bundle ...` first")
-
-    def stream(self, agent_args: list[str]) -> Iterator[str]:
-        try:
-            session = self._live()
-            argv = [self.layout.venv_python, "-m", "edge_eas.runtime", *agent_args,
-                    "--heartbeat", f"{self.options.heartbeat_s:g}"]
-            yield from session.stream(argv, ok=(0, 3))  # 3: some scenarios failed, reported as error lines
-        finally:
-            self._drop()  # a cut link can leave the transport looking alive: never reuse it
-
-    def close(self) -> None:
-        self._drop()
