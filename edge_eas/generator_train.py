@@ -88,8 +88,8 @@ class GeneratorNet(nn.Module):
 
 
 def soft_arch(space: SearchSpace, per_decision: list[torch.Tensor]) -> SoftArch:
-    n, nb = len(space.stages), space.max_blocks
-    return SoftArch(per_decision[:n], torch.stack(per_decision[n:n + nb]), torch.stack(per_decision[n + nb:]))
+    depth, kernel, expand = space.decisions.split(per_decision)
+    return SoftArch(depth, torch.stack(kernel), torch.stack(expand))
 
 
 class GeneratorTrainer:

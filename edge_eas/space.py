@@ -103,6 +103,54 @@ class Arch:
 
 
 @dataclass(frozen=True)
+class DecisionLayout:
+    """Where each decision sits in the flat choice vector the generator emits and costs read:
+    [depth of each stage | kernel of each block slot | expand of each block slot]. Block slots
+    are in `SearchSpace.block_slots()` order. The one place that knows this layout."""
+
+    depth_sizes: tuple[int, ...]   # choices per stage depth
+    n_kernels: int
+    n_expands: int
+    n_slots: int
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.depth_sizes)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of choices of every decision, in vector order."""
+        return [*self.depth_sizes, *[self.n_kernels] * self.n_slots, *[self.n_expands] * self.n_slots]
+
+    @property
+    def depths(self) -> slice:
+        return slice(0, self.n_stages)
+
+    @property
+    def kernels(self) -> slice:
+        return slice(self.n_stages, self.n_stages + self.n_slots)
+
+    @property
+    def expands(self) -> slice:
+        return slice(self.n_stages + self.n_slots, self.n_stages + 2 * self.n_slots)
+
+    def kernel_index(self, slot: int) -> int:
+        return self.n_stages + slot
+
+    def expand_index(self, slot: int) -> int:
+        return self.n_stages + self.n_slots + slot
+
+    def slot_of(self, decision: int) -> int | None:
+        """The block slot a kernel or expand decision belongs to; None for a stage depth."""
+        return None if decision < self.n_stages else (decision - self.n_stages) % self.n_slots
+
+    def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
+        items = list(per_decision)
+        return items[self.depths], items[self.kernels], items[self.expands]
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """The elastic space: fixed stem/head, elastic stages. Choices are configurable."""
 
@@ -225,24 +273,26 @@ class SearchSpace:
         return True
 
     # ---- flat encoding ------------------------------------------------------------------
+    @property
+    def decisions(self) -> DecisionLayout:
+        return DecisionLayout(tuple(len(s.depth_choices) for s in self.stages), len(self.kernel_choices),
+                              len(self.expand_choices), self.max_blocks)
+
     def decision_sizes(self) -> list[int]:
         """Number of choices per decision: one depth per stage, then kernel and expand per block slot."""
-        sizes = [len(s.depth_choices) for s in self.stages]
-        sizes += [len(self.kernel_choices)] * self.max_blocks
-        sizes += [len(self.expand_choices)] * self.max_blocks
-        return sizes
+        return self.decisions.sizes
 
     def encode(self, arch: Arch) -> np.ndarray:
         """Arch -> flat int vector of choice indices; inactive block slots are 0."""
         self.validate(arch)
-        n_stages, nb = len(self.stages), self.max_blocks
-        vec = np.zeros(n_stages + 2 * nb, dtype=np.int64)
+        lay = self.decisions
+        vec = np.zeros(len(lay.sizes), dtype=np.int64)
         slot = 0
         for s, stage in enumerate(self.stages):
             vec[s] = stage.depth_choices.index(arch.depths[s])
             for b in range(arch.depths[s]):
-                vec[n_stages + slot + b] = self.kernel_choices.index(arch.kernels[s][b])
-                vec[n_stages + nb + slot + b] = self.expand_choices.index(arch.expands[s][b])
+                vec[lay.kernel_index(slot + b)] = self.kernel_choices.index(arch.kernels[s][b])
+                vec[lay.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
             slot += stage.max_depth
         return vec
 
@@ -255,14 +305,14 @@ class SearchSpace:
         for i, (v, n) in enumerate(zip(vec, sizes)):
             if not 0 <= v < n:
                 raise ValueError(f"choice vector entry {i}={v} is outside 0..{n - 1}")
-        n_stages, nb = len(self.stages), self.max_blocks
+        lay = self.decisions
         depths, kernels, expands = [], [], []
         slot = 0
         for s, stage in enumerate(self.stages):
             d = stage.depth_choices[vec[s]]
             depths.append(d)
-            kernels.append(tuple(self.kernel_choices[vec[n_stages + slot + b]] for b in range(d)))
-            expands.append(tuple(self.expand_choices[vec[n_stages + nb + slot + b]] for b in range(d)))
+            kernels.append(tuple(self.kernel_choices[vec[lay.kernel_index(slot + b)]] for b in range(d)))
+            expands.append(tuple(self.expand_choices[vec[lay.expand_index(slot + b)]] for b in range(d)))
             slot += stage.max_depth
         return Arch(tuple(depths), tuple(kernels), tuple(expands))
 

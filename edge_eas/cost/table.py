@@ -50,16 +50,14 @@ class SlotCostTable:
         """(N, max_blocks) bool: which block slots each choice vector runs."""
         width = max(len(s.depth_choices) for s in space.stages)
         depth_values = np.array([list(s.depth_choices) + [0] * (width - len(s.depth_choices)) for s in space.stages])
-        n_stages = len(space.stages)
-        depths = depth_values[np.arange(n_stages)[None, :], vecs[:, :n_stages]]     # (N, n_stages)
+        lay = space.decisions
+        depths = depth_values[np.arange(lay.n_stages)[None, :], vecs[:, lay.depths]]     # (N, n_stages)
         return self.slot_pos[None, :] < depths[:, self.slot_stage]
 
     def block_costs(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
         """(N, max_blocks) cost of each slot's chosen (kernel, expand), ignoring activity."""
-        n_stages, nb = len(space.stages), space.max_blocks
-        k = vecs[:, n_stages:n_stages + nb]
-        e = vecs[:, n_stages + nb:]
-        return self.table[np.arange(nb)[None, :], k, e]
+        lay = space.decisions
+        return self.table[np.arange(lay.n_slots)[None, :], vecs[:, lay.kernels], vecs[:, lay.expands]]
 
     def cost_of_vectors(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
         vecs = np.atleast_2d(np.asarray(vecs, dtype=np.int64))

@@ -137,14 +137,14 @@ class ArchGenerator:
     # ---- repair -------------------------------------------------------------------------
     def _repair(self, vec: np.ndarray, logp: list[np.ndarray], budget: float, table: SlotCostTable) -> np.ndarray:
         space, vec = self.space, vec.copy()
-        n_stages, nb = len(space.stages), space.max_blocks
+        lay = space.decisions
         while True:
             cost = table.cost_of_vectors(space, vec[None])[0]
             if cost <= budget:
                 return vec
             active = table.active(space, vec[None])[0]
-            movable = [d for d in range(len(vec)) if vec[d] > 0 and (
-                d < n_stages or active[(d - n_stages) % nb])]
+            movable = [d for d in range(len(vec))
+                       if vec[d] > 0 and (lay.slot_of(d) is None or active[lay.slot_of(d)])]
             cands = np.repeat(vec[None], len(movable), 0)
             cands[np.arange(len(movable)), movable] -= 1
             saving = cost - table.cost_of_vectors(space, cands)

@@ -34,8 +34,8 @@ class SoftArch:
         sizes = space.decision_sizes()
         vec = space.encode(arch)
         onehots = [F.one_hot(torch.tensor(int(v)), n).float().to(device) for v, n in zip(vec, sizes)]
-        n, nb = len(space.stages), space.max_blocks
-        return cls(onehots[:n], torch.stack(onehots[n:n + nb]), torch.stack(onehots[n + nb:]))
+        depth, kernel, expand = space.decisions.split(onehots)
+        return cls(depth, torch.stack(kernel), torch.stack(expand))
 
 
 class Supernet(nn.Module):
