@@ -74,11 +74,9 @@ def deploy_all(targets: list[Path], bundle: Path, workers: int = 4) -> list[dict
 
 
 def bench(targets: list[Path], bundle: Path, store: Path, scenarios: int, runs: int, warmup: int) -> dict[str, Any]:
-    from edge_eas.remote.fleet import run_bench
-    args = argparse.Namespace(target=",".join(map(str, targets)), bundle=bundle, scenarios=scenarios, seed=0,
-                              engine=None, threads=None, runs=runs, warmup=warmup, store=store, calibrate=False,
-                              run=None, host=None, key=None, trust_new_host=False, concurrency=len(targets),
-                              json=True)
+    from edge_eas.remote.fleet import BenchRequest, run_bench
+    args = BenchRequest(target=",".join(map(str, targets)), bundle=bundle, scenarios=scenarios, runs=runs,
+                        warmup=warmup, store=store, concurrency=len(targets))
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     result = run_bench(args)
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)

@@ -8,7 +8,6 @@ report.json, a table and plots. Every step reuses what a previous run already pr
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -69,11 +68,9 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
 
 def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path) -> dict[str, Any]:
     """Benchmark on this machine through the device agent, profile its blocks and calibrate."""
-    from .remote.fleet import run_bench
-    args = argparse.Namespace(target="local", bundle=bundle, scenarios=scenarios, seed=seed, engine=None,
-                              threads=None, runs=30, warmup=5, store=store, calibrate=True, run=run, host=None,
-                              key=None, trust_new_host=False)
-    return run_bench(args)
+    from .remote.fleet import BenchRequest, run_bench
+    return run_bench(BenchRequest(target="local", bundle=bundle, scenarios=scenarios, seed=seed, runs=30, warmup=5,
+                                  store=store, calibrate=True, run=run))
 
 
 def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
@@ -224,7 +221,7 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
 
     from .errors import UserError
     from .remote.deploy import deploy
-    from .remote.fleet import run_bench
+    from .remote.fleet import BenchRequest, run_bench
     from .sim.ssh_lab import DeviceLab, have_sshd
     from .remote.ssh_options import ssh_options
     from .targets import load_target
@@ -244,10 +241,8 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
         key = out / "signing-key.pub"
         rep = deploy(target, ssh_options(target), bundle, trust_keys=(key,) if key.is_file() else (),
                      allow_unsigned=not key.is_file())
-        args = argparse.Namespace(target=str(target_path), bundle=bundle, scenarios=scenarios, seed=seed,
-                                  engine=None, threads=None, runs=30, warmup=5, store=store, calibrate=True,
-                                  run=None, host=None, key=None, trust_new_host=False)
-        result = run_bench(args)
+        result = run_bench(BenchRequest(target=str(target_path), bundle=bundle, scenarios=scenarios, seed=seed,
+                                        runs=30, warmup=5, store=store, calibrate=True))
     d = result["devices"][0]
     return {"device": dev.hostname, "address": f"{dev.addr}:{dev.port}", "network_namespace": lab.uses_netns,
             "deploy": rep.to_dict(), "measurements": len(d["rows"]), "new_this_run": d["stored"],

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..console import emit_json, info, print_table
 from ..paths import default_store
 from ..requirements import REMOTE, Need, modules
+
+if TYPE_CHECKING:
+    from ..remote.fleet import BenchRequest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,10 +42,19 @@ def requires(args: argparse.Namespace) -> list[Need]:
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
+def request(args: argparse.Namespace) -> "BenchRequest":
+    """The flags as a typed request: the library below the CLI never sees a Namespace."""
+    from ..remote.fleet import BenchRequest
+    return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
+                        engine=args.engine, threads=args.threads, runs=args.runs, warmup=args.warmup,
+                        store=args.store, calibrate=args.calibrate, run=args.run, prepare=args.prepare,
+                        host=args.host, key=args.key, trust_new_host=args.trust_new_host)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..remote.fleet import run_bench
 
-    result = run_bench(args)
+    result = run_bench(request(args))
     if args.json:
         emit_json(result)
         return 0 if not result["failed_devices"] else 1

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -54,9 +54,13 @@ class DeviceReport:
     failure: str | None = None
     attempts: int = 0
     hello: dict[str, Any] | None = None
+    bench_run: str | None = None               # the run id its measurements are stored under
+    prepare: dict[str, Any] | None = None      # what `--prepare` set on the device (and restored)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = asdict(self)
+        d["bench_prepare"] = d.pop("prepare")  # the report's JSON field name since it was added
+        return d
 
 
 class LocalRunner:

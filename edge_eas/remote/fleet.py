@@ -3,10 +3,10 @@ concurrency for fleets) -> store -> optional calibration."""
 
 from __future__ import annotations
 
-import argparse
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,30 @@ from .prepare import prepared_device
 from .scenarios import make_scenarios
 
 
+@dataclass(frozen=True)
+class BenchRequest:
+    """What a bench asks for, as data: `edge_eas bench` builds it from its flags, the quick start
+    and the benchmarks build it directly. host/key/trust_new_host override the target's SSH
+    connection (ssh_options reads them)."""
+
+    target: str
+    bundle: Path | None = None
+    scenarios: int = 50
+    seed: int = 0
+    engine: str | None = None
+    threads: int | None = None
+    runs: int = 50
+    warmup: int = 10
+    store: Path | None = None
+    calibrate: bool = False
+    run: Path | None = None
+    prepare: bool = False
+    concurrency: int | None = None
+    host: str | None = None
+    key: str | None = None
+    trust_new_host: bool = False
+
+
 def expand_targets(spec: str) -> list[Target]:
     out: list[Target] = []
     for name in [s.strip() for s in spec.split(",") if s.strip()]:
@@ -31,7 +55,7 @@ def expand_targets(spec: str) -> list[Target]:
     return out
 
 
-def make_runner(target: Target, bundle: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def make_runner(target: Target, bundle: Path, args: BenchRequest):  # type: ignore[no-untyped-def]
     if target.local:
         return LocalRunner(bundle, python=target.python or None, device_id=target.name)
     from .ssh_options import ssh_options
@@ -39,12 +63,13 @@ def make_runner(target: Target, bundle: Path, args: argparse.Namespace):  # type
     return SSHRunner(target, ssh_options(target, args), bundle=bundle)
 
 
-def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+def run_bench(args: BenchRequest) -> dict[str, Any]:
     targets = expand_targets(args.target)
     if args.runs < 30:
         raise UserError("--runs must be >= 30 (the latency protocol's minimum)")
     if args.bundle is None:
-        args.bundle = _deployed_bundle(targets, args)
+        args = replace(args, bundle=_deployed_bundle(targets, args))
+    assert args.bundle is not None
     try:
         bundle = open_bundle(args.bundle)
     except BundleError as exc:
@@ -57,7 +82,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     with MeasurementStore(store_path) as store:
         store.put_bundle(bundle.sha256, space, bundle.manifest["class_names"])
     fleets = [t for t in (load_target(n.strip()) for n in args.target.split(",") if n.strip()) if t.is_fleet]
-    limit = getattr(args, "concurrency", None) or max([f.concurrency for f in fleets] or [4])
+    limit = args.concurrency or max([f.concurrency for f in fleets] or [4])
     concurrency = max(1, min(len(targets), limit))
     lock = threading.Lock()
     results: dict[str, DeviceReport] = {}
@@ -82,7 +107,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         prep: dict[str, Any] = {}
         try:
             runner = make_runner(target, args.bundle, args)
-            with prepared_device(runner, prep) if getattr(args, "prepare", False) else nullcontext():
+            with prepared_device(runner, prep) if args.prepare else nullcontext():
                 report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
                                       warmup=args.warmup, runs=args.runs, on_result=progress,
                                       on_retry=retrying)
@@ -90,8 +115,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             report = DeviceReport(device=target.name, target=target.name, failure=str(exc))
         finally:
             store.close()
-        report.__dict__["bench_run"] = run_id
-        report.__dict__["bench_prepare"] = prep or None
+        report.bench_run = run_id
+        report.prepare = prep or None
         with lock:
             results[target.name] = report
             info(f"[{target.name}] {report.stored} measured, {report.skipped} already stored"
@@ -103,7 +128,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     with MeasurementStore(store_path) as store:
         for t in targets:
             rep = results[t.name]
-            rows = store.measurements(bench_run=rep.__dict__["bench_run"], device_id=rep.device, batch_size=None)
+            rows = store.measurements(bench_run=rep.bench_run, device_id=rep.device, batch_size=None)
             by_id = {s["id"]: s for s in scenarios}
             table = [{"scenario": r["scenario"], "classes": r["classes"],
                       "budget_mflops": by_id[r["scenario"]]["budget_mflops"], "mflops": r["mflops"],
@@ -130,7 +155,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
         specs = {t.name: str(t.path) for t in targets}
         for name in sorted(set(specs) - set(result["failed_devices"])):
-            cal = calibrate_target(specs[name], store_path, run_dir=getattr(args, "run", None))
+            cal = calibrate_target(specs[name], store_path, run_dir=args.run)
             for key, rep in cal["models"].items():
                 result["calibration"][f"{name}/{key}"] = rep
     return result
@@ -153,7 +178,7 @@ def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | No
     return row["predicted_ms"]
 
 
-def _deployed_bundle(targets: list[Target], args: argparse.Namespace) -> Path:
+def _deployed_bundle(targets: list[Target], args: BenchRequest) -> Path:
     """Without --bundle, benchmark what is deployed: fetch it from the first remote target."""
     from ..paths import home
     remote = [t for t in targets if not t.local]
@@ -165,4 +190,4 @@ def _deployed_bundle(targets: list[Target], args: argparse.Namespace) -> Path:
     try:
         return runner.fetch_deployed_bundle(home() / "deployed" / f"{remote[0].name}.eas")
     finally:
-        runner._drop()
+        runner.close()

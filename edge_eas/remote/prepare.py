@@ -54,7 +54,7 @@ def _run_remote(runner: Any, args: list[str]) -> dict[str, Any]:
     """Upload the scripts when they changed, then run bench_prepare.sh on the device."""
     from .layout import sha256_file
 
-    session = runner._live()
+    session = runner.session()
     root = runner.layout.root
     remote_dir = f"{root}/firmware"
     src = firmware_dir()

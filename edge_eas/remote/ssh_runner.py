@@ -31,7 +31,9 @@ class SSHRunner:
         self._session: SSHSession | None = None
         self._layout: DeviceLayout | None = None
 
-    def _live(self) -> SSHSession:
+    def session(self) -> SSHSession:
+        """The runner's live connection, (re)connecting when there is none: for callers that run
+        their own commands on the device beside the bench (e.g. --prepare)."""
         if self._session is None or not self._session.alive:
             self._drop()
             assert self.target.connection is not None
@@ -48,7 +50,7 @@ class SSHRunner:
 
     @property
     def layout(self) -> DeviceLayout:
-        self._live()
+        self.session()
         assert self._layout is not None
         return self._layout
 
@@ -57,7 +59,7 @@ class SSHRunner:
 
     def fetch_deployed_bundle(self, dest: Path) -> Path:
         """Copy the device's current bundle here (bench needs its manifest: space, classes)."""
-        session = self._live()
+        session = self.session()
         if not session.exists(self.layout.bundle):
             raise DeviceRefused(f"no bundle deployed on {self.device_id}: run `edge_eas deploy --target "
                             f"{self.target.name} --bundle model.eas` first")
@@ -70,7 +72,7 @@ class SSHRunner:
     def prepare_scenarios(self, scenarios: list[dict[str, Any]]) -> str:
         """Check the device runs the bundle being benchmarked, then upload the scenarios file."""
         try:
-            session = self._live()
+            session = self.session()
             self._check_deployment(session)
             data = json.dumps(scenarios, sort_keys=True).encode()
             remote = f"{self.layout.root}/bench/scenarios-{hashlib.sha256(data).hexdigest()[:16]}.json"
@@ -98,7 +100,7 @@ class SSHRunner:
 
     def stream(self, agent_args: list[str]) -> Iterator[str]:
         try:
-            session = self._live()
+            session = self.session()
             argv = [self.layout.venv_python, "-m", "edge_eas.runtime", *agent_args,
                     "--heartbeat", f"{self.options.heartbeat_s:g}"]
             yield from session.stream(argv, ok=(0, 3))  # 3: some scenarios failed, reported as error lines
