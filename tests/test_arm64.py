@@ -34,6 +34,8 @@ DEVICE_PREDICT = r"""
 import json, platform, sys
 import numpy as np
 from edge_eas.runtime import Runtime
+
+pytestmark = pytest.mark.slow  # trains models / builds and boots a device (see pyproject markers)
 rt = Runtime.load(sys.argv[1])
 x = np.load(sys.argv[2])
 out = {"machine": platform.machine(), "numpy": np.__version__, "numpy_file": np.__file__, "results": []}

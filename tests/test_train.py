@@ -12,6 +12,8 @@ import pytest
 
 from edge_eas.checkpoint import load_tensors
 
+pytestmark = pytest.mark.slow  # trains models / builds and boots a device (see pyproject markers)
+
 CLI = [sys.executable, "-m", "edge_eas.cli"]
 
 
