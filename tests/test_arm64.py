@@ -24,6 +24,7 @@ import pytest
 from edge_eas.sim.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
 
 paramiko = pytest.importorskip("paramiko")
+pytestmark = pytest.mark.slow  # builds and boots an arm64 device (see pyproject markers)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "firmware_scripts" / "make_arm64_device.sh"
@@ -34,8 +35,6 @@ DEVICE_PREDICT = r"""
 import json, platform, sys
 import numpy as np
 from edge_eas.runtime import Runtime
-
-pytestmark = pytest.mark.slow  # trains models / builds and boots a device (see pyproject markers)
 rt = Runtime.load(sys.argv[1])
 x = np.load(sys.argv[2])
 out = {"machine": platform.machine(), "numpy": np.__version__, "numpy_file": np.__file__, "results": []}
