@@ -35,7 +35,7 @@ METHOD = {
                 "harness's worker threads, paramiko transports, JSON parsing and SQLite writes. The simulated "
                 "devices (sshd, their sessions, the agents) are separate processes and RUSAGE_SELF excludes "
                 "children, so device work never counts as host time.",
-    "device_time": "what the agents report: per stored measurement, stats.mean_ms x stats.runs x stats.attempts "
+    "device_time": "what the agents report: per stored measurement, stats.mean_ms x stats.runs x stats.repeat x stats.attempts "
                    "(the timed runs, measured with perf_counter inside the agent on the device). "
                    "device_work also adds warm-up runs and specialisation (generate, extract, engine build).",
     "overhead_ratio": "host_cpu / device_timed. On this 2-core machine the devices share the host's cores, so "
@@ -94,9 +94,10 @@ def store_accounting(store: Path, devices: list[str], scenarios: int) -> dict[st
     for dev, scen, stats_json in rows.fetchall():
         s = json.loads(stats_json)
         seen[(dev, scen)] = seen.get((dev, scen), 0) + 1
-        timed += s["mean_ms"] * s["runs"] * s.get("attempts", 1) / 1000
-        work += s["mean_ms"] * (s["runs"] * s.get("attempts", 1) + s.get("warmup", 0)) / 1000
-        steady += s["median_ms"] * s["runs"] / 1000
+        calls = s["runs"] * s.get("repeat", 1)  # each timed sample repeats sub-ms inferences
+        timed += s["mean_ms"] * calls * s.get("attempts", 1) / 1000
+        work += s["mean_ms"] * (calls * s.get("attempts", 1) + s.get("warmup", 0)) / 1000
+        steady += s["median_ms"] * calls / 1000
         medians.append(s["median_ms"])
     db.close()
     expected = {(d, f"s{i:03d}") for d in devices for i in range(scenarios)}
