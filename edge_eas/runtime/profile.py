@@ -57,24 +57,38 @@ def _timer(net: FoldedNet, engine: str, threads: int | None):  # type: ignore[no
     return lambda: eng.run(x)
 
 
+INSTANCES = 2  # engine instances per host network; the fastest counts (see profile_blocks)
+
+
 def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
                    runs: int = 50) -> Iterator[dict[str, Any]]:
     """One row per distinct block config, then a 'fixed' row: {block_key, median_ms, ...}.
-    Every host network (with and without each block) and the smallest arch are timed in one
-    interleaved protocol, so the differences are not differences between machine states."""
+
+    Every host network and the smallest arch are timed in one interleaved protocol, so the
+    differences are not differences between machine states. Each host network runs as
+    INSTANCES separate engine instances and its time is the fastest: on a 2-core VM, networks
+    of 5-10 us differed by up to 2x between instances of the same network timed side by side
+    (a per-instance penalty, not noise), which made single differences swing by the size of a
+    block. The networks without a block depend only on the block's input (channels, size), so
+    configs sharing an input share that baseline."""
     name = rt._pick_engine(engine)
     rng = np.random.default_rng(0)
     configs = distinct_blocks(rt.space)
     smallest = rt.space.smallest()
     m = rt.specialize(classes=list(range(rt.num_classes)), arch=smallest, engine=name, threads=threads)
-    fns = [_timer(_host_net(cfg, with_block, rng), name, threads) for cfg in configs for with_block in (True, False)]
+    inputs = sorted({(c.in_channels, c.in_size) for c in configs})
+    base = {key: next(c for c in configs if (c.in_channels, c.in_size) == key) for key in inputs}
+    nets = [_host_net(cfg, True, rng) for cfg in configs] + [_host_net(base[key], False, rng) for key in inputs]
+    fns = [_timer(net, name, threads) for net in nets for _ in range(INSTANCES)]
     stats = measure_many([*fns, _timer(m.folded, name, threads)], warmup=warmup, runs=runs)
+    fastest = [min(latency_ms(st) for st in stats[i * INSTANCES:(i + 1) * INSTANCES]) for i in range(len(nets))]
+    without = dict(zip(inputs, fastest[len(configs):]))
     entries: dict[str, float] = {}
-    for i, cfg in enumerate(configs):
-        with_b, without = latency_ms(stats[2 * i]), latency_ms(stats[2 * i + 1])
-        ms = max(0.0, with_b - without)
+    for cfg, with_b in zip(configs, fastest):
+        base_ms = without[(cfg.in_channels, cfg.in_size)]
+        ms = max(0.0, with_b - base_ms)
         entries[block_key(cfg)] = ms
         yield {"block_key": block_key(cfg), "median_ms": ms, "with_block_ms": with_b,
-               "without_block_ms": without, "engine": name, "threads": threads}
+               "without_block_ms": base_ms, "engine": name, "threads": threads}
     fixed = latency_ms(stats[-1]) - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
     yield {"block_key": "fixed", "median_ms": max(0.0, fixed), "engine": name, "threads": threads}
