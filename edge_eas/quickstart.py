@@ -273,10 +273,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"MFLOPs budgets: {100 * report['mflops_budgets']['within_budget']:.0f}% within budget, mean task accuracy "
           f"{100 * report['mflops_budgets']['mean_task_accuracy']:.2f}%")
     h = c["held_out"]
-    print(f"latency model on {h.get('held_n', h['after']['n'])} held-out measurements (archs disjoint from the "
-          f"{h['fit_n']} fitted): within ±10% {100 * h['before']['within_10pct']:.0f}% (block-profiled) -> "
-          f"{100 * h['after']['within_10pct']:.0f}% (calibrated); kept: {h.get('kept', 'calibrated')}, ms budgets "
-          f"carry a +{100 * h.get('margin', 0.0):.1f}% margin")
+    print(f"latency model on {h['held_n']} measurements, each predicted by a fit that never saw its architecture "
+          f"({h['fit_archs']} archs, leave one out): within ±10% {100 * h['before']['within_10pct']:.0f}% "
+          f"(block-profiled) -> {100 * h['after']['within_10pct']:.0f}% (calibrated); kept: {h.get('kept')}, "
+          f"ms budgets carry a +{100 * h.get('margin', 0.0):.1f}% margin")
     if h.get("poor"):
         print(f"warning: latency predictions are unreliable on this machine (best {100 * h['kept_within_10pct']:.0f}% "
               f"within ±10% on held-out archs; median CV {h['median_cv'] or 0:.2f}, load average "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -44,17 +43,6 @@ POOR_WITHIN_10PCT = 0.80     # below this on held-out archs the quick start says
 MARGIN_QUANTILE = 90         # ms budgets hold as measured for this share of held-out archs
 
 
-def split_by_arch(archs: list[Arch], n_fit: int) -> tuple[list[int], list[int]]:
-    """Fit rows = every row of the first distinct archs (arrival order), at most `n_fit` of them
-    and never more than two thirds; held-out rows = the rest, so no architecture is on both
-    sides and there is a held-out slice whenever two archs were measured."""
-    keys = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
-    distinct = list(dict.fromkeys(keys))
-    n = len(distinct)
-    fit_keys = set(distinct[:min(n_fit, n - math.ceil(n / 3)) if n > 1 else n])
-    return ([i for i, k in enumerate(keys) if k in fit_keys], [i for i, k in enumerate(keys) if k not in fit_keys])
-
-
 def per_arch(archs: list[Arch], measured: list[float], idx: list[int]) -> tuple[list[Arch], list[float]]:
     """One fit point per distinct arch (the median of its rows): an arch the generator chose
     twenty times must not outweigh the others twenty to one."""
@@ -72,32 +60,59 @@ def under_prediction_margin(predicted: list[float], measured: list[float]) -> fl
     return float(max(0.0, np.percentile(rel, MARGIN_QUANTILE)))
 
 
+def leave_one_arch_out(model: LatencyModel, space: SearchSpace, archs: list[Arch], measured: list[float],
+                       idx: list[int]) -> list[float]:
+    """For every row in `idx`, the prediction of a model fitted on the other architectures only
+    (one point per arch): what calibration does to an architecture it has not seen."""
+    keys = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
+    out = []
+    cache: dict[str, LatencyModel] = {}
+    for i in idx:
+        if keys[i] not in cache:
+            others = [j for j in idx if keys[j] != keys[i]]
+            cache[keys[i]] = fit(model, space, *per_arch(archs, measured, others)) if others else model
+        out.append(cache[keys[i]].predict(space, archs[i]))
+    return out
+
+
 def calibrate_rows(model: LatencyModel, rows: list[dict[str, Any]], space: SearchSpace,
                    n_fit: int) -> tuple[LatencyModel, dict[str, Any]]:
-    """Fit on the rows of the first archs, validate on the rest (disjoint by arch), and keep
-    whichever of the fitted and the unfitted (block-profiled or prior) model predicts the
-    held-out rows better: calibration never makes the model worse. The kept model carries the
-    margin that ms budgets are repaired against."""
+    """Decide on architectures the fit has not seen whether calibration helps, then fit.
+
+    The rows of the first `n_fit` distinct archs are the calibration set. Each of its rows is
+    predicted by a fit on the *other* archs (leave one architecture out: with the few archs a
+    bench of 20 scenarios yields, holding a third out left fits that never saw a large network),
+    and rows of later archs by the fit on all calibration archs. Whichever of the calibrated and
+    the unfitted (block-profiled or prior) model predicts those held-out rows better is kept, so
+    calibration never makes the model worse; the calibrated model is then fitted on every
+    calibration arch. The kept model carries the margin ms budgets are repaired against: the
+    90th-percentile under-prediction on the held-out rows."""
     archs = [Arch.from_dict(r["arch"]) for r in rows]
     measured = [r["latency_ms"] for r in rows]
-    fit_idx, held = split_by_arch(archs, n_fit)
+    keys = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
+    fit_keys = set(list(dict.fromkeys(keys))[:n_fit])
+    fit_idx = [i for i, k in enumerate(keys) if k in fit_keys]
+    later = [i for i, k in enumerate(keys) if k not in fit_keys]
     fitted = fit(model, space, *per_arch(archs, measured, fit_idx))
-    held_is_fit = not held
-    check = held or fit_idx
+    n_archs = len(fit_keys)
+    held_is_fit = n_archs < 2  # one arch has no other to be predicted from
+    loo = ([fitted.predict(space, archs[i]) for i in fit_idx] if held_is_fit
+           else leave_one_arch_out(model, space, archs, measured, fit_idx))
+    check = fit_idx + later
     m_held = [measured[i] for i in check]
     pred = {"before": [model.predict(space, archs[i]) for i in check],
-            "after": [fitted.predict(space, archs[i]) for i in check]}
+            "after": loo + [fitted.predict(space, archs[i]) for i in later]}
     before, after = (accuracy_report(pred[k], m_held) for k in ("before", "after"))
     better = (after["within_10pct"], -after["mape"]) >= (before["within_10pct"], -before["mape"])
     kept_name = "calibrated" if better else model.source
     kept = fitted if better else model
-    reason = (f"held-out within ±10 %: calibrated {after['within_10pct']:.0%} vs {model.source} "
-              f"{before['within_10pct']:.0%} (MAPE {after['mape']:.1%} vs {before['mape']:.1%})")
+    reason = (f"on archs each fit had not seen: calibrated {after['within_10pct']:.0%} within ±10 % vs "
+              f"{model.source} {before['within_10pct']:.0%} (MAPE {after['mape']:.1%} vs {before['mape']:.1%})")
     margin = under_prediction_margin(pred["after" if better else "before"], m_held)
     kept = replace(kept, margin=margin, fit={**kept.fit, "kept": kept_name, "reason": reason})
     cvs = [r["stats"].get("cv_trimmed", r["stats"].get("cv")) for r in rows if r.get("stats")]
-    report = {"fit_n": len(fit_idx), "held_n": len(held), "held_out_is_fit_set": held_is_fit,
-              "fit_archs": len({json.dumps(archs[i].to_dict(), sort_keys=True) for i in fit_idx}),
+    report = {"fit_n": len(fit_idx), "held_n": len(check), "held_out_is_fit_set": held_is_fit,
+              "validation": "leave one architecture out", "fit_archs": n_archs,
               "before": before, "after": after, "kept": kept_name, "reason": reason, "margin": margin,
               "kept_within_10pct": (after if better else before)["within_10pct"],
               "poor": max(before["within_10pct"], after["within_10pct"]) < POOR_WITHIN_10PCT,
