@@ -68,7 +68,9 @@ def test_agent_streams_json_lines(bundle_dir: Path, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [entry["type"] for entry in lines] == ["hello", "measurement", "error", "done"]
     assert out.returncode == 3 and "out of range" in lines[2]["error"]
-    assert lines[1]["stats"]["runs"] == 30 and lines[1]["mflops"] <= 1.0
+    # at least --runs samples, more when the protocol's window needs them (runtime/timing.py)
+    assert lines[1]["stats"]["runs"] >= 30 and lines[1]["mflops"] <= 1.0
+    assert lines[1]["stats"]["latency_ms"] == lines[1]["stats"]["min_ms"] and lines[1]["stats"]["reference_ms"] > 0
 
 
 def test_agent_heartbeat_fills_silence_from_its_first_moment(bundle_dir: Path, tmp_path: Path) -> None:
@@ -86,7 +88,8 @@ def test_agent_heartbeat_fills_silence_from_its_first_moment(bundle_dir: Path, t
     assert kinds[0] == "heartbeat" and lines[0]["phase"] == "starting"
     assert [k for k in kinds if k != "heartbeat"] == ["hello", "measurement", "done"]
     during = [e for e in lines[kinds.index("hello"):kinds.index("measurement")] if e["type"] == "heartbeat"]
-    assert during and {e["phase"] for e in during} == {"scenario long"}
+    phases = {e["phase"] for e in during}  # the speed reference is timed first, then the scenario
+    assert during and "scenario long" in phases and phases <= {"timing the speed reference", "scenario long"}
     bad = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", "x", "--heartbeat", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "must be positive" in bad.stderr
