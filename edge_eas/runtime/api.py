@@ -17,7 +17,7 @@ from .bundle_reader import Bundle, BundleError, open_bundle
 from .calibration_images import CalibrationLike, load_calibration
 from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
 from .folded import FoldedNet, fold_bn
-from .timing import SpeedReference, measure_many
+from .timing import SpeedReference, measure_many, on_fixed_input
 from .recalibrate import recalibrate
 from ..format.signing import KeyLike
 from .slicing import slice_subnet
@@ -78,9 +78,7 @@ class SpecializedModel:
 
 def timed_call(m: SpecializedModel, batch_size: int = 1) -> Callable[[], Any]:
     """The model's engine on a fixed random batch (preprocessing excluded): what is timed."""
-    x = np.random.default_rng(0).standard_normal((batch_size, *m.folded.input_shape)).astype(np.float32)
-    eng = m._engine(batch_size)
-    return lambda: eng.run(x)
+    return on_fixed_input(m._engine(batch_size), m.folded.input_shape, batch_size)
 
 
 def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: int = 50, batch_size: int = 1,

@@ -15,9 +15,10 @@ import numpy as np
 
 from ..cost.latency import block_key
 from ..space import BlockConfig
+from .api import timed_call
 from .engines import create_engine
 from .folded import FoldedBlock, FoldedConv, FoldedNet
-from .timing import latency_ms, measure_many
+from .timing import latency_ms, measure_many, on_fixed_input
 
 
 def _conv(rng: np.random.Generator, cout: int, cin: int, k: int, stride: int = 1, groups: int = 1,
@@ -52,9 +53,7 @@ def distinct_blocks(space: Any) -> list[BlockConfig]:
 
 
 def _timer(net: FoldedNet, engine: str, threads: int | None):  # type: ignore[no-untyped-def]
-    eng = create_engine(engine, net, batch_size=1, threads=threads)
-    x = np.random.default_rng(0).standard_normal((1, *net.input_shape)).astype(np.float32)
-    return lambda: eng.run(x)
+    return on_fixed_input(create_engine(engine, net, batch_size=1, threads=threads), net.input_shape)
 
 
 INSTANCES = 2  # engine instances per host network; the fastest counts (see profile_blocks)
@@ -80,7 +79,7 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
     base = {key: next(c for c in configs if (c.in_channels, c.in_size) == key) for key in inputs}
     nets = [_host_net(cfg, True, rng) for cfg in configs] + [_host_net(base[key], False, rng) for key in inputs]
     fns = [_timer(net, name, threads) for net in nets for _ in range(INSTANCES)]
-    stats = measure_many([*fns, _timer(m.folded, name, threads)], warmup=warmup, runs=runs)
+    stats = measure_many([*fns, timed_call(m)], warmup=warmup, runs=runs)  # m's own engine, not a second one
     fastest = [min(latency_ms(st) for st in stats[i * INSTANCES:(i + 1) * INSTANCES]) for i in range(len(nets))]
     without = dict(zip(inputs, fastest[len(configs):]))
     entries: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """The latency protocol: warm-up, >= 30 timed samples per network, samples of several networks
 interleaved round-robin, and the latency taken as the fastest sample.
 
-Why this shape (measured on 2-core cloud VMs, see notes in README → Latency protocol):
+Why this shape (measured on 2-core cloud VMs; README → "How latency is measured"):
 - A sub-millisecond network timed one inference at a time sits on the timer's and the
   scheduler's noise floor (digits-sized nets take 15-200 us), so each timed sample repeats the
   inference until it lasts at least MIN_SAMPLE_S; figures are per inference (sample / repeats).
@@ -45,6 +45,12 @@ def summarize(times_s: Sequence[float]) -> dict[str, float]:
     std = float(ms.std(ddof=1)) if len(ms) > 1 else 0.0
     return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "mean_ms": mean,
             "std_ms": std, "min_ms": float(ms.min()), "cv": std / mean if mean > 0 else 0.0, "runs": int(len(ms))}
+
+
+def on_fixed_input(engine: Any, input_shape: Sequence[int], batch_size: int = 1) -> Callable[[], Any]:
+    """What is timed: `engine.run` on one fixed random batch (preprocessing excluded)."""
+    x = np.random.default_rng(0).standard_normal((batch_size, *input_shape)).astype(np.float32)
+    return lambda: engine.run(x)
 
 
 def latency_ms(stats: dict[str, Any]) -> float:
