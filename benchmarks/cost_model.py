@@ -24,6 +24,7 @@ from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
 from edge_eas.cost.latency import LatencyModel  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.engines import engine_available  # noqa: E402
+from edge_eas.runtime.messages import to_dict  # noqa: E402
 from edge_eas.runtime.profile import profile_blocks  # noqa: E402
 from edge_eas.targets import load_target  # noqa: E402
 
@@ -40,7 +41,7 @@ def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, held_ou
                     seed: int) -> dict:
     archs = sample_archs(rt.space, pool + held_out, seed)
     measured = measure_archs(rt, archs, engine, threads, runs)
-    rows = list(profile_blocks(rt, engine=engine, threads=threads, runs=runs))
+    rows = [to_dict(row) for row in profile_blocks(rt, engine=engine, threads=threads, runs=runs)]
     return report_config(rt.space, load_target(target).hardware, target, engine, threads, archs, measured, rows, pool)
 
 

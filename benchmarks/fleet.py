@@ -59,7 +59,8 @@ def tiny_bundle(work: Path) -> Path:
 
 
 def deploy_all(targets: list[Path], bundle: Path, workers: int = 4) -> list[dict[str, Any]]:
-    from edge_eas.remote.deploy import DevicePlatform, dependency_wheels, deploy, runtime_wheel
+    from edge_eas.remote.deploy import deploy
+    from edge_eas.remote.install_plan import DevicePlatform, dependency_wheels, runtime_wheel
     from edge_eas.remote.ssh_options import ssh_options
     from edge_eas.targets import load_target
     runtime_wheel()  # fill the host caches once before the parallel deploys

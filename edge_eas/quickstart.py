@@ -90,7 +90,6 @@ def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[di
     """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
     from .runtime import Runtime
     from .runtime.api import benchmark_many
-    from .runtime.timing import INTERLEAVE_GROUP
     rt = Runtime.load(bundle)
     rt.add_latency_models(target_models)
     engine, threads = key.split("/t")
@@ -103,10 +102,8 @@ def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[di
     budgets = [float(np.exp(rng.uniform(np.log(lo * 1.02), np.log(hi)))) for _ in scenarios]
     models = [rt.specialize(classes=sc["classes"], budget_ms=b, engine=engine, threads=threads_i)
               for sc, b in zip(scenarios, budgets)]
-    stats = []
     reference = rt.speed_reference(engine, threads_i, warmup=5, runs=runs)
-    for start in range(0, len(models), INTERLEAVE_GROUP):  # the agent's protocol: groups timed interleaved
-        stats.extend(benchmark_many(models[start:start + INTERLEAVE_GROUP], warmup=5, runs=runs, reference=reference))
+    stats = benchmark_many(models, warmup=5, runs=runs, reference=reference)  # the agent's protocol
     return [{"scenario": sc["id"], "classes": sc["classes"], "budget_ms": budget, "arch": m.arch.to_dict(),
              "mflops": m.mflops, "predicted_ms": m.predicted_ms, "measured_ms": st["latency_ms"],
              "median_ms": st["median_ms"], "predicted_within_budget": m.predicted_ms <= budget + 1e-12,

@@ -223,18 +223,23 @@ class SearchSpace:
                 yield s, b, in_ch, stage.out_channels, (stage.stride if b == 0 else 1)
                 in_ch = stage.out_channels
 
-    def active_blocks(self, arch: Arch) -> list[BlockConfig]:
-        """The configs of the blocks an arch runs, in order, with their input sizes."""
+    def slots(self, arch: Arch) -> Iterator[tuple[int, int, BlockConfig]]:
+        """(supernet slot, index among active blocks, config) for every block `arch` runs, in
+        order: the one walk from an arch to its blocks that extraction and layouts share."""
         self.validate(arch)
         size = self.stem_out_size
-        out: list[BlockConfig] = []
-        for s, b, cin, cout, stride in self.block_slots():
+        active = 0
+        for slot, (s, b, cin, cout, stride) in enumerate(self.block_slots()):
             if b >= arch.depths[s]:
                 continue
             cfg = BlockConfig(cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
-            out.append(cfg)
+            yield slot, active, cfg
+            active += 1
             size = cfg.out_size
-        return out
+
+    def active_blocks(self, arch: Arch) -> list[BlockConfig]:
+        """The configs of the blocks an arch runs, in order, with their input sizes."""
+        return [cfg for _, _, cfg in self.slots(arch)]
 
     def final_size(self) -> int:
         """Spatial size entering the head (independent of the arch: kernels keep size, strides fixed)."""

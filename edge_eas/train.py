@@ -8,6 +8,7 @@ contains its label; the other classes' logits are dropped (EAS).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -297,8 +298,24 @@ class Trainer:
                 self.history.append(record)
                 self.save_checkpoint()
         elapsed = time.perf_counter() - start
+        in_sync = self.ranks_in_sync() if self.dist.world_size > 1 else None
+        if in_sync is False and self.dist.is_main:
+            info("warning: the data-parallel ranks ended with different weights; rank 0's are saved")
         return {"seconds": elapsed, "images_per_second": images / elapsed if elapsed > 0 else None,
-                "device": str(self.device), "world_size": self.dist.world_size, "amp": self.amp}
+                "device": str(self.device), "world_size": self.dist.world_size, "amp": self.amp,
+                "ranks_in_sync": in_sync}
+
+    def ranks_in_sync(self) -> bool:
+        """Whether every data-parallel rank holds the same parameters (a SHA-256 of them, gathered):
+        DDP's gradient all-reduce should guarantee it, and a run that silently diverged would save
+        rank 0's weights only."""
+        import torch.distributed as dist
+        h = hashlib.sha256()
+        for name, p in self.net.named_parameters():
+            h.update(name.encode() + p.detach().cpu().contiguous().numpy().tobytes())
+        digests: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(digests, h.hexdigest())
+        return len(set(digests)) == 1
 
     def finalize(self, throughput: dict[str, Any]) -> None:
         """Write the final weights and run.json (rank 0)."""

@@ -10,6 +10,17 @@ settings.load_profile("edge_eas")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_user_state(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Tests never read or fill the user's ~/.cache/edge_eas (a wheel cached by an older run must
+    not decide what a test sees) nor the user's measurement store: both point into this session's
+    temporary directory, and every subprocess a test starts inherits that."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_EAS_CACHE", str(tmp_path_factory.mktemp("edge-eas-cache")))
+        mp.setenv("EDGE_EAS_HOME", str(tmp_path_factory.mktemp("edge-eas-home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A real (short) digits run: supernet 3 epochs + generator 30 steps. Reused by the bundle,

@@ -232,7 +232,7 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
     schema as a tiny wheel, into a second runtime dir of the same device; the smoke runs TFLite."""
     import shutil
 
-    from edge_eas.remote.deploy import cache_dir, runtime_wheel
+    from edge_eas.remote.install_plan import cache_dir, runtime_wheel
     from edge_eas.remote.wheels import DevicePlatform
     dev = deployed["device"]
     major, minor = (int(v) for v in dev["python"].split(".")[:2])
@@ -315,7 +315,7 @@ def fake_wheel(d: Path, name: str, version: str, requires: list[str] = (),  # ty
 
 def test_aarch64_engine_choice_follows_the_numpy_the_device_runs(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_eas.remote.deploy import plan_runtime
+    from edge_eas.remote.install_plan import plan_runtime
     from edge_eas.remote.wheels import DevicePlatform
     monkeypatch.setenv("EDGE_EAS_CACHE", str(tmp_path / "cache"))
     d = tmp_path / "wheels"

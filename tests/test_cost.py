@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,21 +50,20 @@ i = 0
 while True:
     st.insert(Measurement(f"w{i}", "dev", "local", "numpy", 1, 1, {"d": i}, 1.0, {"median_ms": 1.0}, "run", f"s{i}"))
     i += 1
-    if i == 20:
-        print("ready", flush=True)
+    if i == 100:
+        print("writing", flush=True)  # well into its stream of commits: the test kills it now
 """
 
 
 def test_store_survives_a_writer_killed_mid_write(tmp_path: Path) -> None:
     path = tmp_path / "crash.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)  # at once: the writer is inside its insert loop, wherever it is
     proc.wait()
     with MeasurementStore(path) as st:
         n = st.count()
-        assert n >= 20
+        assert n >= 100
         assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = st.measurements(target="local")
         assert len({r["measurement_id"] for r in rows}) == n == len(rows)

@@ -13,7 +13,7 @@ import torch
 
 from edge_eas.runtime.engines import (ENGINE_NAMES, EngineUnavailable, available_engines, create_engine,
                                       engine_available)
-from edge_eas.runtime.folded import FoldedNet, fold_bn
+from edge_eas.runtime.folded import FoldedBlock, FoldedNet, fold_bn
 from edge_eas.space import Arch, SearchSpace
 from edge_eas.supernet import Supernet
 
@@ -132,13 +132,14 @@ def test_strided_kernels_arch_covers_every_kernel_on_a_stride_2_block() -> None:
 def test_fold_bn_matches_conv_then_batchnorm() -> None:
     folded, reference, _ = _case("digits", "random")
     x = torch.randn(2, *folded.input_shape)
-    stem = reference.stem
+    stem, folded_stem = reference.stem, folded.ops[0]
     want = torch.nn.functional.relu6(stem.bn(stem.conv(x)))
     got = torch.nn.functional.relu6(torch.nn.functional.conv2d(
-        x, torch.from_numpy(folded.stem.weight), torch.from_numpy(folded.stem.bias), stride=folded.stem.stride,
-        padding=folded.stem.padding))
+        x, torch.from_numpy(folded_stem.weight), torch.from_numpy(folded_stem.bias), stride=folded_stem.stride,
+        padding=folded_stem.padding))
     assert torch.allclose(got, want, atol=1e-5)
-    assert [b.residual for b in folded.blocks] == [b.residual for b in reference.space.active_blocks(reference.arch)]
+    blocks = [op for op in folded.ops if isinstance(op, FoldedBlock)]
+    assert [b.residual for b in blocks] == [b.residual for b in reference.space.active_blocks(reference.arch)]
     assert all(c.weight.dtype == np.float32 and c.bias.dtype == np.float32 for c in folded.convs())
 
 
@@ -168,7 +169,7 @@ def test_nhwc_conv_kernels_match_torch_conv2d() -> None:
     for cin, cout, k, stride, groups, size in [(3, 8, 3, 2, 1, 9), (6, 6, 7, 2, 6, 4), (6, 6, 7, 1, 6, 2),
                                                (6, 6, 5, 2, 6, 8), (4, 10, 1, 1, 1, 5)]:
         conv = FoldedConv(rng.normal(size=(cout, cin // groups, k, k)).astype(np.float32),
-                          rng.normal(size=cout).astype(np.float32), stride, groups, relu6=False)
+                          rng.normal(size=cout).astype(np.float32), stride, groups, act="none")
         x = rng.normal(size=(2, cin, size, size)).astype(np.float32)
         want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(conv.weight),
                                           torch.from_numpy(conv.bias), stride, k // 2, 1, groups).numpy()

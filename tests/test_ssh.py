@@ -118,7 +118,7 @@ def targets(lab: DeviceLab) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
     """dev-a and dev-b deployed in parallel through the CLI: venv + offline install, once per run."""
-    from edge_eas.remote.deploy import dependency_wheels, runtime_wheel
+    from edge_eas.remote.install_plan import dependency_wheels, runtime_wheel
     from edge_eas.remote.wheels import DevicePlatform
     runtime_wheel()  # fill the host's wheel caches once, so the parallel deploys do not race on them
     dependency_wheels(DevicePlatform.host())

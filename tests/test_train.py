@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_eas.checkpoint import load_tensors
@@ -21,7 +22,7 @@ def _state(run: Path) -> dict:
     return json.loads((run / "checkpoint" / "state.json").read_text())
 
 
-def test_kill_mid_training_then_resume_completes(tmp_path: Path) -> None:
+def test_kill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [*CLI, "train", "--data", "digits", "--out", str(run), "--epochs", "4", "--no-generator"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -52,7 +53,22 @@ def test_kill_mid_training_then_resume_completes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     meta = json.loads((run / "run.json").read_text())
     assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
-    assert load_tensors(run / "supernet.safetensors", meta["weights_sha256"])
+
+    # the same seed without the kill: resuming must restore weights, optimiser and RNG exactly
+    ref = tmp_path / "ref"
+    straight = subprocess.run([*CLI, "train", "--data", "digits", "--out", str(ref), "--epochs", "4",
+                               "--no-generator", "--json"], capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    ref_meta = json.loads((ref / "run.json").read_text())
+    resumed = load_tensors(run / "supernet.safetensors", meta["weights_sha256"])
+    uninterrupted = load_tensors(ref / "supernet.safetensors", ref_meta["weights_sha256"])
+    assert resumed.keys() == uninterrupted.keys()
+    differ = [k for k in resumed if not np.array_equal(resumed[k], uninterrupted[k])]
+    assert not differ, f"resumed weights differ from an uninterrupted run: {differ[:5]}"
+    assert [h["loss"] for h in meta["history"]] == [h["loss"] for h in ref_meta["history"]]
+    for part in ("optimizer", "rng"):  # the last checkpoint: optimiser moments and RNG streams
+        assert ((run / "checkpoint" / f"{part}.safetensors").read_bytes()
+                == (ref / "checkpoint" / f"{part}.safetensors").read_bytes()), part
 
 
 def test_torchrun_two_processes(tmp_path: Path) -> None:
@@ -64,6 +80,7 @@ def test_torchrun_two_processes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     meta = json.loads((run / "run.json").read_text())
     assert meta["throughput"]["world_size"] == 2
+    assert meta["throughput"]["ranks_in_sync"] is True  # both ranks' parameter digests, gathered after training
     assert len(meta["history"]) == 2
     state = _state(run)
     assert state["epoch"] == 2

@@ -24,6 +24,13 @@ from ..space import Arch, BlockConfig, SearchSpace
 from .table import SlotCostTable
 
 
+def latency_ms(stats: dict[str, Any]) -> float:
+    """The figure a measurement stands for in cost models and budget checks: the fastest
+    interleaved sample (runtime/timing.py). Measurements from runtimes before that protocol
+    carry only a median."""
+    return float(stats.get("latency_ms", stats["median_ms"]))
+
+
 def model_key(engine: str, threads: int | None) -> str:
     return f"{engine}/t{threads or 0}"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import UserError
+from .latency import latency_ms
 
 SCHEMA_VERSION = 1
 
@@ -195,9 +196,7 @@ class MeasurementStore:
         for col in ("arch_json", "classes_json", "stats_json", "environment_json"):
             value = row.pop(col)
             row[col[:-5]] = json.loads(value) if value is not None else None
-        # the figure cost models fit (runtime/timing.py: the fastest interleaved sample); rows
-        # from runtimes before that protocol have only their median
-        row["latency_ms"] = float(row["stats"].get("latency_ms", row["median_ms"]))
+        row["latency_ms"] = latency_ms({"median_ms": row["median_ms"], **row["stats"]})
         return row
 
     def iter_models(self) -> Iterator[tuple[str, str, int | None]]:

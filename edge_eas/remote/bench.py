@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..cost.store import Measurement, MeasurementStore
 from ..errors import AgentFailure, DeviceRefused
+from ..runtime.messages import BlockProfile, Done, Fatal, Hello, MeasurementLine, ScenarioError, parse_line, to_dict
 
 __all__ = ["AgentFailure", "DeviceReport", "LocalRunner", "Runner", "bench_device", "bench_run_id", "profile_device"]
 
@@ -97,7 +98,7 @@ class LocalRunner:
 
 def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], store: MeasurementStore,
                  bench_run: str, engine: str = "auto", threads: int | None = None, warmup: int = 10, runs: int = 50,
-                 retries: int = 3, on_result: Callable[[dict[str, Any]], None] | None = None,
+                 retries: int = 3, on_result: Callable[[MeasurementLine | ScenarioError], None] | None = None,
                  extra_args: Sequence[str] = (),
                  on_retry: Callable[[int, str], None] | None = None) -> DeviceReport:
     """Measure every scenario not yet stored for (bench_run, device); resume after failures.
@@ -149,44 +150,34 @@ def profile_device(runner: Runner, target: str, store: MeasurementStore, engine:
         args += ["--threads", str(threads)]
     stored = 0
     for raw in runner.stream(args):
-        raw = raw.strip()
-        if not raw.startswith("{"):
-            continue
-        line = json.loads(raw)
-        if line.get("type") == "block":
-            store.put_block_profile(target, line["engine"], threads, line["block_key"], float(line["median_ms"]), line)
+        msg = parse_line(raw)
+        if isinstance(msg, BlockProfile):
+            store.put_block_profile(target, msg.engine, threads, msg.block_key, float(msg.median_ms), to_dict(msg))
             stored += 1
-        elif line.get("type") == "fatal":
-            raise AgentFailure(line.get("error", "device agent failed"))
+        elif isinstance(msg, Fatal):
+            raise AgentFailure(msg.error or "device agent failed")
     return stored
 
 
 def _consume(lines: Iterator[str], device: str, target: str, bench_run: str, store: MeasurementStore,
-             report: DeviceReport, on_result: Callable[[dict[str, Any]], None] | None) -> bool:
+             report: DeviceReport, on_result: Callable[[MeasurementLine | ScenarioError], None] | None) -> bool:
     for raw in lines:
-        raw = raw.strip()
-        if not raw.startswith("{"):
-            continue  # library chatter (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate")
-        try:
-            line = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        kind = line.get("type")
-        if kind == "hello":
-            report.hello = line
-        elif kind == "measurement":
-            if store.insert(Measurement.from_agent(line, device, target, bench_run)):
+        msg = parse_line(raw)  # None: library chatter (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate")
+        if isinstance(msg, Hello):
+            report.hello = to_dict(msg)
+        elif isinstance(msg, MeasurementLine):
+            if store.insert(Measurement.from_agent(to_dict(msg), device, target, bench_run)):
                 report.stored += 1
             else:
                 report.resent += 1
             if on_result:
-                on_result(line)
-        elif kind == "error":
-            report.errors.append(line)
+                on_result(msg)
+        elif isinstance(msg, ScenarioError):
+            report.errors.append(to_dict(msg))
             if on_result:
-                on_result(line)
-        elif kind == "fatal":  # the agent refused the bundle, models or scenarios: retrying cannot help
-            raise DeviceRefused(f"device agent: {line.get('error', 'failed')}")
-        elif kind == "done":
+                on_result(msg)
+        elif isinstance(msg, Fatal):  # the agent refused the bundle, models or scenarios: retrying cannot help
+            raise DeviceRefused(f"device agent: {msg.error or 'failed'}")
+        elif isinstance(msg, Done):
             return True
     return False

@@ -20,32 +20,23 @@ specialisation fails is rolled back automatically.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..console import info
 from ..errors import UserError
+from ..runtime.messages import Fatal, Hello, MeasurementLine, ScenarioError, parse_line
 from ..targets import Target
 from .layout import DeviceLayout, sha256_file
 from .ssh import SSHSession
 from .ssh_options import SSHOptions
 from .trust_store import StorePlan, kept_pins, plan_store
+from .install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
 from .wheels import DevicePlatform
 
-if TYPE_CHECKING:
-    from .wheels import EngineOptions
-
-RUNTIME_DEPS = ("numpy", "cryptography")  # what the device agent imports (cryptography: signatures)
-TFLITE_ENGINES = ("tflite", "auto")  # target engines that want a TFLite wheel on the device
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
 
@@ -74,150 +65,6 @@ class DeployReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---- host side: wheels ---------------------------------------------------------------------
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGE_EAS_CACHE", "~/.cache/edge_eas")).expanduser()
-
-
-def source_root() -> Path | None:
-    """The source tree edge_eas runs from (editable install / checkout), if there is one."""
-    root = Path(__file__).resolve().parents[2]
-    py = root / "pyproject.toml"
-    return root if py.is_file() and 'name = "edge-eas"' in py.read_text() else None
-
-
-def _source_files(root: Path) -> list[Path]:
-    files = [root / n for n in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg") if (root / n).is_file()]
-    files += sorted(p for p in (root / "edge_eas").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                    and p.suffix not in (".pyc", ".pyo"))
-    return files
-
-
-def runtime_wheel(wheels_dir: Path | None = None) -> Path:
-    """The edge_eas wheel to install on the device: from --wheels, or built from the source tree
-    (cached by a hash of the sources, so an unchanged runtime keeps the same wheel hash)."""
-    if wheels_dir is not None:
-        found = sorted(wheels_dir.glob("edge_eas-*.whl"))
-        if found:
-            return found[-1]
-    root = source_root()
-    if root is None:
-        raise UserError("cannot build the edge_eas wheel (not running from a source tree): put one in --wheels DIR")
-    files = _source_files(root)
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    out = cache_dir() / "runtime" / h.hexdigest()[:16]
-    found = sorted(out.glob("edge_eas-*.whl"))
-    if found:
-        return found[-1]
-    with tempfile.TemporaryDirectory(prefix="edge-eas-wheel-") as tmp:
-        src = Path(tmp) / "src"
-        for f in files:  # build from a copy: never leave build/ or *.egg-info in the checkout
-            dst = src / f.relative_to(root)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dst)
-        built = Path(tmp) / "out"
-        _pip_wheel(src, built)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent))
-        for whl in built.glob("edge_eas-*.whl"):
-            shutil.move(str(whl), staging / whl.name)
-        try:
-            staging.rename(out)
-        except OSError:  # another deploy built it concurrently
-            shutil.rmtree(staging, ignore_errors=True)
-    found = sorted(out.glob("edge_eas-*.whl"))
-    if not found:
-        raise UserError(f"building the edge_eas wheel produced nothing in {out}")
-    return found[-1]
-
-
-def _pip_wheel(src: Path, dest: Path) -> None:
-    base = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(dest)]
-    for extra in (["--no-build-isolation"], []):  # offline first; isolation needs an index
-        res = subprocess.run([*base, *extra, str(src)], capture_output=True, text=True)
-        if res.returncode == 0:
-            return
-    raise UserError(f"building the edge_eas wheel failed: {_last_line(res.stderr)}")
-
-
-def dependency_wheels(dev: DevicePlatform, wheels_dir: Path | None = None) -> list[Path]:
-    """numpy, cryptography (+ their dependencies) as wheels for the device's platform: from
-    --wheels, else a per-platform cache filled once with `pip download`."""
-    if wheels_dir is not None:
-        wheels = sorted(p for p in wheels_dir.glob("*.whl") if not p.name.startswith("edge_eas-"))
-        needed = [d for d in RUNTIME_DEPS if not (d == "numpy" and dev.uses_distro_numpy())]
-        missing = [d for d in needed if not any(w.name.lower().startswith(d + "-") for w in wheels)]
-        if missing:
-            raise UserError(f"--wheels {wheels_dir} has no wheel for {', '.join(missing)} ({dev.tag})")
-        return wheels
-    cache = cache_dir() / "wheels" / dev.tag
-    have = sorted(cache.glob("*.whl"))
-    if all(any(w.name.lower().startswith(d + "-") for w in have) for d in RUNTIME_DEPS):
-        return have
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
-           "--dest", str(cache), *pip_platform_args(dev)]
-    info(f"fetching wheels for the device ({dev.tag}) into {cache}")
-    res = subprocess.run([*cmd, *RUNTIME_DEPS], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise UserError(f"cannot fetch {', '.join(RUNTIME_DEPS)} wheels for {dev.tag}: {_last_line(res.stderr)} "
-                        f"(pass --wheels DIR)")
-    return sorted(cache.glob("*.whl"))
-
-
-def pip_platform_args(dev: DevicePlatform) -> list[str]:
-    """`pip download` options that select wheels for the device (none when it is like this host)."""
-    if dev.same_as_host():
-        return []
-    if dev.libc[0] != "glibc":
-        raise UserError(f"device libc {dev.libc[0] or 'unknown'} has no manylinux wheels: pass --wheels DIR")
-    glibc_minor = int(dev.libc[1].split(".")[1]) if "." in dev.libc[1] else 17
-    args = ["--python-version", f"{dev.version[0]}.{dev.version[1]}", "--implementation", "cp"]
-    for minor in range(17, glibc_minor + 1):
-        args += ["--platform", f"manylinux_2_{minor}_{dev.machine}"]
-    return args + ["--platform", f"manylinux2014_{dev.machine}"]
-
-
-@dataclass
-class RuntimePlan:
-    """What the device venv gets, decided on the host from the device's probe."""
-    wheels: list[Path]        # dependencies to upload (not the edge_eas wheel, not the engines)
-    system_numpy: bool
-    numpy_version: str
-    engines: "EngineOptions"  # TFLite engines to try on the device, best first
-
-    def want(self) -> dict[str, Any]:
-        """What installed.json must say for this plan to count as installed."""
-        return {"deps": sorted(w.name for w in self.wheels), "system_numpy": self.system_numpy,
-                "engines": [[c.package, sorted(w.name for w in c.wheels)] for c in self.engines.candidates]}
-
-
-def plan_runtime(dev: DevicePlatform, target_engine: str, wheels_dir: Path | None = None) -> RuntimePlan:
-    """Dependency wheels for the device, Debian's numpy where it fits, and the engine wheels worth
-    trying when the target wants TFLite (`engine = "tflite"` or `"auto"`)."""
-    from .wheels import EngineOptions, engine_options, wheel_name, wheel_version
-    deps = dependency_wheels(dev, wheels_dir)
-    system = dev.uses_distro_numpy()
-    if system:
-        assert dev.numpy is not None
-        numpy_version = dev.numpy
-        deps = [w for w in deps if wheel_name(w) != "numpy"]
-    else:
-        numpy_wheels = [w for w in deps if wheel_name(w) == "numpy"]
-        numpy_version = wheel_version(numpy_wheels[-1]) if numpy_wheels else "0"
-    engines = EngineOptions()
-    if target_engine in TFLITE_ENGINES:
-        engines = engine_options(dev, numpy_version, not system, cache_dir() / "wheels" / dev.tag, wheels_dir,
-                                 pip_platform_args(dev))
-    return RuntimePlan(deps, system, numpy_version, engines)
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
 
 
 # ---- device side ----------------------------------------------------------------------------
@@ -374,7 +221,7 @@ class Deployer:
                 if res.rc == 0:
                     return cand.package
                 s.run([*pip[:3], "uninstall", "-y", "-q", *pkgs[:1], *pkgs[2:]], timeout)
-            failed.append(f"{cand.package} does not work there: {_last_line(res.stderr)}")
+            failed.append(f"{cand.package} does not work there: {last_line(res.stderr)}")
         msg = plan.engines.warning(failed)
         report.warnings.append(msg)
         info(f"[{self.target.name}] warning: {msg}")
@@ -405,20 +252,20 @@ class Deployer:
         if self.target.threads:
             argv += ["--threads", str(self.target.threads)]
         res = s.run(argv)
-        lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
-        hello = next((ln for ln in lines if ln.get("type") == "hello"), None)
-        meas = next((ln for ln in lines if ln.get("type") == "measurement"), None)
+        msgs = [m for m in map(parse_line, res.stdout.splitlines()) if m is not None]
+        hello = next((m for m in msgs if isinstance(m, Hello)), None)
+        meas = next((m for m in msgs if isinstance(m, MeasurementLine)), None)
         if res.rc != 0 or hello is None or meas is None:
-            bad = next((ln.get("error") for ln in lines if ln.get("type") in ("error", "fatal")), None)
+            bad = next((m.error for m in msgs if isinstance(m, (ScenarioError, Fatal))), None)
             raise UserError(f"smoke specialisation failed on {s.label} (exit {res.rc}): "
-                            f"{bad or _last_line(res.stderr)}")
-        env = hello["environment"]
+                            f"{bad or last_line(res.stderr)}")
+        env = hello.environment
         return {"hostname": env.get("hostname"), "python": env.get("python"),
                 "numpy": env.get("versions", {}).get("numpy"), "versions": env.get("versions", {}),
-                "runtime_version": hello.get("runtime_version"), "bundle_sha256": hello.get("bundle_sha256"),
-                "classes": meas["classes"], "budget_mflops": meas["budget"].get("budget_mflops"),
-                "mflops": meas["mflops"], "engine": meas["engine"], "median_ms": meas["stats"]["median_ms"],
-                "p90_ms": meas["stats"].get("p90_ms")}
+                "runtime_version": hello.runtime_version, "bundle_sha256": hello.bundle_sha256,
+                "classes": meas.classes, "budget_mflops": meas.budget.get("budget_mflops"),
+                "mflops": meas.mflops, "engine": meas.engine, "median_ms": meas.stats["median_ms"],
+                "p90_ms": meas.stats.get("p90_ms")}
 
 
 def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]], bool]:

@@ -15,6 +15,7 @@ from ..cost.store import MeasurementStore
 from ..errors import UserError
 from ..paths import default_store
 from ..runtime.bundle_reader import BundleError, open_bundle
+from ..runtime.messages import MeasurementLine, ScenarioError
 from ..targets import Target, load_target
 from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device
 from .prepare import prepared_device
@@ -93,11 +94,11 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
         run_id = bench_run_id(bundle.sha256, scenarios, engine, threads)
         counter = {"n": 0}
 
-        def progress(line: dict[str, Any]) -> None:
+        def progress(msg: MeasurementLine | ScenarioError) -> None:
             counter["n"] += 1
-            if line.get("type") == "error":
+            if isinstance(msg, ScenarioError):
                 with lock:
-                    info(f"[{target.name}] scenario {line.get('scenario')}: {line.get('error')}")
+                    info(f"[{target.name}] scenario {msg.scenario}: {msg.error}")
 
         def retrying(attempt: int, reason: str) -> None:
             with lock:

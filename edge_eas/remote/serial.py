@@ -32,24 +32,12 @@ from typing import Callable, NamedTuple, Protocol, Sequence
 
 from ..console import info
 from ..errors import UserError
+from .serial_text import KERNEL_LINE, LOGIN, LOGIN_ANYWHERE, LOGIN_FAILED, PASSWORD, SHELL, SUDO_ASKS, SUDO_PROMPT, clean
 
 PASSWORD_ENV = "EDGE_EAS_SERIAL_PASSWORD"
 USER_ENV = "EDGE_EAS_SERIAL_USER"
 QUIET_S = 0.25  # a prompt is what the line ends with once it has been quiet this long...
 LOOK_EVERY_S = 1.0  # ...or, on a chatty console, what it ends with once kernel messages are removed
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>]")
-# Kernel log lines ("[   12.345678] usb 1-1: ...") land on the console at any moment, even right
-# after a prompt; they are ignored when looking for one.
-_KERNEL_LINE = re.compile(r"\n?\[\s*\d+\.\d+\][^\n]*(?:\n|\Z)")
-_LOGIN = re.compile(r"(?i)\blogin:\s*\Z")
-_PASSWORD = re.compile(r"(?i)password[^\n]*:\s*\Z")
-_SHELL = re.compile(r"[#$%>]\s*\Z")
-_LOGIN_FAILED = re.compile(r"(?i)login incorrect|authentication failure|permission denied")
-_LOGIN_ANYWHERE = re.compile(r"(?im)^\S*\s*login:\s*$")
-_SUDO_PROMPT = "[eas-sudo %u] "  # sudo expands %u, so the echoed command line cannot match the prompt
-_SUDO_ASKS = re.compile(r"\[eas-sudo [^\]\s]+\] \Z")
-
-
 class SerialError(UserError):
     """A console problem the user can act on (wrong port, password, a silent device)."""
 
@@ -73,13 +61,6 @@ class Credentials:
     @classmethod
     def from_env(cls, user: str | None = None) -> "Credentials":
         return cls(user or os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV))
-
-
-def clean(raw: bytes) -> str:
-    """Bytes from the line as text: CR/LF -> LF, terminal escape sequences and NULs removed."""
-    text = raw.decode("utf-8", errors="replace")
-    text = _ANSI.sub("", text).replace("\x00", "")
-    return text.replace("\r\n", "\n").replace("\r", "")
 
 
 def _opener(port: str, baud: int) -> "SerialPort":
@@ -240,7 +221,7 @@ class SerialConsole:
                 last_data = time.monotonic()
             elif time.monotonic() - last_data >= QUIET_S:
                 break
-        return _KERNEL_LINE.sub("\n", self._text())
+        return KERNEL_LINE.sub("\n", self._text())
 
     # ---- login -------------------------------------------------------------------------------
     def _login(self, deadline: float) -> None:
@@ -254,11 +235,11 @@ class SerialConsole:
                 self._write("\r")  # a fresh prompt (pyserial discarded what came before we opened)
                 last_nudge = time.monotonic()
             text = self._wait_quiet(deadline)
-            failed = sent_password and (_LOGIN_FAILED.search(text) or _LOGIN.search(text) or _PASSWORD.search(text))
+            failed = sent_password and (LOGIN_FAILED.search(text) or LOGIN.search(text) or PASSWORD.search(text))
             if failed:
                 raise SerialError(f"login on {self.port_name} as {self._user_name()} failed: wrong user name or "
                                   f"password (set ${PASSWORD_ENV})")
-            if _PASSWORD.search(text):
+            if PASSWORD.search(text):
                 self._raw.clear()
                 if not sent_user:  # a half-typed login from before we opened the port: abandon it
                     self._write("\r")
@@ -267,13 +248,13 @@ class SerialConsole:
                     sent_password = True
                 last_nudge = time.monotonic()
                 continue
-            if _LOGIN.search(text):
+            if LOGIN.search(text):
                 self._raw.clear()
                 self._write(self._user_name() + "\r")
                 sent_user = True
                 last_nudge = time.monotonic()
                 continue
-            if _SHELL.search(text) and self._setup_shell(min(deadline, time.monotonic() + 10.0)):
+            if SHELL.search(text) and self._setup_shell(min(deadline, time.monotonic() + 10.0)):
                 return
 
     def _user_name(self) -> str:
@@ -306,7 +287,7 @@ class SerialConsole:
                 self._raw.clear()
                 self._logged_in = True
                 return True
-            if _LOGIN_ANYWHERE.search(text):
+            if LOGIN_ANYWHERE.search(text):
                 return False
         return False
 
@@ -321,7 +302,7 @@ class SerialConsole:
     def run(self, argv: Sequence[str], timeout: float | None = None, sudo: bool = False) -> ConsoleResult:
         """Run argv (joined with shlex, never a shell string from input); its combined output and status."""
         if sudo and self._user not in ("root", None):
-            argv = ["sudo", "-p", _SUDO_PROMPT, *argv]
+            argv = ["sudo", "-p", SUDO_PROMPT, *argv]
         return self._run_line(shlex.join(list(argv)), timeout)
 
     def script(self, script: str, *args: str, timeout: float | None = None, sudo: bool = False) -> ConsoleResult:
@@ -371,14 +352,14 @@ class SerialConsole:
                 self._consume_through(f"__EAS{tag}R{m.group(1)}__")
                 self._wait_prompt()
                 return ConsoleResult(int(m.group(1)), body[: m.start()])
-            if _SUDO_ASKS.search(text):
+            if SUDO_ASKS.search(text):
                 if sudo_answers:
                     self._write("\x03")
                     raise SerialError(f"sudo on {self.port_name} rejected the password of {self._user}")
                 self._raw[:] = self._raw.replace(b"[eas-sudo", b"[eas-sudo-answered")
                 self._write(self._get_password() + "\r", secret=True)
                 sudo_answers += 1
-            if _LOGIN_ANYWHERE.search(body if started else text):
+            if LOGIN_ANYWHERE.search(body if started else text):
                 if started or not retry:
                     raise self._shell_lost(f"the shell ended (device rebooted or logged out) while running "
                                            f"{line[:80]!r}; last read: {self.last_read()}")
@@ -399,16 +380,16 @@ class SerialConsole:
 
     def reboot(self, boot_timeout: float = 300.0) -> None:
         """Reboot the board and log in again once it is back."""
-        argv = ["reboot"] if self._user == "root" else ["sudo", "-p", _SUDO_PROMPT, "reboot"]
+        argv = ["reboot"] if self._user == "root" else ["sudo", "-p", SUDO_PROMPT, "reboot"]
         info(f"rebooting the device on {self.port_name}")
         self._raw.clear()
         self._write(" " + shlex.join(argv) + "\r")
         deadline = time.monotonic() + boot_timeout
-        while not _LOGIN_ANYWHERE.search(self._text()):
+        while not LOGIN_ANYWHERE.search(self._text()):
             if time.monotonic() > deadline:
                 raise self._timeout("the device did not come back after reboot", boot_timeout)
             self._read_available(deadline)
-            if _SUDO_ASKS.search(self._text()):
+            if SUDO_ASKS.search(self._text()):
                 self._raw.clear()
                 self._write(self._get_password() + "\r", secret=True)
         self._login(time.monotonic() + self.login_timeout)

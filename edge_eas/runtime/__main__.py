@@ -1,7 +1,8 @@
 """The device agent: `python -m edge_eas.runtime --bundle model.eas --scenarios s.json`.
 
-Prints one JSON object per line so the host can parse results as they stream over SSH:
-a "hello" line (environment), one "measurement" (or "error") line per scenario, and "done".
+Prints one JSON object per line (the dataclasses of messages.py) so the host can parse results
+as they stream over SSH: a "hello" line (environment), one "measurement" (or "error") line per
+scenario, and "done".
 With `--heartbeat S`, "heartbeat" lines fill any silence longer than S seconds (agent_output.py),
 so the host can tell a slow device from a dead link.
 A scenario that fails is reported and the others continue. Exit status: 0 when every
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from .agent_output import AgentOutput
+from .messages import Done, Fatal, Hello, MeasurementLine, ScenarioError
 from .timing import INTERLEAVE_GROUP
 
 
@@ -49,26 +51,26 @@ def prepare_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> A
 
 
 def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
-                     args: argparse.Namespace) -> dict[str, Any]:
+                     args: argparse.Namespace) -> MeasurementLine:
     stats = dict(stats)
     env = stats.pop("environment")
-    return {"type": "measurement", "scenario": sc["id"],
-            "measurement_id": measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
-                                             args.batch_size),
-            "classes": list(m.classes), "budget": {k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms")
-                                                   if sc.get(k) is not None},
-            "arch": m.arch.to_dict(), "mflops": m.mflops, "params": m.params, "predicted_ms": m.predicted_ms,
-            "engine": m.engine, "threads": args.threads, "batch_size": args.batch_size, "stats": stats,
-            "timings_ms": m.timings_ms, "environment": env, "bundle_sha256": rt.bundle.sha256,
-            "runtime_version": __version__}
+    return MeasurementLine(
+        scenario=sc["id"],
+        measurement_id=measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
+                                      args.batch_size),
+        classes=list(m.classes),
+        budget={k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms") if sc.get(k) is not None},
+        arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
+        threads=args.threads, batch_size=args.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
+        bundle_sha256=rt.bundle.sha256, runtime_version=__version__)
 
 
 def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
-              reference: Any = None) -> list[dict[str, Any]]:
+              reference: Any = None) -> list[MeasurementLine | ScenarioError]:
     """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
     order. A scenario that fails is an 'error' line; the others are still measured."""
     from .api import benchmark_many
-    lines: dict[str, dict[str, Any]] = {}
+    lines: dict[str, MeasurementLine | ScenarioError] = {}
     ready: list[tuple[dict[str, Any], Any]] = []
     for sc in group:
         try:
@@ -96,8 +98,8 @@ def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
     return [lines[sc["id"]] for sc in group]
 
 
-def _error(sc: dict[str, Any], exc: Exception) -> dict[str, Any]:
-    return {"type": "error", "scenario": sc["id"], "error": f"{type(exc).__name__}: {exc}"}
+def _error(sc: dict[str, Any], exc: Exception) -> ScenarioError:
+    return ScenarioError(sc["id"], f"{type(exc).__name__}: {exc}")
 
 
 def _beside(bundle: Path, name: str) -> Path | None:
@@ -159,16 +161,15 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
             rt.load_latency_models(models)
         scenarios = load_scenarios(args.scenarios) if args.scenarios else []
     except (ValueError, OSError) as exc:
-        out.emit({"type": "fatal", "error": str(exc)})
+        out.emit(Fatal(str(exc)))
         print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
         return 2
-    out.emit({"type": "hello", "runtime_version": __version__, "bundle_sha256": rt.bundle.sha256,
-              "environment": describe(args.threads), "scenarios": len(scenarios), "trust": rt.trust_status()})
+    out.emit(Hello(__version__, rt.bundle.sha256, describe(args.threads), len(scenarios), rt.trust_status()))
     if args.profile_blocks:
         from .profile import profile_blocks
         out.phase("profiling blocks")
         for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs):
-            out.emit({"type": "block", **row})
+            out.emit(row)
     skip = {s for s in args.skip.split(",") if s}
     todo = [sc for sc in scenarios if sc["id"] not in skip]
     failed = 0
@@ -184,9 +185,9 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
         ids = [sc["id"] for sc in group]
         out.phase(f"scenarios {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"scenario {ids[0]}")
         for line in run_group(rt, group, args, reference):
-            failed += line["type"] == "error"
+            failed += isinstance(line, ScenarioError)
             out.emit(line)
-    out.emit({"type": "done", "failed": failed})
+    out.emit(Done(failed))
     return 3 if failed else 0
 
 if __name__ == "__main__":

@@ -4,17 +4,18 @@ optional heartbeat.
 Why a heartbeat: the host treats a long silence on the SSH channel as a dead link or a hung
 device. A slow board (a Raspberry Pi 3B, a loaded machine) can stay silent for seconds while
 it loads a bundle, extracts a sub-network, builds an engine or runs thousands of timed runs.
-With `--heartbeat S` a background thread writes `{"type": "heartbeat", ...}` whenever nothing
+With `--heartbeat S` a background thread writes a `Heartbeat` message whenever nothing
 else was written for S seconds, so silence really means the link or the device is gone.
 The host ignores heartbeat lines except as proof of life.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import IO, Any
+
+from .messages import Heartbeat, Message, to_line
 
 
 class AgentOutput:
@@ -49,16 +50,15 @@ class AgentOutput:
         """What the agent is doing now; heartbeats carry it (useful when a device is slow)."""
         self._phase = name
 
-    def emit(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, separators=(",", ":")) + "\n"
+    def emit(self, msg: Message) -> None:
+        line = to_line(msg) + "\n"
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
             self._last = time.monotonic()
 
     def heartbeat(self) -> None:
-        self.emit({"type": "heartbeat", "phase": self._phase,
-                   "uptime_s": round(time.monotonic() - self._started, 3)})
+        self.emit(Heartbeat(self._phase, round(time.monotonic() - self._started, 3)))
 
     def _beat(self) -> None:
         assert self._interval is not None

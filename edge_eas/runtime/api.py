@@ -17,7 +17,7 @@ from .bundle_reader import Bundle, BundleError, open_bundle
 from .calibration_images import CalibrationLike, load_calibration
 from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
 from .folded import FoldedNet, fold_bn
-from .timing import SpeedReference, measure_many, on_fixed_input
+from .timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
 from .recalibrate import recalibrate
 from ..format.signing import KeyLike
 from .slicing import slice_subnet
@@ -83,13 +83,15 @@ def timed_call(m: SpecializedModel, batch_size: int = 1) -> Callable[[], Any]:
 
 def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: int = 50, batch_size: int = 1,
                    reference: SpeedReference | None = None) -> list[dict[str, Any]]:
-    """Latency of several networks under one protocol: their timed samples interleaved
-    (runtime/timing.py), so every network meets the same machine states and the figures are
-    comparable with each other; with a `reference`, a group met in a slow stretch is retimed."""
+    """Latency of several networks under one protocol: in groups of INTERLEAVE_GROUP, their
+    timed samples interleaved (runtime/timing.py), so every network of a group meets the same
+    machine states; with a `reference`, a group met in a slow stretch is retimed."""
     from .environment import describe
-    fns = [timed_call(m, batch_size) for m in models]
-    stats = (reference.measure(fns, warmup=warmup, runs=runs) if reference is not None
-             else measure_many(fns, warmup=warmup, runs=runs))
+    stats: list[dict[str, Any]] = []
+    for start in range(0, len(models), INTERLEAVE_GROUP):
+        fns = [timed_call(m, batch_size) for m in models[start:start + INTERLEAVE_GROUP]]
+        stats += (reference.measure(fns, warmup=warmup, runs=runs) if reference is not None
+                  else measure_many(fns, warmup=warmup, runs=runs))
     return [{**st, "engine": m.engine, "threads": m.threads, "batch_size": batch_size,
              "predicted_ms": m.predicted_ms, "environment": describe(m.threads)} for m, st in zip(models, stats)]
 

@@ -1,22 +1,22 @@
-"""Turn an extracted sub-network weight dict into an inference-ready, BatchNorm-free `FoldedNet`.
+"""Turn an extracted sub-network weight dict into an inference-ready, BatchNorm-free `FoldedNet`:
+the ordered list of ops, with their weights, that every engine translates one op at a time.
 
-Every engine (numpy, TFLite, ExecuTorch, torch) consumes the same `FoldedNet`, so BN folding,
-shape checks and the network's structure live in one place. numpy only: runs on the device.
-
-Weight names follow `Supernet.extract_weights` / `SubNet` (see edge_eas/supernet/static.py).
+`fold_layers` maps each layer of the one sub-network description (`edge_eas.subnet`) to an op:
+a conv with its BN folded in, a block (its ops, plus the residual add), the global pool, the
+classifier. The numpy, TFLite, ExecuTorch and torch engines each translate these op types and
+nothing else, so a new op is one dataclass here plus one translation per engine (see
+edge_eas/runtime/README.md). numpy only: runs on the device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 
 from ..space import Arch, SearchSpace
-
-BN_EPS = 1e-5
-"""BatchNorm epsilon used by the supernet (torch's default)."""
+from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, subnet_layers, weight_names
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,15 @@ class FoldedConv:
     """A conv with BN folded in: y = act(conv(x, weight, stride, padding=k//2, groups) + bias).
 
     `weight` keeps torch's OIHW layout, (cout, cin // groups, k, k); engines re-layout it.
+    `act` is one of `edge_eas.subnet.ACTIVATIONS`.
     """
 
     weight: np.ndarray
     bias: np.ndarray
     stride: int
     groups: int = 1
-    relu6: bool = True
+    act: str = "relu6"
+    name: str = ""
 
     @property
     def kernel(self) -> int:
@@ -59,96 +61,113 @@ class FoldedConv:
 
 @dataclass(frozen=True)
 class FoldedBlock:
-    """MBConv: expand 1x1 (ReLU6) -> depthwise kxk (ReLU6) -> project 1x1 (linear) [+ input]."""
+    """A block's ops run in order; the block's input is added to their output when `residual`."""
 
-    expand: FoldedConv
-    dw: FoldedConv
-    project: FoldedConv
+    name: str
+    ops: tuple["Op", ...]
     residual: bool
 
-    @property
-    def convs(self) -> tuple[FoldedConv, FoldedConv, FoldedConv]:
-        return (self.expand, self.dw, self.project)
+
+@dataclass(frozen=True)
+class GlobalAvgPool:
+    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+
+    name: str = "pool"
+
+
+@dataclass(frozen=True)
+class Linear:
+    """y = x @ weight.T + bias, weight (out_features, in_features)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    name: str = "classifier"
+
+
+Op = Union[FoldedConv, FoldedBlock, GlobalAvgPool, Linear]
 
 
 @dataclass(frozen=True)
 class FoldedNet:
-    """stem conv -> MBConv blocks -> head 1x1 conv -> global average pool -> linear classifier."""
+    """An image (C, H, W) through `ops` in order; the last op yields (N, num_classes) logits."""
 
     input_shape: tuple[int, int, int]  # (C, H, W) of one image
-    stem: FoldedConv
-    blocks: tuple[FoldedBlock, ...]
-    head: FoldedConv
-    classifier_weight: np.ndarray  # (num_classes, head_channels)
-    classifier_bias: np.ndarray  # (num_classes,)
+    ops: tuple[Op, ...]
 
     @property
     def num_classes(self) -> int:
-        return int(self.classifier_weight.shape[0])
+        last = self.ops[-1]
+        if not isinstance(last, Linear):
+            raise ValueError("a FoldedNet ends with its classifier (a Linear op)")
+        return int(last.weight.shape[0])
 
     def convs(self) -> list[FoldedConv]:
         """All convolutions in execution order."""
-        out = [self.stem]
-        for block in self.blocks:
-            out.extend(block.convs)
-        out.append(self.head)
-        return out
+        return list(_convs(self.ops))
 
     def num_params(self) -> int:
-        return sum(c.weight.size + c.bias.size for c in self.convs()) + \
-            self.classifier_weight.size + self.classifier_bias.size
+        linear = sum(op.weight.size + op.bias.size for op in self.ops if isinstance(op, Linear))
+        return sum(c.weight.size + c.bias.size for c in self.convs()) + linear
 
 
-def fold_conv_bn(weights: Mapping[str, np.ndarray], prefix: str, stride: int, groups: int = 1,
-                 relu6: bool = True, eps: float = BN_EPS) -> FoldedConv:
-    """Fold `{prefix}.bn.*` into `{prefix}.conv.weight`: W' = W * s, b' = beta - mean * s,
-    s = gamma / sqrt(var + eps) per output channel. Computed in float64, stored as float32."""
-    w = _get(weights, f"{prefix}.conv.weight").astype(np.float64)
-    if w.ndim != 4:
-        raise ValueError(f"{prefix}.conv.weight must be 4-D (cout, cin, k, k), got shape {w.shape}")
-    cout = w.shape[0]
-    bn = {name: _get(weights, f"{prefix}.bn.{name}").astype(np.float64).reshape(-1)
-          for name in ("weight", "bias", "running_mean", "running_var")}
-    for name, v in bn.items():
-        if v.shape != (cout,):
-            raise ValueError(f"{prefix}.bn.{name} has {v.shape[0]} entries, conv has {cout} output channels")
+def _convs(ops: tuple[Op, ...]) -> Iterator[FoldedConv]:
+    for op in ops:
+        if isinstance(op, FoldedConv):
+            yield op
+        elif isinstance(op, FoldedBlock):
+            yield from _convs(op.ops)
+
+
+def fold_conv_bn(weights: Mapping[str, np.ndarray], layer: ConvLayer, eps: float = BN_EPS) -> FoldedConv:
+    """Fold `{name}.bn.*` into `{name}.conv.weight`: W' = W * s, b' = beta - mean * s,
+    s = gamma / sqrt(var + eps) per output channel. Computed in float64, stored as float32.
+    The weight's shape is checked against the layer, so weights of another arch fail here, not
+    as a shape error deep inside an engine."""
+    w = _get(weights, layer.weight_name).astype(np.float64)
+    if w.shape != layer.weight_shape:
+        raise ValueError(f"{layer.weight_name} has shape {w.shape} (groups={layer.groups}); the arch needs "
+                         f"{layer.out_channels} outputs, {layer.in_channels} inputs, kernel {layer.kernel}")
+    bn = {stat: _get(weights, layer.bn_name(stat)).astype(np.float64).reshape(-1)
+          for stat in ("weight", "bias", "running_mean", "running_var")}
+    for stat, v in bn.items():
+        if v.shape != (layer.out_channels,):
+            raise ValueError(f"{layer.bn_name(stat)} has {v.shape[0]} entries, conv has "
+                             f"{layer.out_channels} output channels")
     scale = bn["weight"] / np.sqrt(bn["running_var"] + eps)
     weight = (w * scale[:, None, None, None]).astype(np.float32)
     bias = (bn["bias"] - bn["running_mean"] * scale).astype(np.float32)
-    return FoldedConv(weight, bias, int(stride), int(groups), relu6)
+    return FoldedConv(weight, bias, layer.stride, layer.groups, layer.act, layer.name)
+
+
+def fold_layers(weights: Mapping[str, np.ndarray], layers: tuple[Layer, ...],
+                input_shape: tuple[int, int, int], eps: float = BN_EPS) -> FoldedNet:
+    """The op list for `layers` filled from `weights` (BN folded). A weight the layers do not
+    name is an error: it means the weights belong to a bigger arch."""
+    extra = sorted(set(weights) - set(weight_names(layers)))
+    if extra:
+        raise ValueError(f"weights hold tensors the arch does not use ({extra[0]}, ...): they belong to another arch")
+    return FoldedNet(tuple(input_shape), tuple(_fold(weights, layer, eps) for layer in layers))
+
+
+def _fold(weights: Mapping[str, np.ndarray], layer: Layer, eps: float) -> Op:
+    if isinstance(layer, ConvLayer):
+        return fold_conv_bn(weights, layer, eps)
+    if isinstance(layer, BlockLayer):
+        return FoldedBlock(layer.name, tuple(_fold(weights, sub, eps) for sub in layer.body), layer.residual)
+    if isinstance(layer, PoolLayer):
+        return GlobalAvgPool(layer.name)
+    if isinstance(layer, LinearLayer):
+        w = _get(weights, layer.weight_name).astype(np.float32)
+        b = _get(weights, layer.bias_name).astype(np.float32).reshape(-1)
+        if w.ndim != 2 or w.shape[1] != layer.in_features or b.shape != (w.shape[0],):
+            raise ValueError(f"{layer.name} shapes {w.shape}/{b.shape} do not fit its {layer.in_features} inputs")
+        return Linear(np.ascontiguousarray(w), np.ascontiguousarray(b), layer.name)
+    raise TypeError(f"no folding for layer type {type(layer).__name__}")
 
 
 def fold_bn(weights: Mapping[str, np.ndarray], space: SearchSpace, arch: Arch, eps: float = BN_EPS) -> FoldedNet:
-    """Fold every BatchNorm of an extracted sub-network (`Supernet.extract_weights(arch, classes)`).
-
-    Strides and residual connections come from the space (they are not visible in weight
-    shapes); kernels and channel counts are checked against the weights so that a weight
-    dict from the wrong arch fails here, not as a shape error deep inside an engine.
-    """
-    configs = space.active_blocks(arch)
-    stem = fold_conv_bn(weights, "stem", space.stem_stride, eps=eps)
-    _check_shape(stem, "stem", space.stem_channels, space.in_channels, 3)
-    blocks = []
-    for i, cfg in enumerate(configs):
-        p = f"blocks.{i}"
-        expand = fold_conv_bn(weights, f"{p}.expand", 1, eps=eps)
-        dw = fold_conv_bn(weights, f"{p}.dw", cfg.stride, groups=cfg.hidden, eps=eps)
-        project = fold_conv_bn(weights, f"{p}.project", 1, relu6=False, eps=eps)
-        _check_shape(expand, f"{p}.expand", cfg.hidden, cfg.in_channels, 1)
-        _check_shape(dw, f"{p}.dw", cfg.hidden, cfg.hidden, cfg.kernel)
-        _check_shape(project, f"{p}.project", cfg.out_channels, cfg.hidden, 1)
-        blocks.append(FoldedBlock(expand, dw, project, cfg.residual))
-    extra = f"blocks.{len(configs)}.expand.conv.weight"
-    if extra in weights:
-        raise ValueError(f"weights have more blocks than the arch's {len(configs)} active blocks ({extra})")
-    head = fold_conv_bn(weights, "head", 1, eps=eps)
-    _check_shape(head, "head", space.head_channels, space.last_channels, 1)
-    cls_w = _get(weights, "classifier.weight").astype(np.float32)
-    cls_b = _get(weights, "classifier.bias").astype(np.float32).reshape(-1)
-    if cls_w.ndim != 2 or cls_w.shape[1] != space.head_channels or cls_b.shape != (cls_w.shape[0],):
-        raise ValueError(f"classifier shapes {cls_w.shape}/{cls_b.shape} do not fit head width {space.head_channels}")
-    return FoldedNet(tuple(space.input_shape), stem, tuple(blocks), head,
-                     np.ascontiguousarray(cls_w), np.ascontiguousarray(cls_b))
+    """Fold every BatchNorm of an extracted sub-network (`slice_subnet` / `Supernet.extract_weights`)."""
+    return fold_layers(weights, subnet_layers(space, arch), space.input_shape, eps)
 
 
 def _get(weights: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -156,13 +175,6 @@ def _get(weights: Mapping[str, np.ndarray], name: str) -> np.ndarray:
         return np.asarray(weights[name])
     except KeyError:
         raise ValueError(f"weight {name!r} is missing from the extracted sub-network") from None
-
-
-def _check_shape(conv: FoldedConv, name: str, cout: int, cin: int, kernel: int) -> None:
-    got = (conv.out_channels, conv.in_channels, conv.kernel, int(conv.weight.shape[-2]))
-    if got != (cout, cin, kernel, kernel):
-        raise ValueError(f"{name}.conv.weight has shape {conv.weight.shape} (groups={conv.groups}); "
-                         f"the arch needs {cout} outputs, {cin} inputs, kernel {kernel}")
 
 
 XNNPACK_MAX_DW_TAPS = 25

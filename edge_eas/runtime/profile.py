@@ -13,31 +13,41 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..cost.latency import block_key
+from ..cost.latency import block_key, latency_ms
 from ..space import BlockConfig
+from ..subnet import ConvLayer, Layer, LinearLayer, PoolLayer, conv_layers, mbconv_layers
 from .api import timed_call
 from .engines import create_engine
-from .folded import FoldedBlock, FoldedConv, FoldedNet
-from .timing import latency_ms, measure_many, on_fixed_input
+from .folded import FoldedNet, fold_layers
+from .messages import BlockProfile
+from .timing import measure_many, on_fixed_input
 
 
-def _conv(rng: np.random.Generator, cout: int, cin: int, k: int, stride: int = 1, groups: int = 1,
-          relu6: bool = True) -> FoldedConv:
-    w = (rng.standard_normal((cout, cin // groups, k, k)) * 0.1).astype(np.float32)
-    return FoldedConv(w, np.zeros(cout, np.float32), stride, groups, relu6)
+def _random_weights(layers: tuple[Layer, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random conv weights, identity BatchNorms and a one-class classifier: latency does not
+    depend on the values."""
+    w: dict[str, np.ndarray] = {}
+    for conv in conv_layers(layers):
+        w[conv.weight_name] = (rng.standard_normal(conv.weight_shape) * 0.1).astype(np.float32)
+        for stat, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            w[conv.bn_name(stat)] = np.full(conv.out_channels, value, np.float32)
+    for layer in layers:
+        if isinstance(layer, LinearLayer):
+            w[layer.weight_name] = np.ones((1, layer.in_features), np.float32)
+            w[layer.bias_name] = np.zeros(1, np.float32)
+    return w
 
 
 def _host_net(cfg: BlockConfig, with_block: bool, rng: np.random.Generator) -> FoldedNet:
-    cin = cfg.in_channels
-    blocks: tuple[FoldedBlock, ...] = ()
+    cin, size = cfg.in_channels, cfg.in_size
+    layers: list[Layer] = [ConvLayer("stem", cin, cin, 1, 1, size)]
     last = cin
     if with_block:
-        h = cfg.hidden
-        blocks = (FoldedBlock(_conv(rng, h, cin, 1), _conv(rng, h, h, cfg.kernel, cfg.stride, groups=h),
-                              _conv(rng, cfg.out_channels, h, 1, relu6=False), cfg.residual),)
-        last = cfg.out_channels
-    return FoldedNet((cin, cfg.in_size, cfg.in_size), _conv(rng, cin, cin, 1), blocks, _conv(rng, 1, last, 1),
-                     np.ones((1, 1), np.float32), np.zeros(1, np.float32))
+        layers.append(mbconv_layers("blocks.0", cfg))
+        last, size = cfg.out_channels, cfg.out_size
+    layers += [ConvLayer("head", last, 1, 1, 1, size), PoolLayer(), LinearLayer(1)]
+    net = tuple(layers)
+    return fold_layers(_random_weights(net, rng), net, (cin, cfg.in_size, cfg.in_size))
 
 
 def distinct_blocks(space: Any) -> list[BlockConfig]:
@@ -60,8 +70,8 @@ INSTANCES = 2  # engine instances per host network; the fastest counts (see prof
 
 
 def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
-                   runs: int = 50) -> Iterator[dict[str, Any]]:
-    """One row per distinct block config, then a 'fixed' row: {block_key, median_ms, ...}.
+                   runs: int = 50) -> Iterator[BlockProfile]:
+    """One row per distinct block config, then a 'fixed' row.
 
     Every host network and the smallest arch are timed in one interleaved protocol, so the
     differences are not differences between machine states. Each host network runs as
@@ -87,7 +97,6 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
         base_ms = without[(cfg.in_channels, cfg.in_size)]
         ms = max(0.0, with_b - base_ms)
         entries[block_key(cfg)] = ms
-        yield {"block_key": block_key(cfg), "median_ms": ms, "with_block_ms": with_b,
-               "without_block_ms": base_ms, "engine": name, "threads": threads}
+        yield BlockProfile(block_key(cfg), ms, name, threads, with_block_ms=with_b, without_block_ms=base_ms)
     fixed = latency_ms(stats[-1]) - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
-    yield {"block_key": "fixed", "median_ms": max(0.0, fixed), "engine": name, "threads": threads}
+    yield BlockProfile("fixed", max(0.0, fixed), name, threads)

@@ -1,63 +1,58 @@
-"""Cut one sub-network's weights out of the supernet's state, in numpy.
+"""Cut one sub-network's weights out of the supernet's state, in numpy: the only extraction.
 
-Mirrors `Supernet.extract_weights` (host, torch) exactly — same slices, same output names —
-so the device needs no torch; a test checks the two agree bit for bit.
+The host (`Supernet.extract_weights`) and the torch-free device both call `slice_subnet`.
+It walks the sub-network description (`edge_eas.subnet`): every conv takes the first output
+and input channels of its supernet tensor and the centre k x k of its kernel, every BN the
+first channels. The supernet's own tensor names (`stem.weight`, `stem_bn.*`,
+`blocks.{slot}.{part}.weight`, `blocks.{slot}.{part}_bn.bn.*`) are mapped here and nowhere else.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..space import Arch, SearchSpace
-
-BN_KEYS = ("weight", "bias", "running_mean", "running_var")
-
-
-def _centre(w: np.ndarray, k: int) -> np.ndarray:
-    start = (w.shape[-1] - k) // 2
-    return w[..., start:start + k, start:start + k]
+from ..subnet import BN_STATS, ConvLayer, LinearLayer, conv_layers, subnet_layers
 
 
-def slice_subnet(state: dict[str, np.ndarray], space: SearchSpace, arch: Arch,
+def _supernet_prefixes(layer: ConvLayer, slots: Sequence[int]) -> tuple[str, str]:
+    """(conv tensor prefix, BN prefix) in the supernet's state for a sub-network conv."""
+    parts = layer.name.split(".")
+    if parts[0] == "blocks":  # blocks.{active index}.{part} -> blocks.{supernet slot}.{part}
+        src = f"blocks.{slots[int(parts[1])]}.{'.'.join(parts[2:])}"
+        return src, f"{src}_bn.bn"
+    return layer.name, f"{layer.name}_bn"
+
+
+def _crop(full: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """The first out/in channels and the centre k x k taps (elastic kernels share their centre)."""
+    o, i, k, _ = shape
+    start = (full.shape[-1] - k) // 2
+    return full[:o, :i, start:start + k, start:start + k]
+
+
+def slice_subnet(state: Mapping[str, np.ndarray], space: SearchSpace, arch: Arch,
                  classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    space.validate(arch)
+    """The sub-network's weights (names of `edge_eas.subnet`), float32 and contiguous;
+    `classes` keeps only those rows of the classifier."""
+    layers = subnet_layers(space, arch)
+    slots = [slot for slot, _, _ in space.slots(arch)]
     out: dict[str, np.ndarray] = {}
-
-    def bn(dst: str, src: str, c: int) -> None:
-        for key in BN_KEYS:
-            full = state.get(f"{src}.{key}")
-            if full is None and key.startswith("running_"):
+    for layer in conv_layers(layers):
+        conv_src, bn_src = _supernet_prefixes(layer, slots)
+        out[layer.weight_name] = _crop(np.asarray(state[f"{conv_src}.weight"]), layer.weight_shape)
+        for stat in BN_STATS:
+            full = state.get(f"{bn_src}.{stat}")
+            if full is None and stat.startswith("running_"):
                 # bundles omit the supernet's shared BN statistics: every extracted sub-network
                 # gets its own from `recalibrate` on the device
-                full = np.zeros(c, np.float32) if key == "running_mean" else np.ones(c, np.float32)
-            out[f"{dst}.bn.{key}"] = full[:c]
-
-    out["stem.conv.weight"] = state["stem.weight"]
-    bn("stem", "stem_bn", space.stem_channels)
-    i = 0
-    slot = 0
-    for s, stage in enumerate(space.stages):
-        for b in range(stage.max_depth):
-            if b < arch.depths[s]:
-                k, e = arch.kernels[s][b], arch.expands[s][b]
-                src = f"blocks.{slot + b}"
-                w_expand = state[f"{src}.expand.weight"]
-                cin = w_expand.shape[1]
-                hidden = cin * e
-                dst = f"blocks.{i}"
-                out[f"{dst}.expand.conv.weight"] = w_expand[:hidden]
-                bn(f"{dst}.expand", f"{src}.expand_bn.bn", hidden)
-                out[f"{dst}.dw.conv.weight"] = _centre(state[f"{src}.dw.weight"][:hidden], k)
-                bn(f"{dst}.dw", f"{src}.dw_bn.bn", hidden)
-                out[f"{dst}.project.conv.weight"] = state[f"{src}.project.weight"][:, :hidden]
-                bn(f"{dst}.project", f"{src}.project_bn.bn", stage.out_channels)
-                i += 1
-        slot += stage.max_depth
-    out["head.conv.weight"] = state["head.weight"]
-    bn("head", "head_bn", space.head_channels)
+                fill = 0.0 if stat == "running_mean" else 1.0
+                full = np.full(layer.out_channels, fill, np.float32)
+            out[layer.bn_name(stat)] = np.asarray(full)[:layer.out_channels]
     rows = slice(None) if classes is None else list(classes)
-    out["classifier.weight"] = state["classifier.weight"][rows]
-    out["classifier.bias"] = state["classifier.bias"][rows]
+    for linear in (layer for layer in layers if isinstance(layer, LinearLayer)):
+        out[linear.weight_name] = np.asarray(state[linear.weight_name])[rows]
+        out[linear.bias_name] = np.asarray(state[linear.bias_name])[rows]
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}

@@ -29,6 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..cost.latency import latency_ms
+
 MIN_RUNS = 30
 NOISY_CV = 0.15
 MIN_SAMPLE_S = 0.002   # each timed sample lasts at least this long
@@ -51,12 +53,6 @@ def on_fixed_input(engine: Any, input_shape: Sequence[int], batch_size: int = 1)
     """What is timed: `engine.run` on one fixed random batch (preprocessing excluded)."""
     x = np.random.default_rng(0).standard_normal((batch_size, *input_shape)).astype(np.float32)
     return lambda: engine.run(x)
-
-
-def latency_ms(stats: dict[str, Any]) -> float:
-    """The figure a measurement stands for in cost models and budget checks. Measurements
-    from runtimes before the interleaved protocol carry only a median."""
-    return float(stats.get("latency_ms", stats["median_ms"]))
 
 
 def repeats_for(fn: Callable[[], Any], min_sample_s: float = MIN_SAMPLE_S) -> tuple[int, float]:

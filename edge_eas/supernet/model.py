@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime.slicing import slice_subnet
 from ..space import Arch, SearchSpace
+from ..subnet import BN_EPS
 from .blocks import ElasticMBConv
 from .ops import DynamicBatchNorm, kernel_masks
 from .static import SubNet
@@ -45,12 +47,12 @@ class Supernet(nn.Module):
         super().__init__()
         self.space, self.num_classes = space, num_classes
         self.stem = nn.Conv2d(space.in_channels, space.stem_channels, 3, space.stem_stride, 1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(space.stem_channels)
+        self.stem_bn = nn.BatchNorm2d(space.stem_channels, eps=BN_EPS)
         self.blocks = nn.ModuleList(
             ElasticMBConv(cin, cout, stride, space.max_kernel, space.max_expand)
             for _, _, cin, cout, stride in space.block_slots())
         self.head = nn.Conv2d(space.last_channels, space.head_channels, 1, bias=False)
-        self.head_bn = nn.BatchNorm2d(space.head_channels)
+        self.head_bn = nn.BatchNorm2d(space.head_channels, eps=BN_EPS)
         self.classifier = nn.Linear(space.head_channels, num_classes)
         self.register_buffer("_kernel_masks", kernel_masks(space.max_kernel, space.kernel_choices, torch.device("cpu")),
                              persistent=False)
@@ -123,40 +125,11 @@ class Supernet(nn.Module):
 
     # ---- extraction -----------------------------------------------------------------------
     def extract_weights(self, arch: Arch, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-        """Copies of the active slices, named as in `SubNet`; `classes` keeps only those logits."""
-        space = self.space
-        out: dict[str, torch.Tensor] = {}
-
-        def put_bn(prefix: str, bn: nn.BatchNorm2d | DynamicBatchNorm, c: int) -> None:
-            if isinstance(bn, DynamicBatchNorm):
-                bn = bn.bn
-            out[f"{prefix}.bn.weight"] = bn.weight[:c]
-            out[f"{prefix}.bn.bias"] = bn.bias[:c]
-            out[f"{prefix}.bn.running_mean"] = bn.running_mean[:c]
-            out[f"{prefix}.bn.running_var"] = bn.running_var[:c]
-
-        out["stem.conv.weight"] = self.stem.weight
-        put_bn("stem", self.stem_bn, space.stem_channels)
-        i = 0
-        for s, (start, _) in enumerate(self._stage_slices()):
-            for b in range(arch.depths[s]):
-                blk = self.blocks[start + b]
-                k, e = arch.kernels[s][b], arch.expands[s][b]
-                hidden = blk.in_channels * e
-                p = f"blocks.{i}"
-                out[f"{p}.expand.conv.weight"] = blk.expand.active_weight(blk.in_channels, hidden)
-                put_bn(f"{p}.expand", blk.expand_bn, hidden)
-                out[f"{p}.dw.conv.weight"] = blk.dw.active_weight(hidden, k)
-                put_bn(f"{p}.dw", blk.dw_bn, hidden)
-                out[f"{p}.project.conv.weight"] = blk.project.active_weight(hidden, blk.out_channels)
-                put_bn(f"{p}.project", blk.project_bn, blk.out_channels)
-                i += 1
-        out["head.conv.weight"] = self.head.weight
-        put_bn("head", self.head_bn, space.head_channels)
-        rows = list(range(self.num_classes)) if classes is None else list(classes)
-        out["classifier.weight"] = self.classifier.weight[rows]
-        out["classifier.bias"] = self.classifier.bias[rows]
-        return {k: v.detach().cpu().numpy().copy() for k, v in out.items()}
+        """Copies of the active slices, named as in `edge_eas.subnet` (and so `SubNet`): the
+        device's own `slice_subnet` applied to this supernet's state; `classes` keeps only
+        those logits."""
+        state = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        return {k: v.copy() for k, v in slice_subnet(state, self.space, arch, classes).items()}
 
     def extract(self, arch: Arch, classes: Sequence[int] | None = None) -> SubNet:
         """A standalone module with copies of the weights; eval output equals `self(x, arch)`."""

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..subnet import BN_EPS
+
 
 def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     """The centre kernel x kernel window of a (..., K, K) weight."""
@@ -72,7 +74,7 @@ class DynamicDepthwiseConv(nn.Module):
 class DynamicBatchNorm(nn.Module):
     """BatchNorm over the first c channels, sharing running statistics with the full layer."""
 
-    def __init__(self, max_channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, max_channels: int, momentum: float = 0.1, eps: float = BN_EPS) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(max_channels, momentum=momentum, eps=eps)
         # When set, normalise with the batch's own statistics and leave running stats untouched:

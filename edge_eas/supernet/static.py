@@ -1,7 +1,7 @@
 """Plain (static) sub-network modules: what `Supernet.extract(arch)` returns.
 
-Built from a space + arch alone and filled from `Supernet.extract_weights(arch)`, so the
-weight names here are the contract shared with the bundle and the device runtime.
+Built by walking the sub-network description (`edge_eas.subnet.subnet_layers`), so its module
+names are that description's weight names, which `Supernet.extract_weights` fills.
 """
 
 from __future__ import annotations
@@ -13,33 +13,45 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..space import Arch, SearchSpace
+from ..subnet import BN_EPS, BlockLayer, ConvLayer, LinearLayer, PoolLayer, subnet_layers
 
 
 class ConvBN(nn.Module):
-    """conv (no bias) + BatchNorm + optional ReLU6."""
+    """conv (no bias) + BatchNorm + activation, as one `ConvLayer` describes it."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+    def __init__(self, layer: ConvLayer) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.act = act
+        self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.kernel // 2,
+                              groups=layer.groups, bias=False)
+        self.bn = nn.BatchNorm2d(layer.out_channels, eps=BN_EPS)
+        self.act = layer.act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return F.relu6(x) if self.act else x
+        if self.act == "relu6":
+            return F.relu6(x)
+        if self.act != "none":
+            raise ValueError(f"SubNet has no activation {self.act!r}")
+        return x
 
 
-class MBConv(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int, expand: int, stride: int) -> None:
+class Block(nn.Module):
+    """A `BlockLayer`: its layers in order (named by their last name part), plus the input
+    when residual."""
+
+    def __init__(self, layer: BlockLayer) -> None:
         super().__init__()
-        hidden = cin * expand
-        self.residual = stride == 1 and cin == cout
-        self.expand = ConvBN(cin, hidden, 1)
-        self.dw = ConvBN(hidden, hidden, kernel, stride, groups=hidden)
-        self.project = ConvBN(hidden, cout, 1, act=False)
+        self.parts = [sub.name.rsplit(".", 1)[-1] for sub in layer.body]
+        for part, sub in zip(self.parts, layer.body):
+            if not isinstance(sub, ConvLayer):
+                raise TypeError(f"SubNet blocks hold convs, got {type(sub).__name__}")
+            self.add_module(part, ConvBN(sub))
+        self.residual = layer.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.project(self.dw(self.expand(x)))
+        h = x
+        for part in self.parts:
+            h = getattr(self, part)(h)
         return x + h if self.residual else h
 
 
@@ -49,15 +61,24 @@ class SubNet(nn.Module):
     def __init__(self, space: SearchSpace, arch: Arch, num_classes: int) -> None:
         super().__init__()
         self.space, self.arch = space, arch
-        self.stem = ConvBN(space.in_channels, space.stem_channels, 3, space.stem_stride)
-        self.blocks = nn.Sequential(*[MBConv(b.in_channels, b.out_channels, b.kernel, b.expand, b.stride)
-                                      for b in space.active_blocks(arch)])
-        self.head = ConvBN(space.last_channels, space.head_channels, 1)
-        self.classifier = nn.Linear(space.head_channels, num_classes)
+        self.layers = subnet_layers(space, arch)
+        blocks = []
+        for layer in self.layers:
+            if isinstance(layer, ConvLayer):
+                self.add_module(layer.name, ConvBN(layer))
+            elif isinstance(layer, BlockLayer):
+                blocks.append(Block(layer))
+            elif isinstance(layer, LinearLayer):
+                self.add_module(layer.name, nn.Linear(layer.in_features, num_classes))
+        self.blocks = nn.Sequential(*blocks)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(x)))
-        return x.mean(dim=(2, 3))
+        """Everything up to the classifier: the pooled features."""
+        for layer in self.layers:
+            if isinstance(layer, PoolLayer):
+                return x.mean(dim=(2, 3))
+            x = self.get_submodule(layer.name)(x)
+        raise ValueError("a sub-network description has a pool layer")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

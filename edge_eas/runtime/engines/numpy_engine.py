@@ -1,6 +1,6 @@
 """Pure-numpy engine: the reference that runs wherever numpy does (no torch, no native deps).
 
-Works in NHWC so that every 1x1 conv is one (N*H*W, Cin) @ (Cin, Cout) BLAS matmul; the depthwise
+Translates the FoldedNet's ops one by one into NHWC kernels (`_compile`). Works in NHWC so that every 1x1 conv is one (N*H*W, Cin) @ (Cin, Cout) BLAS matmul; the depthwise
 conv is one einsum over a zero-copy strided view of the k*k shifted slices of the zero-padded
 tensor (taps that only ever read padding are dropped up front, which matters for 7x7 kernels on
 2x2 maps); the stem is im2col + one matmul.
@@ -15,7 +15,16 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import as_input
-from ..folded import ConvPlan, FoldedConv, FoldedNet, plan_conv
+from ..folded import ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, plan_conv
+
+
+def _activate(y: np.ndarray, act: str) -> np.ndarray:
+    """Apply one of subnet.ACTIVATIONS in place."""
+    if act == "relu6":
+        np.clip(y, 0.0, 6.0, out=y)
+    elif act != "none":
+        raise ValueError(f"the numpy engine has no activation {act!r}")
+    return y
 
 
 @dataclass(frozen=True)
@@ -24,15 +33,13 @@ class _Pointwise:
 
     w: np.ndarray  # (Cin, Cout)
     b: np.ndarray
-    relu6: bool
+    act: str
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n, h, w, c = x.shape
         y = np.matmul(x.reshape(n * h * w, c), self.w)
         y += self.b
-        if self.relu6:
-            np.clip(y, 0.0, 6.0, out=y)
-        return y.reshape(n, h, w, -1)
+        return _activate(y, self.act).reshape(n, h, w, -1)
 
 
 def _padded(x: np.ndarray, plan: ConvPlan) -> np.ndarray:
@@ -62,19 +69,17 @@ class _Depthwise:
     plan: ConvPlan
     w: np.ndarray  # (t, t, C)
     b: np.ndarray
-    relu6: bool
+    act: str
 
     @classmethod
     def build(cls, conv: FoldedConv, in_size: int) -> "_Depthwise":
         plan = plan_conv(conv, in_size, max_taps=None)
-        return cls(plan, np.ascontiguousarray(plan.weight[:, 0].transpose(1, 2, 0)), conv.bias, conv.relu6)
+        return cls(plan, np.ascontiguousarray(plan.weight[:, 0].transpose(1, 2, 0)), conv.bias, conv.act)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         acc = np.einsum("nhwijc,ijc->nhwc", _patches(_padded(x, self.plan), self.plan), self.w)
         acc += self.b
-        if self.relu6:
-            np.clip(acc, 0.0, 6.0, out=acc)
-        return acc
+        return _activate(acc, self.act)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class _Im2col:
     plan: ConvPlan
     w: np.ndarray  # (t*t*Cin, Cout), rows ordered (i, j, cin)
     b: np.ndarray
-    relu6: bool
+    act: str
 
     @classmethod
     def build(cls, conv: FoldedConv, in_size: int) -> "_Im2col":
@@ -92,22 +97,20 @@ class _Im2col:
             raise ValueError("im2col handles dense convs only")
         plan = plan_conv(conv, in_size, max_taps=None)
         w = plan.weight.transpose(2, 3, 1, 0).reshape(-1, conv.out_channels)
-        return cls(plan, np.ascontiguousarray(w), conv.bias, conv.relu6)
+        return cls(plan, np.ascontiguousarray(w), conv.bias, conv.act)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         patches = _patches(_padded(x, self.plan), self.plan)
         n, o = patches.shape[0], self.plan.out_size
         y = np.matmul(np.ascontiguousarray(patches).reshape(n * o * o, -1), self.w)
         y += self.b
-        if self.relu6:
-            np.clip(y, 0.0, 6.0, out=y)
-        return y.reshape(n, o, o, -1)
+        return _activate(y, self.act).reshape(n, o, o, -1)
 
 
 def _pointwise(conv: FoldedConv) -> _Pointwise:
     if conv.kernel != 1 or conv.stride != 1 or conv.groups != 1:
         raise ValueError(f"expected a 1x1 stride-1 conv, got kernel {conv.kernel} stride {conv.stride}")
-    return _Pointwise(np.ascontiguousarray(conv.weight[:, :, 0, 0].T), conv.bias, conv.relu6)
+    return _Pointwise(np.ascontiguousarray(conv.weight[:, :, 0, 0].T), conv.bias, conv.act)
 
 
 def nhwc_conv(conv: FoldedConv, in_size: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -118,6 +121,57 @@ def nhwc_conv(conv: FoldedConv, in_size: int) -> Callable[[np.ndarray], np.ndarr
     if conv.depthwise:
         return _Depthwise.build(conv, in_size)
     return _Im2col.build(conv, in_size)
+
+
+Kernel = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A block's kernels in order, plus its input when residual."""
+
+    body: tuple[Kernel, ...]
+    residual: bool
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x
+        for kernel in self.body:
+            y = kernel(y)
+        if self.residual:
+            y += x
+        return y
+
+
+def _pool(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=(1, 2), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Linear:
+    w: np.ndarray  # (in, out)
+    b: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.w
+        y += self.b
+        return y
+
+
+def _compile(op: Op, size: int) -> tuple[Kernel, int]:
+    """One op as an NHWC kernel on a size x size map, and the size it leaves."""
+    if isinstance(op, FoldedConv):
+        return nhwc_conv(op, size), op.out_size(size)
+    if isinstance(op, FoldedBlock):
+        body = []
+        for sub in op.ops:
+            kernel, size = _compile(sub, size)
+            body.append(kernel)
+        return _Block(tuple(body), op.residual), size
+    if isinstance(op, GlobalAvgPool):
+        return _pool, 1
+    if isinstance(op, Linear):
+        return _Linear(np.ascontiguousarray(op.weight.T), op.bias), 1
+    raise TypeError(f"the numpy engine has no translation for {type(op).__name__}")
 
 
 class NumpyEngine:
@@ -133,31 +187,18 @@ class NumpyEngine:
         if height != width:
             raise ValueError(f"the numpy engine expects square inputs, got {height}x{width}")
         size = height
-        self._stem = _Im2col.build(folded.stem, size)
-        size = self._stem.plan.out_size
-        self._blocks: list[tuple[_Pointwise, _Depthwise, _Pointwise, bool]] = []
-        for block in folded.blocks:
-            dw = _Depthwise.build(block.dw, size)
-            size = dw.plan.out_size
-            self._blocks.append((_pointwise(block.expand), dw, _pointwise(block.project), block.residual))
-        self._head = _pointwise(folded.head)
-        self._cls_w = np.ascontiguousarray(folded.classifier_weight.T)
-        self._cls_b = folded.classifier_bias
+        kernels: list[Kernel] = []
+        for op in folded.ops:
+            kernel, size = _compile(op, size)
+            kernels.append(kernel)
+        self._kernels = tuple(kernels)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = as_input(x, self.folded)
         h = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        h = self._stem(h)
-        for expand, dw, project, residual in self._blocks:
-            y = project(dw(expand(h)))
-            if residual:
-                y += h
-            h = y
-        h = self._head(h)
-        feats = h.mean(axis=(1, 2), dtype=np.float32)
-        logits = feats @ self._cls_w
-        logits += self._cls_b
-        return logits
+        for kernel in self._kernels:
+            h = kernel(h)
+        return h
 
 
 def _limit_blas_threads(threads: Optional[int]) -> Optional[int]:

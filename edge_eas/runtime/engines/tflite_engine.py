@@ -4,9 +4,9 @@ No converter (and so no torch, TensorFlow or JAX) is involved: the model is asse
 TFLite schema's generated Python object API plus `flatbuffers`, so a device with only numpy and
 ai-edge-litert can build and run any sub-network it extracts.
 
-Graph (NHWC float32, static batch): [PAD] CONV_2D(RELU6) -> per block CONV_2D(RELU6) ->
-[PAD] DEPTHWISE_CONV_2D(RELU6) -> CONV_2D -> [ADD] -> CONV_2D(RELU6) -> MEAN(1,2) -> FULLY_CONNECTED.
-Each kxk conv follows `plan_conv`: kernel taps that only ever read padding are dropped; stride-1
+The FoldedNet's ops are translated one by one (`_emit`), NHWC float32 with a static batch: a conv
+is [PAD] CONV_2D / DEPTHWISE_CONV_2D with its activation fused, a block its ops then ADD when
+residual, the pool MEAN(1,2), the classifier FULLY_CONNECTED. Each kxk conv follows `plan_conv`: kernel taps that only ever read padding are dropped; stride-1
 convs with symmetric padding use SAME (equal to torch's k//2 for odd k); others get an explicit
 PAD then VALID, because TFLite SAME puts the extra padding bottom/right while torch is symmetric.
 Depthwise kernels above 25 taps (7x7) are split into row bands (SLICE -> DEPTHWISE_CONV_2D, summed
@@ -21,12 +21,13 @@ from typing import Any, Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..folded import XNNPACK_MAX_DW_TAPS, FoldedConv, FoldedNet, plan_conv
+from ..folded import XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, plan_conv
 
 _INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)"
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
                    "edge_eas_tflite_schema")
+Shape = tuple[int, ...]
 _BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data aligned for the kernels
 
 
@@ -137,12 +138,15 @@ class _GraphBuilder:
         return bytes(builder.Output())
 
 
-def _activation(schema: ModuleType, relu6: bool) -> int:
-    return schema.ActivationFunctionType.RELU6 if relu6 else schema.ActivationFunctionType.NONE
+def _activation(schema: ModuleType, act: str) -> int:
+    """The fused activation for one of subnet.ACTIVATIONS."""
+    fused = {"relu6": "RELU6", "none": "NONE"}
+    if act not in fused:
+        raise ValueError(f"the tflite engine has no activation {act!r}")
+    return getattr(schema.ActivationFunctionType, fused[act])
 
 
-def _conv(g: _GraphBuilder, x: int, shape: tuple[int, int, int, int], conv: FoldedConv, name: str
-          ) -> tuple[int, tuple[int, int, int, int]]:
+def _conv(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
     """Emit `conv` on NHWC tensor `x` as planned by `plan_conv`: trimmed kernel, SAME when that
     matches torch, else PAD + VALID; a >25-tap depthwise kernel as row bands (SLICE + conv each)
     summed by ADDs, the activation fused into the last ADD."""
@@ -150,7 +154,7 @@ def _conv(g: _GraphBuilder, x: int, shape: tuple[int, int, int, int], conv: Fold
     n = shape[0]
     plan = plan_conv(conv, shape[1], XNNPACK_MAX_DW_TAPS)
     out_shape = (n, plan.out_size, plan.out_size, conv.out_channels)
-    act = _activation(s, conv.relu6)
+    act = _activation(s, conv.act)
     weight = plan.weight
     if plan.same_padding and len(plan.bands) == 1:
         out = g.tensor(out_shape, name)
@@ -209,32 +213,45 @@ def _conv_op(g: _GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.nd
     g.op(code, [x, weight_t, bias_t], [out], opts, opts_type)
 
 
+def _emit(g: _GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
+    """Translate one op applied to tensor `x`; returns its output tensor and shape."""
+    s = g.s
+    if isinstance(op, FoldedConv):
+        return _conv(g, x, shape, op, op.name)
+    if isinstance(op, FoldedBlock):
+        y, y_shape = x, shape
+        for sub in op.ops:
+            y, y_shape = _emit(g, sub, y, y_shape)
+        if not op.residual:
+            return y, y_shape
+        summed = g.tensor(y_shape, f"{op.name}.add")
+        g.op("ADD", [x, y], [summed], s.AddOptionsT(), "AddOptions")
+        return summed, y_shape
+    if isinstance(op, GlobalAvgPool):
+        axes = g.const(np.array([1, 2], dtype=np.int32), f"{op.name}/axes")
+        pooled = g.tensor((shape[0], shape[3]), op.name)
+        g.op("MEAN", [x, axes], [pooled], s.ReducerOptionsT(), "ReducerOptions")
+        return pooled, (shape[0], shape[3])
+    if isinstance(op, Linear):
+        w = g.const(op.weight.astype(np.float32), f"{op.name}/weight")
+        b = g.const(op.bias.astype(np.float32), f"{op.name}/bias")
+        out_shape = (shape[0], int(op.weight.shape[0]))
+        out = g.tensor(out_shape, op.name)
+        g.op("FULLY_CONNECTED", [x, w, b], [out], s.FullyConnectedOptionsT(), "FullyConnectedOptions")
+        return out, out_shape
+    raise TypeError(f"the tflite engine has no translation for {type(op).__name__}")
+
+
 def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:
     """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input."""
-    schema = load_schema()
-    g = _GraphBuilder(schema)
+    g = _GraphBuilder(load_schema())
     c, h, w = folded.input_shape
-    shape = (batch_size, h, w, c)
+    shape: Shape = (batch_size, h, w, c)
     inp = g.tensor(shape, "input")
-    x, shape = _conv(g, inp, shape, folded.stem, "stem")
-    for i, block in enumerate(folded.blocks):
-        y, y_shape = _conv(g, x, shape, block.expand, f"blocks.{i}.expand")
-        y, y_shape = _conv(g, y, y_shape, block.dw, f"blocks.{i}.dw")
-        y, y_shape = _conv(g, y, y_shape, block.project, f"blocks.{i}.project")
-        if block.residual:
-            summed = g.tensor(y_shape, f"blocks.{i}.add")
-            g.op("ADD", [x, y], [summed], schema.AddOptionsT(), "AddOptions")
-            y = summed
-        x, shape = y, y_shape
-    x, shape = _conv(g, x, shape, folded.head, "head")
-    axes = g.const(np.array([1, 2], dtype=np.int32), "pool/axes")
-    pooled = g.tensor((batch_size, shape[3]), "pool")
-    g.op("MEAN", [x, axes], [pooled], schema.ReducerOptionsT(), "ReducerOptions")
-    fc_w = g.const(folded.classifier_weight.astype(np.float32), "classifier/weight")
-    fc_b = g.const(folded.classifier_bias.astype(np.float32), "classifier/bias")
-    logits = g.tensor((batch_size, folded.num_classes), "logits")
-    g.op("FULLY_CONNECTED", [pooled, fc_w, fc_b], [logits], schema.FullyConnectedOptionsT(), "FullyConnectedOptions")
-    return g.finish([inp], [logits], "edge_eas sub-network (BN folded)")
+    x = inp
+    for op in folded.ops:
+        x, shape = _emit(g, op, x, shape)
+    return g.finish([inp], [x], "edge_eas sub-network (BN folded)")
 
 
 class TFLiteEngine:

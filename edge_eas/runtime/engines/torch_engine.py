@@ -1,6 +1,7 @@
 """Eager torch engine, and the FoldedNet -> torch module builder that the ExecuTorch engine exports.
 
-The module holds plain biased convs (BN already folded): conv / hardtanh / add / mean / linear.
+The module is the FoldedNet's ops translated one by one (`translate`): plain biased convs (BN
+already folded) / hardtanh / add / mean / linear.
 For ExecuTorch it is built in XNNPACK form (`xnnpack=True`: the same `plan_conv` lowering as the
 TFLite builder), and the whole graph lands in one XNNPACK delegate.
 torch is imported lazily (when a module or engine is built), never at import time.
@@ -13,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..folded import XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, plan_conv
+from ..folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
+                      plan_conv)
 
 
 def import_torch():  # type: ignore[no-untyped-def]
@@ -36,8 +38,15 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
     nn = torch.nn
     F = torch.nn.functional
 
+    def activation(act: str) -> nn.Module:
+        if act == "relu6":
+            return nn.ReLU6()
+        if act == "none":
+            return nn.Identity()
+        raise ValueError(f"the torch engine has no activation {act!r}")
+
     class BandedConv(nn.Module):
-        """pad -> per row band: slice rows, VALID conv -> sum (+ bias in band 0) -> ReLU6."""
+        """pad -> per row band: slice rows, VALID conv -> sum (+ bias in band 0) -> activation."""
 
         def __init__(self, plan: ConvPlan) -> None:
             super().__init__()
@@ -46,7 +55,7 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
             # None: the band reads every padded row (a no-op slice would export as an undelegated alias)
             self.rows = [None if plan.band_rows(band) == (0, plan.padded_size) else plan.band_rows(band)
                          for band in plan.bands]
-            self.stride, self.groups, self.relu6 = c.stride, c.groups, c.relu6
+            self.stride, self.groups, self.act = c.stride, c.groups, activation(c.act)
             for b, (lo, hi) in enumerate(plan.bands):
                 self.register_buffer(f"w{b}", _tensor(torch, plan.weight[:, :, lo:hi, :]))
             self.register_buffer("bias", _tensor(torch, c.bias))
@@ -60,52 +69,57 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
                 part = F.conv2d(band, getattr(self, f"w{b}"),
                                 self.bias if b == 0 else None, self.stride, 0, 1, self.groups)
                 y = part if y is None else y + part
-            return F.relu6(y) if self.relu6 else y
-
-    def conv(c: FoldedConv, in_size: int) -> tuple[nn.Module, int]:
-        out_size = c.out_size(in_size)
-        if xnnpack and c.kernel > 1:
-            plan = plan_conv(c, in_size, XNNPACK_MAX_DW_TAPS)
-            if not (plan.same_padding and len(plan.bands) == 1 and plan.taps == c.kernel):
-                return BandedConv(plan), out_size
-        layer = nn.Conv2d(c.in_channels, c.out_channels, c.kernel, c.stride, c.padding, groups=c.groups, bias=True)
-        layer.weight.data = _tensor(torch, c.weight)
-        layer.bias.data = _tensor(torch, c.bias)
-        return (nn.Sequential(layer, nn.ReLU6()) if c.relu6 else layer), out_size
+            return self.act(y)
 
     class Block(nn.Module):
-        def __init__(self, block: FoldedBlock, in_size: int) -> None:
+        def __init__(self, body: list[nn.Module], residual: bool) -> None:
             super().__init__()
-            expand, _ = conv(block.expand, in_size)
-            dw, self.out_size = conv(block.dw, in_size)
-            project, _ = conv(block.project, self.out_size)
-            self.body = nn.Sequential(expand, dw, project)
-            self.residual = block.residual
+            self.body = nn.Sequential(*body)
+            self.residual = residual
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.body(x)
             return x + y if self.residual else y
 
-    class FoldedModule(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem, size = conv(folded.stem, folded.input_shape[1])
-            blocks = []
-            for b in folded.blocks:
-                blocks.append(Block(b, size))
-                size = blocks[-1].out_size
-            self.blocks = nn.Sequential(*blocks)
-            self.head, _ = conv(folded.head, size)
-            self.classifier = nn.Linear(folded.classifier_weight.shape[1], folded.num_classes)
-            self.classifier.weight.data = _tensor(torch, folded.classifier_weight)
-            self.classifier.bias.data = _tensor(torch, folded.classifier_bias)
-
+    class Pool(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.head(self.blocks(self.stem(x)))
             # keepdim mean over H, W is the form XNNPACK delegates; flatten afterwards.
-            return self.classifier(torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1))
+            return torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1)
 
-    return FoldedModule().eval().requires_grad_(False)
+    def translate(op: Op, in_size: int) -> tuple[nn.Module, int]:
+        """One op as a module on an in_size x in_size map, and the size it leaves."""
+        if isinstance(op, FoldedConv):
+            out_size = op.out_size(in_size)
+            if xnnpack and op.kernel > 1:
+                plan = plan_conv(op, in_size, XNNPACK_MAX_DW_TAPS)
+                if not (plan.same_padding and len(plan.bands) == 1 and plan.taps == op.kernel):
+                    return BandedConv(plan), out_size
+            layer = nn.Conv2d(op.in_channels, op.out_channels, op.kernel, op.stride, op.padding, groups=op.groups,
+                              bias=True)
+            layer.weight.data = _tensor(torch, op.weight)
+            layer.bias.data = _tensor(torch, op.bias)
+            return (layer if op.act == "none" else nn.Sequential(layer, activation(op.act))), out_size
+        if isinstance(op, FoldedBlock):
+            body = []
+            for sub in op.ops:
+                module, in_size = translate(sub, in_size)
+                body.append(module)
+            return Block(body, op.residual), in_size
+        if isinstance(op, GlobalAvgPool):
+            return Pool(), 1
+        if isinstance(op, Linear):
+            linear = nn.Linear(op.weight.shape[1], op.weight.shape[0])
+            linear.weight.data = _tensor(torch, op.weight)
+            linear.bias.data = _tensor(torch, op.bias)
+            return linear, 1
+        raise TypeError(f"the torch engine has no translation for {type(op).__name__}")
+
+    modules = []
+    size = folded.input_shape[1]
+    for op in folded.ops:
+        module, size = translate(op, size)
+        modules.append(module)
+    return nn.Sequential(*modules).eval().requires_grad_(False)
 
 
 def _tensor(torch, array: np.ndarray):  # type: ignore[no-untyped-def]
