@@ -179,3 +179,23 @@ def test_agent_messages_round_trip_and_tolerate_chatter_and_new_fields() -> None
     assert parse_line('{"type": "done", "failed": 0, "added_later": true}') == Done(0)
     with pytest.raises(ValueError, match="'error' line is incomplete"):
         parse_line('{"type": "error", "scenario": "1"}')
+
+
+def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path) -> None:
+    from edge_eas.cost.latency import block_key
+    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, profile_blocks
+    rt = Runtime.load(tiny_bundle)
+    engine = "tflite" if "tflite" in available_engines() else "numpy"  # the same protocol; tflite is quicker
+    rows = list(profile_blocks(rt, engine=engine, threads=1, warmup=1, runs=30))
+    assert [r.block_key for r in rows] == [block_key(c) for c in distinct_blocks(rt.space)] + ["fixed"]
+    for r in rows[:-1]:
+        assert r.with_block_ms is not None and r.without_block_ms is not None and r.reference_ms is not None
+        assert r.median_ms == max(0.0, r.with_block_ms - r.without_block_ms)
+        assert 1 <= (r.group_attempts or 0) <= 3
+    # configs sharing an input were timed CONFIGS_PER_GROUP at a time, each group beside its baseline
+    baselines: dict[str, list[float]] = {}
+    for r in rows[:-1]:
+        key = r.block_key.split("-o")[0] + r.block_key.split("-s")[1][1:]  # input channels and size
+        baselines.setdefault(key, []).append(r.without_block_ms)
+    for times in baselines.values():
+        assert len(set(times)) == -(-len(times) // CONFIGS_PER_GROUP)

@@ -77,6 +77,8 @@ class BlockProfile:
     threads: Optional[int]
     with_block_ms: Optional[float] = None
     without_block_ms: Optional[float] = None
+    reference_ms: Optional[float] = None      # the speed reference in the group it was timed in
+    group_attempts: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ by timing every distinct block configuration of the space on the engine itself.
 
 Engines run whole networks, so a block is timed inside a minimal host network — a 1x1 stem
 (cin -> cin), the block, a 1-channel head and classifier — and the same network without the
-block is timed too; the entry is the difference. The fixed part (stem, head, invoke) is then
-the smallest arch's measured latency minus its blocks' entries.
+block is timed too, beside it; the entry is the difference. The fixed part (stem, head,
+invoke) is then the smallest arch's best measured latency minus its blocks' entries.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import numpy as np
 from ..cost.latency import block_key, latency_ms
 from ..space import BlockConfig
 from ..subnet import ConvLayer, Layer, LinearLayer, PoolLayer, conv_layers, mbconv_layers
-from .api import timed_call
 from .engines import create_engine
 from .folded import FoldedNet, fold_layers
 from .messages import BlockProfile
-from .timing import measure_many, on_fixed_input
+from .timing import on_fixed_input
 
 
 def _random_weights(layers: tuple[Layer, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -67,36 +66,42 @@ def _timer(net: FoldedNet, engine: str, threads: int | None):  # type: ignore[no
 
 
 INSTANCES = 2  # engine instances per host network; the fastest counts (see profile_blocks)
+CONFIGS_PER_GROUP = 9  # timed beside their shared baseline: every kernel x expand of a 3x3 space at once
 
 
 def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
                    runs: int = 50) -> Iterator[BlockProfile]:
     """One row per distinct block config, then a 'fixed' row.
 
-    Every host network and the smallest arch are timed in one interleaved protocol, so the
-    differences are not differences between machine states. Each host network runs as
-    INSTANCES separate engine instances and its time is the fastest: on a 2-core VM, networks
-    of 5-10 us differed by up to 2x between instances of the same network timed side by side
-    (a per-instance penalty, not noise), which made single differences swing by the size of a
-    block. The networks without a block depend only on the block's input (channels, size), so
-    configs sharing an input share that baseline."""
+    Configs that share an input (channels, size) share one baseline network without the block.
+    Each group times a few of them *beside that baseline*, interleaved (runtime/timing.py), and
+    an entry is the difference within its group: never a difference between machine states.
+    Every group also times the speed reference (the smallest arch) and is measured again while
+    the reference runs more than 10 % above its best, as bench groups are: a quick-start
+    profile taken whole in one slow stretch once came out 40 % off. Each host network runs as
+    INSTANCES separate engine instances and its time is the fastest (on a 2-core VM, instances
+    of 5-10 us networks differed by up to 2x side by side). The fixed part (stem, head, invoke)
+    is the reference's best time minus its blocks' entries."""
     name = rt._pick_engine(engine)
     rng = np.random.default_rng(0)
-    configs = distinct_blocks(rt.space)
-    smallest = rt.space.smallest()
-    m = rt.specialize(classes=list(range(rt.num_classes)), arch=smallest, engine=name, threads=threads)
-    inputs = sorted({(c.in_channels, c.in_size) for c in configs})
-    base = {key: next(c for c in configs if (c.in_channels, c.in_size) == key) for key in inputs}
-    nets = [_host_net(cfg, True, rng) for cfg in configs] + [_host_net(base[key], False, rng) for key in inputs]
-    fns = [_timer(net, name, threads) for net in nets for _ in range(INSTANCES)]
-    stats = measure_many([*fns, timed_call(m)], warmup=warmup, runs=runs)  # m's own engine, not a second one
-    fastest = [min(latency_ms(st) for st in stats[i * INSTANCES:(i + 1) * INSTANCES]) for i in range(len(nets))]
-    without = dict(zip(inputs, fastest[len(configs):]))
+    reference = rt.speed_reference(name, threads, warmup=warmup, runs=runs)
+    by_input: dict[tuple[int, int], list[BlockConfig]] = {}
+    for cfg in distinct_blocks(rt.space):
+        by_input.setdefault((cfg.in_channels, cfg.in_size), []).append(cfg)
     entries: dict[str, float] = {}
-    for cfg, with_b in zip(configs, fastest):
-        base_ms = without[(cfg.in_channels, cfg.in_size)]
-        ms = max(0.0, with_b - base_ms)
-        entries[block_key(cfg)] = ms
-        yield BlockProfile(block_key(cfg), ms, name, threads, with_block_ms=with_b, without_block_ms=base_ms)
-    fixed = latency_ms(stats[-1]) - sum(entries[block_key(c)] for c in rt.space.active_blocks(smallest))
-    yield BlockProfile("fixed", max(0.0, fixed), name, threads)
+    for configs in by_input.values():
+        for start in range(0, len(configs), CONFIGS_PER_GROUP):
+            chunk = configs[start:start + CONFIGS_PER_GROUP]
+            nets = [_host_net(chunk[0], False, rng)] + [_host_net(cfg, True, rng) for cfg in chunk]
+            fns = [_timer(net, name, threads) for net in nets for _ in range(INSTANCES)]
+            stats = reference.measure(fns, warmup=warmup, runs=runs)
+            fastest = [min(latency_ms(st) for st in stats[i * INSTANCES:(i + 1) * INSTANCES])
+                       for i in range(len(nets))]
+            base_ms = fastest[0]
+            for cfg, with_b, st in zip(chunk, fastest[1:], stats[INSTANCES::INSTANCES]):
+                ms = max(0.0, with_b - base_ms)
+                entries[block_key(cfg)] = ms
+                yield BlockProfile(block_key(cfg), ms, name, threads, with_block_ms=with_b, without_block_ms=base_ms,
+                                   reference_ms=st.get("reference_ms"), group_attempts=st.get("group_attempts"))
+    fixed = reference.best_ms - sum(entries[block_key(c)] for c in rt.space.active_blocks(rt.space.smallest()))
+    yield BlockProfile("fixed", max(0.0, fixed), name, threads, reference_ms=reference.best_ms)
