@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("quickstart", "the whole loop on the embedded digits data, this machine as the device"),
     "space": ("space", "show the search space, or an arch's MACs and parameters"),
     "train": ("train", "train the supernet with task dropout (then the generator)"),
+    "init": ("init", "an untrained run (initialised weights) for latency work, e.g. --space mbv3"),
     "eval": ("evaluate", "task accuracy of a sub-network, BN recalibrated"),
     "train-generator": ("train_generator", "train the architecture generator of a run"),
     "specialize": ("specialize", "generate the architecture for a task and budget"),

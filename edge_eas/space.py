@@ -1,5 +1,9 @@
 """Elastic search space: MBConv stages with elastic depth, kernel and expand ratio.
 
+Presets: `digits`, `fashion`, `cifar` (MobileNetV2-like, ReLU6), and `mbv3`, the Once-for-All
+MobileNetV3 space (h-swish in the later stages, squeeze-excite where MobileNetV3 has it, a
+fixed first block and a feature-mix layer after the pool) at ImageNet resolutions.
+
 Pure Python + numpy so that both the host and the torch-free device runtime can use it.
 An `Arch` names only the *active* blocks, so two different `Arch` values are always two
 different networks; `encode()` pads inactive block slots with 0 to a fixed-length vector.
@@ -7,11 +11,31 @@ different networks; `encode()` pads inactive block slots with 0 to a fixed-lengt
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from .arch import Arch, DecisionLayout
+
+__all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "StageSpec",
+           "conv_out_size", "make_divisible", "se_channels"]
+
+
+ACTIVATIONS = ("none", "relu", "relu6", "hswish")
+"""Activations a layer may apply (every engine implements each)."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, never below 90 % of `value` (MobileNet's rule,
+    which sizes the squeeze-excite bottleneck)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def se_channels(hidden: int) -> int:
+    """Squeeze-excite bottleneck width for a block of `hidden` channels (OFA: reduction 4)."""
+    return make_divisible(hidden // 4)
 
 
 @dataclass(frozen=True)
@@ -21,6 +45,8 @@ class StageSpec:
     out_channels: int
     stride: int
     depth_choices: tuple[int, ...]
+    act: str = "relu6"
+    se: bool = False
 
     @property
     def max_depth(self) -> int:
@@ -37,10 +63,16 @@ class BlockConfig:
     expand: int
     stride: int
     in_size: int
+    act: str = "relu6"
+    se: bool = False
 
     @property
     def hidden(self) -> int:
         return self.in_channels * self.expand
+
+    @property
+    def se_channels(self) -> int:
+        return se_channels(self.hidden) if self.se else 0
 
     @property
     def out_size(self) -> int:
@@ -57,100 +89,6 @@ def conv_out_size(size: int, kernel: int, stride: int) -> int:
 
 
 @dataclass(frozen=True)
-class Arch:
-    """A sub-network: depth per stage, kernel and expand ratio per active block of each stage."""
-
-    depths: tuple[int, ...]
-    kernels: tuple[tuple[int, ...], ...]
-    expands: tuple[tuple[int, ...], ...]
-
-    def __post_init__(self) -> None:
-        # Normalise lists (e.g. from JSON) into tuples so Arch stays hashable.
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
-        object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
-                "expands": [list(s) for s in self.expands]}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Arch":
-        if not isinstance(data, dict):
-            raise ValueError("arch must be a JSON object with keys depths, kernels, expands")
-        missing = [k for k in ("depths", "kernels", "expands") if k not in data]
-        if missing:
-            raise ValueError(f"arch is missing field(s): {', '.join(missing)}")
-        try:
-            return cls(data["depths"], data["kernels"], data["expands"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"arch fields must be integer lists: {exc}") from None
-
-    @classmethod
-    def from_json(cls, text: str) -> "Arch":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arch is not valid JSON: {exc.msg} at position {exc.pos}") from None
-        return cls.from_dict(data)
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(self.depths)
-
-
-@dataclass(frozen=True)
-class DecisionLayout:
-    """Where each decision sits in the flat choice vector the generator emits and costs read:
-    [depth of each stage | kernel of each block slot | expand of each block slot]. Block slots
-    are in `SearchSpace.block_slots()` order. The one place that knows this layout."""
-
-    depth_sizes: tuple[int, ...]   # choices per stage depth
-    n_kernels: int
-    n_expands: int
-    n_slots: int
-
-    @property
-    def n_stages(self) -> int:
-        return len(self.depth_sizes)
-
-    @property
-    def sizes(self) -> list[int]:
-        """Number of choices of every decision, in vector order."""
-        return [*self.depth_sizes, *[self.n_kernels] * self.n_slots, *[self.n_expands] * self.n_slots]
-
-    @property
-    def depths(self) -> slice:
-        return slice(0, self.n_stages)
-
-    @property
-    def kernels(self) -> slice:
-        return slice(self.n_stages, self.n_stages + self.n_slots)
-
-    @property
-    def expands(self) -> slice:
-        return slice(self.n_stages + self.n_slots, self.n_stages + 2 * self.n_slots)
-
-    def kernel_index(self, slot: int) -> int:
-        return self.n_stages + slot
-
-    def expand_index(self, slot: int) -> int:
-        return self.n_stages + self.n_slots + slot
-
-    def slot_of(self, decision: int) -> int | None:
-        """The block slot a kernel or expand decision belongs to; None for a stage depth."""
-        return None if decision < self.n_stages else (decision - self.n_stages) % self.n_slots
-
-    def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-        """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
-        items = list(per_decision)
-        return items[self.depths], items[self.kernels], items[self.expands]
-
-
-@dataclass(frozen=True)
 class SearchSpace:
     """The elastic space: fixed stem/head, elastic stages. Choices are configurable."""
 
@@ -163,8 +101,16 @@ class SearchSpace:
     head_channels: int
     kernel_choices: tuple[int, ...] = (3, 5, 7)
     expand_choices: tuple[int, ...] = (3, 4, 6)
+    stem_act: str = "relu6"
+    first_block: bool = False   # a fixed 3x3 depthwise block (expand 1, ReLU) right after the stem
+    head_act: str = "relu6"
+    mix_channels: int = 0       # a feature-mix layer after the pool (h-swish), 0 for none
 
     def __post_init__(self) -> None:
+        for label, act in [("stem_act", self.stem_act), ("head_act", self.head_act)] + [
+                (f"stages[{i}].act", st.act) for i, st in enumerate(self.stages)]:
+            if act not in ACTIVATIONS:
+                raise ValueError(f"{label} {act!r} is not one of {', '.join(ACTIVATIONS)}")
         # Budget repair steps a decision to its next lower choice, which must be the cheaper one.
         for label, choices in [("kernel_choices", self.kernel_choices), ("expand_choices", self.expand_choices)] + [
                 (f"stages[{i}].depth_choices", s.depth_choices) for i, s in enumerate(self.stages)]:
@@ -183,12 +129,22 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
-        stages = tuple(StageSpec(int(s["out_channels"]), int(s["stride"]), tuple(s["depth_choices"]))
+        # fields added with the mbv3 space default to what older runs and bundles were built with
+        stages = tuple(StageSpec(int(s["out_channels"]), int(s["stride"]), tuple(s["depth_choices"]),
+                                 str(s.get("act", "relu6")), bool(s.get("se", False)))
                        for s in data["stages"])
         return cls(name=data["name"], in_channels=int(data["in_channels"]), resolution=int(data["resolution"]),
                    stem_channels=int(data["stem_channels"]), stem_stride=int(data["stem_stride"]),
                    stages=stages, head_channels=int(data["head_channels"]),
-                   kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]))
+                   kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]),
+                   stem_act=str(data.get("stem_act", "relu6")), first_block=bool(data.get("first_block", False)),
+                   head_act=str(data.get("head_act", "relu6")), mix_channels=int(data.get("mix_channels", 0)))
+
+    def at_resolution(self, resolution: int) -> "SearchSpace":
+        """The same space for another input size (mbv3 is defined at 224 and runs at 128-224)."""
+        if resolution < 8:
+            raise ValueError(f"resolution must be at least 8, got {resolution}")
+        return replace(self, resolution=int(resolution))
 
     # ---- shape facts --------------------------------------------------------------------
     @property
@@ -223,6 +179,18 @@ class SearchSpace:
                 yield s, b, in_ch, stage.out_channels, (stage.stride if b == 0 else 1)
                 in_ch = stage.out_channels
 
+    def block_config(self, stage: int, cin: int, cout: int, kernel: int, expand: int, stride: int,
+                     in_size: int) -> BlockConfig:
+        """A block of `stage` with these choices (the stage sets its activation and SE)."""
+        spec = self.stages[stage]
+        return BlockConfig(cin, cout, kernel, expand, stride, in_size, spec.act, spec.se)
+
+    def first_block_config(self) -> BlockConfig | None:
+        """The fixed first block (mbv3): 3x3 depthwise, expand 1, ReLU, residual; else None."""
+        if not self.first_block:
+            return None
+        return BlockConfig(self.stem_channels, self.stem_channels, 3, 1, 1, self.stem_out_size, "relu", False)
+
     def slots(self, arch: Arch) -> Iterator[tuple[int, int, BlockConfig]]:
         """(supernet slot, index among active blocks, config) for every block `arch` runs, in
         order: the one walk from an arch to its blocks that extraction and layouts share."""
@@ -232,7 +200,7 @@ class SearchSpace:
         for slot, (s, b, cin, cout, stride) in enumerate(self.block_slots()):
             if b >= arch.depths[s]:
                 continue
-            cfg = BlockConfig(cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
+            cfg = self.block_config(s, cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
             yield slot, active, cfg
             active += 1
             size = cfg.out_size
@@ -371,4 +339,14 @@ PRESETS: dict[str, SearchSpace] = {
         stages=(StageSpec(24, 1, (1, 2)), StageSpec(32, 2, (2, 3, 4)), StageSpec(48, 2, (2, 3, 4)),
                 StageSpec(96, 2, (2, 3, 4)), StageSpec(128, 1, (2, 3, 4))),
         head_channels=512),
+    # Once-for-All's MobileNetV3 space (ofa_mbv3_d234_e346_k357_w1.0) at ImageNet's 224 px: stem 16
+    # stride 2 (h-swish), a fixed first block, five elastic stages, a 960-wide head and a 1280-wide
+    # feature mix. About 100-600 M MACs at 224; `edge_eas init --resolution` runs it at 128-224.
+    "mbv3": SearchSpace(
+        name="mbv3", in_channels=3, resolution=224, stem_channels=16, stem_stride=2,
+        stages=(StageSpec(24, 2, (2, 3, 4), "relu", False), StageSpec(40, 2, (2, 3, 4), "relu", True),
+                StageSpec(80, 2, (2, 3, 4), "hswish", False), StageSpec(112, 1, (2, 3, 4), "hswish", True),
+                StageSpec(160, 2, (2, 3, 4), "hswish", True)),
+        head_channels=960, kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6), stem_act="hswish",
+        first_block=True, head_act="hswish", mix_channels=1280),
 }

@@ -17,17 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Union
 
-from .space import Arch, BlockConfig, SearchSpace, conv_out_size
+from .space import ACTIVATIONS, Arch, BlockConfig, SearchSpace, conv_out_size
 
 BN_EPS = 1e-5
 """BatchNorm epsilon of every BN in the supernet and its sub-networks (torch's default)."""
 
 BN_STATS = ("weight", "bias", "running_mean", "running_var")
 """The per-channel BatchNorm tensors stored for every conv, in `{name}.bn.{stat}`."""
-
-ACTIVATIONS = ("none", "relu6")
-"""Activations a conv may apply after its (folded) BatchNorm; every engine implements each."""
-
 
 @dataclass(frozen=True)
 class ConvLayer:
@@ -64,6 +60,22 @@ class ConvLayer:
 
 
 @dataclass(frozen=True)
+class SELayer:
+    """Squeeze-excite: x * hsigmoid(expand(relu(reduce(mean over H, W of x)))), with
+    `{name}.reduce.weight` (mid, channels), `{name}.expand.weight` (channels, mid) and biases.
+    hsigmoid(z) = relu6(z + 3) / 6, as in MobileNetV3."""
+
+    name: str
+    channels: int
+    mid: int
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        c, m = self.channels, self.mid
+        return {f"{self.name}.reduce.weight": (m, c), f"{self.name}.reduce.bias": (m,),
+                f"{self.name}.expand.weight": (c, m), f"{self.name}.expand.bias": (c,)}
+
+
+@dataclass(frozen=True)
 class BlockLayer:
     """A block: its layers run in order, and the block's input is added to their output when
     `residual` (stride 1 and equal widths)."""
@@ -82,11 +94,14 @@ class PoolLayer:
 
 @dataclass(frozen=True)
 class LinearLayer:
-    """The classifier: `classifier.weight` (num_classes, in_features) and `classifier.bias`.
-    The number of classes is the task's, so it is read from the weights, not from the arch."""
+    """y = act(x @ weight.T + bias): `{name}.weight` (out, in_features) and `{name}.bias`. The
+    classifier's width (out_features None) is the task's number of classes, read from the
+    weights; the mbv3 feature mix has a fixed width and h-swish."""
 
     in_features: int
     name: str = "classifier"
+    out_features: int | None = None
+    act: str = "none"
 
     @property
     def weight_name(self) -> str:
@@ -97,29 +112,49 @@ class LinearLayer:
         return f"{self.name}.bias"
 
 
-Layer = Union[ConvLayer, BlockLayer, PoolLayer, LinearLayer]
+Layer = Union[ConvLayer, SELayer, BlockLayer, PoolLayer, LinearLayer]
 
 
 def mbconv_layers(name: str, cfg: BlockConfig) -> BlockLayer:
-    """MBConv (inverted residual): expand 1x1 (ReLU6) -> depthwise kxk (ReLU6) -> project 1x1."""
+    """MBConv (inverted residual): expand 1x1 -> depthwise kxk -> [squeeze-excite] -> project 1x1
+    (linear), the block's activation after expand and depthwise. Expand 1 has no expand conv."""
     h = cfg.hidden
-    return BlockLayer(name, (
-        ConvLayer(f"{name}.expand", cfg.in_channels, h, 1, 1, cfg.in_size),
-        ConvLayer(f"{name}.dw", h, h, cfg.kernel, cfg.stride, cfg.in_size, groups=h),
-        ConvLayer(f"{name}.project", h, cfg.out_channels, 1, 1, cfg.out_size, act="none"),
-    ), cfg.residual)
+    body: list[Layer] = []
+    if cfg.expand != 1:
+        body.append(ConvLayer(f"{name}.expand", cfg.in_channels, h, 1, 1, cfg.in_size, act=cfg.act))
+    body.append(ConvLayer(f"{name}.dw", h, h, cfg.kernel, cfg.stride, cfg.in_size, groups=h, act=cfg.act))
+    if cfg.se:
+        body.append(SELayer(f"{name}.se", h, cfg.se_channels))
+    body.append(ConvLayer(f"{name}.project", h, cfg.out_channels, 1, 1, cfg.out_size, act="none"))
+    return BlockLayer(name, tuple(body), cfg.residual)
+
+
+def stem_layers(space: SearchSpace) -> tuple[Layer, ...]:
+    """What every arch runs before its elastic blocks: the stem 3x3 and the fixed first block."""
+    stem: list[Layer] = [ConvLayer("stem", space.in_channels, space.stem_channels, 3, space.stem_stride,
+                                   space.resolution, act=space.stem_act)]
+    first = space.first_block_config()
+    if first is not None:
+        stem.append(mbconv_layers("first", first))
+    return tuple(stem)
+
+
+def head_layers(space: SearchSpace) -> tuple[Layer, ...]:
+    """What every arch runs after its elastic blocks: head 1x1, pool, [feature mix], classifier."""
+    head: list[Layer] = [ConvLayer("head", space.last_channels, space.head_channels, 1, 1, space.final_size(),
+                                   act=space.head_act), PoolLayer()]
+    features = space.head_channels
+    if space.mix_channels:
+        head.append(LinearLayer(features, "mix", space.mix_channels, "hswish"))
+        features = space.mix_channels
+    return (*head, LinearLayer(features))
 
 
 def subnet_layers(space: SearchSpace, arch: Arch) -> tuple[Layer, ...]:
-    """stem 3x3 -> the arch's active blocks (`blocks.{i}`, i counting active blocks only) ->
-    head 1x1 -> global average pool -> classifier."""
-    layers: list[Layer] = [ConvLayer("stem", space.in_channels, space.stem_channels, 3, space.stem_stride,
-                                     space.resolution)]
-    for _, i, cfg in space.slots(arch):
-        layers.append(mbconv_layers(f"blocks.{i}", cfg))
-    layers += [ConvLayer("head", space.last_channels, space.head_channels, 1, 1, space.final_size()),
-               PoolLayer(), LinearLayer(space.head_channels)]
-    return tuple(layers)
+    """stem (+ first block) -> the arch's active blocks (`blocks.{i}`, i counting active blocks
+    only) -> head 1x1 -> global average pool -> (feature mix ->) classifier."""
+    blocks = tuple(mbconv_layers(f"blocks.{i}", cfg) for _, i, cfg in space.slots(arch))
+    return (*stem_layers(space), *blocks, *head_layers(space))
 
 
 def conv_layers(layers: tuple[Layer, ...]) -> Iterator[ConvLayer]:
@@ -131,12 +166,23 @@ def conv_layers(layers: tuple[Layer, ...]) -> Iterator[ConvLayer]:
             yield from conv_layers(layer.body)
 
 
+def walk(layers: tuple[Layer, ...]) -> Iterator[Layer]:
+    """Every layer, blocks opened, in execution order."""
+    for layer in layers:
+        if isinstance(layer, BlockLayer):
+            yield from walk(layer.body)
+        else:
+            yield layer
+
+
 def weight_names(layers: tuple[Layer, ...]) -> list[str]:
     """Every tensor name a sub-network's weight dict holds, in execution order."""
     names: list[str] = []
-    for conv in conv_layers(layers):
-        names += [conv.weight_name, *(conv.bn_name(s) for s in BN_STATS)]
-    for layer in layers:
-        if isinstance(layer, LinearLayer):
+    for layer in walk(layers):
+        if isinstance(layer, ConvLayer):
+            names += [layer.weight_name, *(layer.bn_name(s) for s in BN_STATS)]
+        elif isinstance(layer, SELayer):
+            names += list(layer.weight_shapes())
+        elif isinstance(layer, LinearLayer):
             names += [layer.weight_name, layer.bias_name]
     return names

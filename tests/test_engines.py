@@ -20,7 +20,7 @@ from edge_eas.supernet import Supernet
 from .strategies import perturbed_supernet
 
 TOL = 1e-4
-PRESETS = ["digits", "cifar"]
+PRESETS = ["digits", "cifar", "mbv3"]
 CLASSES = [1, 4, 7]
 
 
@@ -106,7 +106,8 @@ def test_engine_matches_torch_subnet(engine: str, preset: str, arch_name: str) -
     _check_engine(engine, preset, arch_name)
 
 
-@pytest.mark.parametrize("preset,arch_name", [("digits", "strided_kernels"), ("cifar", "smallest")])
+@pytest.mark.parametrize("preset,arch_name", [("digits", "strided_kernels"), ("cifar", "smallest"),
+                                              ("mbv3", "random")])
 def test_executorch_matches_torch_subnet(preset: str, arch_name: str) -> None:
     # lowering takes seconds: two archs, each lowered for batch 1 and (on demand) batch 4
     _check_engine("executorch", preset, arch_name)

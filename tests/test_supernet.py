@@ -10,7 +10,7 @@ from edge_eas.supernet import SoftArch, Supernet
 
 from .strategies import archs, perturbed_supernet
 
-PRESETS = ["digits", "cifar"]
+PRESETS = ["digits", "cifar", "mbv3"]
 
 
 NETS = {p: perturbed_supernet(p) for p in PRESETS}

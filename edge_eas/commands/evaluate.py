@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from ..rundir import RunDir, load_supernet
     from .space import parse_arch
 
+    from ..untrained import require_trained
+
+    require_trained(RunDir(args.run_dir).meta(), args.run_dir, "evaluate")
     net, meta = load_supernet(RunDir(args.run_dir))
     task = Task.create(parse_classes(args.classes), len(meta["class_names"]))
     arch = parse_arch(net.space, args.arch)

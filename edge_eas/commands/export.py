@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         signed = f", signed by key {summary['signed_by']}" if summary["signed_by"] else ", unsigned"
         carried = (f"carries {summary['calibration_images']} training images ({summary['calibration_images_per_class']}"
                    f" per class) for BN recalibration" if summary["calibration_images"] else
+                   "untrained run (edge_eas init): for latency work, no accuracy" if summary["untrained"] else
                    "carries no training images: devices recalibrate on images you provide")
         print(f"wrote {summary['bundle']}: {summary['bytes'] / 1024:.1f} KiB, {summary['dtype']} weights{signed}; "
               f"{carried}")

@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     kind, budget = ("mflops", args.budget_mflops) if args.budget_mflops is not None else ("params", args.budget_params)
     arch = gen.generate([list(task.classes)], budgets=[budget], kind=kind)[0]
     net, meta = load_supernet(RunDir(args.run_dir))
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
     sub = net.extract(arch, classes=list(task.classes))
-    recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())  # all-class BN statistics
+    if not meta.get("untrained"):  # an `edge_eas init` run has no data; its initial statistics stay
+        data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+        recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())  # all-class BN statistics
     weights = {k: v.detach().cpu().numpy() for k, v in sub.state_dict().items() if not k.endswith("num_batches_tracked")}
     folded = fold_bn(weights, net.space, arch)
     if args.format == "pte":

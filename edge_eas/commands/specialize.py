@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
            "generation_ms": gen_ms, "accuracy": None}
     if model is not None:
         doc["predicted_ms"] = model.predict(gen.space, arch)
-    if args.source.is_dir() and not args.no_eval:
+    doc["untrained"] = _untrained(args.source)
+    if args.source.is_dir() and not args.no_eval and not doc["untrained"]:
         doc["accuracy"] = _task_accuracy(args.source, arch, task)
     if args.json:
         emit_json(doc)
@@ -64,7 +65,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"predicted latency on {args.target}: {doc['predicted_ms']:.4f} ms")
     if doc["accuracy"] is not None:
         print(f"task accuracy {100 * doc['accuracy']:.2f}% (test split, BN recalibrated)")
+    elif doc["untrained"]:
+        print("untrained run (edge_eas init): no accuracy; the arch and its cost are what it is for")
     return 0
+
+
+def _untrained(source: Path) -> bool:
+    if source.is_dir():
+        from ..rundir import RunDir
+        return bool(RunDir(source).meta().get("untrained"))
+    from ..runtime.bundle_reader import open_bundle
+    return bool(open_bundle(source).manifest.get("untrained"))
 
 
 def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no-untyped-def]

@@ -26,8 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from ..generator_train import GeneratorConfig, train_generator
     from ..rundir import RunDir
 
+    from ..untrained import require_trained
+
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")
+    require_trained(RunDir(args.run_dir).meta(), args.run_dir, "train a generator against")
     cfg = GeneratorConfig(seed=args.seed, task_agnostic=args.task_agnostic,
                           out_name="generator-agnostic" if args.task_agnostic else "generator")
     if args.steps:

@@ -1,8 +1,9 @@
 """Analytic MACs and parameter counts of a sub-network, no framework needed.
 
-"MFLOPs" in edge_eas means millions of multiply-accumulates (MAdds) of convs and the
-classifier for one image — what `torch.utils.flop_counter` counts, divided by two.
-BatchNorm, activations, pooling and residual adds are not counted (the usual convention).
+"MFLOPs" in edge_eas means millions of multiply-accumulates (MAdds) of convs, squeeze-excite,
+the feature mix and the classifier for one image — what `torch.utils.flop_counter` counts,
+divided by two. BatchNorm, activations, pooling, SE's gating and residual adds are not counted
+(the usual convention). Counted layer by layer over the sub-network description.
 """
 
 from __future__ import annotations
@@ -10,34 +11,54 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..space import Arch, BlockConfig, SearchSpace
+from .table import SlotCostTable
+from ..subnet import BlockLayer, ConvLayer, Layer, LinearLayer, SELayer, head_layers, mbconv_layers, stem_layers
 
 DEFAULT_NUM_CLASSES = 10
 
 
+def layer_macs(layer: Layer, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
+    """MACs of one layer of the sub-network description for one image."""
+    if isinstance(layer, ConvLayer):
+        return layer.out_size ** 2 * layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel ** 2
+    if isinstance(layer, SELayer):
+        return 2 * layer.channels * layer.mid
+    if isinstance(layer, LinearLayer):
+        return layer.in_features * (layer.out_features or num_classes)
+    if isinstance(layer, BlockLayer):
+        return sum(layer_macs(sub, num_classes) for sub in layer.body)
+    return 0  # pooling
+
+
+def layer_params(layer: Layer, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
+    """Parameters of one layer (a conv's BatchNorm counts its weight and bias)."""
+    if isinstance(layer, ConvLayer):
+        return layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel ** 2 + 2 * layer.out_channels
+    if isinstance(layer, SELayer):
+        return 2 * layer.channels * layer.mid + layer.channels + layer.mid
+    if isinstance(layer, LinearLayer):
+        out = layer.out_features or num_classes
+        return layer.in_features * out + out
+    if isinstance(layer, BlockLayer):
+        return sum(layer_params(sub, num_classes) for sub in layer.body)
+    return 0
+
+
 def block_macs(cfg: BlockConfig) -> int:
-    hidden, out = cfg.hidden, cfg.out_size
-    return (cfg.in_size ** 2 * cfg.in_channels * hidden          # expand 1x1
-            + out ** 2 * hidden * cfg.kernel ** 2                 # depthwise kxk
-            + out ** 2 * hidden * cfg.out_channels)               # project 1x1
+    return layer_macs(mbconv_layers("block", cfg))
 
 
 def block_params(cfg: BlockConfig) -> int:
-    hidden = cfg.hidden
-    return (cfg.in_channels * hidden + hidden * cfg.kernel ** 2 + hidden * cfg.out_channels
-            + 2 * (hidden + hidden + cfg.out_channels))          # BN weight + bias
+    return layer_params(mbconv_layers("block", cfg))
 
 
 def fixed_macs(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    """Stem + head + classifier: the part every arch pays."""
-    stem = space.stem_out_size ** 2 * space.stem_channels * space.in_channels * 9
-    head = space.final_size() ** 2 * space.last_channels * space.head_channels
-    return stem + head + space.head_channels * num_classes
+    """Stem, first block, head, feature mix and classifier: the part every arch pays."""
+    return sum(layer_macs(layer, num_classes) for layer in (*stem_layers(space), *head_layers(space)))
 
 
 def fixed_params(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    stem = space.stem_channels * space.in_channels * 9 + 2 * space.stem_channels
-    head = space.last_channels * space.head_channels + 2 * space.head_channels
-    return stem + head + space.head_channels * num_classes + num_classes
+    return sum(layer_params(layer, num_classes) for layer in (*stem_layers(space), *head_layers(space)))
 
 
 def macs(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
@@ -52,6 +73,14 @@ def mflops(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSE
     return macs(space, arch, num_classes) / 1e6
 
 
+def macs_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
+    return SlotCostTable.build(space, block_macs, fixed_macs(space, num_classes))
+
+
+def params_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
+    return SlotCostTable.build(space, block_params, fixed_params(space, num_classes))
+
+
 def expected_macs(space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any,
                   num_classes: int = DEFAULT_NUM_CLASSES) -> Any:
     """Expected MACs under independent per-decision distributions — exact, and differentiable
@@ -59,25 +88,16 @@ def expected_macs(space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: 
 
     depth_probs: per stage (n_depth_choices,); kernel_probs: (max_blocks, n_kernels);
     expand_probs: (max_blocks, n_expands). A block slot b of a stage is active with
-    probability P(depth > b); its dw cost is linear in E[expand] * E[kernel^2].
+    probability P(depth > b); its expected cost is the sum of its (kernel, expand) costs
+    weighted by both choices' probabilities.
     """
-    k2 = [k * k for k in space.kernel_choices]
-    ex = list(space.expand_choices)
-    total: Any = float(fixed_macs(space, num_classes))
-    size = space.stem_out_size
-    slot = 0
-    for s, stage in enumerate(space.stages):
-        for b in range(stage.max_depth):
-            cin = space.stem_channels if (s == 0 and b == 0) else (
-                space.stages[s - 1].out_channels if b == 0 else stage.out_channels)
-            stride = stage.stride if b == 0 else 1
-            out = (size - 1) // stride + 1
-            p_active = sum(depth_probs[s][i] for i, d in enumerate(stage.depth_choices) if d > b)
-            e_exp = sum(expand_probs[slot][i] * ex[i] for i in range(len(ex)))
-            e_k2 = sum(kernel_probs[slot][i] * k2[i] for i in range(len(k2)))
-            hidden = e_exp * cin
-            cost = hidden * (size ** 2 * cin + out ** 2 * stage.out_channels) + hidden * e_k2 * out ** 2
-            total = total + p_active * cost
-            size = out
-            slot += 1
+    table = macs_table(space, num_classes)
+    total: Any = float(table.fixed)
+    nk, ne = len(space.kernel_choices), len(space.expand_choices)
+    for slot, (s, b, _, _, _) in enumerate(space.block_slots()):
+        stage = space.stages[s]
+        p_active = sum(depth_probs[s][i] for i, d in enumerate(stage.depth_choices) if d > b)
+        cost = sum(kernel_probs[slot][i] * expand_probs[slot][j] * float(table.table[slot, i, j])
+                   for i in range(nk) for j in range(ne))
+        total = total + p_active * cost
     return total

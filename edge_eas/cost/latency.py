@@ -36,7 +36,10 @@ def model_key(engine: str, threads: int | None) -> str:
 
 
 def block_key(cfg: BlockConfig) -> str:
-    return f"i{cfg.in_channels}-o{cfg.out_channels}-k{cfg.kernel}-e{cfg.expand}-s{cfg.stride}-r{cfg.in_size}"
+    """The look-up table's key: everything a block's time depends on (the activation and SE
+    are named only when they differ from the MobileNetV2-style ReLU6 block)."""
+    extra = (f"-{cfg.act}" if cfg.act != "relu6" else "") + ("-se" if cfg.se else "")
+    return f"i{cfg.in_channels}-o{cfg.out_channels}-k{cfg.kernel}-e{cfg.expand}-s{cfg.stride}-r{cfg.in_size}{extra}"
 
 
 FEATURES = ("pointwise_macs", "dw_macs_k<=3", "dw_macs_k5", "dw_macs_k>=7", "bytes", "conv_layers")
@@ -44,25 +47,42 @@ FEATURES = ("pointwise_macs", "dw_macs_k<=3", "dw_macs_k5", "dw_macs_k>=7", "byt
 
 def block_features(cfg: BlockConfig) -> np.ndarray:
     """Per-block features (see FEATURES). Depthwise MACs are split by kernel size because
-    engines run each size with its own kernel at its own efficiency (XNNPACK, oneDNN)."""
-    hidden, o = cfg.hidden, cfg.out_size
-    pw = cfg.in_size ** 2 * cfg.in_channels * hidden + o ** 2 * hidden * cfg.out_channels
+    engines run each size with its own kernel at its own efficiency (XNNPACK, oneDNN).
+    Squeeze-excite adds its two small matmuls and a read and a scaling of the hidden map; an
+    h-swish map costs one more pass over it; a block with expand 1 has no expand conv."""
+    hidden, o, i = cfg.hidden, cfg.out_size, cfg.in_size
+    expand = cfg.expand != 1
+    pw = expand * i ** 2 * cfg.in_channels * hidden + o ** 2 * hidden * cfg.out_channels
     dw = o ** 2 * hidden * cfg.kernel ** 2
-    act = 4 * (cfg.in_size ** 2 * cfg.in_channels + cfg.in_size ** 2 * hidden + 2 * o ** 2 * hidden
-               + o ** 2 * cfg.out_channels)
-    weights = 4 * (cfg.in_channels * hidden + hidden * cfg.kernel ** 2 + hidden * cfg.out_channels)
+    act = 4 * (i ** 2 * cfg.in_channels + i ** 2 * hidden + 2 * o ** 2 * hidden + o ** 2 * cfg.out_channels)
+    weights = 4 * (expand * cfg.in_channels * hidden + hidden * cfg.kernel ** 2 + hidden * cfg.out_channels)
+    layers = 2.0 + expand
+    if cfg.se:
+        mid = cfg.se_channels
+        pw += 2 * hidden * mid
+        act += 4 * 2 * o ** 2 * hidden
+        weights += 4 * 2 * hidden * mid
+        layers += 2
+    if cfg.act == "hswish":
+        act += 4 * (expand * i ** 2 * hidden + o ** 2 * hidden)
     k = cfg.kernel
-    return np.array([pw, dw * (k <= 3), dw * (k == 5), dw * (k >= 7), act + weights, 3.0])
+    return np.array([pw, dw * (k <= 3), dw * (k == 5), dw * (k >= 7), act + weights, layers])
 
 
 def fixed_features(space: SearchSpace, num_classes: int) -> np.ndarray:
-    """Stem + head + classifier as the same features (the per-inference constant is separate)."""
+    """Stem, the fixed first block, head, feature mix and classifier as the same features (the
+    per-inference constant is separate)."""
     s, f = space.stem_out_size, space.final_size()
+    features_in = space.mix_channels or space.head_channels
     pw = s ** 2 * space.stem_channels * space.in_channels * 9 + f ** 2 * space.last_channels * space.head_channels \
-        + space.head_channels * num_classes
+        + space.head_channels * space.mix_channels + features_in * num_classes
     act = 4 * (space.resolution ** 2 * space.in_channels + s ** 2 * space.stem_channels
                + f ** 2 * (space.last_channels + space.head_channels))
-    return np.array([pw, 0.0, 0.0, 0.0, act, 2.0])
+    act += 4 * ((space.stem_act == "hswish") * s ** 2 * space.stem_channels
+                + (space.head_act == "hswish") * f ** 2 * space.head_channels)
+    fixed = np.array([pw, 0.0, 0.0, 0.0, act, 2.0 + (space.mix_channels > 0)])
+    first = space.first_block_config()
+    return fixed if first is None else fixed + block_features(first)
 
 
 @dataclass

@@ -31,7 +31,7 @@ class SlotCostTable:
         for slot, (s, b, cin, cout, stride) in enumerate(space.block_slots()):
             for i, k in enumerate(space.kernel_choices):
                 for j, e in enumerate(space.expand_choices):
-                    table[slot, i, j] = block_cost(BlockConfig(cin, cout, k, e, stride, size))
+                    table[slot, i, j] = block_cost(space.block_config(s, cin, cout, k, e, stride, size))
             size = (size - 1) // stride + 1
             stage_of.append(s)
             pos_of.append(b)
@@ -66,12 +66,3 @@ class SlotCostTable:
     def cost(self, space: SearchSpace, arch: Arch) -> float:
         return float(self.cost_of_vectors(space, space.encode(arch)[None, :])[0])
 
-
-def macs_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
-    from .flops import block_macs, fixed_macs
-    return SlotCostTable.build(space, block_macs, fixed_macs(space, num_classes))
-
-
-def params_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
-    from .flops import block_params, fixed_params
-    return SlotCostTable.build(space, block_params, fixed_params(space, num_classes))

@@ -137,7 +137,8 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
                       "median_ms": r["median_ms"], "in_budget": r["mflops"] <= by_id[r["scenario"]]["budget_mflops"] + 1e-9}
                      for r in rows if r["scenario"] in by_id]
             devices.append({**rep.to_dict(), "rows": sorted(table, key=lambda r: r["scenario"])})
-    result: dict[str, Any] = {"bundle": str(args.bundle), "bundle_sha256": bundle.sha256, "scenarios": len(scenarios),
+    result: dict[str, Any] = {"bundle": str(args.bundle), "bundle_sha256": bundle.sha256,
+                              "untrained": bool(bundle.manifest.get("untrained", False)), "scenarios": len(scenarios),
                               "store": str(store_path), "devices": devices,
                               "failed_devices": [d["device"] for d in devices if d["failure"]]}
     if args.calibrate:

@@ -164,7 +164,8 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
         out.emit(Fatal(str(exc)))
         print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
         return 2
-    out.emit(Hello(__version__, rt.bundle.sha256, describe(args.threads), len(scenarios), rt.trust_status()))
+    out.emit(Hello(__version__, rt.bundle.sha256, describe(args.threads), len(scenarios), rt.trust_status(),
+                   rt.untrained))
     if args.profile_blocks:
         from .profile import profile_blocks
         out.phase("profiling blocks")

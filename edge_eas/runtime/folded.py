@@ -16,7 +16,7 @@ from typing import Iterator, Mapping, Union
 import numpy as np
 
 from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, subnet_layers, weight_names
+from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers, weight_names
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,22 @@ class FoldedConv:
 
 
 @dataclass(frozen=True)
+class SqueezeExcite:
+    """x * hsigmoid(relu(mean_hw(x) @ reduce_w.T + reduce_b) @ expand_w.T + expand_b), where
+    hsigmoid(z) = relu6(z + 3) / 6; reduce_w (mid, C), expand_w (C, mid)."""
+
+    reduce_w: np.ndarray
+    reduce_b: np.ndarray
+    expand_w: np.ndarray
+    expand_b: np.ndarray
+    name: str = ""
+
+    @property
+    def channels(self) -> int:
+        return int(self.reduce_w.shape[1])
+
+
+@dataclass(frozen=True)
 class FoldedBlock:
     """A block's ops run in order; the block's input is added to their output when `residual`."""
 
@@ -77,14 +93,15 @@ class GlobalAvgPool:
 
 @dataclass(frozen=True)
 class Linear:
-    """y = x @ weight.T + bias, weight (out_features, in_features)."""
+    """y = act(x @ weight.T + bias), weight (out_features, in_features)."""
 
     weight: np.ndarray
     bias: np.ndarray
     name: str = "classifier"
+    act: str = "none"
 
 
-Op = Union[FoldedConv, FoldedBlock, GlobalAvgPool, Linear]
+Op = Union[FoldedConv, SqueezeExcite, FoldedBlock, GlobalAvgPool, Linear]
 
 
 @dataclass(frozen=True)
@@ -106,16 +123,25 @@ class FoldedNet:
         return list(_convs(self.ops))
 
     def num_params(self) -> int:
-        linear = sum(op.weight.size + op.bias.size for op in self.ops if isinstance(op, Linear))
-        return sum(c.weight.size + c.bias.size for c in self.convs()) + linear
+        total = 0
+        for op in _walk(self.ops):
+            if isinstance(op, (FoldedConv, Linear)):
+                total += op.weight.size + op.bias.size
+            elif isinstance(op, SqueezeExcite):
+                total += op.reduce_w.size + op.reduce_b.size + op.expand_w.size + op.expand_b.size
+        return total
+
+
+def _walk(ops: tuple[Op, ...]) -> Iterator[Op]:
+    for op in ops:
+        if isinstance(op, FoldedBlock):
+            yield from _walk(op.ops)
+        else:
+            yield op
 
 
 def _convs(ops: tuple[Op, ...]) -> Iterator[FoldedConv]:
-    for op in ops:
-        if isinstance(op, FoldedConv):
-            yield op
-        elif isinstance(op, FoldedBlock):
-            yield from _convs(op.ops)
+    return (op for op in _walk(ops) if isinstance(op, FoldedConv))
 
 
 def fold_conv_bn(weights: Mapping[str, np.ndarray], layer: ConvLayer, eps: float = BN_EPS) -> FoldedConv:
@@ -139,6 +165,18 @@ def fold_conv_bn(weights: Mapping[str, np.ndarray], layer: ConvLayer, eps: float
     return FoldedConv(weight, bias, layer.stride, layer.groups, layer.act, layer.name)
 
 
+def fold_squeeze_excite(weights: Mapping[str, np.ndarray], layer: SELayer) -> SqueezeExcite:
+    """The SE op from its weights (it has no BN to fold), shapes checked against the layer."""
+    w = {}
+    for name, shape in layer.weight_shapes().items():
+        w[name] = _get(weights, name).astype(np.float32)
+        if w[name].shape != shape:
+            raise ValueError(f"{name} has shape {w[name].shape}; the arch needs {shape}")
+    n = layer.name
+    return SqueezeExcite(w[f"{n}.reduce.weight"], w[f"{n}.reduce.bias"], w[f"{n}.expand.weight"],
+                         w[f"{n}.expand.bias"], n)
+
+
 def fold_layers(weights: Mapping[str, np.ndarray], layers: tuple[Layer, ...],
                 input_shape: tuple[int, int, int], eps: float = BN_EPS) -> FoldedNet:
     """The op list for `layers` filled from `weights` (BN folded). A weight the layers do not
@@ -154,14 +192,17 @@ def _fold(weights: Mapping[str, np.ndarray], layer: Layer, eps: float) -> Op:
         return fold_conv_bn(weights, layer, eps)
     if isinstance(layer, BlockLayer):
         return FoldedBlock(layer.name, tuple(_fold(weights, sub, eps) for sub in layer.body), layer.residual)
+    if isinstance(layer, SELayer):
+        return fold_squeeze_excite(weights, layer)
     if isinstance(layer, PoolLayer):
         return GlobalAvgPool(layer.name)
     if isinstance(layer, LinearLayer):
         w = _get(weights, layer.weight_name).astype(np.float32)
         b = _get(weights, layer.bias_name).astype(np.float32).reshape(-1)
-        if w.ndim != 2 or w.shape[1] != layer.in_features or b.shape != (w.shape[0],):
+        if w.ndim != 2 or w.shape[1] != layer.in_features or b.shape != (w.shape[0],) or \
+                (layer.out_features is not None and w.shape[0] != layer.out_features):
             raise ValueError(f"{layer.name} shapes {w.shape}/{b.shape} do not fit its {layer.in_features} inputs")
-        return Linear(np.ascontiguousarray(w), np.ascontiguousarray(b), layer.name)
+        return Linear(np.ascontiguousarray(w), np.ascontiguousarray(b), layer.name, layer.act)
     raise TypeError(f"no folding for layer type {type(layer).__name__}")
 
 

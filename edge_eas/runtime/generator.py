@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cost.table import SlotCostTable, macs_table, params_table
+from ..cost.flops import macs_table, params_table
+from ..cost.table import SlotCostTable
 from ..errors import UserError
 from ..space import Arch, SearchSpace
 from ..tasks import Task

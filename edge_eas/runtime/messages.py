@@ -24,6 +24,7 @@ class Hello:
     environment: Dict[str, Any]
     scenarios: int
     trust: Any = None
+    untrained: bool = False  # the bundle is an `edge_eas init` run: its figures are latencies only
 
 
 @dataclass(frozen=True)

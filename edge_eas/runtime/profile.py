@@ -52,10 +52,10 @@ def _host_net(cfg: BlockConfig, with_block: bool, rng: np.random.Generator) -> F
 def distinct_blocks(space: Any) -> list[BlockConfig]:
     seen: dict[str, BlockConfig] = {}
     size = space.stem_out_size
-    for _, _, cin, cout, stride in space.block_slots():
+    for stage, _, cin, cout, stride in space.block_slots():
         for k in space.kernel_choices:
             for e in space.expand_choices:
-                cfg = BlockConfig(cin, cout, k, e, stride, size)
+                cfg = space.block_config(stage, cin, cout, k, e, stride, size)
                 seen.setdefault(block_key(cfg), cfg)
         size = (size - 1) // stride + 1
     return list(seen.values())

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, subnet_layers
-from .engines.numpy_engine import nhwc_conv
-from .folded import FoldedConv
+from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, SELayer, subnet_layers
+from .engines.numpy_engine import activate, nhwc_conv, squeeze_excite
+from .folded import FoldedConv, fold_squeeze_excite
 
 
 def _conv_bn_batch(weights: dict[str, np.ndarray], layer: ConvLayer, x: np.ndarray, eps: float) -> np.ndarray:
@@ -29,12 +29,7 @@ def _conv_bn_batch(weights: dict[str, np.ndarray], layer: ConvLayer, x: np.ndarr
     weights[layer.bn_name("running_mean")] = mean.astype(np.float32)
     weights[layer.bn_name("running_var")] = (var * n / max(1, n - 1)).astype(np.float32)
     gamma, beta = weights[layer.bn_name("weight")], weights[layer.bn_name("bias")]
-    out = ((y - mean) / np.sqrt(var + eps) * gamma + beta).astype(np.float32)
-    if layer.act == "relu6":
-        return np.clip(out, 0.0, 6.0)
-    if layer.act != "none":
-        raise ValueError(f"recalibration has no activation {layer.act!r}")
-    return out
+    return activate(((y - mean) / np.sqrt(var + eps) * gamma + beta).astype(np.float32), layer.act)
 
 
 def _walk(weights: dict[str, np.ndarray], layers: tuple[Layer, ...], h: np.ndarray, eps: float) -> np.ndarray:
@@ -45,6 +40,8 @@ def _walk(weights: dict[str, np.ndarray], layers: tuple[Layer, ...], h: np.ndarr
         elif isinstance(layer, BlockLayer):
             y = _walk(weights, layer.body, h, eps)
             h = y + h if layer.residual else y
+        elif isinstance(layer, SELayer):  # no BN of its own: runs as the engine runs it
+            h = squeeze_excite(fold_squeeze_excite(weights, layer))(h)
         else:
             break
     return h

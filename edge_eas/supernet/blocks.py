@@ -1,4 +1,5 @@
-"""The elastic inverted-residual (MBConv) block: expand 1x1 -> depthwise kxk -> project 1x1."""
+"""The elastic inverted-residual (MBConv) block: expand 1x1 -> depthwise kxk -> [squeeze-excite]
+-> project 1x1, with the block's activation after expand and depthwise."""
 
 from __future__ import annotations
 
@@ -6,36 +7,83 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..space import se_channels
 from .ops import DynamicBatchNorm, DynamicDepthwiseConv, DynamicPointwiseConv
+from .static import activation
+
+
+class DynamicSE(nn.Module):
+    """Squeeze-excite over the first c channels (OFA's DynamicSE): its bottleneck is
+    se_channels(c) wide, taken as the first rows of the reduce layer and the first columns of
+    the expand layer, so every expand ratio shares the weights of the smaller ones."""
+
+    def __init__(self, max_channels: int) -> None:
+        super().__init__()
+        mid = se_channels(max_channels)
+        self.reduce = nn.Linear(max_channels, mid)
+        self.expand = nn.Linear(mid, max_channels)
+
+    def gate(self, pooled: torch.Tensor, channels: int) -> torch.Tensor:
+        """(N, channels) gates from the first `channels` of the pooled (N, >= channels) map."""
+        c, mid = channels, se_channels(channels)
+        h = F.relu(F.linear(pooled[:, :c], self.reduce.weight[:mid, :c], self.reduce.bias[:mid]))
+        return F.hardsigmoid(F.linear(h, self.expand.weight[:c, :mid], self.expand.bias[:c]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x.mean(dim=(2, 3)), x.shape[1])[:, :, None, None]
+
+    def forward_soft(self, x: torch.Tensor, expand_probs: torch.Tensor, widths: list[int]) -> torch.Tensor:
+        """The expand ratios' SEs mixed by their probabilities (each zero beyond its width, where
+        the channel mask has already zeroed the map): equals `forward` on a one-hot choice."""
+        pooled = x.mean(dim=(2, 3))
+        gate = torch.zeros_like(pooled)
+        for p, width in zip(expand_probs, widths):
+            gate = gate + p * F.pad(self.gate(pooled, width), (0, pooled.shape[1] - width))
+        return x * gate[:, :, None, None]
 
 
 class ElasticMBConv(nn.Module):
-    """MBConv whose kernel (centre crop) and expand ratio (first in*e hidden channels) are elastic."""
+    """MBConv whose kernel (centre crop) and expand ratio (first in*e hidden channels) are elastic.
+    With max_expand 1 there is no expand conv (mbv3's fixed first block)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, max_kernel: int, max_expand: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, max_kernel: int, max_expand: int,
+                 act: str = "relu6", se: bool = False) -> None:
         super().__init__()
         hidden = in_channels * max_expand
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.max_kernel, self.max_expand = max_kernel, max_expand
         self.residual = stride == 1 and in_channels == out_channels
-        self.expand = DynamicPointwiseConv(in_channels, hidden)
-        self.expand_bn = DynamicBatchNorm(hidden)
+        self.act = activation(act)
+        if max_expand != 1:
+            self.expand = DynamicPointwiseConv(in_channels, hidden)
+            self.expand_bn = DynamicBatchNorm(hidden)
         self.dw = DynamicDepthwiseConv(hidden, max_kernel, stride)
         self.dw_bn = DynamicBatchNorm(hidden)
+        self.se = DynamicSE(hidden) if se else None
         self.project = DynamicPointwiseConv(hidden, out_channels)
         self.project_bn = DynamicBatchNorm(out_channels)
 
+    def _expand(self, x: torch.Tensor, hidden: int) -> torch.Tensor:
+        return x if self.max_expand == 1 else self.act(self.expand_bn(self.expand(x, hidden)))
+
     def forward(self, x: torch.Tensor, kernel: int, expand: int) -> torch.Tensor:
         hidden = self.in_channels * expand
-        h = F.relu6(self.expand_bn(self.expand(x, hidden)))
-        h = F.relu6(self.dw_bn(self.dw(h, kernel)))
+        h = self._expand(x, hidden)
+        h = self.act(self.dw_bn(self.dw(h, kernel)))
+        if self.se is not None:
+            h = self.se(h)
         h = self.project_bn(self.project(h, self.out_channels))
         return x + h if self.residual else h
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, kernel_masks: torch.Tensor,
-                     channel_mask: torch.Tensor) -> torch.Tensor:
-        """Full-width pass; kernel mixture in the depthwise weight, expand mixture as a channel mask."""
-        h = F.relu6(self.expand_bn(self.expand(x, self.expand.weight.shape[0])))
-        h = F.relu6(self.dw_bn(self.dw.forward_soft(h, kernel_probs, kernel_masks)))
+                     channel_mask: torch.Tensor, expand_probs: torch.Tensor, expand_choices: tuple[int, ...]
+                     ) -> torch.Tensor:
+        """Full-width pass; kernel mixture in the depthwise weight, expand mixture as a channel
+        mask (and, with squeeze-excite, as a mixture of each ratio's SE)."""
+        h = self._expand(x, self.in_channels * self.max_expand)
+        h = self.act(self.dw_bn(self.dw.forward_soft(h, kernel_probs, kernel_masks)))
         h = h * channel_mask.view(1, -1, 1, 1)
+        if self.se is not None:
+            h = self.se.forward_soft(h, expand_probs, [self.in_channels * e for e in expand_choices])
         h = self.project_bn(self.project(h, self.out_channels))
         return x + h if self.residual else h

@@ -15,6 +15,7 @@ from ..runtime.slicing import slice_subnet
 from ..space import Arch, SearchSpace
 from ..subnet import BN_EPS
 from .blocks import ElasticMBConv
+from .static import activation
 from .ops import DynamicBatchNorm, kernel_masks
 from .static import SubNet
 
@@ -41,19 +42,27 @@ class SoftArch:
 
 
 class Supernet(nn.Module):
-    """Stem -> elastic MBConv stages -> 1x1 head -> pool -> classifier over all classes."""
+    """Stem (-> fixed first block) -> elastic MBConv stages -> 1x1 head -> pool (-> feature mix)
+    -> classifier over all classes."""
 
     def __init__(self, space: SearchSpace, num_classes: int) -> None:
         super().__init__()
         self.space, self.num_classes = space, num_classes
         self.stem = nn.Conv2d(space.in_channels, space.stem_channels, 3, space.stem_stride, 1, bias=False)
         self.stem_bn = nn.BatchNorm2d(space.stem_channels, eps=BN_EPS)
+        self.stem_act = activation(space.stem_act)
+        first = space.first_block_config()
+        self.first = None if first is None else ElasticMBConv(first.in_channels, first.out_channels, first.stride,
+                                                               first.kernel, first.expand, first.act, first.se)
         self.blocks = nn.ModuleList(
-            ElasticMBConv(cin, cout, stride, space.max_kernel, space.max_expand)
-            for _, _, cin, cout, stride in space.block_slots())
+            ElasticMBConv(cin, cout, stride, space.max_kernel, space.max_expand, space.stages[s].act,
+                          space.stages[s].se)
+            for s, _, cin, cout, stride in space.block_slots())
         self.head = nn.Conv2d(space.last_channels, space.head_channels, 1, bias=False)
         self.head_bn = nn.BatchNorm2d(space.head_channels, eps=BN_EPS)
-        self.classifier = nn.Linear(space.head_channels, num_classes)
+        self.head_act = activation(space.head_act)
+        self.mix = nn.Linear(space.head_channels, space.mix_channels) if space.mix_channels else None
+        self.classifier = nn.Linear(space.mix_channels or space.head_channels, num_classes)
         self.register_buffer("_kernel_masks", kernel_masks(space.max_kernel, space.kernel_choices, torch.device("cpu")),
                              persistent=False)
 
@@ -65,14 +74,21 @@ class Supernet(nn.Module):
             start += stage.max_depth
         return out
 
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_act(self.stem_bn(self.stem(x)))
+        return x if self.first is None else self.first(x, self.first.max_kernel, self.first.max_expand)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head_act(self.head_bn(self.head(x))).mean(dim=(2, 3))
+        return x if self.mix is None else F.hardswish(self.mix(x))
+
     def features(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         self.space.validate(arch)
-        x = F.relu6(self.stem_bn(self.stem(x)))
+        x = self._stem(x)
         for s, (start, _) in enumerate(self._stage_slices()):
             for b in range(arch.depths[s]):
                 x = self.blocks[start + b](x, arch.kernels[s][b], arch.expands[s][b])
-        x = F.relu6(self.head_bn(self.head(x)))
-        return x.mean(dim=(2, 3))
+        return self._head(x)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         return self.classifier(self.features(x, arch))
@@ -82,7 +98,7 @@ class Supernet(nn.Module):
         """Differentiable mixture over archs; equals `forward(x, arch)` when `soft` is one-hot."""
         space = self.space
         expand_choices = torch.tensor(space.expand_choices, dtype=x.dtype, device=x.device)
-        x = F.relu6(self.stem_bn(self.stem(x)))
+        x = self._stem(x)
         for s, (start, max_depth) in enumerate(self._stage_slices()):
             depth_probs = soft.depth[s]
             stage_out = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -93,13 +109,13 @@ class Supernet(nn.Module):
                 limits = expand_choices * block.in_channels
                 active = (torch.arange(hidden, device=x.device).view(1, -1) < limits.view(-1, 1)).to(x.dtype)
                 channel_mask = soft.expand[start + b] @ active
-                x = block.forward_soft(x, soft.kernel[start + b], self._kernel_masks.to(x.dtype), channel_mask)
+                x = block.forward_soft(x, soft.kernel[start + b], self._kernel_masks.to(x.dtype), channel_mask,
+                                       soft.expand[start + b], space.expand_choices)
                 depth_index = [i for i, d in enumerate(space.stages[s].depth_choices) if d == b + 1]
                 if depth_index:
                     stage_out = stage_out + depth_probs[depth_index[0]] * x
             x = stage_out
-        x = F.relu6(self.head_bn(self.head(x)))
-        return self.classifier(x.mean(dim=(2, 3)))
+        return self.classifier(self._head(x))
 
     @contextmanager
     def batch_stats(self) -> Iterator[None]:

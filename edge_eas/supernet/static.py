@@ -13,7 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, LinearLayer, PoolLayer, subnet_layers
+from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
+
+
+def activation(act: str) -> nn.Module:
+    """The torch module for one of space.ACTIVATIONS."""
+    modules = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
+    if act not in modules:
+        raise ValueError(f"no activation {act!r}")
+    return modules[act]()
 
 
 class ConvBN(nn.Module):
@@ -24,15 +32,51 @@ class ConvBN(nn.Module):
         self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.kernel // 2,
                               groups=layer.groups, bias=False)
         self.bn = nn.BatchNorm2d(layer.out_channels, eps=BN_EPS)
-        self.act = layer.act
+        self.act = activation(layer.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
-        if self.act == "relu6":
-            return F.relu6(x)
-        if self.act != "none":
-            raise ValueError(f"SubNet has no activation {self.act!r}")
-        return x
+        return self.act(self.bn(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """An `SELayer`: x * hardsigmoid(expand(relu(reduce(mean over H, W of x))))."""
+
+    def __init__(self, layer: SELayer) -> None:
+        super().__init__()
+        self.reduce = nn.Linear(layer.channels, layer.mid)
+        self.expand = nn.Linear(layer.mid, layer.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = F.hardsigmoid(self.expand(F.relu(self.reduce(x.mean(dim=(2, 3))))))
+        return x * gate[:, :, None, None]
+
+
+class DenseAct(nn.Module):
+    """A `LinearLayer` with an activation (the mbv3 feature mix): `{name}.0.weight` would break
+    the weight names, so the linear layer is this module itself."""
+
+    def __init__(self, layer: LinearLayer) -> None:
+        super().__init__()
+        assert layer.out_features is not None
+        self.weight = nn.Parameter(torch.empty(layer.out_features, layer.in_features))
+        self.bias = nn.Parameter(torch.zeros(layer.out_features))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        self.act = activation(layer.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(F.linear(x, self.weight, self.bias))
+
+
+def _module(layer: Layer, num_classes: int) -> nn.Module:
+    if isinstance(layer, ConvLayer):
+        return ConvBN(layer)
+    if isinstance(layer, SELayer):
+        return SqueezeExcite(layer)
+    if isinstance(layer, BlockLayer):
+        return Block(layer)
+    if isinstance(layer, LinearLayer):
+        return nn.Linear(layer.in_features, num_classes) if layer.out_features is None else DenseAct(layer)
+    raise TypeError(f"SubNet has no module for {type(layer).__name__}")
 
 
 class Block(nn.Module):
@@ -43,9 +87,7 @@ class Block(nn.Module):
         super().__init__()
         self.parts = [sub.name.rsplit(".", 1)[-1] for sub in layer.body]
         for part, sub in zip(self.parts, layer.body):
-            if not isinstance(sub, ConvLayer):
-                raise TypeError(f"SubNet blocks hold convs, got {type(sub).__name__}")
-            self.add_module(part, ConvBN(sub))
+            self.add_module(part, _module(sub, 0))
         self.residual = layer.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +98,8 @@ class Block(nn.Module):
 
 
 class SubNet(nn.Module):
-    """A standalone network for one arch of a space (optionally with a task-sliced classifier)."""
+    """A standalone network for one arch of a space (optionally with a task-sliced classifier),
+    its modules named as the sub-network description names their weights."""
 
     def __init__(self, space: SearchSpace, arch: Arch, num_classes: int) -> None:
         super().__init__()
@@ -64,21 +107,17 @@ class SubNet(nn.Module):
         self.layers = subnet_layers(space, arch)
         blocks = []
         for layer in self.layers:
-            if isinstance(layer, ConvLayer):
-                self.add_module(layer.name, ConvBN(layer))
-            elif isinstance(layer, BlockLayer):
+            if isinstance(layer, BlockLayer) and layer.name.startswith("blocks."):
                 blocks.append(Block(layer))
-            elif isinstance(layer, LinearLayer):
-                self.add_module(layer.name, nn.Linear(layer.in_features, num_classes))
+            elif not isinstance(layer, PoolLayer):
+                self.add_module(layer.name, _module(layer, num_classes))
         self.blocks = nn.Sequential(*blocks)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Everything up to the classifier: the pooled features."""
-        for layer in self.layers:
-            if isinstance(layer, PoolLayer):
-                return x.mean(dim=(2, 3))
-            x = self.get_submodule(layer.name)(x)
-        raise ValueError("a sub-network description has a pool layer")
+        """Everything before the classifier (the pooled, and in mbv3 mixed, features)."""
+        for layer in self.layers[:-1]:
+            x = x.mean(dim=(2, 3)) if isinstance(layer, PoolLayer) else self.get_submodule(layer.name)(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

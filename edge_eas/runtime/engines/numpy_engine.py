@@ -15,16 +15,35 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import as_input
-from ..folded import ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, plan_conv
+from ..folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, SqueezeExcite,
+                      plan_conv)
 
 
-def _activate(y: np.ndarray, act: str) -> np.ndarray:
-    """Apply one of subnet.ACTIVATIONS in place."""
+Kernel = Callable[[np.ndarray], np.ndarray]
+
+
+def activate(y: np.ndarray, act: str) -> np.ndarray:
+    """Apply one of space.ACTIVATIONS in place."""
     if act == "relu6":
         np.clip(y, 0.0, 6.0, out=y)
+    elif act == "relu":
+        np.maximum(y, 0.0, out=y)
+    elif act == "hswish":  # x * relu6(x + 3) / 6
+        gate = y + 3.0
+        np.clip(gate, 0.0, 6.0, out=gate)
+        gate *= 1.0 / 6.0
+        y *= gate
     elif act != "none":
         raise ValueError(f"the numpy engine has no activation {act!r}")
     return y
+
+
+def hard_sigmoid(z: np.ndarray) -> np.ndarray:
+    """relu6(z + 3) / 6, in place."""
+    z += 3.0
+    np.clip(z, 0.0, 6.0, out=z)
+    z *= 1.0 / 6.0
+    return z
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,7 @@ class _Pointwise:
         n, h, w, c = x.shape
         y = np.matmul(x.reshape(n * h * w, c), self.w)
         y += self.b
-        return _activate(y, self.act).reshape(n, h, w, -1)
+        return activate(y, self.act).reshape(n, h, w, -1)
 
 
 def _padded(x: np.ndarray, plan: ConvPlan) -> np.ndarray:
@@ -79,7 +98,7 @@ class _Depthwise:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         acc = np.einsum("nhwijc,ijc->nhwc", _patches(_padded(x, self.plan), self.plan), self.w)
         acc += self.b
-        return _activate(acc, self.act)
+        return activate(acc, self.act)
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,12 @@ class _Im2col:
         n, o = patches.shape[0], self.plan.out_size
         y = np.matmul(np.ascontiguousarray(patches).reshape(n * o * o, -1), self.w)
         y += self.b
-        return _activate(y, self.act).reshape(n, o, o, -1)
+        return activate(y, self.act).reshape(n, o, o, -1)
+
+
+def squeeze_excite(op: SqueezeExcite) -> Kernel:
+    """The NHWC numpy kernel for squeeze-excite (public, like nhwc_conv, for BN recalibration)."""
+    return _SqueezeExcite.build(op)
 
 
 def _pointwise(conv: FoldedConv) -> _Pointwise:
@@ -121,9 +145,6 @@ def nhwc_conv(conv: FoldedConv, in_size: int) -> Callable[[np.ndarray], np.ndarr
     if conv.depthwise:
         return _Depthwise.build(conv, in_size)
     return _Im2col.build(conv, in_size)
-
-
-Kernel = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -150,11 +171,34 @@ def _pool(x: np.ndarray) -> np.ndarray:
 class _Linear:
     w: np.ndarray  # (in, out)
     b: np.ndarray
+    act: str
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.w
         y += self.b
-        return y
+        return activate(y, self.act)
+
+
+@dataclass(frozen=True)
+class _SqueezeExcite:
+    """Per-image channel gates from the pooled map: two small matmuls, then one broadcast multiply."""
+
+    reduce_w: np.ndarray  # (C, mid)
+    reduce_b: np.ndarray
+    expand_w: np.ndarray  # (mid, C)
+    expand_b: np.ndarray
+
+    @classmethod
+    def build(cls, op: SqueezeExcite) -> "_SqueezeExcite":
+        return cls(np.ascontiguousarray(op.reduce_w.T), op.reduce_b, np.ascontiguousarray(op.expand_w.T), op.expand_b)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = x.mean(axis=(1, 2), dtype=np.float32) @ self.reduce_w
+        h += self.reduce_b
+        np.maximum(h, 0.0, out=h)
+        g = h @ self.expand_w
+        g += self.expand_b
+        return x * hard_sigmoid(g)[:, None, None, :]
 
 
 def _compile(op: Op, size: int) -> tuple[Kernel, int]:
@@ -170,7 +214,9 @@ def _compile(op: Op, size: int) -> tuple[Kernel, int]:
     if isinstance(op, GlobalAvgPool):
         return _pool, 1
     if isinstance(op, Linear):
-        return _Linear(np.ascontiguousarray(op.weight.T), op.bias), 1
+        return _Linear(np.ascontiguousarray(op.weight.T), op.bias, op.act), 1
+    if isinstance(op, SqueezeExcite):
+        return squeeze_excite(op), size
     raise TypeError(f"the numpy engine has no translation for {type(op).__name__}")
 
 

@@ -21,7 +21,8 @@ from typing import Any, Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
-from ..folded import XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, plan_conv
+from ..folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
+                      SqueezeExcite, plan_conv)
 
 _INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)"
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
@@ -138,15 +139,33 @@ class _GraphBuilder:
         return bytes(builder.Output())
 
 
+_FUSED = {"relu6": "RELU6", "relu": "RELU", "none": "NONE"}  # activations TFLite fuses into the op
+_SEPARATE = {"hswish": "HARD_SWISH"}                           # activations that are ops of their own
+
+
 def _activation(schema: ModuleType, act: str) -> int:
-    """The fused activation for one of subnet.ACTIVATIONS."""
-    fused = {"relu6": "RELU6", "none": "NONE"}
-    if act not in fused:
+    """The fused activation for one of space.ACTIVATIONS (NONE when it is a separate op)."""
+    if act not in _FUSED and act not in _SEPARATE:
         raise ValueError(f"the tflite engine has no activation {act!r}")
-    return getattr(schema.ActivationFunctionType, fused[act])
+    return getattr(schema.ActivationFunctionType, _FUSED.get(act, "NONE"))
+
+
+def _separate_activation(g: "_GraphBuilder", x: int, shape: Shape, act: str, name: str) -> int:
+    """`act` as its own op on `x` when TFLite cannot fuse it (h-swish); else `x` unchanged."""
+    if act not in _SEPARATE:
+        return x
+    out = g.tensor(shape, f"{name}/{act}")
+    g.op(_SEPARATE[act], [x], [out])
+    return out
 
 
 def _conv(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
+    """`_conv_fused`, then the activation when TFLite cannot fuse it."""
+    out, out_shape = _conv_fused(g, x, shape, conv, name)
+    return _separate_activation(g, out, out_shape, conv.act, name), out_shape
+
+
+def _conv_fused(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
     """Emit `conv` on NHWC tensor `x` as planned by `plan_conv`: trimmed kernel, SAME when that
     matches torch, else PAD + VALID; a >25-tap depthwise kernel as row bands (SLICE + conv each)
     summed by ADDs, the activation fused into the last ADD."""
@@ -237,9 +256,44 @@ def _emit(g: _GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
         b = g.const(op.bias.astype(np.float32), f"{op.name}/bias")
         out_shape = (shape[0], int(op.weight.shape[0]))
         out = g.tensor(out_shape, op.name)
-        g.op("FULLY_CONNECTED", [x, w, b], [out], s.FullyConnectedOptionsT(), "FullyConnectedOptions")
-        return out, out_shape
+        opts = s.FullyConnectedOptionsT()
+        opts.fusedActivationFunction = _activation(s, op.act)
+        g.op("FULLY_CONNECTED", [x, w, b], [out], opts, "FullyConnectedOptions")
+        return _separate_activation(g, out, out_shape, op.act, op.name), out_shape
+    if isinstance(op, SqueezeExcite):
+        return _squeeze_excite(g, op, x, shape), shape
     raise TypeError(f"the tflite engine has no translation for {type(op).__name__}")
+
+
+def _squeeze_excite(g: _GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) -> int:
+    """MEAN(keep dims) -> 1x1 CONV_2D (RELU) -> 1x1 CONV_2D -> ADD 3 (RELU6) -> MUL 1/6 -> MUL x."""
+    s = g.s
+    n, c, mid = shape[0], op.channels, int(op.reduce_w.shape[0])
+    axes = g.const(np.array([1, 2], dtype=np.int32), f"{op.name}/axes")
+    pooled = g.tensor((n, 1, 1, c), f"{op.name}/pool")
+    opts = s.ReducerOptionsT()
+    opts.keepDims = True
+    g.op("MEAN", [x, axes], [pooled], opts, "ReducerOptions")
+    hidden, gate = g.tensor((n, 1, 1, mid), f"{op.name}/reduce"), g.tensor((n, 1, 1, c), f"{op.name}/expand")
+    for inp, out, w, b, act, label in ((pooled, hidden, op.reduce_w, op.reduce_b, "RELU", "reduce"),
+                                       (hidden, gate, op.expand_w, op.expand_b, "NONE", "expand")):
+        conv = s.Conv2DOptionsT()
+        conv.padding, conv.strideH, conv.strideW = s.Padding.VALID, 1, 1
+        conv.fusedActivationFunction = getattr(s.ActivationFunctionType, act)
+        weight = g.const(np.ascontiguousarray(w.reshape(w.shape[0], 1, 1, w.shape[1]), dtype=np.float32),
+                         f"{op.name}/{label}/weight")
+        g.op("CONV_2D", [inp, weight, g.const(b.astype(np.float32), f"{op.name}/{label}/bias")], [out], conv,
+             "Conv2DOptions")
+    shifted = g.tensor((n, 1, 1, c), f"{op.name}/shift")
+    add = s.AddOptionsT()
+    add.fusedActivationFunction = s.ActivationFunctionType.RELU6
+    g.op("ADD", [gate, g.const(np.full((1,), 3.0, np.float32), f"{op.name}/three")], [shifted], add, "AddOptions")
+    scaled = g.tensor((n, 1, 1, c), f"{op.name}/hsigmoid")
+    g.op("MUL", [shifted, g.const(np.full((1,), 1.0 / 6.0, np.float32), f"{op.name}/sixth")], [scaled],
+         s.MulOptionsT(), "MulOptions")
+    out = g.tensor(shape, op.name)
+    g.op("MUL", [x, scaled], [out], s.MulOptionsT(), "MulOptions")
+    return out
 
 
 def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import EngineUnavailable, as_input
 from ..folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
-                      plan_conv)
+                      SqueezeExcite, plan_conv)
 
 
 def import_torch():  # type: ignore[no-untyped-def]
@@ -39,11 +39,26 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
     F = torch.nn.functional
 
     def activation(act: str) -> nn.Module:
-        if act == "relu6":
-            return nn.ReLU6()
-        if act == "none":
-            return nn.Identity()
-        raise ValueError(f"the torch engine has no activation {act!r}")
+        modules = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
+        if act not in modules:
+            raise ValueError(f"the torch engine has no activation {act!r}")
+        return modules[act]()
+
+    class SqueezeExciteModule(nn.Module):
+        """mean (keepdim) -> 1x1 conv -> ReLU -> 1x1 conv -> relu6(z + 3) / 6 -> multiply: ops
+        XNNPACK delegates (hardsigmoid written out as add, hardtanh, mul)."""
+
+        def __init__(self, op: SqueezeExcite) -> None:
+            super().__init__()
+            mid, c = op.reduce_w.shape
+            self.register_buffer("w1", _tensor(torch, op.reduce_w.reshape(mid, c, 1, 1)))
+            self.register_buffer("b1", _tensor(torch, op.reduce_b))
+            self.register_buffer("w2", _tensor(torch, op.expand_w.reshape(c, mid, 1, 1)))
+            self.register_buffer("b2", _tensor(torch, op.expand_b))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            s = F.relu(F.conv2d(x.mean(dim=(2, 3), keepdim=True), self.w1, self.b1))
+            return x * (F.relu6(F.conv2d(s, self.w2, self.b2) + 3.0) * (1.0 / 6.0))
 
     class BandedConv(nn.Module):
         """pad -> per row band: slice rows, VALID conv -> sum (+ bias in band 0) -> activation."""
@@ -111,7 +126,9 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
             linear = nn.Linear(op.weight.shape[1], op.weight.shape[0])
             linear.weight.data = _tensor(torch, op.weight)
             linear.bias.data = _tensor(torch, op.bias)
-            return linear, 1
+            return (linear if op.act == "none" else nn.Sequential(linear, activation(op.act))), 1
+        if isinstance(op, SqueezeExcite):
+            return SqueezeExciteModule(op), in_size
         raise TypeError(f"the torch engine has no translation for {type(op).__name__}")
 
     modules = []

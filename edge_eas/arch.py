@@ -1,0 +1,102 @@
+"""An architecture of a search space (`Arch`: what the generator emits and every consumer
+takes) and the flat decision-vector layout it is encoded in (`DecisionLayout`). Pure Python."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A sub-network: depth per stage, kernel and expand ratio per active block of each stage."""
+
+    depths: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+    expands: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        # Normalise lists (e.g. from JSON) into tuples so Arch stays hashable.
+        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
+        object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
+        object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
+                "expands": [list(s) for s in self.expands]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Arch":
+        if not isinstance(data, dict):
+            raise ValueError("arch must be a JSON object with keys depths, kernels, expands")
+        missing = [k for k in ("depths", "kernels", "expands") if k not in data]
+        if missing:
+            raise ValueError(f"arch is missing field(s): {', '.join(missing)}")
+        try:
+            return cls(data["depths"], data["kernels"], data["expands"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"arch fields must be integer lists: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Arch":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arch is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        return cls.from_dict(data)
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)
+
+
+@dataclass(frozen=True)
+class DecisionLayout:
+    """Where each decision sits in the flat choice vector the generator emits and costs read:
+    [depth of each stage | kernel of each block slot | expand of each block slot]. Block slots
+    are in `SearchSpace.block_slots()` order. The one place that knows this layout."""
+
+    depth_sizes: tuple[int, ...]   # choices per stage depth
+    n_kernels: int
+    n_expands: int
+    n_slots: int
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.depth_sizes)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of choices of every decision, in vector order."""
+        return [*self.depth_sizes, *[self.n_kernels] * self.n_slots, *[self.n_expands] * self.n_slots]
+
+    @property
+    def depths(self) -> slice:
+        return slice(0, self.n_stages)
+
+    @property
+    def kernels(self) -> slice:
+        return slice(self.n_stages, self.n_stages + self.n_slots)
+
+    @property
+    def expands(self) -> slice:
+        return slice(self.n_stages + self.n_slots, self.n_stages + 2 * self.n_slots)
+
+    def kernel_index(self, slot: int) -> int:
+        return self.n_stages + slot
+
+    def expand_index(self, slot: int) -> int:
+        return self.n_stages + self.n_slots + slot
+
+    def slot_of(self, decision: int) -> int | None:
+        """The block slot a kernel or expand decision belongs to; None for a stage depth."""
+        return None if decision < self.n_stages else (decision - self.n_stages) % self.n_slots
+
+    def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
+        items = list(per_decision)
+        return items[self.depths], items[self.kernels], items[self.expands]
