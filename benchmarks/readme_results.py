@@ -155,7 +155,11 @@ def quickstart_repeat_section(doc: dict[str, Any]) -> list[str]:
         return "-" if not m else f"{m['min']:.2f} / {m['median']:.2f} ms"
 
     worse = "never" if doc["kept_never_worse"] else "sometimes"
-    return [f"### Quick start, {doc['repeat']} fresh runs in a row (`{doc['quickstart_command']}`)", "",
+    missed = [i + 1 for i, r in enumerate(runs) if held(r)["within_10pct_kept"] < 0.9]
+    verdict = (f"**A miss: run {', '.join(map(str, missed))} of {doc['repeat']} fell short of the held-out goal "
+               f"(≥ 90 % within ±10 %)**; the others met every goal." if missed else
+               f"All {doc['repeat']} runs met every goal.")
+    return [f"### Quick start, {doc['repeat']} fresh runs in a row (`{doc['quickstart_command']}`)", "", verdict, "",
             f"Each run starts from nothing (fresh `--out` and `EDGE_EAS_HOME`): it trains the supernet and the "
             f"generator, exports the int8 signed bundle, specialises and benchmarks {runs[0]['scenarios']} scenarios "
             f"on this machine as the device ({runs[0]['engine']}), calibrates, and re-specialises with ms budgets. "
