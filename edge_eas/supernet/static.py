@@ -12,16 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime.engines.torch_engine import torch_activation
 from ..space import Arch, SearchSpace
 from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
 
 
-def activation(act: str) -> nn.Module:
-    """The torch module for one of space.ACTIVATIONS."""
-    modules = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
-    if act not in modules:
-        raise ValueError(f"no activation {act!r}")
-    return modules[act]()
+activation = torch_activation  # the torch engine's: one mapping from activation names to modules
 
 
 class ConvBN(nn.Module):

@@ -27,6 +27,15 @@ def import_torch():  # type: ignore[no-untyped-def]
     return torch
 
 
+def torch_activation(act: str):  # type: ignore[no-untyped-def]
+    """The torch module for one of space.ACTIVATIONS (shared with the host's SubNet)."""
+    nn = import_torch().nn
+    modules = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
+    if act not in modules:
+        raise ValueError(f"no torch activation {act!r}")
+    return modules[act]()
+
+
 def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-untyped-def]
     """A float32 eval-mode `torch.nn.Module` computing the same logits as `folded`.
 
@@ -38,11 +47,7 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
     nn = torch.nn
     F = torch.nn.functional
 
-    def activation(act: str) -> nn.Module:
-        modules = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
-        if act not in modules:
-            raise ValueError(f"the torch engine has no activation {act!r}")
-        return modules[act]()
+    activation = torch_activation
 
     class SqueezeExciteModule(nn.Module):
         """mean (keepdim) -> 1x1 conv -> ReLU -> 1x1 conv -> relu6(z + 3) / 6 -> multiply: ops
