@@ -15,7 +15,7 @@ import numpy as np
 
 from ..cost.latency import block_key, latency_ms
 from ..space import BlockConfig
-from ..subnet import ConvLayer, Layer, LinearLayer, PoolLayer, conv_layers, mbconv_layers
+from ..subnet import ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, mbconv_layers, walk
 from .engines import create_engine
 from .folded import FoldedNet, fold_layers
 from .messages import BlockProfile
@@ -23,17 +23,20 @@ from .timing import on_fixed_input
 
 
 def _random_weights(layers: tuple[Layer, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random conv weights, identity BatchNorms and a one-class classifier: latency does not
-    depend on the values."""
+    """Random weights for every tensor the layers name (identity BatchNorms, a one-class
+    classifier): latency does not depend on the values."""
     w: dict[str, np.ndarray] = {}
-    for conv in conv_layers(layers):
-        w[conv.weight_name] = (rng.standard_normal(conv.weight_shape) * 0.1).astype(np.float32)
-        for stat, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-            w[conv.bn_name(stat)] = np.full(conv.out_channels, value, np.float32)
-    for layer in layers:
-        if isinstance(layer, LinearLayer):
-            w[layer.weight_name] = np.ones((1, layer.in_features), np.float32)
-            w[layer.bias_name] = np.zeros(1, np.float32)
+    for layer in walk(layers):
+        if isinstance(layer, ConvLayer):
+            w[layer.weight_name] = (rng.standard_normal(layer.weight_shape) * 0.1).astype(np.float32)
+            for stat, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+                w[layer.bn_name(stat)] = np.full(layer.out_channels, value, np.float32)
+        elif isinstance(layer, SELayer):
+            for name, shape in layer.weight_shapes().items():
+                w[name] = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+        elif isinstance(layer, LinearLayer):
+            w[layer.weight_name] = np.ones((layer.out_features or 1, layer.in_features), np.float32)
+            w[layer.bias_name] = np.zeros(layer.out_features or 1, np.float32)
     return w
 
 
