@@ -172,7 +172,8 @@ class GeneratorTrainer:
             n_task = len(y) // 2
             ce = F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
             sp = soft_arch(self.space, probs)
-            exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes) / 1e6
+            exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes,
+                                       table=self.tables["mflops"])  # built once, in MFLOPs
             log_ratio = torch.log(exp_mflops) - float(np.log(budget))
             pen = cfg.penalty * F.relu(log_ratio) + cfg.underuse_penalty * F.relu(float(np.log(cfg.target_use)) - log_ratio)
             loss = loss + (ce + pen) / len(scen)

@@ -82,16 +82,17 @@ def params_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
 
 
 def expected_macs(space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any,
-                  num_classes: int = DEFAULT_NUM_CLASSES) -> Any:
+                  num_classes: int = DEFAULT_NUM_CLASSES, table: SlotCostTable | None = None) -> Any:
     """Expected MACs under independent per-decision distributions — exact, and differentiable
     when given torch tensors (works unchanged on numpy arrays).
 
     depth_probs: per stage (n_depth_choices,); kernel_probs: (max_blocks, n_kernels);
     expand_probs: (max_blocks, n_expands). A block slot b of a stage is active with
     probability P(depth > b); its expected cost is the sum of its (kernel, expand) costs
-    weighted by both choices' probabilities.
+    weighted by both choices' probabilities. `table` (a slot table of any cost, e.g. the
+    generator trainer's MFLOPs table, built once) saves rebuilding the MACs table per call.
     """
-    table = macs_table(space, num_classes)
+    table = table if table is not None else macs_table(space, num_classes)
     total: Any = float(table.fixed)
     nk, ne = len(space.kernel_choices), len(space.expand_choices)
     for slot, (s, b, _, _, _) in enumerate(space.block_slots()):
