@@ -235,3 +235,18 @@ def test_a_group_met_in_a_slow_stretch_is_timed_again() -> None:
     stats = ref.measure([lambda: None, lambda: None])
     assert [s["group_attempts"] for s in stats] == [2, 2]
     assert stats[0]["reference_ms"] == 0.0101 and stats[0]["latency_ms"] == pytest.approx(0.0505)
+
+
+def test_a_group_slow_in_every_attempt_keeps_its_fastest_attempt() -> None:
+    from edge_eas.runtime.timing import SpeedReference
+    ref_ms = iter([0.010, 0.013, 0.0115, 0.012, 0.014])  # settle, then four slow attempts
+
+    def machine(fns, **protocol):  # type: ignore[no-untyped-def]
+        r = next(ref_ms)
+        return [{"latency_ms": r}] + [{"latency_ms": 5 * r} for _ in fns[1:]]
+
+    ref = SpeedReference(lambda: None, timer=machine)
+    ref.settle()
+    stats = ref.measure([lambda: None])
+    assert stats[0]["group_attempts"] == ref.max_attempts == 4
+    assert stats[0]["reference_ms"] == 0.0115 and stats[0]["latency_ms"] == pytest.approx(0.0575)

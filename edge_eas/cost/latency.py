@@ -28,7 +28,7 @@ def latency_ms(stats: dict[str, Any]) -> float:
     """The figure a measurement stands for in cost models and budget checks: the fastest
     interleaved sample (runtime/timing.py). Measurements from runtimes before that protocol
     carry only a median."""
-    return float(stats.get("latency_ms", stats["median_ms"]))
+    return float(stats["latency_ms"] if "latency_ms" in stats else stats["median_ms"])
 
 
 def model_key(engine: str, threads: int | None) -> str:

@@ -80,7 +80,7 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
     Each group times a few of them *beside that baseline*, interleaved (runtime/timing.py), and
     an entry is the difference within its group: never a difference between machine states.
     Every group also times the speed reference (the smallest arch) and is measured again while
-    the reference runs more than 10 % above its best, as bench groups are: a quick-start
+    the reference runs above its best by more than the tolerance (SpeedReference), as bench groups are: a quick-start
     profile taken whole in one slow stretch once came out 40 % off. Each host network runs as
     INSTANCES separate engine instances and its time is the fastest (on a 2-core VM, instances
     of 5-10 us networks differed by up to 2x side by side). The fixed part (stem, head, invoke)
