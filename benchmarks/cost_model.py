@@ -1,80 +1,163 @@
-"""How well the latency model predicts this machine, used as the device.
+"""How well the latency model predicts this machine at MobileNetV3 scale (issue: latency at real scale).
 
-For each (engine, threads) of numpy/tflite x 1/2 threads: measure 100 random held-out
-sub-networks plus a pool of 20 for calibration (batch 1, the latency protocol), then report
-on the held-out set: the roofline prior alone, after 5/10/20 calibration measurements, the
-block-profiled table, and the profiled table calibrated with 20 measurements. Writes
-benchmarks/results/cost_model.json and cost_model.png (predicted vs measured).
+On a bundle of the `mbv3` space (`edge_eas init --space mbv3 --out RUN` then `edge_eas export
+RUN --out mbv3.eas`; latency does not depend on trained weights), for each engine/threads
+config (default tflite/1, tflite/2, numpy/1):
 
-    python benchmarks/cost_model.py --bundle model.eas [--target local] [--held-out 100]
+- Two arch sets, disjoint by architecture: a calibration pool of 20 and 100 held-out archs, each
+  spread evenly over the space's whole MACs range (edge_eas/arch_spread.py), neither holding any
+  of the probe archs block profiling estimates its fixed term from. The script checks the
+  disjointness and refuses to score otherwise.
+- Every arch is measured under the bench protocol (runtime/timing.py: interleaved groups of 10,
+  a speed reference in each, 2 engine instances, `latency_ms` = fastest sample).
+- Block profiling runs on the engine (its device time is recorded), and the fixed parts are
+  timed on their own for the OFA-style baseline.
+- On the same held-out archs: the roofline prior of the target profile (hand-set guesses in
+  targets/local.toml, fitted on no device), the prior calibrated with 5/10/20 pool measurements
+  (every 4th/2nd/all of the pool, so each spans the range), the block-profiled table, the
+  block-profiled table + 20 measurements, and the OFA-style sum: every block timed as a network
+  of its own plus the stem and head timed alone, summed, with no whole-network term.
+- Paired differences (block-profiled + 20 minus each other column) over the held-out archs,
+  with 95 % bootstrap CIs, in within-±10 % share and in absolute relative error.
+
+Writes benchmarks/results/cost_model_mbv3.json and .png (predicted vs measured).
+
+    python benchmarks/cost_model.py --bundle mbv3.eas [--configs tflite/1,tflite/2,numpy/1] [--held-out 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
+from common import add_allow_dirty, bootstrap_ci, RESULTS, require_clean_tree, save_result  # noqa: E402
 
+from edge_eas.arch import Arch  # noqa: E402
+from edge_eas.arch_spread import arch_key, spread_archs  # noqa: E402
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
-from edge_eas.cost.latency import LatencyModel  # noqa: E402
+from edge_eas.cost.flops import mflops  # noqa: E402
+from edge_eas.cost.latency import LatencyModel, block_key, latency_ms  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
+from edge_eas.runtime.api import benchmark_many  # noqa: E402
 from edge_eas.runtime.engines import engine_available  # noqa: E402
 from edge_eas.runtime.messages import to_dict  # noqa: E402
-from edge_eas.runtime.profile import profile_blocks  # noqa: E402
+from edge_eas.runtime.profile import fixed_probes, isolated_fixed_ms, profile_blocks  # noqa: E402
+from edge_eas.runtime.timing import INTERLEAVE_GROUP  # noqa: E402
 from edge_eas.targets import load_target  # noqa: E402
 
+CALIBRATION_SUBSETS = {5: 4, 10: 2, 20: 1}   # n measurements: every k-th arch of the MACs-sorted pool
 
-def measure_archs(rt: Runtime, archs: list, engine: str, threads: int, runs: int) -> list[float]:
-    out = []
-    for arch in archs:
-        m = rt.specialize(classes=list(range(rt.num_classes)), arch=arch, engine=engine, threads=threads)
-        out.append(m.benchmark(warmup=10, runs=runs)["median_ms"])
+
+def measure_archs(rt: Runtime, archs: Sequence[Any], engine: str, threads: int, runs: int,
+                  warmup: int = 10) -> list[dict[str, Any]]:
+    """Every arch under the bench protocol, INTERLEAVE_GROUP at a time (specialised per group, so
+    only one group's engines are alive), beside one speed reference."""
+    reference = rt.speed_reference(engine, threads, warmup=warmup, runs=runs)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(archs), INTERLEAVE_GROUP):
+        models = [rt.specialize(classes=list(range(rt.num_classes)), arch=a, engine=engine, threads=threads)
+                  for a in archs[start:start + INTERLEAVE_GROUP]]
+        out += benchmark_many(models, warmup=warmup, runs=runs, reference=reference)
     return out
 
 
-def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, held_out: int, pool: int, runs: int,
-                    seed: int) -> dict:
-    archs = sample_archs(rt.space, pool + held_out, seed)
-    measured = measure_archs(rt, archs, engine, threads, runs)
-    rows = [to_dict(row) for row in profile_blocks(rt, engine=engine, threads=threads, runs=runs)]
-    return report_config(rt.space, load_target(target).hardware, target, engine, threads, archs, measured, rows, pool)
+def choose_archs(space: Any, pool: int, held_out: int, seed: int) -> tuple[list[Any], list[Any]]:
+    """(calibration pool, held-out), each spread over the MACs range, disjoint by arch and free of
+    the block profile's probe archs."""
+    probes = fixed_probes(space)
+    held = spread_archs(space, held_out, seed, exclude=probes)
+    cal = spread_archs(space, pool, seed + 1, exclude=[*probes, *held])
+    return cal, held
 
 
-def sample_archs(space, n: int, seed: int) -> list:  # type: ignore[no-untyped-def]
-    """The benchmark's sub-networks: the first `pool` calibrate, the rest are held out."""
-    rng = np.random.default_rng(seed)
-    return [space.sample(rng) for _ in range(n)]
+def check_disjoint(cal: Sequence[Any], held: Sequence[Any], probes: Sequence[Any]) -> None:
+    held_keys = {arch_key(a) for a in held}
+    overlap = held_keys & ({arch_key(a) for a in cal} | {arch_key(a) for a in probes})
+    if overlap or len(held_keys) != len(held):
+        raise SystemExit(f"refusing to score: {len(overlap)} held-out archs are also fit or probe archs, "
+                         f"{len(held) - len(held_keys)} repeated")
 
 
-def report_config(space, hardware, target: str, engine: str, threads: int, archs: list,  # type: ignore[no-untyped-def]
-                  measured: list[float], block_rows: list[dict], pool: int) -> dict:
-    """Held-out accuracy of the prior, the prior calibrated with 5/10/20 measurements, the
-    block-profiled table and the profiled table calibrated with 20 (shared with the arm64 run)."""
-    cal_archs, cal_ms = archs[:pool], measured[:pool]
-    test_archs, test_ms = archs[pool:], measured[pool:]
+def ofa_sum_ms(space: Any, arch: Any, isolated: dict[str, float]) -> float:
+    """OFA-style latency: the arch's parts each timed as a network of its own, summed."""
+    return isolated["stem"] + isolated["head"] + sum(isolated[block_key(c)] for c in space.active_blocks(arch))
+
+
+def paired_against(ref_err: np.ndarray, others: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """Per held-out arch, `ref` minus each other model: within-±10 % (pp) and |relative error|
+    (pp; negative = ref closer), means with 95 % bootstrap CIs over the held-out archs."""
+    out = {}
+    for name, err in others.items():
+        within = 100 * ((np.abs(ref_err) <= 0.1).astype(float) - (np.abs(err) <= 0.1).astype(float))
+        abs_err = 100 * (np.abs(ref_err) - np.abs(err))
+        out[name] = {"within_10pct_pp": float(within.mean()), "within_10pct_ci95": bootstrap_ci(within, seed),
+                     "abs_rel_error_pp": float(abs_err.mean()), "abs_rel_error_ci95": bootstrap_ci(abs_err, seed),
+                     "held_out_archs": len(err)}
+    return out
+
+
+def profiled_model(prior: LatencyModel, block_rows: list[dict]) -> LatencyModel:
+    """The block-profiled table (profile rows as dicts) over `prior`, as calibration.prior_model
+    builds it from a store."""
+    fixed = next(r for r in block_rows if r["block_key"] == "fixed")
+    return replace(prior, entries={r["block_key"]: r["median_ms"] for r in block_rows if r["block_key"] != "fixed"},
+                   fixed_ms=fixed["median_ms"], const_ms=0.0, coef=tuple(prior.prior_coef()[0]), source="profiled")
+
+
+def report_config(space: Any, hardware: Any, target: str, engine: str, threads: int, cal: Sequence[Any],
+                  cal_ms: Sequence[float], held: Sequence[Any], held_ms: Sequence[float], block_rows: list[dict],
+                  isolated_fixed: dict[str, float] | None, seed: int) -> dict[str, Any]:
+    """Every model's held-out accuracy, the predictions, and paired differences."""
     prior = LatencyModel(target=target, engine=engine, threads=threads, hardware=hardware)
+    profiled = profiled_model(prior, block_rows)
+    models: dict[str, LatencyModel] = {"prior": prior}
+    for n, step in CALIBRATION_SUBSETS.items():
+        models[f"calibrated_{n}"] = fit(prior, space, list(cal[::step]), list(cal_ms[::step]))
+    models["block_profiled"] = profiled
+    models["block_profiled_calibrated_20"] = fit(profiled, space, list(cal), list(cal_ms))
+    predictions = {name: [m.predict(space, a) for a in held] for name, m in models.items()}
+    if isolated_fixed is not None:
+        isolated = {**isolated_fixed, **{r["block_key"]: r["with_block_ms"] for r in block_rows
+                                         if r["block_key"] != "fixed"}}
+        predictions["ofa_sum"] = [ofa_sum_ms(space, a, isolated) for a in held]
+    measured = np.asarray(held_ms)
+    errors = {name: (np.asarray(p) - measured) / measured for name, p in predictions.items()}
+    ref = "block_profiled_calibrated_20"
+    return {"models": {name: accuracy_report(p, list(held_ms)) for name, p in predictions.items()},
+            "paired_vs_block_profiled_calibrated_20": paired_against(
+                errors[ref], {k: v for k, v in errors.items() if k != ref}, seed),
+            "points": {"mflops": [mflops(space, a) for a in held], "measured_ms": list(held_ms), **predictions}}
 
-    def report(model: LatencyModel) -> dict:
-        return accuracy_report([model.predict(space, a) for a in test_archs], test_ms)
 
-    out = {"prior": report(prior)}
-    for n in (5, 10, 20):
-        out[f"calibrated_{n}"] = report(fit(prior, space, cal_archs[:n], cal_ms[:n]))
-    rows = block_rows
-    profiled = LatencyModel(target=target, engine=engine, threads=threads, hardware=prior.hardware,
-                            entries={r["block_key"]: r["median_ms"] for r in rows if r["block_key"] != "fixed"},
-                            fixed_ms=next(r["median_ms"] for r in rows if r["block_key"] == "fixed"),
-                            const_ms=0.0, coef=tuple(prior.prior_coef()[0]), source="profiled")
-    out["block_profiled"] = report(profiled)
-    out["block_profiled_calibrated_20"] = report(fit(profiled, space, cal_archs, cal_ms))
-    best = fit(prior, space, cal_archs, cal_ms)
-    out["points"] = {"measured_ms": test_ms, "prior_ms": [prior.predict(space, a) for a in test_archs],
-                     "calibrated_20_ms": [best.predict(space, a) for a in test_archs]}
+def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, cal: list, held: list, runs: int,
+                    seed: int) -> dict[str, Any]:
+    t0 = time.monotonic()
+    block_rows = [to_dict(row) for row in profile_blocks(rt, engine=engine, threads=threads, runs=runs)]
+    profile_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    isolated = isolated_fixed_ms(rt, engine, threads, runs=runs)
+    isolated_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    stats = measure_archs(rt, [*cal, *held], engine, threads, runs)
+    measure_s = time.monotonic() - t0
+    ms = [latency_ms(st) for st in stats]
+    check_disjoint(cal, held, [Arch.from_dict(p) for p in next(r for r in block_rows
+                                                                if r["block_key"] == "fixed")["probe_archs"]])
+    out = report_config(rt.space, load_target(target).hardware, target, engine, threads, cal, ms[:len(cal)], held,
+                        ms[len(cal):], block_rows, isolated, seed)
+    out["device_seconds"] = {"block_profile": round(profile_s, 1), "isolated_fixed_parts": round(isolated_s, 1),
+                             "measure_archs": round(measure_s, 1)}
+    out["block_profile"] = {"configs": len(block_rows) - 1, "fixed": next(r for r in block_rows
+                                                                           if r["block_key"] == "fixed")}
+    out["noisy_held_out"] = int(sum(bool(st.get("noisy")) for st in stats[len(cal):]))
+    out["group_attempts_max"] = int(max(st.get("group_attempts", 1) for st in stats))
     return out
 
 
@@ -84,19 +167,23 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = list(results)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4.2), squeeze=False)
+    shown = (("prior", "prior (roofline)"), ("ofa_sum", "OFA-style sum"),
+             ("block_profiled_calibrated_20", "block-profiled + 20"))
     for ax, key in zip(axes[0], keys):
         pts = results[key]["points"]
         m = np.asarray(pts["measured_ms"])
-        ax.scatter(m, pts["prior_ms"], s=8, alpha=0.5, label="prior (roofline)")
-        ax.scatter(m, pts["calibrated_20_ms"], s=8, alpha=0.7, label="calibrated, 20 measurements")
+        for name, label in shown:
+            if name in pts:
+                ax.scatter(m, pts[name], s=8, alpha=0.6, label=label)
         lo, hi = m.min() * 0.8, m.max() * 1.2
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey", alpha=0.15)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi * 1.5)
-        ax.set_title(f"{key}: {100 * results[key]['calibrated_20']['within_10pct']:.0f}% within ±10%")
-        ax.set_xlabel("measured ms")
+        share = results[key]["models"]["block_profiled_calibrated_20"]["within_10pct"]
+        ax.set_title(f"{key}: {100 * share:.0f}% within ±10% ({len(m)} held-out archs)", fontsize=9)
+        ax.set_xlabel("measured ms (fastest sample)")
         ax.set_ylabel("predicted ms")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -112,31 +199,34 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=20)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--engines", default="numpy,tflite")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--name", default="cost_model", help="result name (e.g. cost_model_arm64)")
+    ap.add_argument("--configs", default="tflite/1,tflite/2,numpy/1", help="engine/threads, comma-separated")
+    ap.add_argument("--name", default="cost_model_mbv3", help="result name")
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     rt = Runtime.load(args.bundle)
+    cal, held = choose_archs(rt.space, args.pool, args.held_out, args.seed)
     results = {}
-    for engine in args.engines.split(","):
+    started = time.monotonic()
+    for config in args.configs.split(","):
+        engine, threads = config.split("/")
         if not engine_available(engine):
             print(f"skipping {engine}: not installed", file=sys.stderr)
             continue
-        for threads in (int(t) for t in args.threads.split(",")):
-            key = f"{engine}/t{threads}"
-            results[key] = evaluate_config(rt, args.target, engine, threads, args.held_out, args.pool, args.runs,
-                                           args.seed)
-            r = results[key]
-            print(f"{key:10s} within ±10%: prior {100 * r['prior']['within_10pct']:.0f}%, "
-                  + ", ".join(f"{n} meas {100 * r[f'calibrated_{n}']['within_10pct']:.0f}%" for n in (5, 10, 20))
-                  + f", profiled {100 * r['block_profiled']['within_10pct']:.0f}%"
-                  + f"; tau after 20: {r['calibrated_20']['kendall_tau']:.3f}", flush=True)
+        results[config] = r = evaluate_config(rt, args.target, engine, int(threads), cal, held, args.runs, args.seed)
+        shares = {k: 100 * v["within_10pct"] for k, v in r["models"].items()}
+        print(f"{config:9s} within ±10%: " + ", ".join(f"{k} {v:.0f}%" for k, v in shares.items())
+              + f"; tau {r['models']['block_profiled_calibrated_20']['kendall_tau']:.3f}; profiling "
+              + f"{r['device_seconds']['block_profile']:.0f} s", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / f"{args.name}.png")
-    save_result(args.name, {"bundle": str(args.bundle), "target": args.target, "held_out": args.held_out,
-                            "pool": args.pool, "runs": args.runs, "results": results}, allow_dirty=args.allow_dirty)
+    save_result(args.name, {
+        "bundle": str(args.bundle),
+        "resolution": rt.space.resolution, "untrained": rt.untrained, "target": args.target,
+        "prior": "the target profile's roofline (hand-set in targets/*.toml; fitted on no device)",
+        "held_out": len(held), "pool": len(cal), "runs": args.runs, "seed": args.seed,
+        "held_out_mflops_range": [min(mflops(rt.space, a) for a in held), max(mflops(rt.space, a) for a in held)],
+        "wall_seconds": round(time.monotonic() - started, 1), "results": results}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

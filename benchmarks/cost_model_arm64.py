@@ -2,13 +2,17 @@
 emulation (edge_eas.sim.arm64_lab), deployed to offline and measured over SSH by its own
 aarch64 agent, next to this host measured natively.
 
-For each engine (tflite via the ai-edge-litert aarch64 wheel, numpy), 1 thread: measure a pool of
-20 + N held-out random sub-networks on the device (the same ones benchmarks/cost_model.py uses
-for the same bundle and seed), profile every block on the device, then report on the held-out set
-exactly like the host benchmark: roofline prior, calibrated with 5/10/20 measurements,
-block-profiled, profiled + 20. The held-out sub-networks are also measured on this host with the
-same engine, which gives the emulation slowdown. Writes benchmarks/results/cost_model_arm64.json
-(+ .png); the README renders it beside the host's table.
+For each engine (tflite via the ai-edge-litert aarch64 wheel, numpy), 1 thread: measure a
+calibration pool of 20 and N held-out sub-networks on the device, spread over the MACs range and
+disjoint by arch (the same sets benchmarks/cost_model.py uses for the same bundle and seed),
+profile every block on the device, then report on the held-out set like the host benchmark:
+the target profile's roofline prior (its coefficients were fitted on this emulated device, so it
+is named so), calibrated with 5/10/20 measurements, block-profiled, profiled + 20; and a model
+fitted on another device: the host's own block profile + 20 host measurements of the pool,
+scored as is and after a scale/offset fit to 5 device measurements. The held-out sub-networks are
+also measured on this host with the same engine, which gives the emulation slowdown. Use an
+`mbv3` bundle at a low resolution (`edge_eas init --space mbv3 --resolution 128`) so the whole
+run fits in ~20 min under qemu. Writes benchmarks/results/cost_model_arm64.json (+ .png).
 
     python benchmarks/cost_model_arm64.py --bundle model.eas [--held-out 100] [--engines tflite,numpy]
 
@@ -30,8 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
-from cost_model import measure_archs, plot, report_config, sample_archs  # noqa: E402
+from cost_model import (CALIBRATION_SUBSETS, check_disjoint, choose_archs, measure_archs, plot,  # noqa: E402
+                        profiled_model, report_config)  # noqa: E402
 
+from edge_eas.arch import Arch  # noqa: E402
+from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
+from edge_eas.cost.latency import LatencyModel, latency_ms  # noqa: E402
+from edge_eas.runtime.messages import to_dict  # noqa: E402
+from edge_eas.runtime.profile import profile_blocks  # noqa: E402
 from edge_eas.sim.arm64_lab import Arm64Lab  # noqa: E402
 from edge_eas.remote.deploy import deploy  # noqa: E402
 from edge_eas.remote.ssh_options import ssh_options  # noqa: E402
@@ -61,7 +71,7 @@ def measure_on_device(runner: SSHRunner, rt: Runtime, archs: list, engine: str, 
                                  "--runs", str(runs), "--run-id", "cost-model-arm64"])
     by_id = {ln["scenario"]: ln for ln in lines if ln.get("type") == "measurement"}
     assert all(ln["engine"] == engine for ln in by_id.values()), "the device ran another engine"
-    return [float(by_id[s["id"]]["stats"]["median_ms"]) for s in scenarios]
+    return [latency_ms(by_id[s["id"]]["stats"]) for s in scenarios]
 
 
 def environment(runner: SSHRunner) -> dict[str, Any]:
@@ -70,15 +80,14 @@ def environment(runner: SSHRunner) -> dict[str, Any]:
     return {k: env.get(k) for k in ("machine", "python", "cpu_model", "versions", "hostname")}
 
 
-def host_summary(key: str) -> dict[str, Any] | None:
-    """The host benchmark's figures for the same engine/threads, if it has been run."""
-    path = RESULTS / "cost_model.json"
-    if not path.is_file():
-        return None
-    r = json.loads(path.read_text())["results"].get(key)
-    if r is None:
-        return None
-    return {k: r[k]["within_10pct"] for k in ("prior", "calibrated_20", "block_profiled", "block_profiled_calibrated_20")}
+def host_model(rt: Runtime, engine: str, cal: list, runs: int) -> LatencyModel:
+    """A model fitted on another device (this host): its block profile + its measurements of the
+    calibration pool, as the product would calibrate it there."""
+    rows = [to_dict(r) for r in profile_blocks(rt, engine=engine, threads=1, runs=runs)]
+    profiled = profiled_model(LatencyModel(target="local", engine=engine, threads=1,
+                                           hardware=load_target("local").hardware), rows)
+    cal_ms = [latency_ms(st) for st in measure_archs(rt, cal, engine, 1, runs)]
+    return fit(profiled, rt.space, cal, cal_ms)
 
 
 def main() -> None:
@@ -94,7 +103,7 @@ def main() -> None:
     require_clean_tree(args.allow_dirty)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still tear the device down (finally)
     rt = Runtime.load(args.bundle)
-    archs = sample_archs(rt.space, args.pool + args.held_out, args.seed)
+    cal, held = choose_archs(rt.space, args.pool, args.held_out, args.seed)
     results: dict[str, Any] = {}
     timing: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="eas-arm64-bench-") as tmp:
@@ -112,25 +121,36 @@ def main() -> None:
             for engine in args.engines.split(","):
                 key = f"{engine}/t1"
                 t0 = time.monotonic()
-                measured = measure_on_device(runner, rt, archs, engine, args.runs)
                 rows = [ln for ln in agent_lines(runner, ["--profile-blocks", "--engine", engine, "--threads", "1",
                                                           "--warmup", "5", "--runs", str(args.runs)])
                         if ln.get("type") == "block"]
-                timing[f"{key}_device_s"] = round(time.monotonic() - t0, 1)
-                r = report_config(rt.space, target.hardware, target.name, engine, 1, archs, measured, rows, args.pool)
-                held = archs[args.pool:]
+                timing[f"{key}_profile_device_s"] = round(time.monotonic() - t0, 1)
+                t0 = time.monotonic()
+                measured = measure_on_device(runner, rt, [*cal, *held], engine, args.runs)
+                timing[f"{key}_measure_device_s"] = round(time.monotonic() - t0, 1)
+                probes = [Arch.from_dict(p) for p in next(r for r in rows if r["block_key"] == "fixed")
+                          .get("probe_archs") or []]
+                check_disjoint(cal, held, probes)
+                cal_ms, held_ms = measured[:len(cal)], measured[len(cal):]
+                r = report_config(rt.space, target.hardware, target.name, engine, 1, cal, cal_ms, held, held_ms,
+                                  rows, None, args.seed)
+                r["models"]["prior_fitted_on_this_device"] = r["models"].pop("prior")
                 if engine_available(engine):
-                    host_ms = measure_archs(rt, held, engine, 1, args.runs)
-                    ratio = np.asarray(measured[args.pool:]) / np.asarray(host_ms)
+                    host_stats = measure_archs(rt, held, engine, 1, args.runs)
+                    ratio = np.asarray(held_ms) / np.asarray([latency_ms(st) for st in host_stats])
                     r["emulation_slowdown"] = {"median": float(np.median(ratio)), "min": float(ratio.min()),
                                                "max": float(ratio.max())}
-                r["host"] = host_summary(key)
+                    other = host_model(rt, engine, cal, args.runs)
+                    step = CALIBRATION_SUBSETS[5]
+                    for name, model in (("fitted_on_host", other),
+                                        ("fitted_on_host_calibrated_5", fit(other, rt.space, cal[::step],
+                                                                           cal_ms[::step], min_full_fit=10 ** 9))):
+                        r["models"][name] = accuracy_report([model.predict(rt.space, a) for a in held], held_ms)
                 results[key] = r
-                print(f"{key:10s} within ±10%: prior {100 * r['prior']['within_10pct']:.0f}%, "
-                      + ", ".join(f"{n} meas {100 * r[f'calibrated_{n}']['within_10pct']:.0f}%" for n in (5, 10, 20))
-                      + f", profiled {100 * r['block_profiled']['within_10pct']:.0f}%, profiled+20 "
-                      + f"{100 * r['block_profiled_calibrated_20']['within_10pct']:.0f}%; slowdown vs host "
-                      + f"{r.get('emulation_slowdown', {}).get('median', float('nan')):.0f}x", flush=True)
+                print(f"{key:10s} within ±10%: " + ", ".join(f"{k} {100 * v['within_10pct']:.0f}%"
+                                                             for k, v in r["models"].items())
+                      + f"; slowdown vs host {r.get('emulation_slowdown', {}).get('median', float('nan')):.0f}x",
+                      flush=True)
             runner.close()
         finally:
             lab.close()
@@ -138,7 +158,8 @@ def main() -> None:
     plot(results, RESULTS / "cost_model_arm64.png")
     save_result("cost_model_arm64", {
         "bundle": str(args.bundle), "target": "arm64-emu (Debian bookworm arm64, qemu user emulation)",
-        "held_out": args.held_out, "pool": args.pool, "runs": args.runs, "device": device_env,
+        "held_out": len(held), "pool": len(cal), "runs": args.runs, "device": device_env,
+        "resolution": rt.space.resolution, "untrained": rt.untrained,
         "deploy": {"engine_package": rep.engine_package, "numpy_source": rep.numpy_source,
                    "transferred_bytes": rep.transferred_bytes},
         "timing": timing, "results": results}, allow_dirty=args.allow_dirty)

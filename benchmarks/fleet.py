@@ -7,6 +7,7 @@ getrusage(RUSAGE_SELF) around it is exactly the host harness's CPU time (all its
 paramiko's included); the devices' sshd and agents are other processes and never counted.
 
     python benchmarks/fleet.py [--bundle model.eas] [--devices 1,4,8] [--scenarios 10] [--runs 30,300]
+    python benchmarks/fleet.py --bundle mbv3.eas --runs 30 --name fleet_mbv3   # MobileNetV3-size networks
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def main() -> int:
     p.add_argument("--runs", default="30,300", help="timed runs per scenario, one bench per value")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--name", default="fleet", help="result name (e.g. fleet_mbv3 with an mbv3 bundle)")
     add_allow_dirty(p)
     a = p.parse_args()
     require_clean_tree(a.allow_dirty)
@@ -143,7 +145,7 @@ def main() -> int:
            "goal": "host CPU <= 5 % of the devices' measured time; nothing lost or duplicated at 8 devices"}
     print(json.dumps(doc, indent=2))
     if not a.no_save:
-        save_result("fleet", doc, allow_dirty=a.allow_dirty)
+        save_result(a.name, doc, allow_dirty=a.allow_dirty)
     return 0
 
 

@@ -76,12 +76,93 @@ def cost_model_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+MODEL_COLUMNS = (("prior", "prior (roofline, hand-set)"), ("prior_fitted_on_this_device", "prior (fitted on this device)"),
+                 ("calibrated_5", "5 meas."), ("calibrated_10", "10 meas."), ("calibrated_20", "20 meas."),
+                 ("block_profiled", "block-profiled"), ("block_profiled_calibrated_20", "profiled + 20"),
+                 ("ofa_sum", "OFA-style sum"), ("fitted_on_host", "fitted on this host"),
+                 ("fitted_on_host_calibrated_5", "host model + 5 meas."))
+
+
+def held_out_models_section(doc: dict[str, Any], title: str) -> list[str]:
+    """Every model's share of held-out archs within ±10 % (same held-out archs, disjoint by arch
+    from the calibration pool and the profile's probes), with the paired differences of the
+    block-profiled + 20 model against the others."""
+    results = doc["results"]
+    present = [(k, label) for k, label in MODEL_COLUMNS if any(k in r["models"] for r in results.values())]
+    lines = [title, ""]
+    verdicts = []
+    for key, r in results.items():
+        for other, d in r["paired_vs_block_profiled_calibrated_20"].items():
+            if other in ("ofa_sum", "calibrated_20"):
+                lo, hi = d["within_10pct_ci95"]
+                word = "better than" if lo > 0 else ("worse than" if hi < 0 else "tied with")
+                verdicts.append(f"{key}: profiled + 20 {word} {dict(MODEL_COLUMNS)[other]} "
+                                f"({d['within_10pct_pp']:+.0f} pp [{lo:+.0f}, {hi:+.0f}])")
+    lines += ["Within ±10 %, block-profiled + 20 measurements against the OFA-style sum and against 20 measurements "
+              "alone, paired over the held-out archs (95 % bootstrap CI): " + "; ".join(verdicts) + ".", "",
+              "| engine/threads | " + " | ".join(label for _, label in present)
+              + " | Kendall τ (profiled + 20) | MAPE (profiled + 20) | profiling (device s) |",
+              "|---|" + "---|" * (len(present) + 3)]
+    for key, r in results.items():
+        m = r["models"]
+        best = m["block_profiled_calibrated_20"]
+        cells = [pct(m[k]["within_10pct"], 0) if k in m else "–" for k, _ in present]
+        secs = r.get("device_seconds", {})
+        prof = secs.get("block_profile", secs.get(f"{key}_profile_device_s"))
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {best['kendall_tau']:.3f} | {pct(best['mape'], 1)} | "
+                     + (f"{prof:.0f} |" if prof is not None else "– |"))
+    lo, hi = doc.get("held_out_mflops_range", [None, None])
+    lines += ["", f"Cells: share of {doc['held_out']} held-out archs"
+                  + (f" ({lo:.0f}–{hi:.0f} MFLOPs)" if lo is not None else "")
+                  + f" predicted within ±10 % of the measured latency (fastest sample); calibration pool "
+                  f"{doc['pool']} archs; {doc['runs']} timed rounds per network.", "",
+              f"![predicted vs measured](benchmarks/results/{doc['benchmark']}.png)"]
+    return lines
+
+
+def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
+    """Per resolution: engines' batch-1 latency on the smallest / median / largest arch, bundle
+    sizes, and a fresh device process's load -> first prediction and peak RSS."""
+    lines = ["### Engines at MobileNetV3 scale (mbv3, untrained weights; batch 1)", ""]
+    for res in doc["resolutions"]:
+        m = res["mflops"]
+        lines += [f"**{res['resolution']} px** — smallest {m['smallest']:.0f}, median {m['median']:.0f}, largest "
+                  f"{m['largest']:.0f} MFLOPs; int8 bundle {res['bundle_bytes']['int8'] / 2 ** 20:.1f} MiB "
+                  f"({pct(res['int8_over_fp32'], 0)} of fp32). "
+                  + "; ".join(f"{c['engine']}: load → first prediction {c['load_to_first_prediction_ms']:.0f} ms, "
+                              f"peak RSS {c['peak_rss_mib']} MiB" for c in res["cold_start"]) + ".", "",
+                  "| engine/threads | smallest ms (fastest / median / p90) | median arch | largest |", "|---|---|---|---|"]
+        by_cfg: dict[str, dict[str, Any]] = {}
+        for row in res["latency"]:
+            by_cfg.setdefault(f"{row['engine']}/{row['threads']}", {})[row["arch"]] = row
+        for cfg, rows in by_cfg.items():
+            lines.append(f"| {cfg} | " + " | ".join(
+                f"{r['latency_ms']:.2f} / {r['median_ms']:.2f} / {r['p90_ms']:.2f}"
+                for r in (rows[a] for a in ("smallest", "median", "largest"))) + " |")
+        lines.append("")
+    lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
+                 "in one group; load → first prediction and peak RSS are medians of fresh torch-free processes.")
+    return lines
+
+
+def cost_model_mbv3_section(doc: dict[str, Any]) -> list[str]:
+    return held_out_models_section(doc, f"### Latency model at MobileNetV3 scale on `{doc['target']}` (mbv3 at "
+                                        f"{doc['resolution']} px, untrained weights)")
+
+
 def cost_model_arm64_section(doc: dict[str, Any]) -> list[str]:
     """The host table's columns for the emulated arm64 device, plus the host's figures for the same
     engine and the emulation slowdown on the same held-out sub-networks."""
+    title = (f"### Latency model on the arm64 stand-in (Debian arm64 under qemu, over SSH; "
+             f"{doc['held_out']} held-out sub-networks)")
+    if all("models" in r for r in doc["results"].values()):
+        return held_out_models_section(doc, title) + ["", "Emulation slowdown on the held-out archs: " + "; ".join(
+            f"{key} {r['emulation_slowdown']['median']:.0f}× ({r['emulation_slowdown']['min']:.0f}–"
+            f"{r['emulation_slowdown']['max']:.0f}×)" for key, r in doc["results"].items() if r.get("emulation_slowdown"))
+            + ". qemu translates XNNPACK's NEON kernels far worse than numpy's, so read these timings as a second, "
+              "differently shaped device, not as a Raspberry Pi."]
     lines = cost_model_section(doc)
-    lines[0] = (f"### Latency model on the arm64 stand-in (Debian arm64 under qemu, over SSH; "
-                f"{doc['held_out']} held-out sub-networks)")
+    lines[0] = title
     lines += ["", "| engine/threads | this host, 20 meas. | this host, block-profiled | arm64 under qemu vs "
                   "this host (median, same sub-networks) |", "|---|---|---|---|"]
     for key, r in doc["results"].items():
@@ -194,7 +275,10 @@ def quickstart_repeat_section(doc: dict[str, Any]) -> list[str]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS, ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
+    ("mbv3_engines", mbv3_engines_section), ("cost_model_mbv3", cost_model_mbv3_section),
     ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_arm64_section), ("fleet", fleet_section),
+    ("fleet_mbv3", lambda d: [fleet_section(d)[0].replace("### Fleet benchmarking", "### Fleet benchmarking, mbv3 "
+                                                                                     "networks"), *fleet_section(d)[1:]]),
     ("gpu_training", lambda d: [f"### GPU training", "", d.get("summary", "")]),
 ]
 

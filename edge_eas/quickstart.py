@@ -270,10 +270,13 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"MFLOPs budgets: {100 * report['mflops_budgets']['within_budget']:.0f}% within budget, mean task accuracy "
           f"{100 * report['mflops_budgets']['mean_task_accuracy']:.2f}%")
     h = c["held_out"]
-    print(f"latency model on {h['held_n']} measurements, each predicted by a fit that never saw its architecture "
-          f"({h['fit_archs']} archs, leave one out): within ±10% {100 * h['before']['within_10pct']:.0f}% "
-          f"(block-profiled) -> {100 * h['after']['within_10pct']:.0f}% (calibrated); kept: {h.get('kept')}, "
-          f"ms budgets carry a +{100 * h.get('margin', 0.0):.1f}% margin")
+    if h["after"] is None:
+        print(f"latency model: {h['reason']}")
+    else:
+        print(f"latency model on {h['held_n']} measurements ({h.get('held_noisy_n', 0)} noisy), each predicted by a "
+              f"fit that never saw its architecture ({h['fit_archs']} archs, leave one out): within ±10% "
+              f"{100 * h['before']['within_10pct']:.0f}% (block-profiled) -> {100 * h['after']['within_10pct']:.0f}% "
+              f"(calibrated); kept: {h.get('kept')}, ms budgets carry a +{100 * h.get('margin', 0.0):.1f}% margin")
     if h.get("poor"):
         print(f"warning: latency predictions are unreliable on this machine (best {100 * h['kept_within_10pct']:.0f}% "
               f"within ±10% on held-out archs; median CV {h['median_cv'] or 0:.2f}, load average "
@@ -286,7 +289,8 @@ def print_report(report: dict[str, Any]) -> None:
         cal = next(iter(s["calibration"].values()), None)
         print(f"SSH demo: {s['measurements']} measurements ({s['new_this_run']} new) from {s['device']} at "
               f"{s['address']} over SSH"
-              + (f", latency model {100 * cal['after']['within_10pct']:.0f}% within ±10%" if cal else "")
+              + (f", latency model {100 * cal['after']['within_10pct']:.0f}% within ±10%"
+                 if cal and cal["after"] is not None else "")
               + (f"; FAILED: {s['failure']}" if s["failure"] else ""))
     print(f"report: {Path(report['run']).parent / 'report.json'}; plots: {', '.join(report['plots'])}; "
           f"total {report['seconds']:.0f} s")

@@ -11,8 +11,10 @@ different networks; `encode()` pads inactive block slots with 0 to a fixed-lengt
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -139,6 +141,13 @@ class SearchSpace:
                    kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]),
                    stem_act=str(data.get("stem_act", "relu6")), first_block=bool(data.get("first_block", False)),
                    head_act=str(data.get("head_act", "relu6")), mix_channels=int(data.get("mix_channels", 0)))
+
+    def digest(self) -> str:
+        """A short fingerprint of the space: what latency models and block profiles are filed
+        under, so one fitted for another space (digits vs mbv3, or mbv3 at another resolution)
+        is never used for this one."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def at_resolution(self, resolution: int) -> "SearchSpace":
         """The same space for another input size (mbv3 is defined at 224 and runs at 128-224)."""
@@ -299,16 +308,19 @@ class SearchSpace:
             expands.append(tuple(int(e) for e in rng.choice(self.expand_choices, size=d)))
         return Arch(tuple(depths), tuple(kernels), tuple(expands))
 
-    def _uniform(self, pick) -> Arch:  # type: ignore[no-untyped-def]
-        depths = tuple(pick(s.depth_choices) for s in self.stages)
-        return Arch(depths, tuple((pick(self.kernel_choices),) * d for d in depths),
-                    tuple((pick(self.expand_choices),) * d for d in depths))
+    def uniform(self, depth: Callable[[Sequence[int]], int], kernel: Callable[[Sequence[int]], int],
+                expand: Callable[[Sequence[int]], int]) -> Arch:
+        """The arch whose every stage picks its depth with `depth` (e.g. min) and every block
+        its kernel and expand with `kernel` and `expand`."""
+        depths = tuple(depth(s.depth_choices) for s in self.stages)
+        return Arch(depths, tuple((kernel(self.kernel_choices),) * d for d in depths),
+                    tuple((expand(self.expand_choices),) * d for d in depths))
 
     def smallest(self) -> Arch:
-        return self._uniform(min)
+        return self.uniform(min, min, min)
 
     def largest(self) -> Arch:
-        return self._uniform(max)
+        return self.uniform(max, max, max)
 
     def size(self) -> int:
         """Number of distinct architectures (exact integer)."""

@@ -198,6 +198,31 @@ def test_calibration_is_kept_when_it_helps_and_ms_budgets_carry_its_margin() -> 
     assert rep["kept"] == "calibrated" and rep["held_n"] == 60 and rep["fit_archs"] == 20 and not rep["poor"]
     assert rep["after"]["within_10pct"] > rep["before"]["within_10pct"]
     assert 0 < kept.margin < 0.2 and rep["margin"] == kept.margin
+
+
+def test_archs_seen_by_block_profiling_are_not_scored_and_noisy_rows_are_counted() -> None:
+    """The profile's fixed term was estimated from some probe archs: the unfitted model has seen
+    them, so their rows never count as held out. Noisy rows stay in the score, counted."""
+    from edge_eas.cost.calibration import calibrate_rows, held_out_line
+    space, truth, archs, measured = _synthetic(40)
+    rows = _rows(archs, measured)
+    rows[25]["stats"]["noisy"] = True
+    seen = [archs[0].to_dict(), archs[30].to_dict()]
+    _, rep = calibrate_rows(truth, rows, space, 20, seen_archs=seen)
+    assert rep["held_n"] == 38 and rep["unscored_n"] == 2 and rep["held_noisy_n"] == 1
+    assert rep["held_out_archs"] == 38 and rep["seen_by_profile_archs"] == 2
+    assert "38 held-out measurements (38 archs, 1 of them noisy)" in held_out_line("numpy/t1", rep)
+
+
+def test_a_calibration_with_nothing_held_out_gives_no_held_out_figure() -> None:
+    """One arch measured over and over: every prediction would be of the fit set, so the report
+    says so instead of printing a figure."""
+    from edge_eas.cost.calibration import calibrate_rows, held_out_line
+    space, truth, archs, measured = _synthetic(3)
+    kept, rep = calibrate_rows(truth, _rows([archs[0]] * 6, [measured[0]] * 6), space, 20)
+    assert rep["held_n"] == 0 and rep["before"] is None and rep["after"] is None
+    assert rep["kept_within_10pct"] is None and kept.margin == 0.0
+    assert "no held-out architecture" in held_out_line("numpy/t1", rep)
     # repair against predicted x (1 + margin): the held-out archs' measured times then fit their budgets
     gen = ArchGenerator(space, 10, {"fc1.weight": np.zeros((4, 14)), "fc1.bias": np.zeros(4),
                                     "fc2.weight": np.zeros((sum(space.decision_sizes()), 4)),
@@ -230,7 +255,7 @@ def test_a_group_met_in_a_slow_stretch_is_timed_again() -> None:
         return [{"latency_ms": r, "median_ms": r}] + [{"latency_ms": 0.05 * r / 0.01, "median_ms": 1.0}
                                                        for _ in fns[1:]]
 
-    ref = SpeedReference(lambda: None, timer=machine)
+    ref = SpeedReference(lambda: None, timer=machine, sleep=lambda s: None)
     assert ref.settle() == 0.010
     stats = ref.measure([lambda: None, lambda: None])
     assert [s["group_attempts"] for s in stats] == [2, 2]
@@ -239,14 +264,68 @@ def test_a_group_met_in_a_slow_stretch_is_timed_again() -> None:
 
 def test_a_group_slow_in_every_attempt_keeps_its_fastest_attempt() -> None:
     from edge_eas.runtime.timing import SpeedReference
-    ref_ms = iter([0.010, 0.013, 0.0115, 0.012, 0.014])  # settle, then four slow attempts
+    ref_ms = iter([0.010, 0.013, 0.0115, 0.012, 0.014, 0.013, 0.0125, 0.012, 0.016])  # settle, 8 slow attempts
+    pauses: list[float] = []
 
     def machine(fns, **protocol):  # type: ignore[no-untyped-def]
         r = next(ref_ms)
         return [{"latency_ms": r}] + [{"latency_ms": 5 * r} for _ in fns[1:]]
 
-    ref = SpeedReference(lambda: None, timer=machine)
+    ref = SpeedReference(lambda: None, timer=machine, sleep=pauses.append)
     ref.settle()
     stats = ref.measure([lambda: None])
-    assert stats[0]["group_attempts"] == ref.max_attempts == 4
+    assert stats[0]["group_attempts"] == ref.max_attempts == 8
     assert stats[0]["reference_ms"] == 0.0115 and stats[0]["latency_ms"] == pytest.approx(0.0575)
+    # attempts are spaced ever wider, so a long slow stretch can pass
+    assert pauses == [ref.pause_s * k for k in range(1, 8)]
+
+
+def test_a_store_holding_two_spaces_calibrates_each_on_its_own(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Digits then mbv3 benched on one device: each calibration uses only its space's rows and
+    fixed term, the models are filed per space, and a model of one space is never used for the
+    other (a digits model predicted mbv3 networks ~80x off in an acceptance run)."""
+    from edge_eas.cost.calibration import calibrate_target, prior_model
+    from edge_eas.cost.latency import model_for
+    from edge_eas.cost.store import Measurement, MeasurementStore
+    monkeypatch.setenv("EDGE_EAS_HOME", str(tmp_path / "home"))
+    store_path = tmp_path / "m.sqlite"
+    spaces = {"small": SearchSpace.preset("digits"), "big": SearchSpace.preset("digits").at_resolution(16)}
+    prior = prior_model("local", "numpy", 1)
+    with MeasurementStore(store_path) as store:
+        for name, space in spaces.items():
+            # the device: 1.5x slower than the local profile's prior, with its own constant per space
+            truth = LatencyModel("local", "numpy", 1, coef=tuple(1.5 * c for c in prior.prior_coef()[0]),
+                                 const_ms=0.05 if name == "small" else 0.5)
+            store.put_bundle(name * 8, space.to_dict(), [str(i) for i in range(10)])
+            rng = np.random.default_rng(len(name))
+            for i in range(30):
+                a = space.sample(rng)
+                ms = truth.predict(space, a)
+                store.insert(Measurement(f"{name}-{i}", "dev", "local", "numpy", 1, 1, a.to_dict(), ms,
+                                         {"latency_ms": ms, "median_ms": ms}, bundle_sha256=name * 8))
+    last = calibrate_target("local", store_path)  # the space measured last: big
+    assert last["models"]["numpy/t1"]["space_digest"] == spaces["big"].digest()
+    first = calibrate_target("local", store_path, space_digest=spaces["small"].digest())
+    for name, rep in (("big", last), ("small", first)):
+        r = rep["models"]["numpy/t1"]
+        assert r["held_n"] == 30 and r["after"]["within_10pct"] >= 0.9, (name, r)  # mixed spaces: 50 %
+    doc = json.loads(Path(first["model_file"]).read_text())
+    for name, space in spaces.items():
+        model = model_for(doc, "numpy/t1", space)
+        assert model is not None and model.space_digest == space.digest()
+        assert model.made_for(space) and not model.made_for(spaces["small" if name == "big" else "big"])
+    only_big = {"models": {"numpy/t1": doc["by_space"][spaces["big"].digest()]["numpy/t1"]}}
+    assert model_for(only_big, "numpy/t1", spaces["small"]) is None
+
+
+def test_block_entries_are_shared_by_spaces_and_the_fixed_term_is_not(tmp_path: Path) -> None:
+    from edge_eas.cost.store import fixed_key
+    with MeasurementStore(tmp_path / "m.sqlite") as store:
+        store.put_block_profile("local", "tflite", 1, "i16-o24-k3-e3-s2-r112", 0.5)
+        store.put_block_profile("local", "tflite", 1, "fixed", 9.0)  # from before spaces were told apart
+        for digest, ms in (("a" * 16, 1.0), ("b" * 16, 2.0)):
+            store.put_block_profile("local", "tflite", 1, fixed_key(digest), ms, {"probe_archs": [{"d": digest}]})
+        assert store.block_profiles("local", "tflite", 1, "a" * 16) == {"i16-o24-k3-e3-s2-r112": 0.5, "fixed": 1.0}
+        assert store.block_profiles("local", "tflite", 1, "b" * 16)["fixed"] == 2.0
+        assert store.block_profiles("local", "tflite", 1, "c" * 16) == {"i16-o24-k3-e3-s2-r112": 0.5}
+        assert store.fixed_probe_archs("local", "tflite", 1, "b" * 16) == [{"d": "b" * 16}]

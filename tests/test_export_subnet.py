@@ -1,4 +1,5 @@
-"""`edge_eas export-subnet`: standalone .tflite / .pte files that match the host sub-network."""
+"""`edge_eas export-subnet`: standalone .tflite / .pte files an app can load as they are: uint8
+NHWC image in, softmax probabilities out, labels beside them, matching the host sub-network."""
 
 import importlib.util
 import json
@@ -12,6 +13,7 @@ import torch
 
 from edge_eas.data import load_dataset
 from edge_eas.evaluate import TaskEvaluator
+from edge_eas.preprocess import Preprocess
 from edge_eas.rundir import RunDir, load_supernet
 from edge_eas.space import Arch
 from edge_eas.supernet import recalibrate_bn
@@ -19,35 +21,96 @@ from edge_eas.supernet import recalibrate_bn
 CLI = [sys.executable, "-m", "edge_eas.cli"]
 
 
-def _reference(run: Path, doc: dict, x: np.ndarray) -> np.ndarray:
+def _export(run: Path, out: Path, fmt: str, classes: str = "2,5,8") -> dict:
+    res = subprocess.run([*CLI, "export-subnet", str(run), "--classes", classes, "--budget-mflops", "1.0",
+                          "--format", fmt, "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def _reference(run: Path, doc: dict, images_nchw: np.ndarray) -> np.ndarray:
+    """Softmax of the host sub-network on the images, preprocessed as training did."""
     net, meta = load_supernet(RunDir(run))
     data = load_dataset(meta["data"], seed=meta["config"]["seed"])
-    sub = net.extract(Arch.from_dict(doc["arch"]), classes=doc["classes"])
+    sub = net.extract(Arch.from_dict(doc["arch"]), classes=doc["class_ids"])
     recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())
+    x = Preprocess.from_dict(meta["preprocess"])(images_nchw)
     with torch.no_grad():
-        return sub.eval()(torch.from_numpy(x)).numpy()
+        return torch.softmax(sub.eval()(torch.from_numpy(x)), 1).numpy()
 
 
 @pytest.mark.parametrize("fmt, module", [("tflite", "ai_edge_litert"), ("pte", "executorch")])
-def test_export_subnet_matches_host(tiny_run: Path, tmp_path: Path, fmt: str, module: str) -> None:
+def test_export_subnet_takes_uint8_nhwc_and_gives_probabilities(tiny_run: Path, tmp_path: Path, fmt: str,
+                                                                module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed")
+        pytest.fail(f"{module} is not installed (CI installs every engine)")
     out = tmp_path / f"sub.{fmt}"
-    res = subprocess.run([*CLI, "export-subnet", str(tiny_run), "--classes", "2,5,8", "--budget-mflops", "1.0",
-                          "--format", fmt, "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    doc = json.loads(res.stdout)
-    assert doc["mflops"] <= 1.0 and doc["classes"] == [2, 5, 8]
-    x = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    doc = _export(tiny_run, out, fmt)
+    assert doc["mflops"] <= 1.0 and doc["class_ids"] == [2, 5, 8] and doc["labels"] == ["2", "5", "8"]
+    side = json.loads((tmp_path / "sub.json").read_text())
+    assert side["input"] == {**side["input"], "dtype": "uint8", "layout": "NHWC", "shape": [1, 8, 8, 1]}
+    assert side["normalisation"]["inside_graph"] and side["output"]["shape"] == [1, 3]
+    images = np.random.default_rng(0).integers(0, 256, size=(1, 1, 8, 8), dtype=np.uint8)
+    nhwc = images.transpose(0, 2, 3, 1).copy()
     if fmt == "tflite":
         from ai_edge_litert.interpreter import Interpreter
         it = Interpreter(model_content=out.read_bytes())
-        it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x.transpose(0, 2, 3, 1).copy())  # NHWC
-        it.invoke()
-        got = it.get_tensor(it.get_output_details()[0]["index"])
+        got = it.get_signature_runner(side["signature"])(**{side["input"]["name"]: nhwc})[side["output"]["name"]]
     else:
         from executorch.runtime import Runtime
         program = Runtime.get().load_program(out.read_bytes())
-        got = program.load_method("forward").execute([torch.from_numpy(x)])[0].numpy()
-    assert np.abs(got - _reference(tiny_run, doc, x)).max() < 1e-4
+        got = program.load_method("forward").execute([torch.from_numpy(nhwc)])[0].numpy()
+    assert got.shape == (1, 3) and abs(float(got.sum()) - 1.0) < 1e-5
+    assert np.abs(got - _reference(tiny_run, doc, images)).max() < 1e-4
+
+
+# An app's own code: LiteRT and numpy only, the image as the app holds it, the labels from the sidecar.
+PLAIN_LITERT_APP = """
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+model, images, labels = sys.argv[1], np.load(sys.argv[2]), json.load(open(sys.argv[3]))
+run = Interpreter(model_path=model).get_signature_runner(labels["signature"])
+hits = 0
+for img, truth in zip(images["x"], images["y"]):
+    probs = run(**{labels["input"]["name"]: img[None]})[labels["output"]["name"]][0]
+    hits += labels["class_ids"][int(np.argmax(probs))] == truth
+assert not any(m.startswith("edge_eas") for m in sys.modules), "the app imported edge_eas"
+print(hits / len(images["y"]))
+"""
+
+
+def test_exported_tflite_in_a_plain_litert_app_scores_what_eval_says(tiny_run: Path, tmp_path: Path) -> None:
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.fail("ai_edge_litert is not installed (CI installs every engine)")
+    out = tmp_path / "digits.tflite"
+    doc = _export(tiny_run, out, "tflite", classes="0,3,7,9")
+    _, meta = load_supernet(RunDir(tiny_run))
+    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    pick = np.isin(data.y_test, doc["class_ids"])
+    np.savez(tmp_path / "images.npz", x=data.x_test[pick].transpose(0, 2, 3, 1), y=data.y_test[pick])
+    app = subprocess.run([sys.executable, "-c", PLAIN_LITERT_APP, str(out), str(tmp_path / "images.npz"),
+                          doc["sidecar"]], capture_output=True, text=True, timeout=300)
+    assert app.returncode == 0, app.stderr[-2000:]
+    ev = subprocess.run([*CLI, "eval", str(tiny_run), "--classes", "0,3,7,9", "--arch", json.dumps(doc["arch"]),
+                         "--json"], capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert int(pick.sum()) >= 100
+    assert abs(float(app.stdout) - json.loads(ev.stdout)["accuracy"]) <= 0.005
+
+
+def test_the_readme_litert_example_classifies_an_image_file(tiny_run: Path, tmp_path: Path) -> None:
+    """The README's example, as written, on a PNG of a test digit."""
+    from PIL import Image
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("With plain LiteRT:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 12
+    doc = _export(tiny_run, tmp_path / "subnet.tflite", "tflite", classes="0,3,7")
+    _, meta = load_supernet(RunDir(tiny_run))
+    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    i = int(np.flatnonzero(data.y_test == 7)[0])
+    Image.fromarray(data.x_test[i, 0]).save(tmp_path / "digit.png")
+    res = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    label, prob = res.stdout.split()
+    assert label in doc["labels"] and 0 < float(prob) <= 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from edge_eas.arch import Arch
 from edge_eas.rundir import RunDir, load_supernet
 from edge_eas.runtime import Runtime
 from edge_eas.runtime.engines import available_engines
@@ -183,7 +184,8 @@ def test_agent_messages_round_trip_and_tolerate_chatter_and_new_fields() -> None
 
 def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path) -> None:
     from edge_eas.cost.latency import block_key
-    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, profile_blocks
+    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, fixed_probes, profile_blocks
+    from edge_eas.runtime.timing import SpeedReference
     rt = Runtime.load(tiny_bundle)
     engine = "tflite" if "tflite" in available_engines() else "numpy"  # the same protocol; tflite is quicker
     rows = list(profile_blocks(rt, engine=engine, threads=1, warmup=1, runs=30))
@@ -191,7 +193,7 @@ def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path)
     for r in rows[:-1]:
         assert r.with_block_ms is not None and r.without_block_ms is not None and r.reference_ms is not None
         assert r.median_ms == max(0.0, r.with_block_ms - r.without_block_ms)
-        assert 1 <= (r.group_attempts or 0) <= 3
+        assert 1 <= (r.group_attempts or 0) <= SpeedReference.max_attempts
     # configs sharing an input were timed CONFIGS_PER_GROUP at a time, each group beside its baseline
     baselines: dict[str, list[float]] = {}
     for r in rows[:-1]:
@@ -199,3 +201,12 @@ def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path)
         baselines.setdefault(key, []).append(r.without_block_ms)
     for times in baselines.values():
         assert len(set(times)) == -(-len(times) // CONFIGS_PER_GROUP)
+    # the fixed term: the median of what the probe archs leave after their blocks, none pinned
+    fixed = rows[-1]
+    probes = [Arch.from_dict(a) for a in fixed.probe_archs or []]
+    assert probes == fixed_probes(rt.space) and rt.space.smallest() in probes and rt.space.largest() in probes
+    entries = {r.block_key: r.median_ms for r in rows[:-1]}
+    residual = [ms - sum(entries[block_key(c)] for c in rt.space.active_blocks(a))
+                for a, ms in zip(probes, fixed.probe_ms or [])]
+    assert residual == pytest.approx(fixed.probe_residual_ms)
+    assert fixed.median_ms == pytest.approx(max(0.0, float(np.median(residual))))

@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if dev["failure"]:
             info(f"{dev['device']}: FAILED: {dev['failure']} (measurements stored so far are kept)")
     if result.get("calibration"):
+        from ..cost.calibration import held_out_line
         for key, cal in result["calibration"].items():
-            b, a = cal["before"], cal["after"]
-            info(f"calibrated {key}: within +-10% {100 * b['within_10pct']:.0f}% -> {100 * a['within_10pct']:.0f}%, "
-                 f"MAPE {100 * b['mape']:.1f}% -> {100 * a['mape']:.1f}%, tau {b['kendall_tau']:.2f} -> "
-                 f"{a['kendall_tau']:.2f} on held-out archs; kept {cal['kept']}, ms-budget margin "
-                 f"+{100 * cal['margin']:.1f}%")
+            info(f"calibrated {held_out_line(key, cal)}")
     return 0 if not result["failed_devices"] else 1

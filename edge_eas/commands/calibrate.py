@@ -26,7 +26,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost.calibration import calibrate_target
+    from ..cost.calibration import calibrate_target, held_out_line
 
     result = calibrate_target(args.target, args.store or default_store(), engine=args.engine, threads=args.threads,
                               n_fit=args.fit, run_dir=args.run, sign_key=args.sign)
@@ -37,11 +37,15 @@ def run(args: argparse.Namespace) -> int:
     for key, cal in result["models"].items():
         for label in ("before", "after"):
             m = cal[label]
-            rows.append((key, label, cal["fit_n"], m["n"], f"{m['rmse_ms']:.4f}", f"{100 * m['mape']:.1f}%",
-                         f"{100 * m['within_10pct']:.0f}%", f"{m['kendall_tau']:.3f}"))
+            if m is None:  # nothing held out: no figure rather than the fit set's
+                rows.append((key, label, cal["fit_n"], 0, "-", "-", "-", "-"))
+                continue
+            rows.append((key, label, cal["fit_n"], f"{m['n']} ({cal.get('held_noisy_n', 0)} noisy)",
+                         f"{m['rmse_ms']:.4f}", f"{100 * m['mape']:.1f}%", f"{100 * m['within_10pct']:.0f}%",
+                         f"{m['kendall_tau']:.3f}"))
     print_table(f"latency model for {args.target} (held-out measurements)",
                 ["model", "", "fit on", "held out", "RMSE ms", "MAPE", "within ±10%", "Kendall tau"], rows)
     for key, cal in result["models"].items():
-        print(f"{key}: kept {cal['kept']} ({cal['reason']}); ms budgets carry a +{100 * cal['margin']:.1f}% margin")
+        print(held_out_line(key, cal))
     print(f"wrote {result['model_file']}")
     return 0

@@ -1,5 +1,6 @@
 """`edge_eas export-subnet`: one generated sub-network as a standalone .pte (ExecuTorch) or
-.tflite file, for devices that run a native runtime but not edge_eas itself."""
+.tflite file, for apps that run a native runtime but not edge_eas itself: uint8 NHWC image in,
+softmax probabilities out, labels and layout in NAME.json beside it (runtime/app_io.py)."""
 
 from __future__ import annotations
 
@@ -30,14 +31,14 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from .. import __version__
     from .. import generator as G
     from ..fileio import atomic_write_bytes
     from ..cost.flops import macs, params
     from ..data import load_dataset
     from ..evaluate import TaskEvaluator
     from ..rundir import RunDir, load_supernet
+    from ..runtime.app_io import AppIO, sidecar, sidecar_bytes
     from ..runtime.folded import fold_bn
     from ..supernet import recalibrate_bn
 
@@ -54,20 +55,27 @@ def run(args: argparse.Namespace) -> int:
         recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())  # all-class BN statistics
     weights = {k: v.detach().cpu().numpy() for k, v in sub.state_dict().items() if not k.endswith("num_batches_tracked")}
     folded = fold_bn(weights, net.space, arch)
+    app = AppIO(mean=tuple(meta["preprocess"]["mean"]), std=tuple(meta["preprocess"]["std"]))
+    n = len(task.classes)
+    doc = sidecar(args.format, app, (args.batch_size, *net.space.input_shape), task.classes,
+                  [meta["class_names"][k] for k in task.classes],
+                  {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
+                   "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__})
     if args.format == "pte":
         from ..runtime.engines.executorch_engine import export_pte
-        export_pte(folded, args.out, batch_size=args.batch_size)
+        export_pte(folded, args.out, batch_size=args.batch_size, app=app)
     else:
         from ..runtime.engines.tflite_engine import build_tflite
-        atomic_write_bytes(args.out, build_tflite(folded, args.batch_size))
-    doc = {"out": str(args.out), "format": args.format, "classes": list(task.classes), "arch": arch.to_dict(),
-           "mflops": macs(net.space, arch, len(task.classes)) / 1e6, "params": params(net.space, arch, len(task.classes)),
-           "input": [args.batch_size, *net.space.input_shape], "preprocess": meta["preprocess"],
-           "bytes": args.out.stat().st_size}
+        atomic_write_bytes(args.out, build_tflite(folded, args.batch_size, app=app, metadata=sidecar_bytes(doc)))
+    side = args.out.with_suffix(".json")
+    atomic_write_bytes(side, sidecar_bytes(doc))
+    result = {"out": str(args.out), "sidecar": str(side), "bytes": args.out.stat().st_size,
+              "classes": list(task.classes), **doc}
     if args.json:
-        emit_json(doc)
+        emit_json(result)
     else:
-        print(f"wrote {args.out} ({doc['bytes'] / 1024:.1f} KiB, {args.format}): arch {arch.to_json()}, "
-              f"{doc['mflops']:.3f} MFLOPs; input {doc['input']} float32 normalised with mean "
-              f"{np.round(meta['preprocess']['mean'], 4).tolist()} std {np.round(meta['preprocess']['std'], 4).tolist()}")
+        shape = doc["input"]["shape"]
+        print(f"wrote {args.out} ({result['bytes'] / 1024:.1f} KiB, {args.format}) and {side}: {doc['mflops']:.3f} "
+              f"MFLOPs; input '{doc['input']['name']}' uint8 NHWC {shape} (raw pixels, normalised inside), output "
+              f"'{doc['output']['name']}' softmax over {doc['labels']}")
     return 0

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     table = model = None
     if args.budget_ms is not None:
         kind, budget = "ms", args.budget_ms
-        model = _latency_model(args)
+        model = _latency_model(args, gen.space)
         table = model.budget_table(gen.space)  # what the budget is met against (margin included)
     elif args.budget_mflops is not None:
         kind, budget = "mflops", args.budget_mflops
@@ -88,11 +88,12 @@ def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no
     return TaskEvaluator(net, data).accuracy(arch, task)
 
 
-def _latency_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The target's calibrated model: from the run (or bundle) first, else the user's model file."""
+def _latency_model(args: argparse.Namespace, space):  # type: ignore[no-untyped-def]
+    """The target's calibrated model for this space: from the run (or bundle) first, else the
+    user's model file."""
     import json
 
-    from ..cost.latency import LatencyModel, load_run_models, model_key
+    from ..cost.latency import load_run_models, model_for, model_key
     from ..errors import UserError
     from ..paths import models_dir
     from ..targets import load_target
@@ -112,10 +113,11 @@ def _latency_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         sources.append(open_bundle(args.source).manifest.get("cost_models", {}).get(target.name, {}))
     user_file = models_dir() / f"{target.name}.json"
     if user_file.is_file():
-        sources.append(json.loads(user_file.read_text()).get("models", {}))
+        sources.append(json.loads(user_file.read_text()))
     for key in keys:
         for models in sources:
-            if key in models:
-                return LatencyModel.from_dict(models[key])
-    raise UserError(f"no calibrated latency model for {target.name} ({' or '.join(keys)}): run "
-                    f"`edge_eas bench --target {target.name} --calibrate` first")
+            model = model_for(models, key, space)
+            if model is not None:
+                return model
+    raise UserError(f"no calibrated latency model for {target.name} ({' or '.join(keys)}) and this search space: "
+                    f"run `edge_eas bench --target {target.name} --calibrate` with this run's bundle first")

@@ -104,6 +104,7 @@ class LatencyModel:
     # ms budgets are met against predicted x (1 + margin): the 90th-percentile relative
     # under-prediction seen on held-out measurements (cost/calibrate.py), 0 until validated
     margin: float = 0.0
+    space_digest: str | None = None   # SearchSpace.digest() of the space it was fitted for
 
     # ---- the prior ----------------------------------------------------------------------
     def prior_coef(self) -> tuple[np.ndarray, float]:
@@ -129,6 +130,10 @@ class LatencyModel:
         if self.fixed_ms is not None:
             return self.fixed_ms + const
         return float(fixed_features(space, self.num_classes) @ coef) + const
+
+    def made_for(self, space: SearchSpace) -> bool:
+        """Fitted for this space (a model from before spaces were recorded is taken as one)."""
+        return self.space_digest is None or self.space_digest == space.digest()
 
     # ---- prediction ---------------------------------------------------------------------
     def predict(self, space: SearchSpace, arch: Arch) -> float:
@@ -180,6 +185,21 @@ def expected_table_cost(table: SlotCostTable, space: SearchSpace, depth_probs: S
             total = total + p_active * cell
             slot += 1
     return total
+
+
+def model_for(doc: dict[str, Any], key: str, space: SearchSpace) -> LatencyModel | None:
+    """The model filed under `key` (engine/tN) for `space`, from a cost-model file
+    ({"models": latest, "by_space": {digest: {key: model}}}) or a run's per-target dict
+    ({key: model}); None when there is none for this space: a model fitted for another space
+    predicts it wrongly, silently."""
+    by_space = (doc.get("by_space") or {}).get(space.digest(), {})
+    for source in (by_space, doc.get("models", doc)):
+        data = source.get(key) if isinstance(source, dict) else None
+        if isinstance(data, dict) and "target" in data:
+            model = LatencyModel.from_dict(data)
+            if model.made_for(space):
+                return model
+    return None
 
 
 def models_path(run_dir: Path) -> Path:

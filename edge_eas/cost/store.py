@@ -65,6 +65,15 @@ CREATE TABLE IF NOT EXISTS block_profiles (
 """
 
 
+FIXED = "fixed"
+
+
+def fixed_key(space_digest: str) -> str:
+    """The block_profiles key of a space's fixed term (rows named plain 'fixed' predate spaces
+    being told apart and are never used: they may belong to another space)."""
+    return f"{FIXED}@{space_digest}"
+
+
 @dataclass(frozen=True)
 class Measurement:
     measurement_id: str
@@ -183,10 +192,24 @@ class MeasurementStore:
                                (bench_run, device_id))
         return {r[0] for r in rows.fetchall()}
 
-    def block_profiles(self, target: str, engine: str, threads: int | None) -> dict[str, float]:
-        rows = self.db.execute("SELECT block_key, median_ms FROM block_profiles WHERE target=? AND engine=? AND "
-                               "threads=?", (target, engine, threads or 0))
-        return {k: v for k, v in rows.fetchall()}
+    def block_profiles(self, target: str, engine: str, threads: int | None,
+                       space_digest: str | None = None) -> dict[str, float]:
+        """The device's per-block entries, shared by every space (a block config's time does not
+        depend on the network around it), plus, as 'fixed', the fixed term profiled for the
+        space `space_digest` (stem, head and invoke differ between spaces)."""
+        rows = dict(self.db.execute("SELECT block_key, median_ms FROM block_profiles WHERE target=? AND engine=? AND "
+                                    "threads=?", (target, engine, threads or 0)).fetchall())
+        out = {k: v for k, v in rows.items() if not k.startswith(FIXED)}
+        if space_digest is not None and fixed_key(space_digest) in rows:
+            out[FIXED] = rows[fixed_key(space_digest)]
+        return out
+
+    def fixed_probe_archs(self, target: str, engine: str, threads: int | None, space_digest: str) -> list[dict[str, Any]]:
+        """The archs the space's profiled fixed term was estimated from: an evaluation leaves
+        them out of its held-out set."""
+        row = self.db.execute("SELECT stats_json FROM block_profiles WHERE target=? AND engine=? AND threads=? AND "
+                              "block_key=?", (target, engine, threads or 0, fixed_key(space_digest))).fetchone()
+        return list(json.loads(row[0] or "{}").get("probe_archs") or []) if row else []
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0])

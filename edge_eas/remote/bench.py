@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..cost.store import Measurement, MeasurementStore
+from ..cost.store import FIXED, Measurement, MeasurementStore, fixed_key
 from ..errors import AgentFailure, DeviceRefused
 from ..runtime.messages import BlockProfile, Done, Fatal, Hello, MeasurementLine, ScenarioError, parse_line, to_dict
 
@@ -140,10 +140,11 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
             on_retry(report.attempts + 1, report.failure)
 
 
-def profile_device(runner: Runner, target: str, store: MeasurementStore, engine: str = "auto",
+def profile_device(runner: Runner, target: str, store: MeasurementStore, space_digest: str, engine: str = "auto",
                    threads: int | None = None, warmup: int = 5, runs: int = 30) -> int:
     """Micro-benchmark every block config on the device (agent --profile-blocks) into the store's
-    look-up table for (target, engine, threads); returns how many entries were stored."""
+    look-up table for (target, engine, threads); the fixed term is filed under the bundle's
+    space (`space_digest`). Returns how many entries were stored."""
     args = ["--bundle", runner.bundle_path(), "--profile-blocks", "--engine", engine, "--warmup", str(warmup),
             "--runs", str(runs)]
     if threads:
@@ -152,7 +153,8 @@ def profile_device(runner: Runner, target: str, store: MeasurementStore, engine:
     for raw in runner.stream(args):
         msg = parse_line(raw)
         if isinstance(msg, BlockProfile):
-            store.put_block_profile(target, msg.engine, threads, msg.block_key, float(msg.median_ms), to_dict(msg))
+            key = fixed_key(space_digest) if msg.block_key == FIXED else msg.block_key
+            store.put_block_profile(target, msg.engine, threads, key, float(msg.median_ms), to_dict(msg))
             stored += 1
         elif isinstance(msg, Fatal):
             raise AgentFailure(msg.error or "device agent failed")

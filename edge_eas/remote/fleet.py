@@ -151,13 +151,13 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
             with MeasurementStore(store_path) as store:
                 try:
                     result["block_profiles"][t.name] = profile_device(
-                        make_runner(t, args.bundle, args), t.name, store, args.engine or t.engine,
+                        make_runner(t, args.bundle, args), t.name, store, sp.digest(), args.engine or t.engine,
                         args.threads or t.threads, runs=30)
                 except Exception as exc:  # the whole-network measurements still calibrate the model
                     info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
         specs = {t.name: str(t.path) for t in targets}
         for name in sorted(set(specs) - set(result["failed_devices"])):
-            cal = calibrate_target(specs[name], store_path, run_dir=args.run)
+            cal = calibrate_target(specs[name], store_path, run_dir=args.run, space_digest=sp.digest())
             for key, rep in cal["models"].items():
                 result["calibration"][f"{name}/{key}"] = rep
     return result
@@ -168,15 +168,14 @@ def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | No
     falling back to what the device predicted from its bundle."""
     import json
 
-    from ..cost.latency import LatencyModel, model_key
+    from ..cost.latency import model_for, model_key
     from ..paths import models_dir
     from ..space import Arch
     path = models_dir() / f"{target}.json"
     if path.is_file():
-        models = json.loads(path.read_text()).get("models", {})
-        key = model_key(row["engine"], row["threads"])
-        if key in models:
-            return LatencyModel.from_dict(models[key]).predict(space, Arch.from_dict(row["arch"]))
+        model = model_for(json.loads(path.read_text()), model_key(row["engine"], row["threads"]), space)
+        if model is not None:
+            return model.predict(space, Arch.from_dict(row["arch"]))
     return row["predicted_ms"]
 
 

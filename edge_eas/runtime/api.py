@@ -188,7 +188,10 @@ class Runtime:
             except SignatureError as exc:
                 raise TrustError(f"refused: latency model {p}: {exc}") from None
         doc = json.loads(data)
-        self.add_latency_models(doc.get("models", doc) if isinstance(doc, dict) else doc)
+        if isinstance(doc, dict) and self.space.digest() in (doc.get("by_space") or {}):
+            self.add_latency_models(doc["by_space"][self.space.digest()])  # fitted for this bundle's space
+        else:
+            self.add_latency_models(doc.get("models", doc) if isinstance(doc, dict) else doc)
 
     def add_latency_models(self, models: dict[str, Any]) -> None:
         """Latency models pushed to the device after the bundle (engine/threads -> model dict)."""
@@ -215,12 +218,12 @@ class Runtime:
         return self._state
 
     def latency_model(self, engine: str, threads: int | None) -> Any:
-        """The calibrated per-block latency model for this engine/threads, if the bundle has one."""
+        """The calibrated per-block latency model for this engine/threads, if there is one for
+        this bundle's space (one fitted for another space is never used)."""
         if not self.latency_models:
             return None
-        from ..cost.latency import LatencyModel, model_key
-        data = self.latency_models.get(model_key(engine, threads))
-        return LatencyModel.from_dict(data) if data else None
+        from ..cost.latency import model_for, model_key
+        return model_for(self.latency_models, model_key(engine, threads), self.space)
 
     def _pick_engine(self, engine: str) -> str:
         if engine == "auto":

@@ -80,6 +80,11 @@ class BlockProfile:
     without_block_ms: Optional[float] = None
     reference_ms: Optional[float] = None      # the speed reference in the group it was timed in
     group_attempts: Optional[int] = None
+    # the 'fixed' row only: the probe archs it was estimated from (runtime/profile.py), their
+    # measured latency and what is left after their blocks' entries
+    probe_archs: Optional[List[Dict[str, Any]]] = None
+    probe_ms: Optional[List[float]] = None
+    probe_residual_ms: Optional[List[float]] = None
 
 
 @dataclass(frozen=True)

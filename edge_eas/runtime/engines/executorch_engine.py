@@ -15,7 +15,8 @@ import numpy as np
 
 from . import EngineUnavailable, as_input
 from ..folded import FoldedNet
-from .torch_engine import build_module, import_torch
+from ..app_io import AppIO
+from .torch_engine import build_app_module, build_module, import_torch
 
 _INSTALL_HINT = "pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"
 
@@ -39,11 +40,18 @@ def _import_runtime():  # type: ignore[no-untyped-def]
     return Runtime
 
 
-def pte_bytes(folded: FoldedNet, batch_size: int = 1) -> bytes:
-    """Lower `folded` for a fixed (batch_size, C, H, W) float32 input to an XNNPACK .pte program."""
+def pte_bytes(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None) -> bytes:
+    """Lower `folded` for a fixed (batch_size, C, H, W) float32 input to an XNNPACK .pte program;
+    with `app` (a standalone export) for a (batch_size, H, W, C) uint8 image, normalised inside,
+    softmax out (runtime/app_io.py)."""
     torch, to_edge_transform_and_lower, XnnpackPartitioner = _import_lowering()
-    module = build_module(folded, xnnpack=True)
-    example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
+    if app is None:
+        module = build_module(folded, xnnpack=True)
+        example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
+    else:
+        c, h, w = folded.input_shape
+        module = build_app_module(folded, app, xnnpack=True)
+        example = (torch.zeros((batch_size, h, w, c), dtype=torch.uint8),)
     with warnings.catch_warnings():  # export/lowering internals warn about their own deprecations
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -52,10 +60,11 @@ def pte_bytes(folded: FoldedNet, batch_size: int = 1) -> bytes:
     return bytes(program.buffer)
 
 
-def export_pte(folded: FoldedNet, path: Union[str, os.PathLike], batch_size: int = 1) -> Path:
+def export_pte(folded: FoldedNet, path: Union[str, os.PathLike], batch_size: int = 1,
+               app: Optional[AppIO] = None) -> Path:
     """Write the .pte for `folded` to `path` (atomically: a temp file renamed into place)."""
     path = Path(path)
-    data = pte_bytes(folded, batch_size)
+    data = pte_bytes(folded, batch_size, app)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

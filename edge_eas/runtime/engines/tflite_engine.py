@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
+from ..app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
 from ..folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
                       SqueezeExcite, plan_conv)
 
@@ -116,9 +117,14 @@ class _GraphBuilder:
         o.builtinOptions = options
         self.operators.append(o)
 
-    def finish(self, inputs: list[int], outputs: list[int], description: str) -> bytes:
+    def finish(self, inputs: list[int], outputs: list[int], description: str,
+               signature: Optional[tuple[str, str, str]] = None, metadata: Optional[tuple[str, bytes]] = None) -> bytes:
+        """The model; `signature` (key, input name, output name) names its one signature,
+        `metadata` (name, bytes) adds a metadata entry."""
         import flatbuffers
 
+        if metadata is not None:
+            self.buffers.append(_AlignedBuffer(self.s, metadata[1]))
         sub = self.s.SubGraphT()
         sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
         sub.inputs = np.asarray(inputs, dtype=np.int32)
@@ -128,6 +134,18 @@ class _GraphBuilder:
         model.description = description
         model.subgraphs = [sub]
         model.buffers = self.buffers
+        if metadata is not None:
+            entry = self.s.MetadataT()
+            entry.name, entry.buffer = metadata[0], len(self.buffers) - 1
+            model.metadata = [entry]
+        if signature is not None:
+            key, in_name, out_name = signature
+            sig = self.s.SignatureDefT()
+            sig.signatureKey, sig.subgraphIndex = key, 0
+            sig.inputs, sig.outputs = [self.s.TensorMapT()], [self.s.TensorMapT()]
+            sig.inputs[0].name, sig.inputs[0].tensorIndex = in_name, inputs[0]
+            sig.outputs[0].name, sig.outputs[0].tensorIndex = out_name, outputs[0]
+            model.signatureDefs = [sig]
         model.operatorCodes = []
         for builtin in sorted(self.opcodes, key=self.opcodes.__getitem__):
             oc = self.s.OperatorCodeT()
@@ -296,16 +314,45 @@ def _squeeze_excite(g: _GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) -
     return out
 
 
-def build_tflite(folded: FoldedNet, batch_size: int = 1) -> bytes:
-    """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input."""
+def build_tflite(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None,
+                 metadata: Optional[bytes] = None) -> bytes:
+    """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input
+    and giving logits; with `app` (a standalone export, runtime/app_io.py) it takes uint8 NHWC,
+    normalises inside (CAST, MUL, ADD), ends in SOFTMAX, and has a named signature and the
+    `metadata` JSON as a metadata entry."""
     g = _GraphBuilder(load_schema())
     c, h, w = folded.input_shape
     shape: Shape = (batch_size, h, w, c)
-    inp = g.tensor(shape, "input")
-    x = inp
+    if app is None:
+        inp = x = g.tensor(shape, "input")
+    else:
+        inp, x = _app_input(g, shape, app)
     for op in folded.ops:
         x, shape = _emit(g, op, x, shape)
-    return g.finish([inp], [x], "edge_eas sub-network (BN folded)")
+    if app is None:
+        return g.finish([inp], [x], "edge_eas sub-network (BN folded)")
+    probs = g.tensor(shape, OUTPUT_NAME)
+    opts = g.s.SoftmaxOptionsT()
+    opts.beta = 1.0
+    g.op("SOFTMAX", [x], [probs], opts, "SoftmaxOptions")
+    return g.finish([inp], [probs], "edge_eas sub-network: uint8 NHWC image in, softmax probabilities out",
+                    signature=(SIGNATURE, INPUT_NAME, OUTPUT_NAME),
+                    metadata=None if metadata is None else (METADATA_NAME, metadata))
+
+
+def _app_input(g: _GraphBuilder, shape: Shape, app: AppIO) -> tuple[int, int]:
+    """uint8 image tensor -> CAST float32 -> * scale + shift per channel: (input, normalised)."""
+    s = g.s
+    image = g.tensor(shape, INPUT_NAME, dtype="UINT8")
+    as_float = g.tensor(shape, f"{INPUT_NAME}/float")
+    cast = s.CastOptionsT()
+    cast.inDataType, cast.outDataType = s.TensorType.UINT8, s.TensorType.FLOAT32
+    g.op("CAST", [image], [as_float], cast, "CastOptions")
+    scale, shift = app.scale_and_shift()
+    scaled, normalised = g.tensor(shape, f"{INPUT_NAME}/scaled"), g.tensor(shape, f"{INPUT_NAME}/normalised")
+    g.op("MUL", [as_float, g.const(scale, f"{INPUT_NAME}/scale")], [scaled], s.MulOptionsT(), "MulOptions")
+    g.op("ADD", [scaled, g.const(shift, f"{INPUT_NAME}/shift")], [normalised], s.AddOptionsT(), "AddOptions")
+    return image, normalised
 
 
 class TFLiteEngine:

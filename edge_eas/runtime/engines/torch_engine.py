@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from . import EngineUnavailable, as_input
+from ..app_io import AppIO
 from ..folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
                       SqueezeExcite, plan_conv)
 
@@ -142,6 +143,27 @@ def build_module(folded: FoldedNet, xnnpack: bool = False):  # type: ignore[no-u
         module, size = translate(op, size)
         modules.append(module)
     return nn.Sequential(*modules).eval().requires_grad_(False)
+
+
+def build_app_module(folded: FoldedNet, app: AppIO, xnnpack: bool = False):  # type: ignore[no-untyped-def]
+    """`build_module` with a standalone export's edges (runtime/app_io.py): uint8 NHWC image in,
+    normalised inside, softmax probabilities out."""
+    torch = import_torch()
+    net = build_module(folded, xnnpack=xnnpack)
+    scale, shift = app.scale_and_shift()
+
+    class AppModule(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("scale", torch.from_numpy(scale).reshape(1, 1, 1, -1))
+            self.register_buffer("shift", torch.from_numpy(shift).reshape(1, 1, 1, -1))
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            x = image.to(torch.float32) * self.scale + self.shift
+            return torch.softmax(self.net(x.permute(0, 3, 1, 2)), dim=1)
+
+    return AppModule().eval().requires_grad_(False)
 
 
 def _tensor(torch, array: np.ndarray):  # type: ignore[no-untyped-def]
