@@ -107,7 +107,9 @@ def profiled_model(prior: LatencyModel, block_rows: list[dict]) -> LatencyModel:
     """The block-profiled table (profile rows as dicts) over `prior`, as calibration.prior_model
     builds it from a store."""
     fixed = next(r for r in block_rows if r["block_key"] == "fixed")
-    return replace(prior, entries={r["block_key"]: r["median_ms"] for r in block_rows if r["block_key"] != "fixed"},
+    scale = fixed.get("entry_scale") or 1.0
+    return replace(prior, entries={r["block_key"]: scale * r["median_ms"] for r in block_rows
+                                   if r["block_key"] != "fixed"},
                    fixed_ms=fixed["median_ms"], const_ms=0.0, coef=tuple(prior.prior_coef()[0]), source="profiled")
 
 

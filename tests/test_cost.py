@@ -329,3 +329,11 @@ def test_block_entries_are_shared_by_spaces_and_the_fixed_term_is_not(tmp_path: 
         assert store.block_profiles("local", "tflite", 1, "b" * 16)["fixed"] == 2.0
         assert store.block_profiles("local", "tflite", 1, "c" * 16) == {"i16-o24-k3-e3-s2-r112": 0.5}
         assert store.fixed_probe_archs("local", "tflite", 1, "b" * 16) == [{"d": "b" * 16}]
+
+
+def test_probe_fit_recovers_fixed_and_scale_and_falls_back_without_spread() -> None:
+    from edge_eas.runtime.profile import fit_probes
+    sums = [9.0, 35.5, 142.8, 25.0, 62.1]
+    fixed, scale = fit_probes(sums, [5.0 + 1.02 * x for x in sums])
+    assert fixed == pytest.approx(5.0) and scale == pytest.approx(1.02)
+    assert fit_probes([9.0, 9.0], [14.0, 15.0]) == (pytest.approx(5.5), 1.0)  # one size: the median residual

@@ -184,7 +184,7 @@ def test_agent_messages_round_trip_and_tolerate_chatter_and_new_fields() -> None
 
 def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path) -> None:
     from edge_eas.cost.latency import block_key
-    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, fixed_probes, profile_blocks
+    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, fit_probes, fixed_probes, profile_blocks
     from edge_eas.runtime.timing import SpeedReference
     rt = Runtime.load(tiny_bundle)
     engine = "tflite" if "tflite" in available_engines() else "numpy"  # the same protocol; tflite is quicker
@@ -201,12 +201,13 @@ def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path)
         baselines.setdefault(key, []).append(r.without_block_ms)
     for times in baselines.values():
         assert len(set(times)) == -(-len(times) // CONFIGS_PER_GROUP)
-    # the fixed term: the median of what the probe archs leave after their blocks, none pinned
+    # the fixed term and the entries' scale: fitted to the probe archs, none pinned
     fixed = rows[-1]
     probes = [Arch.from_dict(a) for a in fixed.probe_archs or []]
     assert probes == fixed_probes(rt.space) and rt.space.smallest() in probes and rt.space.largest() in probes
     entries = {r.block_key: r.median_ms for r in rows[:-1]}
-    residual = [ms - sum(entries[block_key(c)] for c in rt.space.active_blocks(a))
-                for a, ms in zip(probes, fixed.probe_ms or [])]
+    sums = [sum(entries[block_key(c)] for c in rt.space.active_blocks(a)) for a in probes]
+    assert (fixed.median_ms, fixed.entry_scale) == pytest.approx(fit_probes(sums, fixed.probe_ms or []))
+    assert fixed.median_ms >= 0 and (fixed.entry_scale or 0) > 0
+    residual = [ms - fixed.median_ms - (fixed.entry_scale or 0) * x for x, ms in zip(sums, fixed.probe_ms or [])]
     assert residual == pytest.approx(fixed.probe_residual_ms)
-    assert fixed.median_ms == pytest.approx(max(0.0, float(np.median(residual))))

@@ -31,7 +31,10 @@ def prior_model(target: Target | str, engine: str, threads: int | None,
     if store is not None:
         entries = store.block_profiles(target.name, engine, threads, space_digest)
         fixed = entries.pop("fixed", None)
-        model.entries.update(entries)
+        scale = 1.0
+        if fixed is not None and space_digest is not None:  # the space's in-network scale (profile.fit_probes)
+            scale = float(store.fixed_profile(target.name, engine, threads, space_digest).get("entry_scale") or 1.0)
+        model.entries.update({k: v * scale for k, v in entries.items()})
         if fixed is not None:
             model.fixed_ms = fixed
             model.const_ms = 0.0

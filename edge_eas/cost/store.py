@@ -204,12 +204,17 @@ class MeasurementStore:
             out[FIXED] = rows[fixed_key(space_digest)]
         return out
 
-    def fixed_probe_archs(self, target: str, engine: str, threads: int | None, space_digest: str) -> list[dict[str, Any]]:
-        """The archs the space's profiled fixed term was estimated from: an evaluation leaves
-        them out of its held-out set."""
+    def fixed_profile(self, target: str, engine: str, threads: int | None, space_digest: str) -> dict[str, Any]:
+        """The space's 'fixed' profile row as the agent sent it (entry_scale, probe_archs, ...),
+        empty when there is none."""
         row = self.db.execute("SELECT stats_json FROM block_profiles WHERE target=? AND engine=? AND threads=? AND "
                               "block_key=?", (target, engine, threads or 0, fixed_key(space_digest))).fetchone()
-        return list(json.loads(row[0] or "{}").get("probe_archs") or []) if row else []
+        return dict(json.loads(row[0] or "{}")) if row else {}
+
+    def fixed_probe_archs(self, target: str, engine: str, threads: int | None, space_digest: str) -> list[dict[str, Any]]:
+        """The archs the space's profiled fixed term was fitted to: an evaluation leaves them out
+        of its held-out set."""
+        return list(self.fixed_profile(target, engine, threads, space_digest).get("probe_archs") or [])
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0])

@@ -80,8 +80,9 @@ class BlockProfile:
     without_block_ms: Optional[float] = None
     reference_ms: Optional[float] = None      # the speed reference in the group it was timed in
     group_attempts: Optional[int] = None
-    # the 'fixed' row only: the probe archs it was estimated from (runtime/profile.py), their
-    # measured latency and what is left after their blocks' entries
+    # the 'fixed' row only (runtime/profile.fit_probes): the scale on the entries, the probe
+    # archs it was fitted to, their measured latency and what the fit leaves
+    entry_scale: Optional[float] = None     # the space's in-network scale on the block entries
     probe_archs: Optional[List[Dict[str, Any]]] = None
     probe_ms: Optional[List[float]] = None
     probe_residual_ms: Optional[List[float]] = None
