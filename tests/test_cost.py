@@ -337,3 +337,45 @@ def test_probe_fit_recovers_fixed_and_scale_and_falls_back_without_spread() -> N
     fixed, scale = fit_probes(sums, [5.0 + 1.02 * x for x in sums])
     assert fixed == pytest.approx(5.0) and scale == pytest.approx(1.02)
     assert fit_probes([9.0, 9.0], [14.0, 15.0]) == (pytest.approx(5.5), 1.0)  # one size: the median residual
+
+
+def test_a_run_that_starts_slow_is_compared_with_the_devices_best() -> None:
+    """A slow stretch can outlast a whole run, its reference's own best included: with the
+    device's earlier best as a hint, its groups are retimed; and if the device really got slower
+    (two groups slow through every attempt), its present speed is taken as the norm."""
+    from edge_eas.runtime.timing import SpeedReference
+    level = {"ms": 0.014}
+
+    def machine(fns, **protocol):  # type: ignore[no-untyped-def]
+        return [{"latency_ms": level["ms"]}] + [{"latency_ms": 5 * level["ms"]} for _ in fns[1:]]
+
+    waits: list[float] = []
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        level["ms"] = 0.010  # the slow stretch passes while the reference waits
+
+    ref = SpeedReference(lambda: None, timer=machine, sleep=sleep)
+    assert ref.settle(hint_ms=0.010) == 0.010    # the run started slow (14 us) but the device's best is 10
+    stats = ref.measure([lambda: None])
+    assert stats[0]["group_attempts"] == 2 and stats[0]["latency_ms"] == pytest.approx(0.05)
+    level["ms"], waits[:] = 0.013, []
+    ref.sleep = lambda s: waits.append(s)  # now the device stays 30 % slower
+    ref.measure([lambda: None])
+    ref.measure([lambda: None])
+    assert ref.best_ms == 0.013 and len(waits) == 2 * (ref.max_attempts - 1)
+    assert ref.measure([lambda: None])[0]["group_attempts"] == 1
+
+
+def test_the_store_gives_each_engines_fastest_reference_for_a_bundle(tmp_path: Path) -> None:
+    from edge_eas.cost.store import Measurement
+    from edge_eas.remote.bench import reference_args
+    arch = SearchSpace.preset("digits").smallest().to_dict()
+    with MeasurementStore(tmp_path / "m.sqlite") as store:
+        for i, (engine, sha, ref) in enumerate([("tflite", "a", 0.0141), ("tflite", "a", 0.0139), ("numpy", "a", 0.05),
+                                                 ("tflite", "b", 0.001)]):
+            store.insert(Measurement(f"m{i}", "dev", "local", engine, 1, 1, arch, 0.1,
+                                     {"latency_ms": 0.1, "reference_ms": ref}, bundle_sha256=sha))
+        hints = store.reference_hints("local", "a", 1)
+    assert hints == {"tflite": 0.0139, "numpy": 0.05}
+    assert reference_args(hints) == ["--reference-ms", "numpy=0.05", "--reference-ms", "tflite=0.0139"]

@@ -204,6 +204,20 @@ class MeasurementStore:
             out[FIXED] = rows[fixed_key(space_digest)]
         return out
 
+    def reference_hints(self, target: str, bundle_sha256: str, threads: int | None,
+                        batch_size: int = 1) -> dict[str, float]:
+        """engine -> the fastest the bundle's speed reference ran in the stored measurements of
+        this target (runtime/timing.SpeedReference.settle takes it as a starting best)."""
+        rows = self.db.execute("SELECT engine, stats_json FROM measurements WHERE target=? AND bundle_sha256=? AND "
+                               "threads=? AND batch_size=?", (target, bundle_sha256, threads or 0, batch_size))
+        best: dict[str, float] = {}
+        for engine, stats_json in rows.fetchall():
+            stats = json.loads(stats_json)
+            ms = min((v for v in (stats.get("reference_ms"), stats.get("reference_best_ms")) if v), default=None)
+            if ms is not None and ms > 0:
+                best[engine] = min(best.get(engine, ms), float(ms))
+        return best
+
     def fixed_profile(self, target: str, engine: str, threads: int | None, space_digest: str) -> dict[str, Any]:
         """The space's 'fixed' profile row as the agent sent it (entry_scale, probe_archs, ...),
         empty when there is none."""

@@ -140,13 +140,19 @@ def bench_device(runner: Runner, target: str, scenarios: list[dict[str, Any]], s
             on_retry(report.attempts + 1, report.failure)
 
 
+def reference_args(hints: dict[str, float]) -> list[str]:
+    """The agent's --reference-ms arguments for the speed-reference bests the store holds."""
+    return [a for engine, ms in sorted(hints.items()) for a in ("--reference-ms", f"{engine}={ms:.6g}")]
+
+
 def profile_device(runner: Runner, target: str, store: MeasurementStore, space_digest: str, engine: str = "auto",
-                   threads: int | None = None, warmup: int = 5, runs: int = 30) -> int:
+                   threads: int | None = None, warmup: int = 5, runs: int = 30,
+                   reference_hints: dict[str, float] | None = None) -> int:
     """Micro-benchmark every block config on the device (agent --profile-blocks) into the store's
     look-up table for (target, engine, threads); the fixed term is filed under the bundle's
     space (`space_digest`). Returns how many entries were stored."""
     args = ["--bundle", runner.bundle_path(), "--profile-blocks", "--engine", engine, "--warmup", str(warmup),
-            "--runs", str(runs)]
+            "--runs", str(runs), *reference_args(reference_hints or {})]
     if threads:
         args += ["--threads", str(threads)]
     stored = 0

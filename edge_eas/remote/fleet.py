@@ -17,7 +17,7 @@ from ..paths import default_store
 from ..runtime.bundle_reader import BundleError, open_bundle
 from ..runtime.messages import MeasurementLine, ScenarioError
 from ..targets import Target, load_target
-from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device
+from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device, reference_args
 from .prepare import prepared_device
 from .scenarios import make_scenarios
 
@@ -109,9 +109,10 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
         try:
             runner = make_runner(target, args.bundle, args)
             with prepared_device(runner, prep) if args.prepare else nullcontext():
+                hints = store.reference_hints(target.name, bundle.sha256, threads)
                 report = bench_device(runner, target.name, scenarios, store, run_id, engine, threads,
                                       warmup=args.warmup, runs=args.runs, on_result=progress,
-                                      on_retry=retrying)
+                                      on_retry=retrying, extra_args=reference_args(hints))
         except UserError as exc:
             report = DeviceReport(device=target.name, target=target.name, failure=str(exc))
         finally:
@@ -150,9 +151,10 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
                 continue
             with MeasurementStore(store_path) as store:
                 try:
+                    threads = args.threads or t.threads
                     result["block_profiles"][t.name] = profile_device(
                         make_runner(t, args.bundle, args), t.name, store, sp.digest(), args.engine or t.engine,
-                        args.threads or t.threads, runs=30)
+                        threads, runs=30, reference_hints=store.reference_hints(t.name, bundle.sha256, threads))
                 except Exception as exc:  # the whole-network measurements still calibrate the model
                     info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
         specs = {t.name: str(t.path) for t in targets}

@@ -126,11 +126,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                        "under a trust store")
     p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
     p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
+    p.add_argument("--reference-ms", action="append", default=[], metavar="ENGINE=MS", type=_engine_ms,
+                   help="the fastest the speed reference ran on this device before (from the host's store): a run "
+                        "that starts in a slow stretch is then retimed, not taken as the norm")
     p.add_argument("--calibration", type=Path, metavar="DIR_OR_NPY",
                    help="your own images for BN recalibration (needed when the bundle carries none)")
     p.add_argument("--heartbeat", type=_positive, metavar="SECONDS",
                    help="write a heartbeat line whenever nothing else was written for this long")
     return p.parse_args(argv)
+
+
+def _engine_ms(text: str) -> tuple[str, float]:
+    engine, sep, ms = text.partition("=")
+    if not sep or not engine:
+        raise argparse.ArgumentTypeError(f"expected ENGINE=MS, got {text!r}")
+    return engine, _positive(ms)
 
 
 def _positive(text: str) -> float:
@@ -169,7 +179,8 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
     if args.profile_blocks:
         from .profile import profile_blocks
         out.phase("profiling blocks")
-        for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs):
+        for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                                  reference_hints=dict(args.reference_ms)):
             out.emit(row)
     skip = {s for s in args.skip.split(",") if s}
     todo = [sc for sc in scenarios if sc["id"] not in skip]
@@ -178,7 +189,8 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
     if todo:
         out.phase("timing the speed reference")
         try:
-            reference = rt.speed_reference(args.engine, args.threads, args.batch_size, args.warmup, args.runs)
+            reference = rt.speed_reference(args.engine, args.threads, args.batch_size, args.warmup, args.runs,
+                                           hints=dict(args.reference_ms))
         except Exception as exc:  # the scenarios are still measured, without regime checks
             print(f"edge_eas.runtime: warning: no speed reference ({type(exc).__name__}: {exc})", file=sys.stderr)
     for start in range(0, len(todo), INTERLEAVE_GROUP):

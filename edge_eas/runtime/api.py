@@ -238,13 +238,14 @@ class Runtime:
         return engine
 
     def speed_reference(self, engine: str = "auto", threads: int | None = None, batch_size: int = 1,
-                        warmup: int = 10, runs: int = 50) -> SpeedReference:
+                        warmup: int = 10, runs: int = 50, hints: dict[str, float] | None = None) -> SpeedReference:
         """The smallest arch over every class on this engine, settled: the fixed network a bench
-        times inside each group (runtime/timing.py)."""
+        times inside each group (runtime/timing.py). `hints`: engine -> the fastest this
+        reference ran on this device before (the host keeps them in its store)."""
         m = self.specialize(classes=list(range(self.num_classes)), arch=self.space.smallest(), engine=engine,
                             threads=threads)
         ref = SpeedReference(timed_call(m, batch_size))
-        ref.settle(warmup=warmup, runs=runs)
+        ref.settle(hint_ms=(hints or {}).get(m.engine), warmup=warmup, runs=runs)
         return ref
 
     def specialize(self, classes: Sequence[int], budget_mflops: float | None = None,

@@ -110,7 +110,7 @@ CONFIGS_PER_GROUP = 9  # timed beside their shared baseline: every kernel x expa
 
 
 def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, warmup: int = 10,
-                   runs: int = 50) -> Iterator[BlockProfile]:
+                   runs: int = 50, reference_hints: dict[str, float] | None = None) -> Iterator[BlockProfile]:
     """One row per distinct block config, then a 'fixed' row.
 
     Configs that share an input (channels, size) share one baseline network without the block.
@@ -124,7 +124,7 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
     and a scale on the entries are fitted to a few probe archs (fit_probes)."""
     name = rt._pick_engine(engine)
     rng = np.random.default_rng(0)
-    reference = rt.speed_reference(name, threads, warmup=warmup, runs=runs)
+    reference = rt.speed_reference(name, threads, warmup=warmup, runs=runs, hints=reference_hints)
     by_input: dict[tuple[int, int], list[BlockConfig]] = {}
     for cfg in distinct_blocks(rt.space):
         by_input.setdefault((cfg.in_channels, cfg.in_size), []).append(cfg)

@@ -157,13 +157,20 @@ class SpeedReference:
     tolerance: float = 0.05
     max_attempts: int = 8
     pause_s: float = 1.0
-    best_ms: float = math.inf
+    best_ms: float = math.inf       # may start from an earlier run's best (`hint`): see settle
+    exhausted: int = 0              # groups in a row still slow after every attempt
     timer: Callable[..., list[dict[str, Any]]] = measure_many   # the protocol (replaceable in tests)
     sleep: Callable[[float], None] = time.sleep
 
-    def settle(self, **protocol: Any) -> float:
-        """Time the reference alone once, so the first group has something to be compared with."""
+    def settle(self, hint_ms: float | None = None, **protocol: Any) -> float:
+        """Time the reference alone once, so the first group has something to be compared with.
+        `hint_ms`: the fastest this reference ran in earlier runs on this device. A slow stretch
+        can outlast a whole run (a digits block profile was taken entirely at 1.4x, its
+        reference's own best included, and its entries came out 10-40 % high), so a run starts
+        from the device's best, not only its own."""
         self.best_ms = min(self.best_ms, latency_ms(self.timer([self.fn], **protocol)[0]))
+        if hint_ms is not None and hint_ms > 0:
+            self.best_ms = min(self.best_ms, float(hint_ms))
         return self.best_ms
 
     def measure(self, fns: Sequence[Callable[[], Any]], **protocol: Any) -> list[dict[str, Any]]:
@@ -180,4 +187,9 @@ class SpeedReference:
                 break
         for st in kept:
             st.update(reference_ms=kept_ref, reference_best_ms=self.best_ms, group_attempts=attempt)
+        # two groups in a row slow through every attempt: the device's speed has changed (a hint
+        # from another state, thermal limits); take its present speed rather than wait forever
+        self.exhausted = self.exhausted + 1 if kept_ref > self.best_ms * (1 + self.tolerance) else 0
+        if self.exhausted >= 2:
+            self.best_ms, self.exhausted = kept_ref, 0
         return kept
