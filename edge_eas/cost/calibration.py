@@ -182,11 +182,12 @@ def calibrate_target(target_name: str, store_path: Path, engine: str | None = No
         rows = store.measurements(target=tgt, engine=eng, threads=thr, batch_size=1)
         if not rows:
             continue
-        digest = space_digest or space_of(rows[-1]["bundle_sha256"]).digest()  # rows come oldest first
-        rows = [r for r in rows if space_of(r["bundle_sha256"]).digest() == digest]
+        digests = {sha: space_of(sha).digest() for sha in {r["bundle_sha256"] for r in rows}}  # once per bundle
+        digest = space_digest or digests[rows[-1]["bundle_sha256"]]  # rows come oldest first
+        rows = [r for r in rows if digests[r["bundle_sha256"]] == digest]
         if not rows:
             continue
-        space = next(sp for sp in spaces.values() if sp.digest() == digest)
+        space = space_of(rows[0]["bundle_sha256"])
         fitted, rep = calibrate_rows(prior_model(target, eng, thr, store, digest), rows, space, n_fit,
                                      seen_archs=store.fixed_probe_archs(tgt, eng, thr, digest))
         key = model_key(eng, thr)
