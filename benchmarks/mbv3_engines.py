@@ -37,15 +37,16 @@ from edge_eas.space import Arch, SearchSpace  # noqa: E402
 from edge_eas.untrained import init_run  # noqa: E402
 
 COLD = """
-import resource, sys, time
+import sys, time
 import numpy as np
 t0 = time.perf_counter()
 from edge_eas.runtime import Runtime
 rt = Runtime.load(sys.argv[1])
 m = rt.specialize(classes=[0, 1, 2], budget_mflops=1e9, engine=sys.argv[2])
 m.predict(np.zeros((1, *rt.preprocess.input_shape), np.uint8))
-print(round((time.perf_counter() - t0) * 1000, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-      "torch" in sys.modules)
+# VmHWM is this process's own peak (a fresh mm after exec); ru_maxrss would carry the parent's size
+hwm_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(round((time.perf_counter() - t0) * 1000, 1), hwm_kib // 1024, "torch" in sys.modules)
 """
 
 
@@ -126,7 +127,7 @@ def main() -> None:
         results = [one_resolution(r, out, args.runs, args.cold_repeats) for r in args.resolutions]
     for res in results:
         print(json.dumps({k: res[k] for k in ("resolution", "mflops", "int8_over_fp32", "cold_start")}))
-    save_result("mbv3_engines", {"space": "mbv3", "untrained": True, "resolutions": results,
+    save_result("mbv3_engines", {"space": "mbv3", "untrained": True, "resolutions": results, "rss_source": "VmHWM",
                                  "sample": "3 sub-networks per resolution (smallest, median, largest); batch 1"},
                 args.allow_dirty)
 

@@ -124,12 +124,14 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
     """Per resolution: engines' batch-1 latency on the smallest / median / largest arch, bundle
     sizes, and a fresh device process's load -> first prediction and peak RSS."""
     lines = ["### Engines at MobileNetV3 scale (mbv3, untrained weights; batch 1)", ""]
+    own_rss = doc.get("rss_source") == "VmHWM"
     for res in doc["resolutions"]:
         m = res["mflops"]
         lines += [f"**{res['resolution']} px** — smallest {m['smallest']:.0f}, median {m['median']:.0f}, largest "
                   f"{m['largest']:.0f} MFLOPs; int8 bundle {res['bundle_bytes']['int8'] / 2 ** 20:.1f} MiB "
                   f"({pct(res['int8_over_fp32'], 0)} of fp32). "
                   + "; ".join(f"{c['engine']}: load → first prediction {c['load_to_first_prediction_ms']:.0f} ms"
+                              + (f", peak RSS {c['peak_rss_mib']} MiB" if own_rss else "")
                               for c in res["cold_start"]) + ".", "",
                   "| engine/threads | smallest ms (fastest / median / p90) | median arch | largest |", "|---|---|---|---|"]
         by_cfg: dict[str, dict[str, Any]] = {}
@@ -142,9 +144,10 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
         lines.append("")
     lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
                  "in one group; load → first prediction is the median of 3 fresh torch-free processes (a task of 3 "
-                 "classes, the generator's arch at an unlimited budget). The JSON's `peak_rss_mib` is not shown: "
-                 "it was read with RUSAGE_SELF in a child of the large benchmark process, and Linux carries "
-                 "ru_maxrss across exec, so it reports the parent's size, not the device process's.")
+                 "classes, the generator's arch at an unlimited budget)"
+                 + ("; peak RSS is that process's own high-water mark (VmHWM, median of the 3)." if own_rss else
+                    ". The JSON's `peak_rss_mib` is not shown: it was read with RUSAGE_SELF in a child of the large "
+                    "benchmark process, and Linux carries ru_maxrss across exec, so it reports the parent's size."))
     return lines
 
 
@@ -282,7 +285,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_arm64_section), ("fleet", fleet_section),
     ("fleet_mbv3", lambda d: [fleet_section(d)[0].replace("### Fleet benchmarking", "### Fleet benchmarking, mbv3 "
                                                                                      "networks"), *fleet_section(d)[1:]]),
-    ("gpu_training", lambda d: [f"### GPU training", "", d.get("summary", "")]),
+    ("gpu_training", lambda d: ["### GPU training", "", d.get("summary", "")]),
 ]
 
 
