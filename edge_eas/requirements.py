@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -23,13 +25,15 @@ DISTRIBUTIONS: dict[str, str] = {
     "matplotlib": "matplotlib", "rich": "rich", "PIL": "Pillow", "cryptography": "cryptography",
     "paramiko": "paramiko", "packaging": "packaging", "serial": "pyserial", "tomlkit": "tomlkit",
     "flatbuffers": "flatbuffers", "ai_edge_litert": "ai-edge-litert", "executorch": "executorch",
+    "threadpoolctl": "threadpoolctl",
 }
+HOST_MIN_PYTHON = (3, 10)  # the torch the host extra installs; the device runtime runs on 3.8+
 HOST = ("torch", "sklearn", "scipy", "safetensors", "cryptography", "matplotlib", "rich", "PIL")
 REMOTE = ("paramiko", "packaging", "cryptography")
 SERIAL = ("serial", "tomlkit")
 # pyproject.toml's extras, by the modules each brings (host includes remote, see pyproject.toml)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "runtime": ("cryptography",), "remote": REMOTE, "serial": SERIAL, "tflite": ("flatbuffers", "ai_edge_litert"),
+    "runtime": ("cryptography", "threadpoolctl"), "remote": REMOTE, "serial": SERIAL, "tflite": ("flatbuffers", "ai_edge_litert"),
     "executorch": ("executorch",), "host": HOST + REMOTE,
 }
 
@@ -98,7 +102,11 @@ def check(command: str, needs: Iterable[Need]) -> None:
         hints = list(dict.fromkeys(n.hint for n in missing if n.program and n.hint))
         parts.append(f"the program{'s' if len(progs) > 1 else ''} {', '.join(progs)} (not found"
                      + (f": {'; '.join(hints)}" if hints else "") + ")")
-    raise MissingDependency(f"{command} needs {' and '.join(parts)}" + (f" for {why}" if why else ""))
+    older = ""
+    if set(mods) & set(HOST) and sys.version_info[:2] < HOST_MIN_PYTHON:
+        older = (f"; the host tools need Python {HOST_MIN_PYTHON[0]}.{HOST_MIN_PYTHON[1]} or newer (torch), this is "
+                 f"{platform.python_version()}: here, only the device runtime (edge-eas[runtime]) runs")
+    raise MissingDependency(f"{command} needs {' and '.join(parts)}" + (f" for {why}" if why else "") + older)
 
 
 def covering_extras(mods: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -8,13 +8,13 @@ shipped beside the package) or a path to a TOML file. Errors name the file and t
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .hardware import Hardware
 from .errors import UserError
+from .toml_compat import tomllib
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,18 @@ class Target:
     members: tuple[str, ...] = ()
     concurrency: int = 4
     trust_keys: tuple[Path, ...] = ()  # [trust] keys: public keys deploy installs in the device's trust store
+    # [board] (boards.py): a generic target detects the board (`detect`, a family) and falls back to
+    # `fallback`; a board profile names its family, the device-tree models (substrings) and JetPack
+    # majors it is for, and a `note` shown when the device cannot run the runtime.
+    board_detect: str | None = None
+    board_fallback: str | None = None
+    board_family: str | None = None
+    board_models: tuple[str, ...] = ()
+    board_jetpacks: tuple[str, ...] = ()
+    board_note: str = ""
+    board: dict[str, Any] | None = field(default=None, compare=False)  # what the device reported, once resolved
+    resolved_from: str | None = None  # the generic target it was resolved from
+    device_keys: frozenset[str] = frozenset()  # the [device] keys its TOML sets (a generic target's win over the profile's)
 
     @property
     def is_fleet(self) -> bool:
@@ -151,7 +163,24 @@ def load_target(name_or_path: str) -> Target:
                   python=_get(dev, "python", str, path, "device", default="python3"),
                   runtime_dir=_get(dev, "runtime_dir", str, path, "device", default="~/.edge_eas"),
                   engine=_get(dev, "engine", str, path, "device", default="auto"), threads=threads,
-                  hardware=Hardware.from_dict(hw_table), trust_keys=_trust_keys(doc.get("trust", {}), path))
+                  hardware=Hardware.from_dict(hw_table), trust_keys=_trust_keys(doc.get("trust", {}), path),
+                  device_keys=frozenset(k for k in ("python", "runtime_dir", "engine", "threads") if k in dev),
+                  **_board(doc.get("board", {}), path))
+
+
+def _board(table: dict[str, Any], path: Path) -> dict[str, Any]:
+    """[board]: detect / fallback (a generic target), family / models / jetpacks / note (a profile)."""
+    lists = {}
+    for key in ("models", "jetpacks"):
+        value = _get(table, key, list, path, "board", default=[])
+        if not all(isinstance(v, str) and v for v in value):
+            raise UserError(f"{path}: [board] {key} must be a list of non-empty strings")
+        lists[key] = tuple(value)
+    return {"board_detect": _get(table, "detect", str, path, "board"),
+            "board_fallback": _get(table, "fallback", str, path, "board"),
+            "board_family": _get(table, "family", str, path, "board"),
+            "board_models": lists["models"], "board_jetpacks": lists["jetpacks"],
+            "board_note": _get(table, "note", str, path, "board", default="")}
 
 
 def _trust_keys(table: dict[str, Any], path: Path) -> tuple[Path, ...]:

@@ -20,12 +20,17 @@
 #         pid=, port=, known_hosts= lines; --known-hosts FILE also records the host key there.
 # stop    kills every process whose root directory is DIR (by PID), then unmounts anything still
 #         mounted under DIR.
-# mirror  prints the mirror build would use: the first apt source (one-line or deb822) for SUITE.
+# mirror  prints the mirror build would use: the first apt source (one-line or deb822) for SUITE,
+#         else the one for this machine's own Debian release (it carries the other releases too).
+#
+# --suite bookworm (default: Python 3.11, numpy 1.24) or bullseye (Python 3.9, numpy 1.19, as
+# Raspberry Pi OS bullseye ships); each suite is cached on its own.
 #
 # Exit codes: 0 ok, 1 error, 2 usage, 3 not root, 4 aarch64 binaries cannot run here (no binfmt).
 # Environment: EDGE_EAS_ARM64_CACHE (tarball cache, default ~/.cache/edge_eas/arm64),
 #              EDGE_EAS_ARM64_ROOTFS (default DIR), EDGE_EAS_ARM64_MIRROR (default: from apt sources),
-#              EDGE_EAS_APT_DIR (where apt's sources are read, default /etc/apt).
+#              EDGE_EAS_APT_DIR (where apt's sources are read, default /etc/apt),
+#              EDGE_EAS_OS_RELEASE (this machine's release, default /etc/os-release).
 set -euo pipefail
 
 SCRIPT_VERSION=1
@@ -182,6 +187,22 @@ apt_mirror() {
         END { flush() }' "${files[@]}"
 }
 
+# MIRROR unless given: apt's source for SUITE, else (another Debian release, e.g. bullseye on a
+# bookworm host) the mirror apt uses for this machine's own release, which carries the others too.
+resolve_mirror() {
+    [ -z "$MIRROR" ] || return 0
+    MIRROR="$(apt_mirror)"
+    if [ -z "$MIRROR" ]; then
+        local own
+        own="$(sed -n 's/^VERSION_CODENAME=//p' "${EDGE_EAS_OS_RELEASE:-/etc/os-release}" 2>/dev/null | tr -d '"' || true)"
+        if [ -n "$own" ] && [ "$own" != "$SUITE" ]; then
+            MIRROR="$(SUITE="$own" apt_mirror)"
+            [ -z "$MIRROR" ] || say "no apt source names '$SUITE': using the mirror of '$own', $MIRROR"
+        fi
+    fi
+    [ -n "$MIRROR" ] || die "no apt source carries suite '$SUITE' (checked $APT_DIR/sources.list{,.d}): pass --mirror URL"
+}
+
 cache_key() {
     printf 'suite=%s\narch=%s\nvariant=%s\npackages=%s\nmirror=%s\nscript=%s\n' \
         "$SUITE" "$ARCH" "$VARIANT" "$PACKAGES" "$MIRROR" "$SCRIPT_VERSION" | sha256sum | cut -c1-16
@@ -222,8 +243,7 @@ debootstrap_into() {
 cmd_build() {
     ensure_host_packages
     ensure_binfmt
-    [ -n "$MIRROR" ] || MIRROR="$(apt_mirror)"
-    [ -n "$MIRROR" ] || die "no apt source carries suite '$SUITE' (checked $APT_DIR/sources.list{,.d}): pass --mirror URL"
+    resolve_mirror
     local key tarball
     key="$(cache_key)"
     tarball="$CACHE/$SUITE-$ARCH-$key.tar.zst"
@@ -330,8 +350,7 @@ cmd_stop() {
 }
 
 cmd_mirror_only() {
-    [ -n "$MIRROR" ] || MIRROR="$(apt_mirror)"
-    [ -n "$MIRROR" ] || die "no apt source carries suite '$SUITE' (checked $APT_DIR/sources.list{,.d}): pass --mirror URL"
+    resolve_mirror
     echo "$MIRROR"
 }
 

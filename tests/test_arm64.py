@@ -137,9 +137,12 @@ def test_arm64_mirror_comes_from_apt_sources_never_a_fixed_host(tmp_path: Path) 
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
 
+    (tmp_path / "os-release").write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+
     def mirror(suite: str = "bookworm") -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(SCRIPT), "mirror", "--suite", suite], capture_output=True, text=True,
-                              env=dict(os.environ, EDGE_EAS_APT_DIR=str(apt)))
+                              env=dict(os.environ, EDGE_EAS_APT_DIR=str(apt),
+                                       EDGE_EAS_OS_RELEASE=str(tmp_path / "os-release")))
 
     assert mirror().returncode == 1 and "no apt source carries suite 'bookworm'" in mirror().stderr
     (apt / "sources.list.d" / "other.sources").write_text(
@@ -149,6 +152,9 @@ def test_arm64_mirror_comes_from_apt_sources_never_a_fixed_host(tmp_path: Path) 
         "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n")
     assert mirror().stdout.strip() == "http://mirror.example/debian"
     assert mirror("bookworm-security").stdout.strip() == "http://mirror.example/debian-security"
+    # another release (the bullseye stand-in): no source names it, this machine's own mirror carries it
+    other = mirror("bullseye")
+    assert other.stdout.strip() == "http://mirror.example/debian" and "using the mirror of 'bookworm'" in other.stderr
     (apt / "sources.list").write_text("# old style\ndeb [arch=amd64,arm64 signed-by=/k.gpg] http://one.example/d bookworm main\n")
     assert mirror().stdout.strip() == "http://one.example/d"  # sources.list is read first
     (apt / "sources.list").write_text("deb [arch=amd64] http://x86only.example/d bookworm main\n")
@@ -321,6 +327,7 @@ def test_aarch64_engine_choice_follows_the_numpy_the_device_runs(tmp_path: Path,
     d = tmp_path / "wheels"
     d.mkdir()
     for args in [("cryptography", "50.0.2", ["cffi>=1.14"]), ("cffi", "2.1.1"), ("numpy", "2.4.6"),
+                 ("threadpoolctl", "3.6.0", [], "py3-none-any"),
                  ("ai_edge_litert", "2.3.0", ["numpy>=1.23.2", "ml_dtypes", "flatbuffers"]),
                  ("ml_dtypes", "0.6.0", ["numpy>=2.0; python_version >= '3.9'", "numpy>=1.21; extra == 'old'"]),
                  ("tflite_runtime", "2.14.0", ["numpy>=1.23.2"]), ("flatbuffers", "25.12.19", [], "py2.py3-none-any")]:
@@ -346,8 +353,52 @@ def test_aarch64_engine_choice_follows_the_numpy_the_device_runs(tmp_path: Path,
 
     bare = tmp_path / "bare"
     bare.mkdir()
-    for name in ("cryptography", "cffi", "numpy"):
+    for name in ("cryptography", "cffi", "numpy", "threadpoolctl"):
         fake_wheel(bare, name, "1.26.4")
     plan = plan_runtime(debian, "tflite", bare)
     assert not plan.engines.candidates
     assert "no ai-edge-litert wheel in" in plan.engines.warning() and "numpy engine" in plan.engines.warning()
+
+
+# ---- the bullseye stand-in: Python 3.9 and Debian's numpy 1.19, as Raspberry Pi OS bullseye ships ----
+@pytest.fixture(scope="module")
+def bullseye(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    try:
+        lab = Arm64Lab(tmp_path_factory.mktemp("bullseye"), name="bullseye-dev", suite="bullseye").start()
+    except Arm64Unavailable as exc:
+        pytest.skip(f"no arm64 stand-in on this machine: {exc}")
+    print(f"\nbullseye device: build/restore {lab.build.seconds if lab.build else '?'} s, "
+          f"total {time.monotonic() - t0:.1f} s")
+    yield lab
+    lab.close()
+    assert leftovers(lab) == {"processes": [], "mounts": []}
+
+
+def test_bullseye_python39_device_deploys_and_benches(bullseye: Arm64Lab, env: dict[str, str], tiny_bundle: Path,
+                                                      tmp_path: Path) -> None:
+    target = bullseye.write_target(engine="auto", threads=1, command_timeout=300.0)
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["device"]["python"].startswith("3.9.") and rep["device"]["machine"] == "aarch64"
+    assert rep["numpy_source"] == "wheel"  # Debian's numpy 1.19 is below the runtime's numpy>=1.21: a wheel instead
+    wheels = sorted(p.name for p in (bullseye.device.runtime_dir / "wheels").glob("*.whl"))
+    assert any(w.startswith("numpy-") and "cp39" in w and "aarch64" in w for w in wheels), wheels
+    # an engine chosen for its Python and glibc, or the numpy engine with the reason said
+    if rep["engine_package"] is None:
+        assert any("numpy engine" in w for w in engine_warnings(rep)), rep["warnings"]
+    assert rep["smoke"]["engine"] == ("tflite" if rep["engine_package"] else "numpy")
+    print(f"\nbullseye engine: {rep['engine_package'] or 'numpy'}; warnings: {engine_warnings(rep)}")
+
+    store = tmp_path / "store.sqlite"
+    res = cli(env, "bench", "--target", str(target), "--bundle", str(tiny_bundle), "--scenarios", "3", "--runs", "30",
+              "--warmup", "2", "--store", str(store), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    dev = doc["devices"][0]
+    assert doc["failed_devices"] == [] and dev["stored"] == 3
+    assert dev["hello"]["environment"]["python"].startswith("3.9.")  # the report says which Python ran
+    envs = [json.loads(e) for _, _, e in stored(store)]
+    assert {e["python"][:4] for e in envs} == {"3.9."} and {e["machine"] for e in envs} == {"aarch64"}
+    assert {r["engine"] for r in dev["rows"]} == {"tflite" if rep["engine_package"] else "numpy"}

@@ -7,14 +7,12 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "firmware_scripts"
 BENCH = SCRIPTS / "bench_prepare.sh"
-SETUP = SCRIPTS / "setup_device.sh"
 BASH = shutil.which("bash")
 
 pytestmark = pytest.mark.skipif(BASH is None, reason="bash not installed")
@@ -62,7 +60,7 @@ def _bench(env: dict[str, str], *args: str) -> dict:
     return json.loads(lines[0])
 
 
-@pytest.mark.parametrize("script", [BENCH, SETUP, SCRIPTS / "make_arm64_device.sh"], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [BENCH, SCRIPTS / "make_arm64_device.sh"], ids=lambda p: p.name)
 def test_syntax_and_header(script: Path) -> None:
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
@@ -191,46 +189,3 @@ def test_bench_prepare_rejects_unknown_argument(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown argument: --bogus" in proc.stderr
 
-
-def test_setup_device_rejects_bad_engine(tmp_path: Path) -> None:
-    proc = subprocess.run([BASH, str(SETUP), "--runtime-dir", str(tmp_path / "rt"),
-                           "--engine", "onnx"], capture_output=True, text=True, timeout=30)
-    assert proc.returncode != 0
-    assert "unknown engine 'onnx'" in proc.stderr
-    assert not (tmp_path / "rt").exists()
-
-
-def test_setup_device_offline_wheels(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    dl = subprocess.run([sys.executable, "-m", "pip", "download", "numpy", "--only-binary=:all:",
-                         "-d", str(wheels), "-q"], capture_output=True, text=True, timeout=120)
-    if dl.returncode != 0 or not list(wheels.glob("numpy-*.whl")):
-        pytest.skip(f"cannot download a numpy wheel: {dl.stderr.strip()[-300:]}")
-    base_python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    root = _pi_tree(tmp_path / "root")
-    runtime = tmp_path / "runtime dir"  # a space in the path must not break anything
-    env = dict(os.environ, EDGE_EAS_SYSFS_ROOT=str(root))
-    env.pop("PIP_INDEX_URL", None)
-    cmd = [BASH, str(SETUP), "--runtime-dir", str(runtime), "--python", base_python,
-           "--wheels", str(wheels), "--engine", "none"]
-
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert first.returncode == 0, first.stdout + first.stderr
-    cfg = runtime / "venv" / "pyvenv.cfg"
-    assert cfg.is_file()
-    vpy = runtime / "venv" / "bin" / "python"
-    np_version = subprocess.run([str(vpy), "-c", "import numpy; print(numpy.__version__)"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-    assert f"numpy:    {np_version}" in first.stdout
-    assert "board:    raspberry-pi" in first.stdout
-    assert "engine:   none" in first.stdout
-    before = os.stat(cfg)
-
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert second.returncode == 0, second.stdout + second.stderr
-    after = os.stat(cfg)
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert "venv already exists" in second.stdout
-    assert "numpy already installed" in second.stdout
-    assert "Successfully installed" not in second.stdout

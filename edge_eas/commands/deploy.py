@@ -73,6 +73,11 @@ def print_summary(r: dict[str, Any]) -> None:
     print(f"  runtime   {r['runtime_dir']}/venv: edge_eas {sm.get('runtime_version')}, python {sm.get('python')}, "
           f"numpy {sm.get('numpy')}{' (system)' if r.get('numpy_source') == 'system' else ''} "
           f"({'installed' if r['runtime_installed'] else 'unchanged'})")
+    if r.get("board"):
+        b = r["board"]
+        print(f"  board     {b.get('model') or 'no device-tree model'}"
+              + (f", JetPack {b['jetpack']}" if b.get("jetpack") else "")
+              + (f" (target {r['resolved_from']} -> profile {r['target']})" if r.get("resolved_from") else ""))
     print(f"  engine    {r.get('engine_package') or 'numpy only (no TFLite wheel)'}")
     tr = r.get("trust") or {}
     if r.get("rolled_back"):

@@ -151,13 +151,17 @@ def held_out_line(key: str, cal: dict[str, Any]) -> str:
             f"ms-budget margin +{100 * cal['margin']:.1f}%")
 
 
-def calibrate_target(target_name: str, store_path: Path, engine: str | None = None, threads: int | None = None,
+def calibrate_target(target_name: str | Target, store_path: Path, engine: str | None = None, threads: int | None = None,
                      n_fit: int = 20, run_dir: Path | None = None, sign_key: Path | None = None,
                      space_digest: str | None = None) -> dict[str, Any]:
     """Fit the target's models for one search space: `space_digest`, or by default the space of
     the bundle measured last. Rows of bundles of other spaces are left out (a model fitted on
     digits networks predicts mbv3 ones wrongly), and the models are filed under the space."""
-    target = load_target(target_name)
+    target = load_target(target_name) if isinstance(target_name, str) else target_name
+    if target.board_detect:
+        raise UserError(f"target {target.name} names a board family, resolved per device at deploy and bench time: "
+                        f"calibrate the profile `edge_eas bench --target {target.name}` printed (e.g. "
+                        f"{target.name}-... or the board's own profile name)")
     if not Path(store_path).is_file():
         raise UserError(f"no measurement store at {store_path}: run `edge_eas bench --target {target.name}` first")
     store = MeasurementStore(store_path)

@@ -57,6 +57,7 @@ class DeviceReport:
     hello: dict[str, Any] | None = None
     bench_run: str | None = None               # the run id its measurements are stored under
     prepare: dict[str, Any] | None = None      # what `--prepare` set on the device (and restored)
+    warnings: list[str] = field(default_factory=list)  # the agent's, once each (e.g. threads not honoured)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +161,8 @@ def profile_device(runner: Runner, target: str, store: MeasurementStore, space_d
         msg = parse_line(raw)
         if isinstance(msg, BlockProfile):
             key = fixed_key(space_digest) if msg.block_key == FIXED else msg.block_key
-            store.put_block_profile(target, msg.engine, threads, key, float(msg.median_ms), to_dict(msg))
+            # filed under the threads that ran (the agent reads them back), not those asked for
+            store.put_block_profile(target, msg.engine, msg.threads, key, float(msg.median_ms), to_dict(msg))
             stored += 1
         elif isinstance(msg, Fatal):
             raise AgentFailure(msg.error or "device agent failed")
@@ -178,6 +180,7 @@ def _consume(lines: Iterator[str], device: str, target: str, bench_run: str, sto
                 report.stored += 1
             else:
                 report.resent += 1
+            report.warnings += [w for w in msg.warnings if w not in report.warnings]
             if on_result:
                 on_result(msg)
         elif isinstance(msg, ScenarioError):

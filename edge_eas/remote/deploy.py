@@ -32,6 +32,7 @@ from ..runtime.messages import Fatal, Hello, MeasurementLine, ScenarioError, par
 from ..targets import Target
 from .layout import DeviceLayout, sha256_file
 from .ssh import SSHSession
+from .device_steps import resolve_target, run_helper
 from .ssh_options import SSHOptions
 from .trust_store import StorePlan, kept_pins, plan_store
 from .install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
@@ -40,8 +41,6 @@ from .wheels import DevicePlatform
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
 
-# deploy's steps on the device (device_helper.py), run with the target's python as `python -c`
-DEVICE_HELPER = (Path(__file__).parent / "device_helper.py").read_text()
 @dataclass
 class DeployReport:
     target: str
@@ -56,6 +55,8 @@ class DeployReport:
     engine_package: str | None = None  # the TFLite wheel installed on the device; None: numpy engine only
     numpy_source: str = "wheel"        # "system": Debian's python3-numpy through --system-site-packages
     warnings: list[str] = field(default_factory=list)
+    board: dict[str, Any] | None = None    # what the device reported (boards.BoardInfo)
+    resolved_from: str | None = None       # the generic target (jetson, raspberry-pi) `target` was picked for
     bundle_uploaded: bool = False
     trust: dict[str, Any] = field(default_factory=dict)  # the device's trust store after this deploy
     transferred_bytes: int = 0
@@ -87,8 +88,11 @@ class Deployer:
         plan = plan_store(self.trust_keys, bundle, sha, signed, self.allow_unsigned)
         start = time.monotonic()
         with self._session() as s:
+            # the board (a generic target becomes its profile) and its Python, before anything is copied
+            self.target, checked = resolve_target(s, self.target)
             layout = DeviceLayout(s.expand(self.target.runtime_dir))
-            report = DeployReport(self.target.name, s.label, layout.root, bundle_sha256=sha)
+            report = DeployReport(self.target.name, s.label, layout.root, bundle_sha256=sha,
+                                  board=self.target.board, resolved_from=self.target.resolved_from, warnings=checked)
             release = f"releases/{sha[:16]}"
             probe = self._helper(s, "probe", layout.root, release)
             report.device = {k: probe[k] for k in ("python", "machine", "libc")}
@@ -122,8 +126,10 @@ class Deployer:
     def rollback(self) -> DeployReport:
         start = time.monotonic()
         with self._session() as s:
+            self.target, checked = resolve_target(s, self.target)
             layout = DeviceLayout(s.expand(self.target.runtime_dir))
-            report = DeployReport(self.target.name, s.label, layout.root, rolled_back=True)
+            report = DeployReport(self.target.name, s.label, layout.root, rolled_back=True, board=self.target.board,
+                                  resolved_from=self.target.resolved_from, warnings=checked)
             swapped = self._helper(s, "rollback", layout.root)
             report.switched, report.current, report.previous = True, swapped["current"], swapped["previous"]
             report.bundle_sha256 = s.sha256(layout.bundle)
@@ -152,11 +158,7 @@ class Deployer:
         return SSHSession(self.target.connection, self.options, python=self.target.python)
 
     def _helper(self, s: SSHSession, *args: str) -> dict[str, Any]:
-        out = s.check([self.target.python, "-c", DEVICE_HELPER, *args], f"deploy step {args[0]!r}")
-        try:
-            return json.loads(out.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            raise UserError(f"deploy step {args[0]!r} on {s.label} printed no result: {out.strip()[:200]!r}") from None
+        return run_helper(s, self.target.python, *args)
 
     def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any],
                         report: DeployReport) -> tuple[bool, bool]:

@@ -3,8 +3,11 @@
 
 Kept Python 3.6 compatible (old Jetson images) and free of edge_eas imports: it runs before
 edge_eas is installed on the device. Paths arrive as argv, never through a shell. Modes: probe
-(python, platform, libc, a system numpy), stage / activate / rollback (the current and previous
-release links), and the others below."""
+(python, platform, libc, a system numpy, the board), board (the board alone), activate / rollback
+(the current and previous release links), trust.
+
+EDGE_EAS_SYSFS_ROOT (default /) moves /proc, /sys and /etc to a fake tree, as for firmware_scripts/:
+the tests simulate a Jetson or a Raspberry Pi with it."""
 import hashlib, json, os, platform, sys
 
 
@@ -43,6 +46,25 @@ def venv_system_site(root):
         pass
     return None
 
+def read_text(p):
+    try:
+        with open(p, "rb") as f:
+            return f.read().replace(b"\0", b"").decode("utf-8", "replace").strip()
+    except (IOError, OSError):
+        return None
+
+def board():
+    """What the board says it is: device-tree model, the Jetson L4T release line, CPUs, memory."""
+    root = os.environ.get("EDGE_EAS_SYSFS_ROOT", "/")
+    tegra = read_text(os.path.join(root, "etc", "nv_tegra_release"))
+    mem = None
+    for line in (read_text(os.path.join(root, "proc", "meminfo")) or read_text("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem = int(line.split()[1]) // 1024
+    return {"model": read_text(os.path.join(root, "proc", "device-tree", "model")),
+            "tegra_release": tegra.splitlines()[0] if tegra else None, "cores": os.cpu_count(), "mem_mib": mem,
+            "machine": platform.machine(), "python": platform.python_version(), "libc": list(platform.libc_ver())}
+
 def read_json(p):
     try:
         with open(p) as f:
@@ -57,7 +79,9 @@ def main():
     if os.path.exists(cur) and not os.path.islink(cur):
         sys.stderr.write("%s exists and is not a symlink: move it away\n" % cur); sys.exit(4)
     out = {}
-    if mode == "probe":
+    if mode == "board":
+        out = board()
+    elif mode == "probe":
         rel = sys.argv[3]
         try:
             with open(os.path.join(root, "installed.json")) as f:
@@ -71,7 +95,8 @@ def main():
                "current": link_of(cur), "previous": link_of(prev),
                "release_sha256": sha(os.path.join(root, rel, "model.eas")),
                "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json")),
-               "trust": link_of(os.path.join(root, "trust")), "trust_store": read_json(os.path.join(root, "trust", "trust.json"))}
+               "trust": link_of(os.path.join(root, "trust")), "trust_store": read_json(os.path.join(root, "trust", "trust.json")),
+               "board": board()}
     elif mode == "trust":
         link = os.path.join(root, "trust")
         old = link_of(link)

@@ -64,8 +64,25 @@ def make_runner(target: Target, bundle: Path, args: BenchRequest):  # type: igno
     return SSHRunner(target, ssh_options(target, args), bundle=bundle)
 
 
+def resolve_boards(targets: list[Target], args: BenchRequest) -> list[Target]:
+    """Generic targets (`--target jetson`) as the profile of the board each reaches, so their
+    measurements are filed per board type (boards.py); every remote device's Python is checked."""
+    from .device_steps import resolve_target
+    from .ssh import SSHSession
+    from .ssh_options import ssh_options
+    out = []
+    for t in targets:
+        if t.board_detect and t.connection is not None:
+            with SSHSession(t.connection, ssh_options(t, args), python=t.python) as s:
+                t, warnings = resolve_target(s, t)
+            for w in warnings:
+                info(f"[{t.name}] warning: {w}")
+        out.append(t)
+    return out
+
+
 def run_bench(args: BenchRequest) -> dict[str, Any]:
-    targets = expand_targets(args.target)
+    targets = resolve_boards(expand_targets(args.target), args)
     if args.runs < 30:
         raise UserError("--runs must be >= 30 (the latency protocol's minimum)")
     if args.bundle is None:
@@ -123,6 +140,8 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
             results[target.name] = report
             info(f"[{target.name}] {report.stored} measured, {report.skipped} already stored"
                  + (f", FAILED: {report.failure}" if report.failure else ""))
+            for warning in report.warnings:
+                info(f"[{target.name}] warning: {warning}")
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(one, targets))
@@ -135,9 +154,11 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
             table = [{"scenario": r["scenario"], "classes": r["classes"],
                       "budget_mflops": by_id[r["scenario"]]["budget_mflops"], "mflops": r["mflops"],
                       "predicted_ms": _host_prediction(t.name, r, sp), "measured_ms": r["latency_ms"],
-                      "median_ms": r["median_ms"], "in_budget": r["mflops"] <= by_id[r["scenario"]]["budget_mflops"] + 1e-9}
+                      "median_ms": r["median_ms"], "engine": r["engine"], "threads": r["threads"],
+                      "in_budget": r["mflops"] <= by_id[r["scenario"]]["budget_mflops"] + 1e-9}
                      for r in rows if r["scenario"] in by_id]
-            devices.append({**rep.to_dict(), "rows": sorted(table, key=lambda r: r["scenario"])})
+            devices.append({**rep.to_dict(), "board": t.board, "resolved_from": t.resolved_from,
+                            "rows": sorted(table, key=lambda r: r["scenario"])})
     result: dict[str, Any] = {"bundle": str(args.bundle), "bundle_sha256": bundle.sha256,
                               "untrained": bool(bundle.manifest.get("untrained", False)), "scenarios": len(scenarios),
                               "store": str(store_path), "devices": devices,
@@ -157,7 +178,7 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
                         threads, runs=30, reference_hints=store.reference_hints(t.name, bundle.sha256, threads))
                 except Exception as exc:  # the whole-network measurements still calibrate the model
                     info(f"[{t.name}] block profiling failed ({exc}); calibrating from measurements only")
-        specs = {t.name: str(t.path) for t in targets}
+        specs = {t.name: t for t in targets}
         for name in sorted(set(specs) - set(result["failed_devices"])):
             cal = calibrate_target(specs[name], store_path, run_dir=args.run, space_digest=sp.digest())
             for key, rep in cal["models"].items():

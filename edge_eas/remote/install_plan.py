@@ -19,7 +19,8 @@ from ..console import info
 from ..errors import UserError
 from .wheels import DevicePlatform, EngineOptions, engine_options, wheel_name, wheel_version
 
-RUNTIME_DEPS = ("numpy", "cryptography")  # what the device agent imports (cryptography: signatures)
+# what the device agent imports (cryptography: signatures; threadpoolctl: the numpy engine's threads)
+RUNTIME_DEPS = ("numpy", "cryptography", "threadpoolctl")
 TFLITE_ENGINES = ("tflite", "auto")  # target engines that want a TFLite wheel on the device
 
 

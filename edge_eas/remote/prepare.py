@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from ..errors import UserError
 
-FIRMWARE_FILES = ("lib.sh", "bench_prepare.sh", "setup_device.sh")
+FIRMWARE_FILES = ("lib.sh", "bench_prepare.sh")
 SCRIPT_TIMEOUT_S = 120.0
 
 

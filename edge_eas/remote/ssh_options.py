@@ -5,13 +5,13 @@ flags, in that order of precedence."""
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..targets import Target
+from ..toml_compat import tomllib
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")

@@ -54,6 +54,7 @@ def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
                      args: argparse.Namespace) -> MeasurementLine:
     stats = dict(stats)
     env = stats.pop("environment")
+    ran, asked = stats.pop("threads"), stats.pop("threads_requested")
     return MeasurementLine(
         scenario=sc["id"],
         measurement_id=measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
@@ -61,8 +62,16 @@ def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
         classes=list(m.classes),
         budget={k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms") if sc.get(k) is not None},
         arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
-        threads=args.threads, batch_size=args.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
-        bundle_sha256=rt.bundle.sha256, runtime_version=__version__)
+        threads=ran, batch_size=args.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
+        bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
+        warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [])
+
+
+def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
+    """Why a measurement is filed under other threads than were asked for."""
+    what = f"{ran} thread{'s' * (ran != 1)}" if ran is not None else "the library default (not readable here)"
+    fix = " (install threadpoolctl: the runtime extra has it)" if engine == "numpy" and ran is None else ""
+    return f"{engine}: asked for {asked} threads, ran with {what}{fix}; filed under what ran"
 
 
 def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,

@@ -66,6 +66,13 @@ class SpecializedModel:
     def predict_classes(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.classes)[self.logits(images).argmax(1)]
 
+    def threads_used(self, batch_size: int = 1) -> tuple[int | None, int | None]:
+        """(the threads its measurements are filed under, the threads read back from the
+        engine's library). The first is `threads` when the engine honoured it, what ran instead
+        when it did not, None for the library default."""
+        engine = self._engine(batch_size)
+        return engine.threads, getattr(engine, "threads_read_back", engine.threads)
+
     def benchmark(self, warmup: int = 10, runs: int = 50, batch_size: int = 1) -> dict[str, Any]:
         """Latency of the network alone (preprocessing excluded) on a fixed random batch."""
         return benchmark_many([self], warmup=warmup, runs=runs, batch_size=batch_size)[0]
@@ -120,8 +127,13 @@ def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: i
             at += len(per_model)
             best = min(mine, key=lambda st: st["latency_ms"])
             stats.append({**best, "instances": len(mine), "instance_latency_ms": [st["latency_ms"] for st in mine]})
-    return [{**st, "engine": m.engine, "threads": m.threads, "batch_size": batch_size,
-             "predicted_ms": m.predicted_ms, "environment": describe(m.threads)} for m, st in zip(models, stats)]
+    out = []
+    for m, st in zip(models, stats):
+        used, read_back = m.threads_used(batch_size)
+        out.append({**st, "engine": m.engine, "threads": used, "threads_requested": m.threads,
+                    "batch_size": batch_size, "predicted_ms": m.predicted_ms,
+                    "environment": describe(used, read_back)})
+    return out
 
 
 class Runtime:

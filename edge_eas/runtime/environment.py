@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-SYSFS_ROOT_ENV = "EDGE_EAS_SYSFS_ROOT"  # tests point this at a fake sysfs tree
+SYSFS_ROOT_ENV = "EDGE_EAS_SYSFS_ROOT"  # root of /proc, /sys, /etc (default /), as for firmware_scripts; tests fake a board
 
 
 def _read(path: Path) -> str | None:
@@ -27,10 +27,10 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def temperature_c(root: Path) -> float | None:
+def temperature_c(sys_dir: Path) -> float | None:
     """Highest thermal-zone reading in degrees C (Pi and Jetson both expose these)."""
     temps = []
-    for zone in sorted((root / "class/thermal").glob("thermal_zone*/temp")):
+    for zone in sorted((sys_dir / "class/thermal").glob("thermal_zone*/temp")):
         raw = _read(zone)
         if raw and raw.lstrip("-").isdigit():
             temps.append(int(raw) / 1000.0)
@@ -40,7 +40,7 @@ def temperature_c(root: Path) -> float | None:
 def library_versions() -> dict[str, str]:
     from importlib import metadata
     out = {}
-    for dist in ("numpy", "edge-eas", "ai-edge-litert", "tflite-runtime", "executorch", "torch"):
+    for dist in ("numpy", "threadpoolctl", "edge-eas", "ai-edge-litert", "tflite-runtime", "executorch", "torch"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -48,14 +48,19 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def describe(threads: int | None = None) -> dict[str, Any]:
-    root = Path(os.environ.get(SYSFS_ROOT_ENV, "/sys"))
-    cpu0 = root / "devices/system/cpu/cpu0/cpufreq"
+def describe(threads: int | None = None, threads_read_back: int | None = None) -> dict[str, Any]:
+    """`threads`: what the measurement is filed under; `threads_read_back`: what the engine's
+    library said it runs with (None: it cannot say)."""
+    root = Path(os.environ.get(SYSFS_ROOT_ENV, "/"))
+    sys_dir = root / "sys"
+    cpu0 = sys_dir / "devices/system/cpu/cpu0/cpufreq"
+    model = _read(root / "proc/device-tree/model")
     return {
         "hostname": platform.node(), "machine": platform.machine(), "system": platform.system(),
         "python": platform.python_version(), "cpu_model": cpu_model(), "cores": os.cpu_count(),
-        "threads": threads, "governor": _read(cpu0 / "scaling_governor"),
-        "cpu_freq_khz": _read(cpu0 / "scaling_cur_freq"), "temperature_c": temperature_c(root),
-        "throttled": _read(root / "devices/platform/soc/soc:firmware/get_throttled"),
+        "threads": threads, "threads_read_back": threads_read_back, "governor": _read(cpu0 / "scaling_governor"),
+        "cpu_freq_khz": _read(cpu0 / "scaling_cur_freq"), "temperature_c": temperature_c(sys_dir),
+        "throttled": _read(sys_dir / "devices/platform/soc/soc:firmware/get_throttled"),
+        "board_model": model.replace("\0", "") if model else None,
         "versions": library_versions(),
     }

@@ -10,7 +10,7 @@ read a newer agent. Lines that are not JSON objects are library chatter (for exa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Dict, List, Optional, Type, Union
 
 
@@ -48,6 +48,8 @@ class MeasurementLine:
     environment: Dict[str, Any]
     bundle_sha256: str
     runtime_version: str
+    threads_requested: Optional[int] = None  # `threads` is what ran (read back from the engine)
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,9 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
     name = rt._pick_engine(engine)
     rng = np.random.default_rng(0)
     reference = rt.speed_reference(name, threads, warmup=warmup, runs=runs, hints=reference_hints)
+    probes = fixed_probes(rt.space)
+    models = [rt.specialize(classes=list(range(rt.num_classes)), arch=a, engine=name, threads=threads) for a in probes]
+    ran = models[0].threads_used()[0]  # rows are filed under the threads that ran, read back
     by_input: dict[tuple[int, int], list[BlockConfig]] = {}
     for cfg in distinct_blocks(rt.space):
         by_input.setdefault((cfg.in_channels, cfg.in_size), []).append(cfg)
@@ -141,14 +144,12 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
             for cfg, with_b, st in zip(chunk, fastest[1:], stats[INSTANCES::INSTANCES]):
                 ms = max(0.0, with_b - base_ms)
                 entries[block_key(cfg)] = ms
-                yield BlockProfile(block_key(cfg), ms, name, threads, with_block_ms=with_b, without_block_ms=base_ms,
+                yield BlockProfile(block_key(cfg), ms, name, ran, with_block_ms=with_b, without_block_ms=base_ms,
                                    reference_ms=st.get("reference_ms"), group_attempts=st.get("group_attempts"))
-    probes = fixed_probes(rt.space)
-    models = [rt.specialize(classes=list(range(rt.num_classes)), arch=a, engine=name, threads=threads) for a in probes]
     measured = [latency_ms(st) for st in benchmark_many(models, warmup=warmup, runs=runs, reference=reference)]
     sums = [sum(entries[block_key(c)] for c in rt.space.active_blocks(a)) for a in probes]
     fixed, scale = fit_probes(sums, measured)
-    yield BlockProfile("fixed", fixed, name, threads, reference_ms=reference.best_ms, entry_scale=scale,
+    yield BlockProfile("fixed", fixed, name, ran, reference_ms=reference.best_ms, entry_scale=scale,
                        probe_archs=[a.to_dict() for a in probes], probe_ms=measured,
                        probe_residual_ms=[ms - fixed - scale * x for x, ms in zip(sums, measured)])
 

@@ -18,11 +18,11 @@ import os
 import shutil
 import subprocess
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..toml_compat import tomllib
 from .ssh_lab import descendants, free_port, kill_pids, run_tool
 
 SCRIPT_NAME = "make_arm64_device.sh"
@@ -111,10 +111,12 @@ class BuildInfo:
 
 
 class Arm64Lab:
-    """One emulated arm64 device on a private rootfs copy under `root`."""
+    """One emulated arm64 device on a private rootfs copy under `root`: Debian `suite` (bookworm:
+    Python 3.11, numpy 1.24; bullseye: Python 3.9, numpy 1.19, like Raspberry Pi OS bullseye)."""
 
-    def __init__(self, root: Path, name: str = "arm64-dev", keep_rootfs: bool = False) -> None:
+    def __init__(self, root: Path, name: str = "arm64-dev", keep_rootfs: bool = False, suite: str = "bookworm") -> None:
         self.root = Path(root)
+        self.suite = suite
         self.device = Arm64Device(name, self.root / "rootfs", self.root / name)
         self.keep_rootfs = keep_rootfs
         self.client_key = self.root / "client_key"
@@ -155,7 +157,7 @@ class Arm64Lab:
 
     def _build(self) -> BuildInfo:
         t0 = time.monotonic()
-        res = self._script("build", "--rootfs", str(self.device.rootfs), timeout=BUILD_TIMEOUT_S)
+        res = self._script("build", "--rootfs", str(self.device.rootfs), "--suite", self.suite, timeout=BUILD_TIMEOUT_S)
         return BuildInfo(round(time.monotonic() - t0, 2), "restored " in res.stderr or "up to date" in res.stderr,
                          res.stderr)
 
@@ -213,7 +215,7 @@ class Arm64Lab:
                 "known_hosts": str(self.known_hosts), **connection}
         hardware = tomllib.loads(shipped_target().read_text()).get("hardware", {})
         lines = [f"name = {json.dumps(dev.name)}",
-                 f"description = {json.dumps(f'Debian arm64 under qemu user emulation (sshd at {dev.addr}:{dev.port})')}",
+                 f"description = {json.dumps(f'Debian {self.suite} arm64 under qemu user emulation (sshd at {dev.addr}:{dev.port})')}",
                  "", "[connection]", *(f"{k} = {json.dumps(v)}" for k, v in conn.items()),
                  "", "[device]", f"python = {json.dumps(dev.python)}",
                  f"runtime_dir = {json.dumps(dev.remote_runtime_dir)}", f"engine = {json.dumps(engine)}",

@@ -134,9 +134,10 @@ class DeviceLab:
     """`with DeviceLab(tmp, ["dev-a", "dev-b"]) as lab:` -> lab.devices, lab.write_target(dev)."""
 
     def __init__(self, root: Path, names: Sequence[str], prefer_netns: bool = True,
-                 device_env: dict[str, str] | None = None) -> None:
+                 device_env: dict[str, str] | None = None, device_envs: dict[str, dict[str, str]] | None = None) -> None:
         self.root = Path(root)
         self.device_env = dict(device_env or {})  # set in every SSH session (sshd SetEnv), e.g. a fake sysfs root
+        self.device_envs = dict(device_envs or {})  # per device name, over device_env (e.g. one fake Jetson)
         self.names = list(names)
         self.prefer_netns = prefer_netns
         self.devices: list[SimDevice] = []
@@ -238,7 +239,8 @@ class DeviceLab:
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes", "Subsystem sftp internal-sftp", "UseDNS no", "PrintMotd no",
             "MaxStartups 100", "MaxSessions 100",
-            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in self.device_env.items())}"] if self.device_env else []),
+            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in env.items())}"]
+              if (env := {**self.device_env, **self.device_envs.get(name, {})}) else []),
             ""]))
         return dev
 

@@ -93,3 +93,37 @@ def test_agent_heartbeat_fills_silence_from_its_first_moment(bundle_dir: Path, t
     bad = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", "x", "--heartbeat", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "must be positive" in bad.stderr
+
+
+def _agent_threads(bundle_dir: Path, tmp_path: Path, threads: int, env: dict[str, str]) -> dict:
+    import json
+    scen = tmp_path / "t.json"
+    scen.write_text(json.dumps([{"id": "a", "classes": [1, 2], "budget_mflops": 1.0}]))
+    out = subprocess.run([sys.executable, "-m", "edge_eas.runtime", "--bundle", str(bundle_dir / "model.eas"),
+                          "--scenarios", str(scen), "--runs", "30", "--warmup", "2", "--engine", "numpy",
+                          "--threads", str(threads)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    return next(d for d in map(json.loads, out.stdout.splitlines()) if d["type"] == "measurement")
+
+
+def test_numpy_threads_are_applied_read_back_and_filed_under_what_ran(bundle_dir: Path, tmp_path: Path) -> None:
+    """The runtime extra brings threadpoolctl: --threads 1 is applied to the BLAS pool and read back."""
+    from threadpoolctl import threadpool_info  # part of edge_eas[runtime]
+    assert any(p["user_api"] == "blas" for p in threadpool_info()), "numpy here has no BLAS pool to limit"
+    line = _agent_threads(bundle_dir, tmp_path, 1, dict(os.environ))
+    assert line["threads"] == 1 and line["threads_requested"] == 1 and line["warnings"] == []
+    assert line["environment"]["threads_read_back"] == 1 and "threadpoolctl" in line["environment"]["versions"]
+
+
+def test_numpy_threads_that_cannot_be_applied_are_filed_as_the_default_with_a_warning(
+        bundle_dir: Path, tmp_path: Path) -> None:
+    """A device without threadpoolctl (a module of that name that fails to import shadows it):
+    the request is not silently filed as honoured."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "threadpoolctl.py").write_text("raise ImportError('threadpoolctl is not installed here')\n")
+    line = _agent_threads(bundle_dir, tmp_path, 1, {**os.environ, "PYTHONPATH": str(shadow)})
+    assert line["threads"] is None and line["threads_requested"] == 1
+    assert line["environment"]["threads_read_back"] is None
+    assert len(line["warnings"]) == 1 and "asked for 1 threads, ran with the library default" in line["warnings"][0]
+    assert "install threadpoolctl" in line["warnings"][0]

@@ -9,7 +9,7 @@ tensor (taps that only ever read padding are dropped up front, which matters for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -228,7 +228,7 @@ class NumpyEngine:
     def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None) -> None:
         self.folded = folded
         self.batch_size = batch_size
-        self.threads = _limit_blas_threads(threads)
+        self.threads, self.threads_read_back = _limit_blas_threads(threads)
         _, height, width = folded.input_shape
         if height != width:
             raise ValueError(f"the numpy engine expects square inputs, got {height}x{width}")
@@ -247,14 +247,18 @@ class NumpyEngine:
         return h
 
 
-def _limit_blas_threads(threads: Optional[int]) -> Optional[int]:
-    """numpy's BLAS pool is process-wide; limit it with threadpoolctl when that is installed.
-    Returns the limit applied, or None when the BLAS default is left in place."""
-    if threads is None:
-        return None
+def _limit_blas_threads(threads: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
+    """numpy's BLAS pool is process-wide: limit it with threadpoolctl (the runtime extra installs
+    it), then read back what is in effect. Returns (the threads to file measurements under, the
+    BLAS threads read back). The first is `threads` when honoured, what runs instead when not, and
+    None for the library default or when nothing can be read (no threadpoolctl): a request that
+    cannot be checked is not filed as honoured."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
-        return None
-    threadpool_limits(limits=threads, user_api="blas")
-    return threads
+        return None, None
+    if threads is not None:
+        threadpool_limits(limits=threads, user_api="blas")
+    pools = [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
+    in_effect = max(pools) if pools else 1  # no BLAS pool: numpy runs single-threaded
+    return (None if threads is None else in_effect), in_effect

@@ -16,7 +16,7 @@ with ADD): XNNPACK has no fast 49-tap kernel and runs a 7x7 depthwise 10-16x slo
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ _INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runti
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
                    "edge_eas_tflite_schema")
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias must work on the device's Python 3.8
 _BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data aligned for the kernels
 
 
@@ -366,7 +366,8 @@ class TFLiteEngine:
         self._interpreter_class = load_interpreter_class()
         self.folded = folded
         self.batch_size = batch_size
-        self.threads = threads
+        self.threads = threads  # LiteRT's num_threads is honoured but cannot be read back
+        self.threads_read_back: Optional[int] = None
         self._models: dict[int, bytes] = {}
         self._interpreters: dict[int, tuple[Any, int, int]] = {}
         self._interpreter(batch_size)
