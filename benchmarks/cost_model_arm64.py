@@ -15,6 +15,12 @@ also measured on this host with the same engine, which gives the emulation slowd
 run fits in ~20 min under qemu. Writes benchmarks/results/cost_model_arm64.json (+ .png).
 
     python benchmarks/cost_model_arm64.py --bundle model.eas [--held-out 100] [--engines tflite,numpy]
+    python benchmarks/cost_model_arm64.py --mbv3-resolution 48   # an untrained mbv3 run at 48 px, made here
+
+Under qemu an mbv3 network at 128 px takes 0.2-2 s (about 200x this host for XNNPACK, 40x for
+numpy), so 120 networks x 2 instances x 40 samples alone would take hours: `--mbv3-resolution`
+builds the same space at a resolution below the CLI's 128-224 (the space is resolution-agnostic;
+tests use 32 px), where the whole benchmark fits in about 20 minutes.
 
 Needs root and a qemu-aarch64 binfmt entry (firmware_scripts/make_arm64_device.sh says what is missing).
 """
@@ -90,9 +96,21 @@ def host_model(rt: Runtime, engine: str, cal: list, runs: int) -> LatencyModel:
     return fit(profiled, rt.space, cal, cal_ms)
 
 
+def mbv3_bundle(resolution: int, out: Path) -> Path:
+    """An untrained `mbv3` run at `resolution` (what `edge_eas init --space mbv3` makes at 128-224), exported."""
+    from edge_eas.bundle import export_bundle
+    from edge_eas.space import SearchSpace
+    from edge_eas.untrained import init_run
+    run = init_run(SearchSpace.preset("mbv3").at_resolution(resolution), out / "run", num_classes=1000)
+    export_bundle(run.path, out / "mbv3.eas", "int8")
+    return out / "mbv3.eas"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", type=Path, required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", type=Path)
+    src.add_argument("--mbv3-resolution", type=int, help="make an untrained mbv3 bundle at this resolution")
     ap.add_argument("--held-out", type=int, default=100)
     ap.add_argument("--pool", type=int, default=20)
     ap.add_argument("--runs", type=int, default=30)
@@ -102,6 +120,9 @@ def main() -> None:
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still tear the device down (finally)
+    made = tempfile.TemporaryDirectory(prefix="eas-arm64-mbv3-")
+    if args.mbv3_resolution:
+        args.bundle = mbv3_bundle(args.mbv3_resolution, Path(made.name))
     rt = Runtime.load(args.bundle)
     cal, held = choose_archs(rt.space, args.pool, args.held_out, args.seed)
     results: dict[str, Any] = {}
@@ -163,6 +184,7 @@ def main() -> None:
         "deploy": {"engine_package": rep.engine_package, "numpy_source": rep.numpy_source,
                    "transferred_bytes": rep.transferred_bytes},
         "timing": timing, "results": results}, allow_dirty=args.allow_dirty)
+    made.cleanup()
 
 
 if __name__ == "__main__":

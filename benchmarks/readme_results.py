@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 import readme_fashion
 from readme_fashion import pct
 
@@ -62,7 +64,7 @@ def task_dropout_section(doc: dict[str, Any]) -> list[str]:
 
 
 def cost_model_section(doc: dict[str, Any]) -> list[str]:
-    lines = [f"### Latency model on `{doc['target']}` ({doc['held_out']} held-out sub-networks)", "",
+    lines = [f"### Latency model on `{doc['target']}`, digits networks ({doc['held_out']} held-out sub-networks)", "",
              "| engine/threads | prior | 5 meas. | 10 meas. | 20 meas. | block-profiled | profiled + 20 | "
              "Kendall τ (20 meas.) | MAPE (20 meas.) |", "|---|---|---|---|---|---|---|---|---|"]
     for key, r in doc["results"].items():
@@ -83,13 +85,35 @@ MODEL_COLUMNS = (("prior", "prior (roofline, hand-set)"), ("prior_fitted_on_this
                  ("fitted_on_host_calibrated_5", "host model + 5 meas."))
 
 
+def target_misses(results: dict[str, Any], goal: float = 0.95) -> list[str]:
+    """One plain sentence per engine config that misses the >= 95 % goal after block profiling
+    + 20 measurements, and, where the 20 measurements made the profile worse, by how much their
+    scale differs from what the held-out archs ran at (both read from the held-out points)."""
+    out = []
+    for key, r in results.items():
+        best = r["models"].get("block_profiled_calibrated_20", {}).get("within_10pct")
+        prof = r["models"].get("block_profiled", {}).get("within_10pct")
+        if best is None or best >= goal:
+            continue
+        text = f"**{key} misses the ≥ 95 % goal:** profiled + 20 scores {pct(best, 0)}"
+        pts = r.get("points", {})
+        if prof is not None and prof > best and pts.get("block_profiled"):
+            held = float(np.median(np.asarray(pts["measured_ms"]) / np.asarray(pts["block_profiled"])))
+            scale = float(np.median(np.asarray(pts["block_profiled_calibrated_20"]) / np.asarray(pts["block_profiled"])))
+            text += (f", below block profiling alone ({pct(prof, 0)}): the 20 pool measurements set a scale of "
+                     f"{scale:.3f} on the profile, while the held-out archs ran at {held:.3f} of it (median), so "
+                     f"the pool was timed in a slower machine state than the held-out set")
+        out += [text + ".", ""]
+    return out
+
+
 def held_out_models_section(doc: dict[str, Any], title: str) -> list[str]:
     """Every model's share of held-out archs within ±10 % (same held-out archs, disjoint by arch
     from the calibration pool and the profile's probes), with the paired differences of the
     block-profiled + 20 model against the others."""
     results = doc["results"]
     present = [(k, label) for k, label in MODEL_COLUMNS if any(k in r["models"] for r in results.values())]
-    lines = [title, ""]
+    lines = [title, ""] + target_misses(results)
     verdicts = []
     for key, r in results.items():
         for other, d in r["paired_vs_block_profiled_calibrated_20"].items():
@@ -187,7 +211,7 @@ def cost_model_arm64_section(doc: dict[str, Any]) -> list[str]:
 
 def runtime_section(doc: dict[str, Any]) -> list[str]:
     b = doc["bundle"]
-    lines = ["### Bundle and on-device runtime", "",
+    lines = ["### Bundle and on-device runtime (digits: networks of 0.3-2 MFLOPs, µs latencies)", "",
              f"int8 bundle {b['int8_bytes'] / 1024:.0f} KiB = **{pct(b['ratio'], 1)}** of fp32 "
              f"({b['fp32_bytes'] / 1024:.0f} KiB); mean task accuracy int8 {pct(b['int8_accuracy'], 2)} vs fp32 "
              f"{pct(b['fp32_accuracy'], 2)} ({b['accuracy_change_pp']:+.2f} pp). `Runtime.load` → first prediction: "
@@ -280,11 +304,14 @@ def quickstart_repeat_section(doc: dict[str, Any]) -> list[str]:
 
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
-    ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS, ("generator", generator_section), ("task_dropout", task_dropout_section), ("runtime", runtime_section),
+    ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS, ("generator", generator_section),
+    ("task_dropout", task_dropout_section),
+    # latency at real scale (mbv3) is the headline; the digits tables (µs networks) follow it
     ("mbv3_engines", mbv3_engines_section), ("cost_model_mbv3", cost_model_mbv3_section),
-    ("cost_model", cost_model_section), ("cost_model_arm64", cost_model_arm64_section), ("fleet", fleet_section),
     ("fleet_mbv3", lambda d: [fleet_section(d)[0].replace("### Fleet benchmarking", "### Fleet benchmarking, mbv3 "
                                                                                      "networks"), *fleet_section(d)[1:]]),
+    ("cost_model_arm64", cost_model_arm64_section),
+    ("runtime", runtime_section), ("cost_model", cost_model_section), ("fleet", fleet_section),
     ("gpu_training", lambda d: ["### GPU training", "", d.get("summary", "")]),
 ]
 
