@@ -28,9 +28,12 @@ pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs OpenSSH sshd (apt
 ORIN = "NVIDIA Jetson Orin Nano Developer Kit"
 
 
-def jetson_tree(root: Path) -> Path:
-    for path, text in [("proc/device-tree/model", ORIN + "\0"),
-                       ("etc/nv_tegra_release", "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, "
+NANO = "NVIDIA Jetson Nano Developer Kit"
+
+
+def jetson_tree(root: Path, model: str = ORIN, release: str = "R36 (release), REVISION: 3.0") -> Path:
+    for path, text in [("proc/device-tree/model", model + "\0"),
+                       ("etc/nv_tegra_release", f"# {release}, GCID: 36923193, BOARD: generic, "
                                                 "EABI: aarch64, DATE: Fri Jul 19 23:24:25 UTC 2024\n"),
                        ("sys/class/thermal/thermal_zone0/temp", "41500\n")]:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,8 @@ def python36(d: Path) -> Path:
 def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     fakes = tmp_path_factory.mktemp("boards")
     envs = {"pi": {"EDGE_EAS_SYSFS_ROOT": str(pi_tree(fakes / "pi"))},
-            "orin": {"EDGE_EAS_SYSFS_ROOT": str(jetson_tree(fakes / "orin"))}}
+            "orin": {"EDGE_EAS_SYSFS_ROOT": str(jetson_tree(fakes / "orin"))},
+            "nano36": {"EDGE_EAS_SYSFS_ROOT": str(jetson_tree(fakes / "nano", NANO, "R32 (release), REVISION: 7.1"))}}
     lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["pi", "orin", "nano36"], device_envs=envs).start()
     yield lab
     lab.close()
@@ -126,10 +130,13 @@ def test_generic_target_deploys_and_benches_as_the_detected_board(lab: DeviceLab
 
 def test_a_device_with_python_36_is_refused_before_anything_is_copied(lab: DeviceLab, env: dict[str, str],
                                                                         tiny_bundle: Path) -> None:
+    """A JetPack 4 Jetson Nano whose runtime python is its system 3.6: the jetson-nano profile's
+    note says what to do."""
     dev = next(d for d in lab.devices if d.name == "nano36")
     target = generic_target(lab, dev, "jetson", python=str(python36(lab.root)))
     res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned")
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert "Python 3.6.9" in lines[0] and "supports Python 3.8 to 3.13" in lines[0], lines[0]
+    assert "python3.8-venv" in lines[0]  # the jetson-nano profile's [board] note: what to do about it
     assert not dev.runtime_dir.exists()  # no venv, no wheel, no bundle: nothing was copied

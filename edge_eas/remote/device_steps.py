@@ -41,6 +41,10 @@ def resolve_target(s: SSHSession, target: Target) -> tuple[Target, list[str]]:
         warnings += [warning] if warning else []
         info(f"[{s.label}] board: {board.describe()} -> target {target.name}")
         if target.python != asked_with:  # the board's profile runs the runtime with another interpreter
-            board = BoardInfo.from_probe(run_helper(s, target.python, "board", s.expand(target.runtime_dir)))
+            try:
+                board = BoardInfo.from_probe(run_helper(s, target.python, "board", s.expand(target.runtime_dir)))
+            except UserError as exc:  # e.g. JetPack 4 without the python3.8 its profile names
+                raise UserError(f"{exc}" + (f" ({target.name}: {target.board_note})" if target.board_note else "")
+                                ) from None
     warnings += check_runtime_support(target, board.python, board.libc, s.label)
     return replace(target, board=board.to_dict()), warnings

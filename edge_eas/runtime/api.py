@@ -71,7 +71,9 @@ class SpecializedModel:
         engine's library). The first is `threads` when the engine honoured it, what ran instead
         when it did not, None for the library default."""
         engine = self._engine(batch_size)
-        return engine.threads, getattr(engine, "threads_read_back", engine.threads)
+        read_back = getattr(engine, "threads_read_back", engine.threads)
+        # the library default stays filed as the default (key t0), whatever size it has
+        return (None if self.threads is None else engine.threads), read_back
 
     def benchmark(self, warmup: int = 10, runs: int = 50, batch_size: int = 1) -> dict[str, Any]:
         """Latency of the network alone (preprocessing excluded) on a fixed random batch."""
