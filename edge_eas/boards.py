@@ -49,7 +49,8 @@ class BoardInfo:
     def describe(self) -> str:
         parts = [f"model {self.model!r}" if self.model else "no device-tree model"]
         if self.tegra_release:
-            parts.append(f"L4T {self.tegra_release.lstrip('# ').strip()!r}")
+            m = re.search(r"\bR(\d+).*?REVISION:\s*([\d.]+)", self.tegra_release)
+            parts.append(f"L4T R{m.group(1)}.{m.group(2)}" if m else f"L4T {self.tegra_release.lstrip('# ').strip()!r}")
         parts += [f"{self.cores} CPUs" if self.cores else "", f"{self.mem_mib} MiB" if self.mem_mib else "",
                   self.machine, f"Python {self.python}", " ".join(self.libc).strip()]
         return ", ".join(p for p in parts if p)

@@ -135,8 +135,9 @@ def test_a_device_with_python_36_is_refused_before_anything_is_copied(lab: Devic
     dev = next(d for d in lab.devices if d.name == "nano36")
     target = generic_target(lab, dev, "jetson", python=str(python36(lab.root)))
     res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned")
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    assert "Python 3.6.9" in lines[0] and "supports Python 3.8 to 3.13" in lines[0], lines[0]
-    assert "python3.8-venv" in lines[0]  # the jetson-nano profile's [board] note: what to do about it
+    errors = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("edge_eas deploy: error:")]
+    assert res.returncode == 2 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "Python 3.6.9" in errors[0] and "supports Python 3.8 to 3.13" in errors[0], errors[0]
+    assert "python3.8-venv" in errors[0]  # the jetson-nano profile's [board] note: what to do about it
+    assert "board: model 'NVIDIA Jetson Nano Developer Kit', L4T R32.7.1" in res.stderr  # what was read
     assert not dev.runtime_dir.exists()  # no venv, no wheel, no bundle: nothing was copied

@@ -94,6 +94,7 @@ def test_an_unknown_board_gets_the_generic_profile_under_its_own_name_with_a_war
     assert agx.name != xavier.name  # two unknown boards never share a latency model
     assert xavier.hardware == load_target("generic-aarch64").hardware
     assert warn_x and "Xavier NX" in warn_x and "L4T 'R35 (release)'" in warn_x and "generic-aarch64" in warn_x
+    assert "L4T R35.4.1" in _board("x", "# R35 (release), REVISION: 4.1, GCID: 33958178").describe()
     pi, warn_pi = resolve_board(t, _board("Raspberry Pi 4 Model B Rev 1.2"), board_profiles)
     assert pi.name == "raspberry-pi-4" and warn_pi and "is for jetson boards" in warn_pi
 
