@@ -8,6 +8,7 @@ settings.load_profile("edge_eas")
 
 
 import os  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -53,6 +54,14 @@ def digits_uint8():  # type: ignore[no-untyped-def]
 
     d = load_digits()
     return np.round(d.images * 255 / 16).astype(np.uint8)[:, None], d.target
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The environment a CLI subprocess runs in: this checkout on PYTHONPATH and a fresh
+    EDGE_EAS_HOME per test module (its measurement store, targets and keys)."""
+    home = tmp_path_factory.mktemp("edge_eas_home")
+    return dict(os.environ, EDGE_EAS_HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
 
 
 # Under CI=true the machine is set up for every test (tests/run.sh installs sshd, qemu-user-static,

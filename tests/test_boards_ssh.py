@@ -8,7 +8,6 @@ is 3.6 is refused before anything is copied.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import stat
 import subprocess
@@ -65,12 +64,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     yield lab
     lab.close()
     assert leftovers(lab) == {"netns": [], "links": [], "processes": []}
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("edge_eas_home")
-    return dict(os.environ, EDGE_EAS_HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
 
 
 def generic_target(lab: DeviceLab, dev: SimDevice, family: str, python: str | None = None) -> Path:

@@ -108,12 +108,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("edge_eas_home")
-    return dict(os.environ, EDGE_EAS_HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-
-
-@pytest.fixture(scope="module")
 def targets(lab: DeviceLab) -> dict[str, Path]:
     return {d.name: lab.write_target(d) for d in lab.devices}
 
