@@ -16,6 +16,7 @@ import argparse
 import json
 import resource
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -126,6 +127,7 @@ def main() -> int:
     counts = sorted({int(n) for n in a.devices.split(",")})
     runs_list = [int(r) for r in a.runs.split(",")]
     work = Path(tempfile.mkdtemp(prefix="edge-eas-fleet-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still tears its devices down
     try:
         bundle = a.bundle or tiny_bundle(work)
         with DeviceLab(work / "lab", [f"dev-{i}" for i in range(1, max(counts) + 1)]) as lab:
