@@ -76,7 +76,8 @@ def check_runtime_support(target: Target, python: str, libc: Sequence[str], wher
     if len(version) < 2 or version[:2] < lo:
         raise UserError(f"{where}: {target.python} is Python {python or 'of unknown version'}; {supported}."
                         + (note or " Set [device] python in the target to a supported interpreter."))
-    if libc and libc[0] == "glibc" and _version(libc[1]) and _version(libc[1]) < MIN_GLIBC:
+    glibc = _version(libc[1]) if libc and libc[0] == "glibc" else ()
+    if glibc and glibc < MIN_GLIBC:
         raise UserError(f"{where}: glibc {libc[1]} is older than {MIN_GLIBC[0]}.{MIN_GLIBC[1]} (manylinux2014), "
                         f"which the runtime's numpy and cryptography wheels need.{note}")
     if version[:2] > hi:
@@ -94,7 +95,7 @@ def resolve_board(target: Target, info: BoardInfo, profiles: Callable[[], list[T
     if not target.board_detect:
         return target, None
     model = (info.model or "").lower()
-    candidates = [p for p in profiles() if p.board_models]
+    candidates = profiles()
     # by model only: a JetPack release is shared by many boards, and a wrong profile would mix their models
     matches = [(len(m), p) for p in candidates for m in p.board_models if m.lower() in model]
     warning = None
@@ -134,6 +135,6 @@ def board_profiles() -> list[Target]:
                 t = load_target(str(f))
             except UserError:
                 continue  # a broken unrelated file must not stop detection; loading it by name says why
-            if t.board_models or t.board_jetpacks:
+            if t.board_models:  # resolve_board matches by model only
                 seen[f.stem] = t
     return list(seen.values())

@@ -67,16 +67,22 @@ def engine_warnings(deploy_report: dict[str, Any]) -> list[str]:
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def started_lab(root: Path, **kwargs: Any) -> Arm64Lab:
+    """An arm64 device up (built or restored from the cache), or the test skipped where it cannot exist."""
     t0 = time.monotonic()
     try:
-        lab = Arm64Lab(tmp_path_factory.mktemp("arm64")).start()
+        lab = Arm64Lab(root, **kwargs).start()
     except Arm64Unavailable as exc:
         pytest.skip(f"no arm64 stand-in on this machine: {exc}")
-    print(f"\narm64 device: build/restore {lab.build.seconds if lab.build else '?'} s "
+    print(f"\n{lab.suite} arm64 device: build/restore {lab.build.seconds if lab.build else '?'} s "
           f"({'restored' if lab.build and lab.build.restored else 'debootstrap'}), sshd start {lab.start_seconds} s, "
           f"total {time.monotonic() - t0:.1f} s")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    lab = started_lab(tmp_path_factory.mktemp("arm64"))
     yield lab
     lab.close()
     assert leftovers(lab) == {"processes": [], "mounts": []}
@@ -363,13 +369,7 @@ def test_aarch64_engine_choice_follows_the_numpy_the_device_runs(tmp_path: Path,
 # ---- the bullseye stand-in: Python 3.9 and Debian's numpy 1.19, as Raspberry Pi OS bullseye ships ----
 @pytest.fixture(scope="module")
 def bullseye(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    t0 = time.monotonic()
-    try:
-        lab = Arm64Lab(tmp_path_factory.mktemp("bullseye"), name="bullseye-dev", suite="bullseye").start()
-    except Arm64Unavailable as exc:
-        pytest.skip(f"no arm64 stand-in on this machine: {exc}")
-    print(f"\nbullseye device: build/restore {lab.build.seconds if lab.build else '?'} s, "
-          f"total {time.monotonic() - t0:.1f} s")
+    lab = started_lab(tmp_path_factory.mktemp("bullseye"), name="bullseye-dev", suite="bullseye")
     yield lab
     lab.close()
     assert leftovers(lab) == {"processes": [], "mounts": []}

@@ -3,7 +3,8 @@
 
 Kept Python 3.6 compatible (old Jetson images) and free of edge_eas imports: it runs before
 edge_eas is installed on the device. Paths arrive as argv, never through a shell. Modes: probe
-(python, platform, libc, a system numpy, the board), board (the board alone), activate / rollback
+(python, platform, libc, a system numpy), board (what the board is; run first, see device_steps.py),
+activate / rollback
 (the current and previous release links), trust.
 
 EDGE_EAS_SYSFS_ROOT (default /) moves /proc, /sys and /etc to a fake tree, as for firmware_scripts/:
@@ -95,8 +96,7 @@ def main():
                "current": link_of(cur), "previous": link_of(prev),
                "release_sha256": sha(os.path.join(root, rel, "model.eas")),
                "release_smoke": os.path.isfile(os.path.join(root, rel, "smoke.json")),
-               "trust": link_of(os.path.join(root, "trust")), "trust_store": read_json(os.path.join(root, "trust", "trust.json")),
-               "board": board()}
+               "trust": link_of(os.path.join(root, "trust")), "trust_store": read_json(os.path.join(root, "trust", "trust.json"))}
     elif mode == "trust":
         link = os.path.join(root, "trust")
         old = link_of(link)
