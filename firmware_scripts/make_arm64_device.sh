@@ -4,7 +4,7 @@
 #
 #   make_arm64_device.sh build  [--rootfs DIR] [--suite S] [--mirror URL]
 #   make_arm64_device.sh start  [--rootfs DIR] [--port N] --authorized-key PUBFILE
-#                               [--known-hosts FILE] [--hostname NAME] [--log FILE]
+#                               [--known-hosts FILE] [--hostname NAME] [--log FILE] [--setenv NAME=VALUE]...
 #   make_arm64_device.sh stop   [--rootfs DIR]
 #   make_arm64_device.sh status [--rootfs DIR]
 #   make_arm64_device.sh mirror [--suite S]
@@ -18,6 +18,8 @@
 #         rootfs's own aarch64 sshd on 127.0.0.1:PORT in private mount + UTS namespaces (/proc and
 #         /dev are mounted there only: they disappear with the device's last process). Prints
 #         pid=, port=, known_hosts= lines; --known-hosts FILE also records the host key there.
+#         --setenv NAME=VALUE (repeatable) is set in every SSH session (sshd SetEnv), e.g.
+#         EDGE_EAS_SYSFS_ROOT=/opt/board to give the device a board's /proc/device-tree/model.
 # stop    kills every process whose root directory is DIR (by PID), then unmounts anything still
 #         mounted under DIR.
 # mirror  prints the mirror build would use: the first apt source (one-line or deb822) for SUITE,
@@ -67,6 +69,7 @@ AUTH_KEY=""
 KNOWN_HOSTS=""
 DEV_HOSTNAME=arm64-device
 LOG=""
+SETENV=()
 CACHE="${EDGE_EAS_ARM64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge_eas/arm64}"
 need_value() { [ "$#" -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" "$E_USAGE"; }
 while [ "$#" -gt 0 ]; do
@@ -79,12 +82,16 @@ while [ "$#" -gt 0 ]; do
         --known-hosts) need_value "$@"; KNOWN_HOSTS="$2"; shift ;;
         --hostname) need_value "$@"; DEV_HOSTNAME="$2"; shift ;;
         --log) need_value "$@"; LOG="$2"; shift ;;
+        --setenv) need_value "$@"; SETENV+=("$2"); shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" "$E_USAGE" ;;
     esac
     shift
 done
 [[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || die "--port must be 1-65535" "$E_USAGE"
+for kv in ${SETENV[@]+"${SETENV[@]}"}; do
+    [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_]*=[^[:space:]\"\']*$ ]] || die "--setenv takes NAME=VALUE with no spaces or quotes (got '$kv')" "$E_USAGE"
+done
 [[ "$DEV_HOSTNAME" =~ ^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$ ]] || die "--hostname must be a plain host name" "$E_USAGE"
 APT_DIR="${EDGE_EAS_APT_DIR:-/etc/apt}"
 if [ "$CMD" = mirror ]; then
@@ -308,7 +315,7 @@ cmd_start() {
         "AuthorizedKeysFile /root/.ssh/authorized_keys" "UsePAM no" "StrictModes no" "PasswordAuthentication no" \
         "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" "PubkeyAuthentication yes" \
         "Subsystem sftp internal-sftp" "UseDNS no" "PrintMotd no" "MaxStartups 50" "MaxSessions 50" \
-        >"$ROOTFS$SSHD_CONFIG"
+        ${SETENV[@]+"SetEnv ${SETENV[*]}"} >"$ROOTFS$SSHD_CONFIG"
     local log="${LOG:-$ROOTFS.sshd.log}"
     # Private mount + UTS namespaces: /proc and /dev (never /sys: LiteRT segfaults under qemu with
     # the host's) exist only for the device's processes; its own hostname.

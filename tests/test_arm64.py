@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,12 +24,15 @@ import pytest
 
 from edge_eas.sim.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
 
+from .test_firmware_scripts import _pi_tree as pi_tree
+
 paramiko = pytest.importorskip("paramiko")
 pytestmark = pytest.mark.slow  # builds and boots an arm64 device (see pyproject markers)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "firmware_scripts" / "make_arm64_device.sh"
 BENCH_SCENARIOS = 6
+PI_MODEL = "Raspberry Pi 4 Model B Rev 1.4"  # what the bookworm device's device-tree says (pi_tree)
 
 # Runs on the device with the deployed venv: specialise two tasks with both engines, predict.
 DEVICE_PREDICT = r"""
@@ -82,7 +86,9 @@ def started_lab(root: Path, **kwargs: Any) -> Arm64Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    lab = started_lab(tmp_path_factory.mktemp("arm64"))
+    """The bookworm device, as a Raspberry Pi 4 on Raspberry Pi OS (64-bit, bookworm) is: its
+    device-tree model and sysfs are a Pi 4's (the board tree the lab names to every session)."""
+    lab = started_lab(tmp_path_factory.mktemp("arm64"), board_tree=pi_tree(tmp_path_factory.mktemp("pi-tree")))
     yield lab
     lab.close()
     assert leftovers(lab) == {"processes": [], "mounts": []}
@@ -122,10 +128,10 @@ def test_arm64_script_usage_and_exit_codes() -> None:
     assert script_path() == SCRIPT
     res = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "build" in res.stdout and "EDGE_EAS_ARM64_CACHE" in res.stdout
-    for argv in ([], ["frobnicate"], ["build", "--port"], ["start", "--port", "99999"], ["build", "--bogus"]):
+    for argv in ([], ["frobnicate"], ["build", "--port"], ["start", "--port", "99999"], ["build", "--bogus"],
+                 ["start", "--setenv", "NO SPACES=allowed"]):
         assert subprocess.run([str(SCRIPT), *argv], capture_output=True).returncode == 2, argv
     if os.geteuid() == 0:  # as an unprivileged user: the distinct "not root" code tests skip on
-        import shutil
         import tempfile
         public = Path(tempfile.mkdtemp(prefix="eas-arm64-script-"))  # a checkout under /root is not readable
         try:
@@ -213,6 +219,40 @@ def test_arm64_redeploy_transfers_nothing(deployed: dict[str, Any], target: Path
     assert rep["engine_package"] == "ai-edge-litert" and rep["smoke"]["engine"] == "tflite"
 
 
+def test_raspberry_pi_target_as_written_deploys_and_benches_the_bookworm_device(
+        lab: Arm64Lab, deployed: dict[str, Any], env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+    """`edge_eas deploy --target raspberry-pi` as the README writes it: the shipped generic target,
+    only the address given (--host), the key and known_hosts read from ~/.ssh as on a user's
+    machine. The board is read on the device and its profile (raspberry-pi-4: tflite, 4 threads)
+    used; every stored row is filed under it and carries the model read."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(lab.client_key, home / ".ssh" / "id_ed25519")
+    shutil.copy(lab.known_hosts, home / ".ssh" / "known_hosts")
+    user_env = dict(env, HOME=str(home))
+    where = ["--target", "raspberry-pi", "--host", f"root@{lab.device.addr}:{lab.device.port}", "--bundle", str(tiny_bundle)]
+    res = cli(user_env, "deploy", *where, "--allow-unsigned", "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["target"] == "raspberry-pi-4" and rep["resolved_from"] == "raspberry-pi"
+    assert rep["board"]["model"] == PI_MODEL and rep["device"]["machine"] == "aarch64"
+    assert rep["smoke"]["engine"] == "tflite" and rep["smoke"]["hostname"] == lab.device.name
+
+    store = tmp_path / "store.sqlite"
+    res = cli(user_env, "bench", *where, "--scenarios", "2", "--runs", "30", "--warmup", "2", "--store", str(store), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["failed_devices"] == [] and [d["target"] for d in doc["devices"]] == ["raspberry-pi-4"]
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        rows = [(t, json.loads(e)) for t, e in db.execute("SELECT target, environment_json FROM measurements")]
+    finally:
+        db.close()
+    assert len(rows) == 2
+    assert {(t, e["board_model"], e["machine"]) for t, e in rows} == {("raspberry-pi-4", PI_MODEL, "aarch64")}
+    assert {r["engine"] for r in doc["devices"][0]["rows"]} == {"tflite"}
+
+
 def test_arm64_specialise_and_predict_on_aarch64_match_host_numpy(deployed: dict[str, Any], target: Path,
                                                                   tiny_bundle: Path, digits_uint8: Any,
                                                                   tmp_path: Path) -> None:
@@ -242,7 +282,6 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
                                                                     tmp_path: Path) -> None:
     """No LiteRT wheel offered (--wheels without it): tflite-runtime (numpy<2) plus the host's TFLite
     schema as a tiny wheel, into a second runtime dir of the same device; the smoke runs TFLite."""
-    import shutil
 
     from edge_eas.remote.install_plan import cache_dir, runtime_wheel
     from edge_eas.remote.wheels import DevicePlatform

@@ -119,6 +119,11 @@ def test_generic_target_deploys_and_benches_as_the_detected_board(lab: DeviceLab
     assert len(rows) == 3
     # filed under the board's profile, each row carrying the board the agent read
     assert {(t, e["board_model"]) for t, _, e in rows} == {(profile, model)}
+    # calibrating the family calibrates the board measured, under the board's own name
+    cal = cli(env, "calibrate", "--target", str(generic_target(lab, dev, family)), "--store", str(store), "--json")
+    assert cal.returncode == 0, cal.stderr
+    doc = json.loads(cal.stdout)
+    assert doc["target"] == profile and doc["resolved_from"] == family and Path(doc["model_file"]).stem == profile
 
 
 def test_a_device_with_python_36_is_refused_before_anything_is_copied(lab: DeviceLab, env: dict[str, str],

@@ -114,3 +114,22 @@ def test_device_python_and_glibc_outside_the_runtime_range_are_refused_in_one_li
     assert check_runtime_support(load_target("raspberry-pi-4"), "3.8.10", ("glibc", "2.31"), "pi") == []
     assert "newer than the range tested" in check_runtime_support(load_target("raspberry-pi-4"), "3.14.1",
                                                                    ("glibc", "2.41"), "pi")[0]
+
+
+@pytest.mark.parametrize("family, stored, expect", [
+    ("jetson", ["jetson-orin-nano", "raspberry-pi-4"], "jetson-orin-nano"),
+    ("raspberry-pi", ["generic-aarch64-raspberry-pi-3-model-b", "jetson-nano"], "generic-aarch64-raspberry-pi-3-model-b"),
+    ("jetson", ["jetson-orin-nano", "jetson-nano"], "holds measurements of 2 of its boards (jetson-orin-nano, jetson-nano)"),
+    ("jetson", ["raspberry-pi-4", "arm64-emu"], "no measurements of any jetson board"),
+])
+def test_calibrating_a_family_target_calibrates_the_one_board_measured(family: str, stored: list[str],
+                                                                       expect: str) -> None:
+    """`calibrate --target jetson`: bench filed the rows under the board's profile, so that is what
+    is calibrated; with two boards of the family measured the user names one."""
+    from edge_eas.cost.calibration import measured_board
+    try:
+        board = measured_board(load_target(family), stored, Path("store.sqlite"))
+    except UserError as exc:
+        assert expect in str(exc) and "edge_eas" in str(exc)
+        return
+    assert board.name == expect and board.hardware.peak_gflops > 0

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
             rows.append((key, label, cal["fit_n"], f"{m['n']} ({cal.get('held_noisy_n', 0)} noisy)",
                          f"{m['rmse_ms']:.4f}", f"{100 * m['mape']:.1f}%", f"{100 * m['within_10pct']:.0f}%",
                          f"{m['kendall_tau']:.3f}"))
-    print_table(f"latency model for {args.target} (held-out measurements)",
+    if result["resolved_from"]:
+        print(f"target {result['resolved_from']}: calibrating {result['target']}, the board its measurements came from")
+    print_table(f"latency model for {result['target']} (held-out measurements)",
                 ["model", "", "fit on", "held out", "RMSE ms", "MAPE", "within ±10%", "Kendall tau"], rows)
     for key, cal in result["models"].items():
         print(held_out_line(key, cal))

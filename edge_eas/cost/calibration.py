@@ -151,6 +151,25 @@ def held_out_line(key: str, cal: dict[str, Any]) -> str:
             f"ms-budget margin +{100 * cal['margin']:.1f}%")
 
 
+def measured_board(family: Target, stored_targets: Sequence[str], store_path: Path) -> Target:
+    """The one board of a family target (`--target jetson`) that the store holds measurements of.
+    Bench files rows under the board's own profile (boards.resolve_board), so that is what is
+    calibrated; with several boards measured, which one is the user's to say."""
+    from ..boards import board_profiles
+    profiles = {p.name: p for p in board_profiles() if p.board_family == family.board_detect}
+    unknown = f"{family.board_fallback}-" if family.board_fallback else None  # boards no profile names
+    found = [n for n in stored_targets if n in profiles or (unknown and n.startswith(unknown))]
+    if not found:
+        raise UserError(f"no measurements of any {family.board_detect} board in {store_path}: run "
+                        f"`edge_eas bench --target {family.name}` first")
+    if len(found) > 1:
+        raise UserError(f"target {family.name} names a board family and {store_path} holds measurements of "
+                        f"{len(found)} of its boards ({', '.join(found)}): calibrate one by name, e.g. "
+                        f"`edge_eas calibrate --target {found[0]}`")
+    name = found[0]
+    return profiles[name] if name in profiles else replace(load_target(str(family.board_fallback)), name=name)
+
+
 def calibrate_target(target_name: str | Target, store_path: Path, engine: str | None = None, threads: int | None = None,
                      n_fit: int = 20, run_dir: Path | None = None, sign_key: Path | None = None,
                      space_digest: str | None = None) -> dict[str, Any]:
@@ -158,13 +177,16 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
     the bundle measured last. Rows of bundles of other spaces are left out (a model fitted on
     digits networks predicts mbv3 ones wrongly), and the models are filed under the space."""
     target = load_target(target_name) if isinstance(target_name, str) else target_name
-    if target.board_detect:
-        raise UserError(f"target {target.name} names a board family, resolved per device at deploy and bench time: "
-                        f"calibrate the profile `edge_eas bench --target {target.name}` printed (e.g. "
-                        f"{target.name}-... or the board's own profile name)")
     if not Path(store_path).is_file():
         raise UserError(f"no measurement store at {store_path}: run `edge_eas bench --target {target.name}` first")
     store = MeasurementStore(store_path)
+    family = target.name if target.board_detect else None
+    if target.board_detect:
+        try:
+            target = measured_board(target, sorted({t for t, _, _ in store.iter_models()}), store_path)
+        except UserError:
+            store.close()
+            raise
     models: dict[str, Any] = {}
     reports: dict[str, Any] = {}
     spaces: dict[str, SearchSpace] = {}
@@ -220,4 +242,4 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
         existing = json.loads(path.read_text()) if path.is_file() else {}
         existing.setdefault(target.name, {}).update(models)
         atomic_write_json(path, existing)
-    return {"target": target.name, "models": reports, "model_file": str(out)}
+    return {"target": target.name, "resolved_from": family, "models": reports, "model_file": str(out)}

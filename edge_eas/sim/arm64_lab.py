@@ -29,6 +29,7 @@ SCRIPT_NAME = "make_arm64_device.sh"
 EXIT_NOT_ROOT, EXIT_NO_BINFMT = 3, 4  # the script's distinct exit codes: "cannot host it here"
 DEVICE_PYTHON = "/usr/bin/python3"  # Debian's python3 inside the rootfs
 DEVICE_RUNTIME_DIR = "/root/.edge_eas"
+BOARD_TREE_IN_ROOTFS = "/opt/edge_eas_board"  # where board_tree lands inside the rootfs
 BUILD_TIMEOUT_S = 1800.0  # debootstrap from scratch: ~5 min on 2 cores, far more on a slow mirror
 
 
@@ -114,9 +115,15 @@ class Arm64Lab:
     """One emulated arm64 device on a private rootfs copy under `root`: Debian `suite` (bookworm:
     Python 3.11, numpy 1.24; bullseye: Python 3.9, numpy 1.19, like Raspberry Pi OS bullseye)."""
 
-    def __init__(self, root: Path, name: str = "arm64-dev", keep_rootfs: bool = False, suite: str = "bookworm") -> None:
+    def __init__(self, root: Path, name: str = "arm64-dev", keep_rootfs: bool = False, suite: str = "bookworm",
+                 board_tree: Path | None = None) -> None:
         self.root = Path(root)
         self.suite = suite
+        # A board's fake /proc, /sys and /etc files (a directory here), copied into the rootfs and
+        # named by EDGE_EAS_SYSFS_ROOT in every SSH session: qemu user emulation shows the host's
+        # /proc, which has no device-tree model, so this is how the device says which board it is.
+        self.board_tree = board_tree
+        self.device_env = {"EDGE_EAS_SYSFS_ROOT": BOARD_TREE_IN_ROOTFS} if board_tree else {}
         self.device = Arm64Device(name, self.root / "rootfs", self.root / name)
         self.keep_rootfs = keep_rootfs
         self.client_key = self.root / "client_key"
@@ -140,6 +147,9 @@ class Arm64Lab:
         atexit.register(self.close)
         try:
             self.build = self._build()
+            if self.board_tree:
+                shutil.copytree(self.board_tree, self.device.rootfs / BOARD_TREE_IN_ROOTFS.lstrip("/"),
+                                dirs_exist_ok=True)
             run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edge-eas-arm64", "-f", str(self.client_key)])
             self._start_sshd()
         except BaseException:
@@ -167,7 +177,7 @@ class Arm64Lab:
         t0 = time.monotonic()
         res = self._script("start", "--rootfs", str(dev.rootfs), "--port", str(dev.port), "--authorized-key",
                            f"{self.client_key}.pub", "--hostname", dev.name, "--log", str(dev.dir / "sshd.log"),
-                           timeout=120)
+                           *(a for k, v in self.device_env.items() for a in ("--setenv", f"{k}={v}")), timeout=120)
         self.start_seconds = round(time.monotonic() - t0, 2)
         fields = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         dev.pid = int(fields["pid"])
