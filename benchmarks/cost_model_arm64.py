@@ -81,7 +81,7 @@ def measure_on_device(runner: SSHRunner, rt: Runtime, archs: list, engine: str, 
 
 
 def environment(runner: SSHRunner) -> dict[str, Any]:
-    hello = agent_lines(runner, [])[0]
+    hello = next(ln for ln in agent_lines(runner, []) if ln.get("type") == "hello")  # not the first line: warnings may precede it
     env = hello["environment"]
     return {k: env.get(k) for k in ("machine", "python", "cpu_model", "versions", "hostname")}
 
