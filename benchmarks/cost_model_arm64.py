@@ -45,6 +45,7 @@ from cost_model import (CALIBRATION_SUBSETS, check_disjoint, choose_archs, measu
 
 from edge_eas.arch import Arch  # noqa: E402
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
+from edge_eas.cost.flops import mflops  # noqa: E402
 from edge_eas.cost.latency import LatencyModel, latency_ms  # noqa: E402
 from edge_eas.runtime.messages import to_dict  # noqa: E402
 from edge_eas.runtime.profile import profile_blocks  # noqa: E402
@@ -119,6 +120,7 @@ def main() -> None:
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
+    started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still tear the device down (finally)
     made = tempfile.TemporaryDirectory(prefix="eas-arm64-mbv3-")
     if args.mbv3_resolution:
@@ -183,7 +185,9 @@ def main() -> None:
         "resolution": rt.space.resolution, "untrained": rt.untrained,
         "deploy": {"engine_package": rep.engine_package, "numpy_source": rep.numpy_source,
                    "transferred_bytes": rep.transferred_bytes},
-        "timing": timing, "results": results}, allow_dirty=args.allow_dirty)
+        "held_out_mflops_range": [min(mflops(rt.space, a) for a in held), max(mflops(rt.space, a) for a in held)],
+        "timing": timing, "wall_seconds": round(time.monotonic() - started, 1), "results": results},
+        allow_dirty=args.allow_dirty)
     made.cleanup()
 
 
