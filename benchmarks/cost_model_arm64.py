@@ -20,7 +20,8 @@ run fits in ~20 min under qemu. Writes benchmarks/results/cost_model_arm64.json 
 Under qemu an mbv3 network at 128 px takes 0.2-2 s (about 200x this host for XNNPACK, 40x for
 numpy), so 120 networks x 2 instances x 40 samples alone would take hours: `--mbv3-resolution`
 builds the same space at a resolution below the CLI's 128-224 (the space is resolution-agnostic;
-tests use 32 px), where the whole benchmark fits in about 20 minutes.
+tests use 32 px). Measured (2 cores): at 48 px the device took ~7 min to profile and ~36 s per
+network; at 32 px `--held-out 30 --pool 20 --engines tflite` took 34 min in all (24 on the device).
 
 Needs root and a qemu-aarch64 binfmt entry (firmware_scripts/make_arm64_device.sh says what is missing).
 """

@@ -6,7 +6,8 @@ Per resolution:
 - `Runtime.load` -> first prediction of the largest sub-network in a fresh torch-free process
   (numpy engine, and the tflite engine where LiteRT is installed), with that process's peak RSS;
 - for the smallest, a median (by MACs, of 2,000 random archs) and the largest sub-network, the
-  batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, executorch/1 where installed):
+  batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, executorch/1, torch/1 eager where
+  installed):
   the protocol of runtime/timing.py (fastest interleaved sample; median and p90 beside it).
 
     python benchmarks/mbv3_engines.py [--resolutions 224 160] [--out /tmp/mbv3-bench]
@@ -78,6 +79,8 @@ def engine_configs() -> list[tuple[str, int]]:
         configs += [("tflite", 1), ("tflite", 2)]
     if "executorch" in have:
         configs.append(("executorch", 1))
+    if "torch" in have:  # torch eager, the baseline TFLite is held against (<= 0.5x at batch 1)
+        configs.append(("torch", 1))
     return configs
 
 

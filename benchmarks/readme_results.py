@@ -132,7 +132,7 @@ def held_out_models_section(doc: dict[str, Any], title: str) -> list[str]:
         best = m["block_profiled_calibrated_20"]
         cells = [pct(m[k]["within_10pct"], 0) if k in m else "–" for k, _ in present]
         secs = r.get("device_seconds", {})
-        prof = secs.get("block_profile", secs.get(f"{key}_profile_device_s"))
+        prof = secs.get("block_profile", doc.get("timing", {}).get(f"{key}_profile_device_s"))
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {best['kendall_tau']:.3f} | {pct(best['mape'], 1)} | "
                      + (f"{prof:.0f} |" if prof is not None else "– |"))
     lo, hi = doc.get("held_out_mflops_range", [None, None])
@@ -166,6 +166,11 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                 f"{r['latency_ms']:.2f} / {r['median_ms']:.2f} / {r['p90_ms']:.2f}"
                 for r in (rows[a] for a in ("smallest", "median", "largest"))) + " |")
         lines.append("")
+        if "torch/1" in by_cfg and "tflite/1" in by_cfg:
+            ratios = [by_cfg["tflite/1"][a]["latency_ms"] / by_cfg["torch/1"][a]["latency_ms"]
+                      for a in ("smallest", "median", "largest")]
+            lines += [f"TFLite/1 over torch eager/1 (goal ≤ 0.5): {' / '.join(f'{r:.2f}' for r in ratios)} "
+                      f"(smallest / median / largest){'' if max(ratios) <= 0.5 else ' — the goal is missed'}.", ""]
     lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
                  "in one group; load → first prediction is the median of 3 fresh torch-free processes (a task of 3 "
                  "classes, the generator's arch at an unlimited budget)"
@@ -180,17 +185,32 @@ def cost_model_mbv3_section(doc: dict[str, Any]) -> list[str]:
                                         f"{doc['resolution']} px, untrained weights)")
 
 
+def arm64_wall_time(wall_s: float, timing: dict[str, float]) -> str:
+    device_s = sum(timing.values())
+    goal = "met" if wall_s <= 20 * 60 else "missed"
+    return (f"The whole benchmark took {wall_s / 60:.0f} min (goal ≤ 20 min: {goal}): {device_s / 60:.0f} min on the "
+            f"device (up {timing.get('device_up_s', 0):.0f} s, deploy {timing.get('deploy_s', 0):.0f} s, then profiling "
+            f"and measuring), the rest on this host (its own measurements of the same networks for the host model "
+            f"and the slowdown).")
+
+
 def cost_model_arm64_section(doc: dict[str, Any]) -> list[str]:
     """The host table's columns for the emulated arm64 device, plus the host's figures for the same
     engine and the emulation slowdown on the same held-out sub-networks."""
-    title = (f"### Latency model on the arm64 stand-in (Debian arm64 under qemu, over SSH; "
+    space = (f"mbv3 at {doc['resolution']} px{', untrained weights' if doc.get('untrained') else ''}; "
+             if doc.get("resolution") else "")
+    title = (f"### Latency model on the arm64 stand-in (Debian arm64 under qemu, over SSH; {space}"
              f"{doc['held_out']} held-out sub-networks)")
     if all("models" in r for r in doc["results"].values()):
+        dev, t = doc.get("device", {}), doc.get("timing", {})
         return held_out_models_section(doc, title) + ["", "Emulation slowdown on the held-out archs: " + "; ".join(
             f"{key} {r['emulation_slowdown']['median']:.0f}× ({r['emulation_slowdown']['min']:.0f}–"
             f"{r['emulation_slowdown']['max']:.0f}×)" for key, r in doc["results"].items() if r.get("emulation_slowdown"))
             + ". qemu translates XNNPACK's NEON kernels far worse than numpy's, so read these timings as a second, "
-              "differently shaped device, not as a Raspberry Pi."]
+              "differently shaped device, not as a Raspberry Pi. "
+            + f"Device: {dev.get('machine')} Python {dev.get('python')}, ai-edge-litert "
+              f"{dev.get('versions', {}).get('ai-edge-litert')} (aarch64 wheel, deployed offline). "
+            + (arm64_wall_time(doc["wall_seconds"], t) if doc.get("wall_seconds") else "")]
     lines = cost_model_section(doc)
     lines[0] = title
     lines += ["", "| engine/threads | this host, 20 meas. | this host, block-profiled | arm64 under qemu vs "
