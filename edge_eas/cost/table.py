@@ -48,10 +48,8 @@ class SlotCostTable:
 
     def active(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
         """(N, max_blocks) bool: which block slots each choice vector runs."""
-        width = max(len(s.depth_choices) for s in space.stages)
-        depth_values = np.array([list(s.depth_choices) + [0] * (width - len(s.depth_choices)) for s in space.stages])
         lay = space.decisions
-        depths = depth_values[np.arange(lay.n_stages)[None, :], vecs[:, lay.depths]]     # (N, n_stages)
+        depths = space.depth_values[np.arange(lay.n_stages)[None, :], vecs[:, lay.depths]]     # (N, n_stages)
         return self.slot_pos[None, :] < depths[:, self.slot_stage]
 
     def block_costs(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:

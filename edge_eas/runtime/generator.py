@@ -139,13 +139,13 @@ class ArchGenerator:
     def _repair(self, vec: np.ndarray, logp: list[np.ndarray], budget: float, table: SlotCostTable) -> np.ndarray:
         space, vec = self.space, vec.copy()
         lay = space.decisions
+        slots = [lay.slot_of(d) for d in range(len(vec))]
         while True:
             cost = table.cost_of_vectors(space, vec[None])[0]
             if cost <= budget:
                 return vec
             active = table.active(space, vec[None])[0]
-            movable = [d for d in range(len(vec))
-                       if vec[d] > 0 and (lay.slot_of(d) is None or active[lay.slot_of(d)])]
+            movable = [d for d, slot in enumerate(slots) if vec[d] > 0 and (slot is None or active[slot])]
             cands = np.repeat(vec[None], len(movable), 0)
             cands[np.arange(len(movable)), movable] -= 1
             saving = cost - table.cost_of_vectors(space, cands)
