@@ -130,32 +130,38 @@ class ArchGenerator:
                              f"{lo:.6g} {UNITS[kind]}: the minimum feasible budget is {lo:.6g}")
         logp = self.log_probs(tasks, b, kind, table)
         vecs = np.stack([lp.argmax(1) for lp in logp], 1)
-        costs = table.cost_of_vectors(self.space, vecs)
-        for i in np.nonzero(costs > b)[0]:
-            vecs[i] = self._repair(vecs[i], [lp[i] for lp in logp], b[i], table)
+        self._repair(vecs, logp, b, table)
         return vecs
 
     # ---- repair -------------------------------------------------------------------------
-    def _repair(self, vec: np.ndarray, logp: list[np.ndarray], budget: float, table: SlotCostTable) -> np.ndarray:
-        space, vec = self.space, vec.copy()
-        lay = space.decisions
-        slots = [lay.slot_of(d) for d in range(len(vec))]
-        while True:
-            cost = table.cost_of_vectors(space, vec[None])[0]
-            if cost <= budget:
-                return vec
-            active = table.active(space, vec[None])[0]
-            movable = [d for d, slot in enumerate(slots) if vec[d] > 0 and (slot is None or active[slot])]
-            cands = np.repeat(vec[None], len(movable), 0)
-            cands[np.arange(len(movable)), movable] -= 1
-            saving = cost - table.cost_of_vectors(space, cands)
-            loss = np.array([logp[d][vec[d]] - logp[d][vec[d] - 1] for d in movable])
-            ok = saving > 0
-            if not ok.any():  # cannot happen for a monotone cost; guard against an infinite loop
+    def _repair(self, vecs: np.ndarray, logp: list[np.ndarray], budgets: np.ndarray, table: SlotCostTable) -> None:
+        """Greedy, in place: while a row is over its budget, step down the one choice that costs
+        the least log-probability per unit of cost saved. Every over-budget row takes its steps
+        together (one cost-table call per step for all of them, not per row and candidate)."""
+        space, lay = self.space, self.space.decisions
+        n_dec = vecs.shape[1]
+        slots = np.array([-1 if s is None else s for s in (lay.slot_of(d) for d in range(n_dec))])
+        diag = np.arange(n_dec)
+        rows = np.arange(len(vecs))
+        while len(rows):
+            cur = vecs[rows]
+            cost = table.cost_of_vectors(space, cur)
+            over = cost > budgets[rows]
+            rows, cur, cost = rows[over], cur[over], cost[over]
+            if not len(rows):
+                return
+            active = table.active(space, cur)
+            movable = (cur > 0) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
+            cands = np.repeat(cur[:, None, :], n_dec, 1)
+            cands[:, diag, diag] = np.maximum(cur - 1, 0)  # candidate d: decision d one choice down
+            saving = cost[:, None] - table.cost_of_vectors(space, cands.reshape(-1, n_dec)).reshape(len(rows), n_dec)
+            loss = np.stack([logp[d][rows, cur[:, d]] - logp[d][rows, np.maximum(cur[:, d] - 1, 0)]
+                             for d in range(n_dec)], 1)
+            ok = movable & (saving > 0)
+            if not ok.any(1).all():  # cannot happen for a monotone cost; guard against an infinite loop
                 raise RuntimeError("budget repair found no cheaper choice")
             score = np.where(ok, loss / np.where(ok, saving, 1.0), np.inf)
-            vec = cands[int(np.argmin(score))]
-
+            vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
 
 def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
               meta: dict[str, Any]) -> ArchGenerator:
