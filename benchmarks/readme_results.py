@@ -195,39 +195,21 @@ def arm64_wall_time(wall_s: float, timing: dict[str, float]) -> str:
 
 
 def cost_model_arm64_section(doc: dict[str, Any]) -> list[str]:
-    """The host table's columns for the emulated arm64 device, plus the host's figures for the same
-    engine and the emulation slowdown on the same held-out sub-networks."""
+    """The host table's columns for the emulated arm64 device (benchmarks/cost_model_arm64.py),
+    plus the emulation slowdown on the same held-out sub-networks and the benchmark's wall time."""
     space = (f"mbv3 at {doc['resolution']} px{', untrained weights' if doc.get('untrained') else ''}; "
              if doc.get("resolution") else "")
     title = (f"### Latency model on the arm64 stand-in (Debian arm64 under qemu, over SSH; {space}"
              f"{doc['held_out']} held-out sub-networks)")
-    if all("models" in r for r in doc["results"].values()):
-        dev, t = doc.get("device", {}), doc.get("timing", {})
-        return held_out_models_section(doc, title) + ["", "Emulation slowdown on the held-out archs: " + "; ".join(
-            f"{key} {r['emulation_slowdown']['median']:.0f}× ({r['emulation_slowdown']['min']:.0f}–"
-            f"{r['emulation_slowdown']['max']:.0f}×)" for key, r in doc["results"].items() if r.get("emulation_slowdown"))
-            + ". qemu translates XNNPACK's NEON kernels far worse than numpy's, so read these timings as a second, "
-              "differently shaped device, not as a Raspberry Pi. "
-            + f"Device: {dev.get('machine')} Python {dev.get('python')}, ai-edge-litert "
-              f"{dev.get('versions', {}).get('ai-edge-litert')} (aarch64 wheel, deployed offline). "
-            + (arm64_wall_time(doc["wall_seconds"], t) if doc.get("wall_seconds") else "")]
-    lines = cost_model_section(doc)
-    lines[0] = title
-    lines += ["", "| engine/threads | this host, 20 meas. | this host, block-profiled | arm64 under qemu vs "
-                  "this host (median, same sub-networks) |", "|---|---|---|---|"]
-    for key, r in doc["results"].items():
-        host, slow = r.get("host") or {}, r.get("emulation_slowdown") or {}
-        lines.append(f"| {key} | {pct(host.get('calibrated_20'), 0)} | {pct(host.get('block_profiled'), 0)} | "
-                     + (f"{slow['median']:.0f}× slower ({slow['min']:.0f}–{slow['max']:.0f}×) |" if slow else "– |"))
-    dev = doc.get("device", {})
-    lines += ["", f"Device: {dev.get('machine')} Python {dev.get('python')}, numpy "
-                  f"{dev.get('versions', {}).get('numpy')} (Debian), ai-edge-litert "
-                  f"{dev.get('versions', {}).get('ai-edge-litert')} (aarch64 wheel, deployed offline). qemu "
-                  "translates XNNPACK's NEON kernels far worse than the Python interpreter and numpy, so under "
-                  "emulation TFLite is about as fast as numpy while natively it is several times faster: read "
-                  "these timings as a second, differently shaped device, not as a Raspberry Pi."]
-    return lines
-
+    dev, t = doc.get("device", {}), doc.get("timing", {})
+    return held_out_models_section(doc, title) + ["", "Emulation slowdown on the held-out archs: " + "; ".join(
+        f"{key} {r['emulation_slowdown']['median']:.0f}× ({r['emulation_slowdown']['min']:.0f}–"
+        f"{r['emulation_slowdown']['max']:.0f}×)" for key, r in doc["results"].items() if r.get("emulation_slowdown"))
+        + ". qemu translates XNNPACK's NEON kernels far worse than numpy's, so read these timings as a second, "
+          "differently shaped device, not as a Raspberry Pi. "
+        + f"Device: {dev.get('machine')} Python {dev.get('python')}, ai-edge-litert "
+          f"{dev.get('versions', {}).get('ai-edge-litert')} (aarch64 wheel, deployed offline). "
+        + (arm64_wall_time(doc["wall_seconds"], t) if doc.get("wall_seconds") else "")]
 
 def runtime_section(doc: dict[str, Any]) -> list[str]:
     b = doc["bundle"]
