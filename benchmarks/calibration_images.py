@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, paired, require_clean_tree, save_result  # noqa: E402
 from specialisation import make_scenarios  # noqa: E402
 
-from edge_eas.bundle import export_bundle  # noqa: E402
+from edge_eas.host.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import Dataset, load_dataset  # noqa: E402
-from edge_eas.rundir import RunDir  # noqa: E402
+from edge_eas.host.rundir import RunDir  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.format.signing import generate_keypair  # noqa: E402
-from edge_eas.space import SearchSpace  # noqa: E402
+from edge_eas.net.space import SearchSpace  # noqa: E402
 
 CHUNK = 1000  # images per engine call: bounded memory on large test splits
 

@@ -39,18 +39,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, bootstrap_ci, RESULTS, require_clean_tree, save_result  # noqa: E402
 
-from edge_eas.arch import Arch  # noqa: E402
-from edge_eas.arch_spread import arch_key, spread_archs  # noqa: E402
+from edge_eas.net.arch import Arch  # noqa: E402
+from edge_eas.host.arch_spread import arch_key, spread_archs  # noqa: E402
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
 from edge_eas.cost.flops import mflops  # noqa: E402
 from edge_eas.cost.latency import LatencyModel, block_key, latency_ms  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.api import benchmark_many  # noqa: E402
 from edge_eas.runtime.engines import engine_available  # noqa: E402
-from edge_eas.runtime.messages import to_dict  # noqa: E402
-from edge_eas.runtime.profile import fixed_probes, isolated_fixed_ms, profile_blocks  # noqa: E402
+from edge_eas.runtime.agent.messages import to_dict  # noqa: E402
+from edge_eas.runtime.agent.profile import fixed_probes, isolated_fixed_ms, profile_blocks  # noqa: E402
 from edge_eas.runtime.timing import INTERLEAVE_GROUP  # noqa: E402
-from edge_eas.targets import load_target  # noqa: E402
+from edge_eas.devices.targets import load_target  # noqa: E402
 
 CALIBRATION_SUBSETS = {5: 4, 10: 2, 20: 1}   # n measurements: every k-th arch of the MACs-sorted pool
 

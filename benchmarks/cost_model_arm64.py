@@ -44,19 +44,19 @@ from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # 
 from cost_model import (CALIBRATION_SUBSETS, check_disjoint, choose_archs, measure_archs, plot,  # noqa: E402
                         profiled_model, report_config)  # noqa: E402
 
-from edge_eas.arch import Arch  # noqa: E402
+from edge_eas.net.arch import Arch  # noqa: E402
 from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
 from edge_eas.cost.flops import mflops  # noqa: E402
 from edge_eas.cost.latency import LatencyModel, latency_ms  # noqa: E402
-from edge_eas.runtime.messages import to_dict  # noqa: E402
-from edge_eas.runtime.profile import profile_blocks  # noqa: E402
+from edge_eas.runtime.agent.messages import to_dict  # noqa: E402
+from edge_eas.runtime.agent.profile import profile_blocks  # noqa: E402
 from edge_eas.sim.arm64_lab import Arm64Lab  # noqa: E402
 from edge_eas.remote.deploy import deploy  # noqa: E402
 from edge_eas.remote.ssh_options import ssh_options  # noqa: E402
 from edge_eas.remote.ssh_runner import SSHRunner  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.engines import engine_available  # noqa: E402
-from edge_eas.targets import load_target  # noqa: E402
+from edge_eas.devices.targets import load_target  # noqa: E402
 
 
 def agent_lines(runner: SSHRunner, args: list[str]) -> list[dict[str, Any]]:
@@ -100,9 +100,9 @@ def host_model(rt: Runtime, engine: str, cal: list, runs: int) -> LatencyModel:
 
 def mbv3_bundle(resolution: int, out: Path) -> Path:
     """An untrained `mbv3` run at `resolution` (what `edge_eas init --space mbv3` makes at 128-224), exported."""
-    from edge_eas.bundle import export_bundle
-    from edge_eas.space import SearchSpace
-    from edge_eas.untrained import init_run
+    from edge_eas.host.bundle import export_bundle
+    from edge_eas.net.space import SearchSpace
+    from edge_eas.host.untrained import init_run
     run = init_run(SearchSpace.preset("mbv3").at_resolution(resolution), out / "run", num_classes=1000)
     export_bundle(run.path, out / "mbv3.eas", "int8")
     return out / "mbv3.eas"

@@ -25,9 +25,9 @@ from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E40
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.tasks import Task  # noqa: E402
+from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.net.tasks import Task  # noqa: E402
 from task_dropout import median_arch  # noqa: E402
 
 IN_GROUP_TASKS = ([0, 2, 4, 6], [0, 6], [2, 4], [4, 6], [0, 2, 6], [5, 7, 9], [5, 7], [7, 9], [1, 3, 8], [1, 3])

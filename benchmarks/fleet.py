@@ -51,9 +51,9 @@ METHOD = {
 
 def tiny_bundle(work: Path) -> Path:
     """The tests' tiny digits run (3 epochs + 30 generator steps), exported."""
-    from edge_eas.bundle import export_bundle
-    from edge_eas.generator_train import GeneratorConfig, train_generator
-    from edge_eas.train import TrainConfig, train_supernet
+    from edge_eas.host.bundle import export_bundle
+    from edge_eas.host.generator_train import GeneratorConfig, train_generator
+    from edge_eas.host.train import TrainConfig, train_supernet
     run = train_supernet(TrainConfig(epochs=3, train_generator=False), work / "run")
     train_generator(run, GeneratorConfig(steps=30, scenarios_per_step=4, images_per_scenario=32))
     export_bundle(work / "run", work / "model.eas")
@@ -64,7 +64,7 @@ def deploy_all(targets: list[Path], bundle: Path, workers: int = 4) -> list[dict
     from edge_eas.remote.deploy import deploy
     from edge_eas.remote.install_plan import DevicePlatform, dependency_wheels, runtime_wheel
     from edge_eas.remote.ssh_options import ssh_options
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
     runtime_wheel()  # fill the host caches once before the parallel deploys
     dependency_wheels(DevicePlatform.host())
 

@@ -25,11 +25,11 @@ from common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_cl
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.generator_train import GeneratorConfig, train_generator  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
-from edge_eas.tasks import Task  # noqa: E402
+from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
+from edge_eas.host.generator_train import GeneratorConfig, train_generator  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
+from edge_eas.net.tasks import Task  # noqa: E402
 
 
 def scenarios(space, num_classes: int, seed: int, n: int = 50) -> tuple[list[list[int]], list[float]]:  # type: ignore[no-untyped-def]

@@ -28,14 +28,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
-from edge_eas.bundle import export_bundle  # noqa: E402
+from edge_eas.host.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.api import timed_call  # noqa: E402
 from edge_eas.runtime.engines import available_engines  # noqa: E402
 from edge_eas.runtime.timing import measure_many  # noqa: E402
-from edge_eas.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.untrained import init_run  # noqa: E402
+from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
+from edge_eas.host.untrained import init_run  # noqa: E402
 
 COLD = """
 import sys, time

@@ -22,14 +22,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
 
-from edge_eas.bundle import export_bundle  # noqa: E402
+from edge_eas.host.bundle import export_bundle  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
 from edge_eas.runtime import Runtime  # noqa: E402
 from edge_eas.runtime.engines import available_engines  # noqa: E402
 from edge_eas.runtime.timing import measure  # noqa: E402
-from edge_eas.tasks import TaskSampler  # noqa: E402
+from edge_eas.net.tasks import TaskSampler  # noqa: E402
 from task_dropout import median_arch  # noqa: E402
 
 COLD = """

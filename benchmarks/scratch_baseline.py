@@ -32,12 +32,12 @@ import torch.nn.functional as F  # noqa: E402
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import Dataset, augment, load_dataset  # noqa: E402
-from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.space import Arch, SearchSpace  # noqa: E402
+from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
 from edge_eas.supernet.static import SubNet  # noqa: E402
-from edge_eas.tasks import Task  # noqa: E402
-from edge_eas.train import TrainConfig, lr_at  # noqa: E402
+from edge_eas.net.tasks import Task  # noqa: E402
+from edge_eas.host.train import TrainConfig, lr_at  # noqa: E402
 
 HARD_FASHION_TASKS = ("0,2,4,6", "0,6", "2,4", "4,6", "5,7,9")  # tops and footwear: the confusable ones
 

@@ -35,12 +35,12 @@ from common import (add_allow_dirty, paired, plot_accuracy_vs_mflops, require_cl
 import edge_eas.generator as G  # noqa: E402
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.generator_train import GeneratorConfig, train_generator  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
-from edge_eas.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.tasks import Task, TaskSampler  # noqa: E402
+from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
+from edge_eas.host.generator_train import GeneratorConfig, train_generator  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
+from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
+from edge_eas.net.tasks import Task, TaskSampler  # noqa: E402
 
 
 def make_scenarios(space: SearchSpace, n_cls: int, groups: dict[str, list[int]], n: int,

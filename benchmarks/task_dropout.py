@@ -23,12 +23,12 @@ from common import add_allow_dirty, paired, require_clean_tree, save_result  # n
 
 from edge_eas.cost.flops import macs  # noqa: E402
 from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.space_rule import NAMED  # noqa: E402
-from edge_eas.tasks import Task, TaskSampler  # noqa: E402
-from edge_eas.train import TrainConfig, train_supernet  # noqa: E402
+from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
+from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
+from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
+from edge_eas.host.space_rule import NAMED  # noqa: E402
+from edge_eas.net.tasks import Task, TaskSampler  # noqa: E402
+from edge_eas.host.train import TrainConfig, train_supernet  # noqa: E402
 
 ARMS = {"superclass": {"task_dropout": True, "task_in_group": 0.5},
         "random": {"task_dropout": True, "task_in_group": 0.0},

@@ -9,9 +9,9 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
-from .errors import UserError
-from .requirements import check
+from edge_eas import __version__
+from edge_eas.errors import UserError
+from edge_eas.common.requirements import check
 
 # name -> (module in edge_eas.commands, one-line help). Modules are imported lazily so that
 # `edge_eas --help` stays fast and never imports torch.

@@ -1,5 +1,5 @@
 """The architecture generator, as the host loads it: from a run directory or a bundle. Its
-inference (numpy, torch-free) lives in runtime/generator.py, which the device runs; the names
+inference (numpy, torch-free) lives in archgen/generator.py, which the device runs too; the names
 are re-exported here, where scripts and benchmarks have always found them."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UserError
-from .runtime.generator import (RESOURCE_KINDS, UNITS, ArchGenerator, budget_features,  # noqa: F401
-                                default_cost_tables, from_meta, generator_inputs)
+from edge_eas.errors import UserError
+from edge_eas.archgen.generator import (RESOURCE_KINDS, UNITS, ArchGenerator, budget_features,  # noqa: F401
+                                        default_cost_tables, from_bundle, from_meta, generator_inputs)
+from edge_eas.format.bundle_reader import open_bundle
 
 __all__ = ["RESOURCE_KINDS", "UNITS", "ArchGenerator", "budget_features", "default_cost_tables", "from_meta",
            "generator_inputs", "load"]
@@ -21,8 +22,7 @@ def load(path: str | Path) -> ArchGenerator:
     if p.is_dir():
         return _load_from_run(p)
     if p.is_file():
-        from .runtime.bundle_reader import open_bundle
-        return open_bundle(p).generator()
+        return from_bundle(open_bundle(p))
     raise UserError(f"{p} is neither a run directory nor a bundle file")
 
 

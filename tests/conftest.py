@@ -28,8 +28,8 @@ def _isolated_user_state(tmp_path_factory):  # type: ignore[no-untyped-def]
 def tiny_run(tmp_path_factory):  # type: ignore[no-untyped-def]
     """A real (short) digits run: supernet 3 epochs + generator 30 steps. Reused by the bundle,
     runtime, specialise and remote tests."""
-    from edge_eas.generator_train import GeneratorConfig, train_generator
-    from edge_eas.train import TrainConfig, train_supernet
+    from edge_eas.host.generator_train import GeneratorConfig, train_generator
+    from edge_eas.host.train import TrainConfig, train_supernet
 
     out = tmp_path_factory.mktemp("runs") / "digits"
     run = train_supernet(TrainConfig(epochs=3, train_generator=False), out)
@@ -39,7 +39,7 @@ def tiny_run(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tmp_path_factory):  # type: ignore[no-untyped-def]
-    from edge_eas.bundle import export_bundle
+    from edge_eas.host.bundle import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "model.eas"
     export_bundle(tiny_run, out)

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from edge_eas.space import Arch, SearchSpace
+from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.supernet import Supernet
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_eas.arch_spread import arch_key, spread_archs
+from edge_eas.host.arch_spread import arch_key, spread_archs
 from edge_eas.cost.flops import macs
-from edge_eas.space import SearchSpace
+from edge_eas.net.space import SearchSpace
 
 
 @pytest.mark.parametrize("preset", ["digits", "mbv3"])

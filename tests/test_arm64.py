@@ -118,7 +118,7 @@ def deployed(lab: Arm64Lab, target: Path, env: dict[str, str], tiny_bundle: Path
 def ssh(target: Path) -> Any:
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import ssh_options
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
     t = load_target(str(target))
     return SSHSession(t.connection, ssh_options(t), python=t.python)  # type: ignore[arg-type]
 

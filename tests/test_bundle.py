@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_eas.bundle import export_bundle
+from edge_eas.host.bundle import export_bundle
 from edge_eas.format import safetensors_io
-from edge_eas.runtime.bundle_reader import BundleError, open_bundle
+from edge_eas.format.bundle_reader import BundleError, open_bundle
 from edge_eas.format.quant import compress, decompress
 from edge_eas.format.signing import generate_keypair
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_eas.runtime.bundle_reader import BundleError, open_bundle
+from edge_eas.format.bundle_reader import BundleError, open_bundle
 
 GiB = 1 << 30
 
@@ -70,7 +70,7 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # pytest's own size. A small launcher runs the reader as its child and reports RUSAGE_CHILDREN: the
 # peak RSS of the process that opened the bomb, bounded below only by the small launcher it forked from.
 _READER = ("import json, sys, time\n"
-           "from edge_eas.runtime.bundle_reader import BundleError, open_bundle\n"
+           "from edge_eas.format.bundle_reader import BundleError, open_bundle\n"
            "t = time.perf_counter()\n"
            "try:\n    open_bundle(sys.argv[1])\n    err = None\n"
            "except BundleError as exc:\n    err = str(exc)\n"
@@ -92,7 +92,7 @@ def test_zip_bomb_is_refused_fast_with_bounded_memory(bomb: Path) -> None:
 
 
 def test_the_limit_can_be_raised_but_the_manifest_still_bounds_each_member(bomb: Path) -> None:
-    from edge_eas.runtime.archive import Limits
+    from edge_eas.format.archive import Limits
     with pytest.raises(BundleError, match="no manifest.json"):  # past the size caps, still nothing inflated
         open_bundle(bomb, limits=Limits.with_total_mib(20 * 1024))
 

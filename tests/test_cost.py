@@ -16,7 +16,7 @@ from edge_eas.cost.latency import Hardware, LatencyModel
 from edge_eas.cost.store import SCHEMA_VERSION, Measurement, MeasurementStore
 from edge_eas.errors import UserError
 from edge_eas.generator import ArchGenerator
-from edge_eas.space import SearchSpace
+from edge_eas.net.space import SearchSpace
 
 
 def _m(i: int, **kw) -> Measurement:  # type: ignore[no-untyped-def]
@@ -89,7 +89,7 @@ def test_calibration_recovers_a_synthetic_device() -> None:
 
 def test_ms_budgets_are_repaired_and_minimum_is_named() -> None:
     import torch
-    from edge_eas.generator_train import GeneratorNet
+    from edge_eas.host.generator_train import GeneratorNet
     space = SearchSpace.preset("digits")
     torch.manual_seed(0)
     net = GeneratorNet(10, space.decision_sizes(), 16)
@@ -332,7 +332,7 @@ def test_block_entries_are_shared_by_spaces_and_the_fixed_term_is_not(tmp_path: 
 
 
 def test_probe_fit_recovers_fixed_and_scale_and_falls_back_without_spread() -> None:
-    from edge_eas.runtime.profile import fit_probes
+    from edge_eas.runtime.agent.profile import fit_probes
     sums = [9.0, 35.5, 142.8, 25.0, 62.1]
     fixed, scale = fit_probes(sums, [5.0 + 1.02 * x for x in sums])
     assert fixed == pytest.approx(5.0) and scale == pytest.approx(1.02)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from edge_eas.data import Dataset, augment, iterate_batches, load_dataset
 from edge_eas.errors import UserError
-from edge_eas.preprocess import Preprocess, resize_bilinear
+from edge_eas.net.preprocess import Preprocess, resize_bilinear
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -116,7 +116,7 @@ def _grey_pngs(root: Path, classes: tuple[str, ...], per_class: int, side: int =
 
 
 def test_grey_folder_at_28px_keeps_its_size_and_channel_and_the_space_follows(tmp_path: Path) -> None:
-    from edge_eas.space_rule import space_for
+    from edge_eas.host.space_rule import space_for
     _grey_pngs(tmp_path / "digits28", tuple("0123"), 10)
     d = load_dataset(f"folder:{tmp_path / 'digits28'}")
     assert d.x_train.shape[1:] == (1, 28, 28) and not d.flip

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_ENTRY = ("edge_eas.runtime.__main__", "edge_eas.runtime.engines.numpy_engine",
-                "edge_eas.runtime.engines.tflite_engine", "edge_eas.runtime.profile", "edge_eas.runtime.app_io",
-                "edge_eas.runtime.environment", "edge_eas.runtime.generator")
+DEVICE_ENTRY = ("edge_eas.runtime.agent.main", "edge_eas.runtime.engines.numpy_engine",
+                "edge_eas.runtime.engines.tflite_engine", "edge_eas.runtime.agent.profile", "edge_eas.runtime.app_io",
+                "edge_eas.runtime.environment", "edge_eas.archgen.generator")
 
 
 def device_modules() -> list[Path]:

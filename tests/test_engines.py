@@ -13,8 +13,8 @@ import torch
 
 from edge_eas.runtime.engines import (ENGINE_NAMES, EngineUnavailable, available_engines, create_engine,
                                       engine_available)
-from edge_eas.runtime.folded import FoldedBlock, FoldedNet, fold_bn
-from edge_eas.space import Arch, SearchSpace
+from edge_eas.net.folded import FoldedBlock, FoldedNet, fold_bn
+from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.supernet import Supernet
 
 from .strategies import perturbed_supernet
@@ -165,7 +165,7 @@ def test_numpy_engine_rejects_wrong_input_shape() -> None:
 
 def test_nhwc_conv_kernels_match_torch_conv2d() -> None:
     from edge_eas.runtime.engines.numpy_engine import nhwc_conv
-    from edge_eas.runtime.folded import FoldedConv
+    from edge_eas.net.folded import FoldedConv
     rng = np.random.default_rng(5)
     for cin, cout, k, stride, groups, size in [(3, 8, 3, 2, 1, 9), (6, 6, 7, 2, 6, 4), (6, 6, 7, 1, 6, 2),
                                                (6, 6, 5, 2, 6, 8), (4, 10, 1, 1, 1, 5)]:
@@ -241,9 +241,9 @@ def test_runtime_engines_import_and_numpy_run_without_torch() -> None:
         import sys
         import numpy as np
         from edge_eas.runtime import engines
-        from edge_eas.runtime.folded import fold_bn
+        from edge_eas.net.folded import fold_bn
         from edge_eas.runtime.engines import available_engines, create_engine
-        from edge_eas.space import SearchSpace
+        from edge_eas.net.space import SearchSpace
         for module in ("numpy_engine", "tflite_engine", "torch_engine", "executorch_engine"):
             __import__("edge_eas.runtime.engines." + module)
         space = SearchSpace.preset("digits")

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from edge_eas.data import load_dataset
-from edge_eas.evaluate import TaskEvaluator
-from edge_eas.preprocess import Preprocess
-from edge_eas.rundir import RunDir, load_supernet
-from edge_eas.space import Arch
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.net.preprocess import Preprocess
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.space import Arch
 from edge_eas.supernet import recalibrate_bn
 
 CLI = [sys.executable, "-m", "edge_eas.cli"]

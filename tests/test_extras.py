@@ -10,8 +10,8 @@ import re
 import sys
 from pathlib import Path
 
-from edge_eas.requirements import DISTRIBUTIONS, EXTRAS
-from edge_eas.toml_compat import tomllib
+from edge_eas.common.requirements import DISTRIBUTIONS, EXTRAS
+from edge_eas.common.toml_compat import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 # found at run time when present, never required: the engine deploy installs where LiteRT has no wheel

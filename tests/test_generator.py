@@ -7,8 +7,8 @@ from hypothesis import given, strategies as st
 
 from edge_eas.cost.flops import macs, params
 from edge_eas.generator import ArchGenerator, budget_features, generator_inputs
-from edge_eas.generator_train import GeneratorNet
-from edge_eas.space import SearchSpace
+from edge_eas.host.generator_train import GeneratorNet
+from edge_eas.net.space import SearchSpace
 
 
 def _random_generator(preset: str, seed: int = 0) -> tuple[ArchGenerator, GeneratorNet]:

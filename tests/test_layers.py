@@ -16,10 +16,10 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 # (module file, the import that once closed a cycle)
 CYCLES = [
-    ("runtime/bundle_reader.py", "from ..generator import load"),          # generator <-> runtime
-    ("remote/wheels.py", "from .deploy import deploy"),                    # deploy <-> wheels
-    ("cost/calibration.py", "from ..runtime.api import Runtime"),       # cost <-> runtime (was: signing)
-    ("hardware.py", "from .targets import load_target"),                 # targets <-> cost (via Hardware)
+    ("format/bundle_reader.py", "from edge_eas.generator import load"),               # generator <-> format
+    ("remote/wheels.py", "from edge_eas.remote.deploy import deploy"),                # deploy <-> wheels
+    ("cost/calibration.py", "from edge_eas.runtime.api import Runtime"),              # cost <-> runtime (was: signing)
+    ("devices/hardware.py", "from edge_eas.devices.targets import load_target"),      # targets <-> Hardware
 ]
 
 

@@ -56,7 +56,7 @@ def provision(board, tmp: Path, *extra: str) -> dict:  # type: ignore[no-untyped
 def test_provision_fresh_board_end_to_end_then_nothing_changes(pi_board, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import SSHOptions
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
 
     board = pi_board
 
@@ -97,7 +97,7 @@ def test_provision_after_reflash_replaces_the_host_key(board, tmp_path: Path) ->
     from edge_eas.errors import UserError
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import SSHOptions
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
 
     provision(board, tmp_path)
     target = load_target(str(tmp_path / "home" / "targets" / "pi-lab-1.toml"))

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from edge_eas.arch import Arch
-from edge_eas.rundir import RunDir, load_supernet
+from edge_eas.net.arch import Arch
+from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.runtime import Runtime
 from edge_eas.runtime.engines import available_engines
 from edge_eas.runtime.timing import MIN_WINDOW_S
 from edge_eas.runtime.recalibrate import recalibrate
-from edge_eas.runtime.slicing import slice_subnet
-from edge_eas.space import SearchSpace
-from edge_eas.subnet import conv_layers, subnet_layers, weight_names
+from edge_eas.net.slicing import slice_subnet
+from edge_eas.net.space import SearchSpace
+from edge_eas.net.subnet import conv_layers, subnet_layers, weight_names
 from edge_eas.supernet import Supernet, recalibrate_bn
 
 
@@ -151,8 +151,8 @@ def test_agent_output_lines_stay_whole_under_concurrent_heartbeats() -> None:
     import threading
     import time
 
-    from edge_eas.runtime.agent_output import AgentOutput
-    from edge_eas.runtime.messages import ScenarioError
+    from edge_eas.runtime.agent.output import AgentOutput
+    from edge_eas.runtime.agent.messages import ScenarioError
     buf = io.StringIO()
     with AgentOutput(buf, heartbeat_s=0.001) as out:
         workers = [threading.Thread(target=lambda i=i: [out.emit(ScenarioError(str(i), "y" * 500))
@@ -172,7 +172,7 @@ def test_agent_output_lines_stay_whole_under_concurrent_heartbeats() -> None:
 
 
 def test_agent_messages_round_trip_and_tolerate_chatter_and_new_fields() -> None:
-    from edge_eas.runtime.messages import Done, Heartbeat, ScenarioError, parse_line, to_line
+    from edge_eas.runtime.agent.messages import Done, Heartbeat, ScenarioError, parse_line, to_line
     for msg in (ScenarioError("3", "ValueError: no"), Done(2), Heartbeat("loading", 0.5)):
         assert parse_line(to_line(msg)) == msg
     assert parse_line("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") is None
@@ -184,7 +184,7 @@ def test_agent_messages_round_trip_and_tolerate_chatter_and_new_fields() -> None
 
 def test_block_profile_times_every_config_beside_its_baseline(tiny_bundle: Path) -> None:
     from edge_eas.cost.latency import block_key
-    from edge_eas.runtime.profile import CONFIGS_PER_GROUP, distinct_blocks, fit_probes, fixed_probes, profile_blocks
+    from edge_eas.runtime.agent.profile import CONFIGS_PER_GROUP, distinct_blocks, fit_probes, fixed_probes, profile_blocks
     from edge_eas.runtime.timing import SpeedReference
     rt = Runtime.load(tiny_bundle)
     engine = "tflite" if "tflite" in available_engines() else "numpy"  # the same protocol; tflite is quicker

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge_eas.cost.flops import macs
-from edge_eas.search import EvolutionConfig, evolutionary_search, random_search
-from edge_eas.space import Arch, SearchSpace
+from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search
+from edge_eas.net.space import Arch, SearchSpace
 
 
 def _problem() -> tuple[SearchSpace, object, object, float, list[Arch]]:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from edge_eas.cost.flops import macs, params
-from edge_eas.space import Arch, SearchSpace
+from edge_eas.net.space import Arch, SearchSpace
 
 from .strategies import archs
 
@@ -22,7 +22,7 @@ def test_extremes_and_size(preset: str) -> None:
 
 
 def test_size_counts_distinct_archs_exactly() -> None:
-    from edge_eas.space import StageSpec
+    from edge_eas.net.space import StageSpec
     tiny = SearchSpace("tiny", 1, 8, 4, 1, (StageSpec(4, 1, (1, 2)),), 8, kernel_choices=(3, 5), expand_choices=(3,))
     rng = np.random.default_rng(0)
     seen = {tiny.sample(rng) for _ in range(2000)}

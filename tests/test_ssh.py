@@ -164,7 +164,7 @@ def pace(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path], tin
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import ssh_options
     from edge_eas.remote.ssh_runner import SSHRunner
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
     t = load_target(str(targets["dev-a"]))
     opts = ssh_options(t)
     t0 = time.monotonic()
@@ -186,7 +186,7 @@ def pace(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path], tin
 @pytest.fixture(scope="module")
 def other_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second, different bundle of the same run (for rollback)."""
-    from edge_eas.bundle import export_bundle
+    from edge_eas.host.bundle import export_bundle
     out = tmp_path_factory.mktemp("bundle2") / "model.eas"
     export_bundle(tiny_run, out, calib_per_class=8)
     return out
@@ -247,7 +247,7 @@ def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab:
                                                                              targets: dict[str, Path]) -> None:
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import ssh_options
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
     t = load_target(str(targets["dev-a"]))
     with SSHSession(t.connection, ssh_options(t)) as s:  # type: ignore[arg-type]
         venv_python = s.expand("~/.edge_eas/venv/bin/python")
@@ -463,7 +463,7 @@ def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
 def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_eas.errors import UserError
     from edge_eas.remote.ssh_options import SSHOptions, ssh_options
-    from edge_eas.targets import load_target
+    from edge_eas.devices.targets import load_target
     path = tmp_path / "dev.toml"
     path.write_text('name = "dev"\n[connection]\nhost = "10.0.0.2"\nkey = "~/k"\ncommand_timeout = 7\nretries = 0\n')
     t = load_target(str(path))
@@ -485,7 +485,7 @@ def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pyte
 def test_quickstart_ssh_demo_runs_against_a_simulated_device(tiny_bundle: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`edge_eas quickstart --ssh-demo`'s SSH leg: its own lab, offline deploy, bench, calibration."""
-    from edge_eas.quickstart import ssh_demo
+    from edge_eas.workflows.quickstart import ssh_demo
 
     def namespaces() -> list[str]:
         return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
@@ -506,7 +506,7 @@ def test_trust_store_refuses_what_its_keys_did_not_sign(lab: DeviceLab, env: dic
     """A target with [trust] keys: deploy installs the store; unsigned bundles, bundles signed by a
     removed key, a bundle swapped in behind deploy's back and a tampered latency model are each
     refused in one line, and the release that ran keeps running."""
-    from edge_eas.bundle import export_bundle
+    from edge_eas.host.bundle import export_bundle
     from edge_eas.format.signing import generate_keypair, key_id_of, sign
     dev = lab.devices[2]
     keys = tmp_path / "keys"

@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from edge_eas.cost.flops import expected_macs, macs, params
-from edge_eas.space import SearchSpace
+from edge_eas.net.space import SearchSpace
 from edge_eas.supernet import SoftArch, Supernet
 
 from .strategies import archs, perturbed_supernet

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_eas.boards import BoardInfo
+from edge_eas.devices.boards import BoardInfo
 from edge_eas.errors import UserError
-from edge_eas.targets import load_target
+from edge_eas.devices.targets import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "edge_eas.cli"]
@@ -76,7 +76,7 @@ def _board(model: str | None, tegra: str | None = None, python: str = "3.11.2") 
 ])
 def test_generic_targets_resolve_to_the_profile_that_names_the_board(generic: str, model: str, tegra: str | None,
                                                                       profile: str, jetpack: str | None) -> None:
-    from edge_eas.boards import board_profiles, resolve_board
+    from edge_eas.devices.boards import board_profiles, resolve_board
     t = load_target(generic)
     resolved, warning = resolve_board(t, _board(model, tegra), board_profiles)
     assert warning is None and resolved.name == profile and resolved.resolved_from == generic
@@ -86,7 +86,7 @@ def test_generic_targets_resolve_to_the_profile_that_names_the_board(generic: st
 
 
 def test_an_unknown_board_gets_the_generic_profile_under_its_own_name_with_a_warning() -> None:
-    from edge_eas.boards import board_profiles, resolve_board
+    from edge_eas.devices.boards import board_profiles, resolve_board
     t = load_target("jetson")
     xavier, warn_x = resolve_board(t, _board("NVIDIA Jetson Xavier NX Developer Kit", "# R35 (release)"), board_profiles)
     agx, _ = resolve_board(t, _board("NVIDIA Jetson AGX Orin", "# R35 (release)"), board_profiles)
@@ -100,7 +100,7 @@ def test_an_unknown_board_gets_the_generic_profile_under_its_own_name_with_a_war
 
 
 def test_device_python_and_glibc_outside_the_runtime_range_are_refused_in_one_line() -> None:
-    from edge_eas.boards import check_runtime_support
+    from edge_eas.devices.boards import check_runtime_support
     nano = load_target("jetson-nano")
     with pytest.raises(UserError) as exc:
         check_runtime_support(nano, "3.6.9", ("glibc", "2.27"), "nvidia@jetson-nano.local")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from edge_eas.tasks import Task, TaskSampler, parse_classes, task_mask
-from edge_eas.train import MASKED_LOGIT, masked_cross_entropy
+from edge_eas.net.tasks import Task, TaskSampler, parse_classes, task_mask
+from edge_eas.host.train import MASKED_LOGIT, masked_cross_entropy
 
 
 def test_task_is_sorted_and_validated() -> None:

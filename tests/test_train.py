@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_eas.checkpoint import load_tensors
+from edge_eas.host.checkpoint import load_tensors
 
 pytestmark = pytest.mark.slow  # trains models / builds and boots a device (see pyproject markers)
 

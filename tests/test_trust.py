@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_eas.bundle import export_bundle
+from edge_eas.host.bundle import export_bundle
 from edge_eas.runtime import BundleError, Runtime
 from edge_eas.format.signing import generate_keypair, key_id_of, sign
 from edge_eas.runtime.trust import TRUST_ENV, TrustError, store_document

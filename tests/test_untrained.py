@@ -10,7 +10,7 @@ import pytest
 
 from edge_eas.cost.flops import macs
 from edge_eas.runtime import Runtime
-from edge_eas.space import SearchSpace
+from edge_eas.net.space import SearchSpace
 
 CLI = [sys.executable, "-m", "edge_eas.cli"]
 

@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..console import emit_json, info, print_table
-from ..paths import default_store
-from ..requirements import REMOTE, Need, modules
+from edge_eas.common.console import emit_json, info, print_table
+from edge_eas.common.paths import default_store
+from edge_eas.common.requirements import REMOTE, Need, modules
 
 if TYPE_CHECKING:
-    from ..remote.fleet import BenchRequest
+    from edge_eas.remote.fleet import BenchRequest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,14 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def requires(args: argparse.Namespace) -> list[Need]:
     """SSH only for remote targets (`local` runs the agent here); scipy only to calibrate."""
-    from ..remote.fleet import expand_targets
+    from edge_eas.remote.fleet import expand_targets
     need = modules(*REMOTE, why="benchmarking over SSH") if any(not t.local for t in expand_targets(args.target)) else []
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
 def request(args: argparse.Namespace) -> "BenchRequest":
     """The flags as a typed request: the library below the CLI never sees a Namespace."""
-    from ..remote.fleet import BenchRequest
+    from edge_eas.remote.fleet import BenchRequest
     return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
                         engine=args.engine, threads=args.threads, runs=args.runs, warmup=args.warmup,
                         store=args.store, calibrate=args.calibrate, run=args.run, prepare=args.prepare,
@@ -52,7 +52,7 @@ def request(args: argparse.Namespace) -> "BenchRequest":
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..remote.fleet import run_bench
+    from edge_eas.remote.fleet import run_bench
 
     result = run_bench(request(args))
     if args.json:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if dev["failure"]:
             info(f"{dev['device']}: FAILED: {dev['failure']} (measurements stored so far are kept)")
     if result.get("calibration"):
-        from ..cost.calibration import held_out_line
+        from edge_eas.cost.calibration import held_out_line
         for key, cal in result["calibration"].items():
             info(f"calibrated {held_out_line(key, cal)}")
     return 0 if not result["failed_devices"] else 1

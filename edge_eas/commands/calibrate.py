@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json, print_table
-from ..paths import default_store
-from ..requirements import Need, modules
+from edge_eas.common.console import emit_json, print_table
+from edge_eas.common.paths import default_store
+from edge_eas.common.requirements import Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost.calibration import calibrate_target, held_out_line
+    from edge_eas.cost.calibration import calibrate_target, held_out_line
 
     result = calibrate_target(args.target, args.store or default_store(), engine=args.engine, threads=args.threads,
                               n_fit=args.fit, run_dir=args.run, sign_key=args.sign)

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..console import emit_json, info
-from ..requirements import REMOTE, Need, modules
+from edge_eas.common.console import emit_json, info
+from edge_eas.common.requirements import REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,10 +34,10 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..remote.deploy import deploy
-    from ..remote.fleet import expand_targets
-    from ..remote.ssh_options import ssh_options
+    from edge_eas.errors import UserError
+    from edge_eas.remote.deploy import deploy
+    from edge_eas.remote.fleet import expand_targets
+    from edge_eas.remote.ssh_options import ssh_options
 
     targets = expand_targets(args.target)
     if args.host and len(targets) > 1:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json
-from ..cost.flops import macs, params
-from ..tasks import Task, parse_classes
-from ..requirements import HOST, Need, modules
+from edge_eas.common.console import emit_json
+from edge_eas.cost.flops import macs, params
+from edge_eas.net.tasks import Task, parse_classes
+from edge_eas.common.requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,12 +23,12 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..evaluate import TaskEvaluator
-    from ..rundir import RunDir, load_supernet
-    from .space import parse_arch
+    from edge_eas.data import load_dataset
+    from edge_eas.host.evaluate import TaskEvaluator
+    from edge_eas.host.rundir import RunDir, load_supernet
+    from edge_eas.commands.space import parse_arch
 
-    from ..untrained import require_trained
+    from edge_eas.host.untrained import require_trained
 
     require_trained(RunDir(args.run_dir).meta(), args.run_dir, "evaluate")
     net, meta = load_supernet(RunDir(args.run_dir))

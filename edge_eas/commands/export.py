@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json
-from ..requirements import HOST, Need, modules
+from edge_eas.common.console import emit_json
+from edge_eas.common.requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,8 +29,8 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import export_bundle
-    from ..cost.latency import load_run_models
+    from edge_eas.host.bundle import export_bundle
+    from edge_eas.cost.latency import load_run_models
 
     if args.sign is not None and not args.sign.is_file():
         raise FileNotFoundError(f"signing key {args.sign} does not exist (make one with `edge_eas keygen --out {args.sign}`)")

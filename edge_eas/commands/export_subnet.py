@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json
-from ..tasks import Task, parse_classes
-from ..requirements import HOST, Need, modules, tflite_builder
+from edge_eas.common.console import emit_json
+from edge_eas.net.tasks import Task, parse_classes
+from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,16 +31,16 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import __version__
-    from .. import generator as G
-    from ..fileio import atomic_write_bytes
-    from ..cost.flops import macs, params
-    from ..data import load_dataset
-    from ..evaluate import TaskEvaluator
-    from ..rundir import RunDir, load_supernet
-    from ..runtime.app_io import AppIO, sidecar, sidecar_bytes
-    from ..runtime.folded import fold_bn
-    from ..supernet import recalibrate_bn
+    from edge_eas import __version__
+    from edge_eas import generator as G
+    from edge_eas.common.fileio import atomic_write_bytes
+    from edge_eas.cost.flops import macs, params
+    from edge_eas.data import load_dataset
+    from edge_eas.host.evaluate import TaskEvaluator
+    from edge_eas.host.rundir import RunDir, load_supernet
+    from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
+    from edge_eas.net.folded import fold_bn
+    from edge_eas.supernet import recalibrate_bn
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
                   {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
                    "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__})
     if args.format == "pte":
-        from ..runtime.engines.executorch_engine import export_pte
+        from edge_eas.runtime.engines.executorch_engine import export_pte
         export_pte(folded, args.out, batch_size=args.batch_size, app=app)
     else:
-        from ..runtime.engines.tflite_engine import build_tflite
+        from edge_eas.runtime.engines.tflite_engine import build_tflite
         atomic_write_bytes(args.out, build_tflite(folded, args.batch_size, app=app, metadata=sidecar_bytes(doc)))
     side = args.out.with_suffix(".json")
     atomic_write_bytes(side, sidecar_bytes(doc))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json
-from ..requirements import HOST, Need, modules
-from ..space import PRESETS
+from edge_eas.common.console import emit_json
+from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.net.space import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost.flops import macs
-    from ..space import SearchSpace
-    from ..untrained import init_run
+    from edge_eas.cost.flops import macs
+    from edge_eas.net.space import SearchSpace
+    from edge_eas.host.untrained import init_run
 
     space = SearchSpace.preset(args.space)
     if args.resolution is not None:

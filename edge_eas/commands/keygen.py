@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json
-from ..requirements import Need, modules
+from edge_eas.common.console import emit_json
+from edge_eas.common.requirements import Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..format.signing import generate_keypair
+    from edge_eas.format.signing import generate_keypair
 
     if args.out.exists():
         raise FileExistsError(f"{args.out} already exists; refusing to overwrite a key")

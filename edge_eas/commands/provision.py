@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..console import emit_json, info
-from ..requirements import REMOTE, SERIAL, Need, modules
+from edge_eas.common.console import emit_json, info
+from edge_eas.common.requirements import REMOTE, SERIAL, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,11 +37,11 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..paths import targets_dir
-    from ..remote.provision import ProvisionRequest, Step, check_hostname, check_ip, provision
-    from ..remote.serial import USER_ENV, Credentials
-    from ..targets import load_target
+    from edge_eas.errors import UserError
+    from edge_eas.common.paths import targets_dir
+    from edge_eas.remote.provision import ProvisionRequest, Step, check_hostname, check_ip, provision
+    from edge_eas.remote.serial import USER_ENV, Credentials
+    from edge_eas.devices.targets import load_target
 
     profile = load_target(args.target)
     if profile.is_fleet or profile.local:

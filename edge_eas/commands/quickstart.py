@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..console import emit_json
-from ..requirements import HOST, REMOTE, Need, modules
+from edge_eas.common.console import emit_json
+from edge_eas.common.requirements import HOST, REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..quickstart import print_report, quickstart
+    from edge_eas.workflows.quickstart import print_report, quickstart
 
     # keep the quick start's store and latency models inside its folder, not in the user's home
     os.environ.setdefault("EDGE_EAS_HOME", str(args.out.resolve() / "home"))

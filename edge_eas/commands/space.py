@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..console import emit_json, print_table
-from ..cost.flops import macs, params
-from ..space import PRESETS, Arch, SearchSpace
+from edge_eas.common.console import emit_json, print_table
+from edge_eas.cost.flops import macs, params
+from edge_eas.net.space import PRESETS, Arch, SearchSpace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ..console import emit_json
-from ..tasks import Task, parse_classes
-from ..requirements import HOST, Need, modules
+from edge_eas.common.console import emit_json
+from edge_eas.net.tasks import Task, parse_classes
+from edge_eas.common.requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import generator as G
-    from ..cost.flops import macs, params
+    from edge_eas import generator as G
+    from edge_eas.cost.flops import macs, params
 
     gen = G.load(args.source)
     task = Task.create(parse_classes(args.classes), gen.num_classes)
@@ -72,16 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _untrained(source: Path) -> bool:
     if source.is_dir():
-        from ..rundir import RunDir
+        from edge_eas.host.rundir import RunDir
         return bool(RunDir(source).meta().get("untrained"))
-    from ..runtime.bundle_reader import open_bundle
+    from edge_eas.format.bundle_reader import open_bundle
     return bool(open_bundle(source).manifest.get("untrained"))
 
 
 def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no-untyped-def]
-    from ..data import load_dataset
-    from ..evaluate import TaskEvaluator
-    from ..rundir import RunDir, load_supernet
+    from edge_eas.data import load_dataset
+    from edge_eas.host.evaluate import TaskEvaluator
+    from edge_eas.host.rundir import RunDir, load_supernet
 
     net, meta = load_supernet(RunDir(run_dir))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
@@ -93,10 +93,10 @@ def _latency_model(args: argparse.Namespace, space):  # type: ignore[no-untyped-
     user's model file."""
     import json
 
-    from ..cost.latency import load_run_models, model_for, model_key
-    from ..errors import UserError
-    from ..paths import models_dir
-    from ..targets import load_target
+    from edge_eas.cost.latency import load_run_models, model_for, model_key
+    from edge_eas.errors import UserError
+    from edge_eas.common.paths import models_dir
+    from edge_eas.devices.targets import load_target
 
     if not args.target:
         raise UserError("--budget-ms needs --target: latency depends on the device")
@@ -109,7 +109,7 @@ def _latency_model(args: argparse.Namespace, space):  # type: ignore[no-untyped-
     if args.source.is_dir():
         sources.append(load_run_models(args.source).get(target.name, {}))
     else:
-        from ..runtime.bundle_reader import open_bundle
+        from edge_eas.format.bundle_reader import open_bundle
         sources.append(open_bundle(args.source).manifest.get("cost_models", {}).get(target.name, {}))
     user_file = models_dir() / f"{target.name}.json"
     if user_file.is_file():

@@ -6,11 +6,11 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..console import emit_json, info
-from ..errors import UserError
-from ..data import SPEC_FORMS
-from ..space import PRESETS
-from ..requirements import HOST, Need, modules
+from edge_eas.common.console import emit_json, info
+from edge_eas.errors import UserError
+from edge_eas.data import SPEC_FORMS
+from edge_eas.net.space import PRESETS
+from edge_eas.common.requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,9 +41,9 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import load_dataset
-    from ..space_rule import space_for
-    from ..train import TrainConfig, train_supernet
+    from edge_eas.data import load_dataset
+    from edge_eas.host.space_rule import space_for
+    from edge_eas.host.train import TrainConfig, train_supernet
 
     for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
                              ("--resolution", args.resolution, 4)):
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = train_supernet(cfg, out, resume=args.resume, dataset=data)
     result = {"run": str(out), **_summary(run_dir)}
     if cfg.train_generator and run_dir.meta_path.is_file():
-        from ..generator_train import GeneratorConfig, train_generator
+        from edge_eas.host.generator_train import GeneratorConfig, train_generator
         gcfg = GeneratorConfig.for_preset(space.name, steps=args.generator_steps)
         result["generator"] = train_generator(run_dir, gcfg, resume=args.resume, data=data)
     if args.json:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import emit_json, info
-from ..requirements import HOST, Need, modules
+from edge_eas.common.console import emit_json, info
+from edge_eas.common.requirements import HOST, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,10 +23,10 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generator_train import GeneratorConfig, train_generator
-    from ..rundir import RunDir
+    from edge_eas.host.generator_train import GeneratorConfig, train_generator
+    from edge_eas.host.rundir import RunDir
 
-    from ..untrained import require_trained
+    from edge_eas.host.untrained import require_trained
 
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")

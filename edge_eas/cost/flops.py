@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..space import Arch, BlockConfig, SearchSpace
-from .table import SlotCostTable
-from ..subnet import BlockLayer, ConvLayer, Layer, LinearLayer, SELayer, head_layers, mbconv_layers, stem_layers
+from edge_eas.net.space import Arch, BlockConfig, SearchSpace
+from edge_eas.cost.table import SlotCostTable
+from edge_eas.net.subnet import BlockLayer, ConvLayer, Layer, LinearLayer, SELayer, head_layers, mbconv_layers, stem_layers
 
 DEFAULT_NUM_CLASSES = 10
 

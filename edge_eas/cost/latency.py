@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..hardware import Hardware
-from ..space import Arch, BlockConfig, SearchSpace
-from .table import SlotCostTable
+from edge_eas.devices.hardware import Hardware
+from edge_eas.net.space import Arch, BlockConfig, SearchSpace
+from edge_eas.cost.table import SlotCostTable
 
 
 def latency_ms(stats: dict[str, Any]) -> float:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import UserError
-from .latency import latency_ms
+from edge_eas.errors import UserError
+from edge_eas.cost.latency import latency_ms
 
 SCHEMA_VERSION = 1
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..space import Arch, BlockConfig, SearchSpace
+from edge_eas.net.space import Arch, BlockConfig, SearchSpace
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
-from .augment import augment, iterate_batches
-from .base import AUGMENTATIONS, TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, split_indices
-from .cifar import CIFAR_FORMATS, load_cifar
-from .folder import IMAGE_EXTENSIONS, load_folder
-from .idx import load_fashion, load_idx, read_idx
+from edge_eas.errors import UserError
+from edge_eas.data.augment import augment, iterate_batches
+from edge_eas.data.base import AUGMENTATIONS, TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, split_indices
+from edge_eas.data.cifar import CIFAR_FORMATS, load_cifar
+from edge_eas.data.folder import IMAGE_EXTENSIONS, load_folder
+from edge_eas.data.idx import load_fashion, load_idx, read_idx
 
 __all__ = ["Dataset", "Augmentation", "load_dataset", "augment", "iterate_batches", "read_idx",
            "SPEC_FORMS", "IMAGE_EXTENSIONS", "AUGMENTATIONS"]

@@ -1,7 +1,7 @@
 """The loaded data set every source produces, its splits and its normalisation.
 
 Every data set is held as uint8 NCHW arrays with int64 labels, split into train / val / test
-deterministically from a seed, with the :class:`~edge_eas.preprocess.Preprocess` (mean/std
+deterministically from a seed, with the :class:`~edge_eas.net.preprocess.Preprocess` (mean/std
 of the train split) that travels to the device. Search and selection use `val`; `test` only
 reports.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UserError
-from ..preprocess import Preprocess
+from edge_eas.errors import UserError
+from edge_eas.net.preprocess import Preprocess
 
 SPLITS = ("train", "val", "test")
 TRAIN_FRAC, VAL_FRAC, TEST_FRAC = 0.7, 0.1, 0.2   # sources without an official test split

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from .base import Augmentation, Dataset, official_split, one_line
+from edge_eas.errors import UserError
+from edge_eas.data.base import Augmentation, Dataset, official_split, one_line
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from .base import (OFFICIAL_VAL_FRAC, TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, one_line,
+from edge_eas.errors import UserError
+from edge_eas.data.base import (OFFICIAL_VAL_FRAC, TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, one_line,
                    split_indices)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from .base import TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, official_split, split_indices
+from edge_eas.errors import UserError
+from edge_eas.data.base import TEST_FRAC, VAL_FRAC, Augmentation, Dataset, make_dataset, official_split, split_indices
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_PACKAGE = "dataset-fashion-mnist"

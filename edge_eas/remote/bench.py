@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..cost.store import FIXED, Measurement, MeasurementStore, fixed_key
-from ..errors import AgentFailure, DeviceRefused
-from ..runtime.messages import BlockProfile, Done, Fatal, Hello, MeasurementLine, ScenarioError, parse_line, to_dict
+from edge_eas.cost.store import FIXED, Measurement, MeasurementStore, fixed_key
+from edge_eas.errors import AgentFailure, DeviceRefused
+from edge_eas.runtime.agent.messages import BlockProfile, Done, Fatal, Hello, MeasurementLine, ScenarioError, parse_line, to_dict
 
 __all__ = ["AgentFailure", "DeviceReport", "LocalRunner", "Runner", "bench_device", "bench_run_id", "profile_device"]
 

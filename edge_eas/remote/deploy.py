@@ -26,17 +26,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..console import info
-from ..errors import UserError
-from ..runtime.messages import Fatal, Hello, MeasurementLine, ScenarioError, parse_line
-from ..targets import Target
-from .layout import DeviceLayout, sha256_file
-from .ssh import SSHSession
-from .device_steps import resolve_target, run_helper
-from .ssh_options import SSHOptions
-from .trust_store import StorePlan, kept_pins, plan_store
-from .install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
-from .wheels import DevicePlatform
+from edge_eas.common.console import info
+from edge_eas.errors import UserError
+from edge_eas.runtime.agent.messages import Fatal, Hello, MeasurementLine, ScenarioError, parse_line
+from edge_eas.devices.targets import Target
+from edge_eas.remote.layout import DeviceLayout, sha256_file
+from edge_eas.remote.ssh import SSHSession
+from edge_eas.remote.device_steps import resolve_target, run_helper
+from edge_eas.remote.ssh_options import SSHOptions
+from edge_eas.remote.trust_store import StorePlan, kept_pins, plan_store
+from edge_eas.remote.install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
+from edge_eas.remote.wheels import DevicePlatform
 
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
@@ -204,7 +204,7 @@ class Deployer:
                         report: DeployReport, timeout: float) -> str | None:
         """Try the plan's TFLite engines in order: install, check the runtime can load it, else
         uninstall and try the next. None of them working is a warning: numpy always works."""
-        from .wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
+        from edge_eas.remote.wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
         if self.target.engine not in TFLITE_ENGINES:
             return None
         failed: list[str] = []
@@ -273,9 +273,9 @@ class Deployer:
 def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]], bool]:
     """Verify the bundle here before shipping it; return its SHA-256, one smoke scenario and
     whether it is signed."""
-    from ..remote.scenarios import make_scenarios
-    from ..runtime.bundle_reader import BundleError, open_bundle
-    from ..space import SearchSpace
+    from edge_eas.remote.scenarios import make_scenarios
+    from edge_eas.format.bundle_reader import BundleError, open_bundle
+    from edge_eas.net.space import SearchSpace
     try:
         b = open_bundle(bundle)
     except BundleError as exc:

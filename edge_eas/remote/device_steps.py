@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..boards import BoardInfo, board_profiles, check_runtime_support, resolve_board
-from ..console import info
-from ..errors import UserError
-from ..targets import Target
-from .ssh import SSHSession
+from edge_eas.devices.boards import BoardInfo, board_profiles, check_runtime_support, resolve_board
+from edge_eas.common.console import info
+from edge_eas.errors import UserError
+from edge_eas.devices.targets import Target
+from edge_eas.remote.ssh import SSHSession
 
 # deploy's steps on the device (device_helper.py), run with the target's python as `python -c`
 DEVICE_HELPER = (Path(__file__).parent / "device_helper.py").read_text()

@@ -10,16 +10,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..console import info
-from ..cost.store import MeasurementStore
-from ..errors import UserError
-from ..paths import default_store
-from ..runtime.bundle_reader import BundleError, open_bundle
-from ..runtime.messages import MeasurementLine, ScenarioError
-from ..targets import Target, load_target
-from .bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device, reference_args
-from .prepare import prepared_device
-from .scenarios import make_scenarios
+from edge_eas.common.console import info
+from edge_eas.cost.store import MeasurementStore
+from edge_eas.errors import UserError
+from edge_eas.common.paths import default_store
+from edge_eas.format.bundle_reader import BundleError, open_bundle
+from edge_eas.runtime.agent.messages import MeasurementLine, ScenarioError
+from edge_eas.devices.targets import Target, load_target
+from edge_eas.remote.bench import DeviceReport, LocalRunner, bench_device, bench_run_id, profile_device, reference_args
+from edge_eas.remote.prepare import prepared_device
+from edge_eas.remote.scenarios import make_scenarios
 
 
 @dataclass(frozen=True)
@@ -59,17 +59,17 @@ def expand_targets(spec: str) -> list[Target]:
 def make_runner(target: Target, bundle: Path, args: BenchRequest):  # type: ignore[no-untyped-def]
     if target.local:
         return LocalRunner(bundle, python=target.python or None, device_id=target.name)
-    from .ssh_options import ssh_options
-    from .ssh_runner import SSHRunner
+    from edge_eas.remote.ssh_options import ssh_options
+    from edge_eas.remote.ssh_runner import SSHRunner
     return SSHRunner(target, ssh_options(target, args), bundle=bundle)
 
 
 def resolve_boards(targets: list[Target], args: BenchRequest) -> list[Target]:
     """Generic targets (`--target jetson`) as the profile of the board each reaches, so their
     measurements are filed per board type (boards.py); every remote device's Python is checked."""
-    from .device_steps import resolve_target
-    from .ssh import SSHSession
-    from .ssh_options import ssh_options
+    from edge_eas.remote.device_steps import resolve_target
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import ssh_options
     out = []
     for t in targets:
         if t.board_detect and t.connection is not None:
@@ -93,7 +93,7 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
     except BundleError as exc:
         raise UserError(str(exc)) from None
     space = bundle.manifest["space"]
-    from ..space import SearchSpace
+    from edge_eas.net.space import SearchSpace
     sp = SearchSpace.from_dict(space)
     scenarios = make_scenarios(sp, len(bundle.manifest["class_names"]), args.scenarios, args.seed)
     store_path = args.store or default_store()
@@ -164,7 +164,7 @@ def run_bench(args: BenchRequest) -> dict[str, Any]:
                               "store": str(store_path), "devices": devices,
                               "failed_devices": [d["device"] for d in devices if d["failure"]]}
     if args.calibrate:
-        from ..cost.calibration import calibrate_target
+        from edge_eas.cost.calibration import calibrate_target
         result["calibration"] = {}
         result["block_profiles"] = {}
         for t in targets:  # fill the per-block look-up table on each device (nn-Meter / OFA style)
@@ -191,9 +191,9 @@ def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | No
     falling back to what the device predicted from its bundle."""
     import json
 
-    from ..cost.latency import model_for, model_key
-    from ..paths import models_dir
-    from ..space import Arch
+    from edge_eas.cost.latency import model_for, model_key
+    from edge_eas.common.paths import models_dir
+    from edge_eas.net.space import Arch
     path = models_dir() / f"{target}.json"
     if path.is_file():
         model = model_for(json.loads(path.read_text()), model_key(row["engine"], row["threads"]), space)
@@ -204,12 +204,12 @@ def _host_prediction(target: str, row: dict[str, Any], space: Any) -> float | No
 
 def _deployed_bundle(targets: list[Target], args: BenchRequest) -> Path:
     """Without --bundle, benchmark what is deployed: fetch it from the first remote target."""
-    from ..paths import home
+    from edge_eas.common.paths import home
     remote = [t for t in targets if not t.local]
     if len(remote) != len(targets):
         raise UserError("--bundle is required for the local target (e.g. --bundle model.eas)")
-    from .ssh_options import ssh_options
-    from .ssh_runner import SSHRunner
+    from edge_eas.remote.ssh_options import ssh_options
+    from edge_eas.remote.ssh_runner import SSHRunner
     runner = SSHRunner(remote[0], ssh_options(remote[0], args))
     try:
         return runner.fetch_deployed_bundle(home() / "deployed" / f"{remote[0].name}.eas")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..console import info
-from ..errors import UserError
-from .wheels import DevicePlatform, EngineOptions, engine_options, wheel_name, wheel_version
+from edge_eas.common.console import info
+from edge_eas.errors import UserError
+from edge_eas.remote.wheels import DevicePlatform, EngineOptions, engine_options, wheel_name, wheel_version
 
 # what the device agent imports (cryptography: signatures; threadpoolctl: the numpy engine's threads)
 RUNTIME_DEPS = ("numpy", "cryptography", "threadpoolctl")

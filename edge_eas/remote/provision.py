@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..fileio import atomic_write_bytes
-from ..targets import Connection, Target
-from .serial import Credentials, SerialConsole
+from edge_eas.errors import UserError
+from edge_eas.common.fileio import atomic_write_bytes
+from edge_eas.devices.targets import Connection, Target
+from edge_eas.remote.serial import Credentials, SerialConsole
 
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -323,8 +323,8 @@ def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerp
 
 def confirm_ssh(conn: Connection, hostname: str) -> Step:
     """Connect with strict host key checking (no trust on first use) and check it is the same board."""
-    from .ssh import SSHSession
-    from .ssh_options import SSHOptions
+    from edge_eas.remote.ssh import SSHSession
+    from edge_eas.remote.ssh_options import SSHOptions
 
     with SSHSession(conn, SSHOptions(connect_timeout=10, command_timeout=30, retries=3, backoff=0.5)) as s:
         seen = s.check(["hostname"], "reading the hostname over SSH").strip()

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cost.flops import macs
-from ..space import SearchSpace
+from edge_eas.cost.flops import macs
+from edge_eas.net.space import SearchSpace
 
 
 def make_scenarios(space: SearchSpace, num_classes: int, n: int, seed: int = 0, min_task: int = 2,

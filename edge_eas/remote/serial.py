@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Protocol, Sequence
 
-from ..console import info
-from ..errors import UserError
-from .serial_text import KERNEL_LINE, LOGIN, LOGIN_ANYWHERE, LOGIN_FAILED, PASSWORD, SHELL, SUDO_ASKS, SUDO_PROMPT, clean
+from edge_eas.common.console import info
+from edge_eas.errors import UserError
+from edge_eas.remote.serial_text import KERNEL_LINE, LOGIN, LOGIN_ANYWHERE, LOGIN_FAILED, PASSWORD, SHELL, SUDO_ASKS, SUDO_PROMPT, clean
 
 PASSWORD_ENV = "EDGE_EAS_SERIAL_PASSWORD"
 USER_ENV = "EDGE_EAS_SERIAL_USER"

@@ -26,11 +26,11 @@ from typing import Any, Iterator, NamedTuple
 
 import paramiko
 
-from ..errors import AgentFailure, DeviceRefused, UserError
-from ..targets import Connection
-from .layout import sha256_file
-from .ssh_auth import RecordNew, RejectUnknown, fingerprint, is_transient, key_path, private_key, reason
-from .ssh_options import DEFAULT_KNOWN_HOSTS, SSHOptions
+from edge_eas.errors import AgentFailure, DeviceRefused, UserError
+from edge_eas.devices.targets import Connection
+from edge_eas.remote.layout import sha256_file
+from edge_eas.remote.ssh_auth import RecordNew, RejectUnknown, fingerprint, is_transient, key_path, private_key, reason
+from edge_eas.remote.ssh_options import DEFAULT_KNOWN_HOSTS, SSHOptions
 
 # Runs on the device with its own python: prints the SHA-256 of argv[1], or "-" if it is missing.
 _SHA256_CODE = (

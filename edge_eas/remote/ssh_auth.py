@@ -15,10 +15,10 @@ from pathlib import Path
 
 import paramiko
 
-from ..console import info
-from ..errors import DeviceRefused
-from ..targets import Connection
-from .ssh_options import PASSPHRASE_ENV
+from edge_eas.common.console import info
+from edge_eas.errors import DeviceRefused
+from edge_eas.devices.targets import Connection
+from edge_eas.remote.ssh_options import PASSPHRASE_ENV
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..targets import Target
-from ..toml_compat import tomllib
+from edge_eas.errors import UserError
+from edge_eas.devices.targets import Target
+from edge_eas.common.toml_compat import tomllib
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")

@@ -9,11 +9,11 @@ import posixpath
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DeviceRefused, UserError
-from ..targets import Target
-from .layout import DeviceLayout, sha256_file
-from .ssh import SSHSession
-from .ssh_options import SSHOptions
+from edge_eas.errors import DeviceRefused, UserError
+from edge_eas.devices.targets import Target
+from edge_eas.remote.layout import DeviceLayout, sha256_file
+from edge_eas.remote.ssh import SSHSession
+from edge_eas.remote.ssh_options import SSHOptions
 
 
 class SSHRunner:

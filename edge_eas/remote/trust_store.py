@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..runtime.bundle_reader import BundleError, open_bundle
-from ..format.signing import SignatureError, key_id_of
-from ..runtime.trust import STORE_FILE, store_document
+from edge_eas.errors import UserError
+from edge_eas.format.bundle_reader import BundleError, open_bundle
+from edge_eas.format.signing import SignatureError, key_id_of
+from edge_eas.runtime.trust import STORE_FILE, store_document
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..console import info
+from edge_eas.common.console import info
 
 SCHEMA_MODULE = "edge_eas_tflite_schema"
 SCHEMA_DIST = canonicalize_name(SCHEMA_MODULE)

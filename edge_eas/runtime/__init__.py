@@ -18,9 +18,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Runtime, SpecializedModel
-    from .bundle_reader import BundleError
-    from .engines import ENGINE_NAMES, EngineUnavailable
+    from edge_eas.runtime.api import Runtime, SpecializedModel
+    from edge_eas.format.bundle_reader import BundleError
+    from edge_eas.runtime.engines import ENGINE_NAMES, EngineUnavailable
 
 __all__ = ["Runtime", "SpecializedModel", "BundleError", "EngineUnavailable", "ENGINE_NAMES"]
 

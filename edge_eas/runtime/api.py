@@ -10,18 +10,19 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..preprocess import Preprocess
-from ..space import Arch, SearchSpace
-from ..tasks import Task
-from .bundle_reader import Bundle, BundleError, open_bundle
-from .calibration_images import CalibrationLike, load_calibration
-from .engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
-from .folded import FoldedNet, fold_bn
-from .timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
-from .recalibrate import recalibrate
-from ..format.signing import KeyLike
-from .slicing import slice_subnet
-from .trust import TrustError, TrustStore
+from edge_eas.net.preprocess import Preprocess
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task
+from edge_eas.archgen.generator import from_bundle
+from edge_eas.format.bundle_reader import Bundle, BundleError, open_bundle
+from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
+from edge_eas.runtime.engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
+from edge_eas.net.folded import FoldedNet, fold_bn
+from edge_eas.runtime.timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
+from edge_eas.runtime.recalibrate import recalibrate
+from edge_eas.format.signing import KeyLike
+from edge_eas.net.slicing import slice_subnet
+from edge_eas.runtime.trust import TrustError, TrustStore
 
 INSTALL_HINT = {"tflite": "pip install 'edge-eas[tflite]' (or tflite-runtime where numpy<2)",
                 "executorch": "pip install 'edge-eas[executorch]' (with torch)", "torch": "pip install torch"}
@@ -116,7 +117,7 @@ def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: i
     timed samples interleaved (runtime/timing.py), so every network of a group meets the same
     machine states; with a `reference`, a group met in a slow stretch is retimed. Each network
     runs as `instances` engine instances and its figures are the fastest instance's."""
-    from .environment import describe
+    from edge_eas.runtime.environment import describe
     stats: list[dict[str, Any]] = []
     for start in range(0, len(models), INTERLEAVE_GROUP):
         calls = [instance_calls(m, batch_size, instances) for m in models[start:start + INTERLEAVE_GROUP]]
@@ -152,7 +153,7 @@ class Runtime:
         self.classes: list[str] = list(m["class_names"])
         self.num_classes = len(self.classes)
         self.preprocess = Preprocess.from_dict(m["preprocess"])
-        self.generator = bundle.generator()
+        self.generator = from_bundle(bundle)
         self._state: dict[str, np.ndarray] | None = None
         self._calib: np.ndarray | None = None
         models: dict[str, Any] = dict(m.get("cost_models", {}))
@@ -189,7 +190,7 @@ class Runtime:
         """Latency models from a JSON file (as `edge_eas calibrate` writes it), checked against its
         `.sig` whenever this runtime checks bundles: under a trust store or with trusted keys an
         unsigned or tampered model is refused, never silently used to pick archs."""
-        from ..format.signing import SignatureError, verify
+        from edge_eas.format.signing import SignatureError, verify
         p = Path(path)
         data = p.read_bytes()
         sig_path = Path(str(p) + ".sig")
@@ -236,7 +237,7 @@ class Runtime:
         this bundle's space (one fitted for another space is never used)."""
         if not self.latency_models:
             return None
-        from ..cost.latency import model_for, model_key
+        from edge_eas.cost.latency import model_for, model_key
         return model_for(self.latency_models, model_key(engine, threads), self.space)
 
     def _pick_engine(self, engine: str) -> str:
@@ -297,7 +298,7 @@ class Runtime:
         folded = fold_bn(weights, self.space, arch)
         t2 = time.perf_counter()
         model = self.latency_model(name, threads)
-        from ..cost.flops import macs, params
+        from edge_eas.cost.flops import macs, params
         sm = SpecializedModel(arch=arch, classes=task.classes, class_names=[self.classes[c] for c in task.classes],
                               mflops=macs(self.space, arch, len(task.classes)) / 1e6,
                               params=params(self.space, arch, len(task.classes)),

@@ -9,7 +9,7 @@ from typing import Union
 
 import numpy as np
 
-from ..preprocess import Preprocess
+from edge_eas.net.preprocess import Preprocess
 
 CalibrationLike = Union[np.ndarray, str, Path]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

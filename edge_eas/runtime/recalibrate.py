@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, SELayer, subnet_layers
-from .engines.numpy_engine import activate, nhwc_conv, squeeze_excite
-from .folded import FoldedConv, fold_squeeze_excite
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, SELayer, subnet_layers
+from edge_eas.runtime.engines.numpy_engine import activate, nhwc_conv, squeeze_excite
+from edge_eas.net.folded import FoldedConv, fold_squeeze_excite
 
 
 def _conv_bn_batch(weights: dict[str, np.ndarray], layer: ConvLayer, x: np.ndarray, eps: float) -> np.ndarray:

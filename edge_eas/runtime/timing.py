@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..cost.latency import latency_ms
+from edge_eas.cost.latency import latency_ms
 
 MIN_RUNS = 30
 NOISY_CV = 0.15

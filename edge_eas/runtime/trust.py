@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..format.signing import SignatureError, verify
+from edge_eas.format.signing import SignatureError, verify
 
 TRUST_ENV = "EDGE_EAS_TRUST_DIR"
 STORE_FILE = "trust.json"

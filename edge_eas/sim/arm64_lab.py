@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..toml_compat import tomllib
-from .ssh_lab import descendants, free_port, kill_pids, run_tool
+from edge_eas.common.toml_compat import tomllib
+from edge_eas.sim.ssh_lab import descendants, free_port, kill_pids, run_tool
 
 SCRIPT_NAME = "make_arm64_device.sh"
 EXIT_NOT_ROOT, EXIT_NO_BINFMT = 3, 4  # the script's distinct exit codes: "cannot host it here"

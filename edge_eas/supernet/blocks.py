@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..space import se_channels
-from .ops import DynamicBatchNorm, DynamicDepthwiseConv, DynamicPointwiseConv
-from .static import activation
+from edge_eas.net.space import se_channels
+from edge_eas.supernet.ops import DynamicBatchNorm, DynamicDepthwiseConv, DynamicPointwiseConv
+from edge_eas.supernet.static import activation
 
 
 class DynamicSE(nn.Module):

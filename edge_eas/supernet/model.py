@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime.slicing import slice_subnet
-from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS
-from .blocks import ElasticMBConv
-from .static import activation
-from .ops import DynamicBatchNorm, kernel_masks
-from .static import SubNet
+from edge_eas.net.slicing import slice_subnet
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.subnet import BN_EPS
+from edge_eas.supernet.blocks import ElasticMBConv
+from edge_eas.supernet.static import activation
+from edge_eas.supernet.ops import DynamicBatchNorm, kernel_masks
+from edge_eas.supernet.static import SubNet
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Supernet(nn.Module):
 
     # ---- extraction -----------------------------------------------------------------------
     def extract_weights(self, arch: Arch, classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-        """Copies of the active slices, named as in `edge_eas.subnet` (and so `SubNet`): the
+        """Copies of the active slices, named as in `edge_eas.net.subnet` (and so `SubNet`): the
         device's own `slice_subnet` applied to this supernet's state; `classes` keeps only
         those logits."""
         state = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..subnet import BN_EPS
+from edge_eas.net.subnet import BN_EPS
 
 
 def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Plain (static) sub-network modules: what `Supernet.extract(arch)` returns.
 
-Built by walking the sub-network description (`edge_eas.subnet.subnet_layers`), so its module
+Built by walking the sub-network description (`edge_eas.net.subnet.subnet_layers`), so its module
 names are that description's weight names, which `Supernet.extract_weights` fills.
 """
 
@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime.engines.torch_engine import torch_activation
-from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
+from edge_eas.runtime.engines.torch_engine import torch_activation
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
 
 
 activation = torch_activation  # the torch engine's: one mapping from activation names to modules

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_eas.bundle import export_bundle
-from edge_eas.generator_train import GeneratorConfig, train_generator
-from edge_eas.rundir import RunDir
+from edge_eas.host.bundle import export_bundle
+from edge_eas.host.generator_train import GeneratorConfig, train_generator
+from edge_eas.host.rundir import RunDir
 from edge_eas.format.signing import generate_keypair
-from edge_eas.train import TrainConfig, train_supernet
+from edge_eas.host.train import TrainConfig, train_supernet
 
 
 def main(out: Path) -> None:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 
-from ...errors import UserError
+from edge_eas.errors import UserError
 
 if TYPE_CHECKING:
-    from ..folded import FoldedNet
+    from edge_eas.net.folded import FoldedNet
 
 ENGINE_NAMES = ("numpy", "tflite", "executorch", "torch")
 
@@ -69,15 +69,15 @@ def create_engine(name: str, folded: "FoldedNet", batch_size: int = 1, threads: 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
     if name == "numpy":
-        from .numpy_engine import NumpyEngine
+        from edge_eas.runtime.engines.numpy_engine import NumpyEngine
         return NumpyEngine(folded, batch_size=batch_size, threads=threads)
     if name == "tflite":
-        from .tflite_engine import TFLiteEngine
+        from edge_eas.runtime.engines.tflite_engine import TFLiteEngine
         return TFLiteEngine(folded, batch_size=batch_size, threads=threads)
     if name == "executorch":
-        from .executorch_engine import ExecuTorchEngine
+        from edge_eas.runtime.engines.executorch_engine import ExecuTorchEngine
         return ExecuTorchEngine(folded, batch_size=batch_size, threads=threads)
-    from .torch_engine import TorchEngine
+    from edge_eas.runtime.engines.torch_engine import TorchEngine
     return TorchEngine(folded, batch_size=batch_size, threads=threads)
 
 

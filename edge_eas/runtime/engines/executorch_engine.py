@@ -13,10 +13,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from . import EngineUnavailable, as_input
-from ..folded import FoldedNet
-from ..app_io import AppIO
-from .torch_engine import build_app_module, build_module, import_torch
+from edge_eas.runtime.engines import EngineUnavailable, as_input
+from edge_eas.net.folded import FoldedNet
+from edge_eas.runtime.app_io import AppIO
+from edge_eas.runtime.engines.torch_engine import build_app_module, build_module, import_torch
 
 _INSTALL_HINT = "pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"
 

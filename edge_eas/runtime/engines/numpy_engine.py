@@ -14,8 +14,8 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import as_input
-from ..folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, SqueezeExcite,
+from edge_eas.runtime.engines import as_input
+from edge_eas.net.folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, SqueezeExcite,
                       plan_conv)
 
 

@@ -20,9 +20,9 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from . import EngineUnavailable, as_input
-from ..app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
-from ..folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
+from edge_eas.runtime.engines import EngineUnavailable, as_input
+from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
+from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
                       SqueezeExcite, plan_conv)
 
 _INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)"

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from . import EngineUnavailable, as_input
-from ..app_io import AppIO
-from ..folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
+from edge_eas.runtime.engines import EngineUnavailable, as_input
+from edge_eas.runtime.app_io import AppIO
+from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
                       SqueezeExcite, plan_conv)
 
 

@@ -1,4 +1,4 @@
-"""Pack a trained run into one deployable `.eas` file (host side); see runtime/bundle_reader.py
+"""Pack a trained run into one deployable `.eas` file (host side); see format/bundle_reader.py
 for the format and its verification on the device."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .fileio import atomic_write_bytes
-from .errors import UserError
-from .rundir import RunDir
-from .format import safetensors_io
-from .runtime.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE
-from .format.quant import compress
-from .format.signing import sign
+from edge_eas import __version__
+from edge_eas.common.fileio import atomic_write_bytes
+from edge_eas.errors import UserError
+from edge_eas.host.rundir import RunDir
+from edge_eas.format import safetensors_io
+from edge_eas.format.bundle_reader import FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE
+from edge_eas.format.quant import compress
+from edge_eas.format.signing import sign
 
 
 # The supernet's running BN statistics are an average over all archs seen in training and fit
@@ -36,7 +36,7 @@ def calibration_set(run_meta: dict[str, Any], per_class: int, seed: int = 0) -> 
     if per_class == 0:
         shape = (0, space["in_channels"], space["resolution"], space["resolution"])
         return {"images": np.zeros(shape, np.uint8), "labels": np.zeros(0, np.int64)}
-    from .data import load_dataset
+    from edge_eas.data import load_dataset
     data = load_dataset(run_meta["data"], resolution=space["resolution"], seed=run_meta["config"]["seed"])
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.nonzero(data.y_train == c)[0])[:per_class]
@@ -58,7 +58,7 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
     meta = run.meta()
     if not run.generator_path.is_file():
         raise UserError(f"{run_dir} has no trained generator; run `edge_eas train-generator {run_dir}` first")
-    from .checkpoint import load_tensors
+    from edge_eas.host.checkpoint import load_tensors
     state = {k: v.float().numpy() if v.is_floating_point() else v.numpy()
              for k, v in load_tensors(run.weights_path, meta.get("weights_sha256")).items()
              if not k.endswith(SHARED_BN_STATS)}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .space import SearchSpace
+from edge_eas.errors import UserError
+from edge_eas.net.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class RunDir:
 
 def load_supernet(run: RunDir, device: str = "cpu"):  # type: ignore[no-untyped-def]
     """The trained supernet of a run, in eval mode, and the run's metadata."""
-    from .checkpoint import load_tensors
-    from .supernet import Supernet
+    from edge_eas.host.checkpoint import load_tensors
+    from edge_eas.supernet import Supernet
 
     meta = run.meta()
     net = Supernet(SearchSpace.from_dict(meta["space"]), num_classes=len(meta["class_names"]))

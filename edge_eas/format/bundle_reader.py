@@ -17,10 +17,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..format import safetensors_io
-from .archive import MiB, ArchiveError, BoundedArchive, Limits
-from ..format.quant import decompress
-from ..format.signing import KeyLike, SignatureError, verify
+from edge_eas.format import safetensors_io
+from edge_eas.format.archive import MiB, ArchiveError, BoundedArchive, Limits
+from edge_eas.format.quant import decompress
+from edge_eas.format.signing import KeyLike, SignatureError, verify
 
 FORMAT = "edge-eas-bundle"
 FORMAT_VERSION = 1
@@ -60,11 +60,6 @@ class Bundle:
     def calibration(self) -> tuple[np.ndarray, np.ndarray]:
         t = self.tensors("calibration.safetensors")
         return t["images"], t["labels"]
-
-    def generator(self):  # type: ignore[no-untyped-def]
-        from .generator import from_meta
-        m = self.manifest
-        return from_meta(m["space"], len(m["class_names"]), self.tensors("generator.safetensors"), m["generator"])
 
 
 def open_bundle(path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,

@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .checkpoint import save_tensors, sha256_file
-from .errors import UserError
-from .fileio import atomic_write_json
-from .generator_train import GeneratorConfig, GeneratorNet
-from .preprocess import Preprocess
-from .runtime.generator import default_cost_tables
-from .rundir import RunDir
-from .space import SearchSpace
-from .supernet import Supernet
+from edge_eas import __version__
+from edge_eas.host.checkpoint import save_tensors, sha256_file
+from edge_eas.errors import UserError
+from edge_eas.common.fileio import atomic_write_json
+from edge_eas.host.generator_train import GeneratorConfig, GeneratorNet
+from edge_eas.net.preprocess import Preprocess
+from edge_eas.archgen.generator import default_cost_tables
+from edge_eas.host.rundir import RunDir
+from edge_eas.net.space import SearchSpace
+from edge_eas.supernet import Supernet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

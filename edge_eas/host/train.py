@@ -20,17 +20,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
+from edge_eas.host.checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
                          rng_from_tensors, rng_to_tensors, save_tensors)
-from .console import Progress, info
-from .data import Dataset, augment, load_dataset
-from .errors import UserError
-from .fileio import atomic_write_json
-from .rundir import RunDir
-from .space import Arch
-from .space_rule import space_for
-from .supernet import Supernet
-from .tasks import TaskSampler
+from edge_eas.common.console import Progress, info
+from edge_eas.data import Dataset, augment, load_dataset
+from edge_eas.errors import UserError
+from edge_eas.common.fileio import atomic_write_json
+from edge_eas.host.rundir import RunDir
+from edge_eas.net.space import Arch
+from edge_eas.host.space_rule import space_for
+from edge_eas.supernet import Supernet
+from edge_eas.net.tasks import TaskSampler
 
 MASKED_LOGIT = -1e4  # finite (not -inf) so KL terms stay well defined in low precision
 

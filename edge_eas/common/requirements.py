@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable
 
-from .errors import UserError
+from edge_eas.errors import UserError
 
 # import name -> the distribution that provides it
 DISTRIBUTIONS: dict[str, str] = {

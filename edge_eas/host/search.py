@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .space import Arch, SearchSpace
+from edge_eas.net.space import Arch, SearchSpace
 
 Fitness = Callable[[Arch], tuple[float, float]]   # arch -> (accuracy, -loss): compared lexicographically
 Cost = Callable[[np.ndarray], np.ndarray]          # (N, D) choice vectors -> (N,) costs

@@ -16,16 +16,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..arch import Arch
-from ..cost.latency import block_key, latency_ms
-from ..space import BlockConfig
-from ..subnet import (ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, head_layers, mbconv_layers, stem_layers,
+from edge_eas.net.arch import Arch
+from edge_eas.cost.latency import block_key, latency_ms
+from edge_eas.net.space import BlockConfig
+from edge_eas.net.subnet import (ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, head_layers, mbconv_layers, stem_layers,
                       walk)
-from .api import benchmark_many
-from .engines import create_engine
-from .folded import FoldedNet, fold_layers
-from .messages import BlockProfile
-from .timing import on_fixed_input
+from edge_eas.runtime.api import benchmark_many
+from edge_eas.runtime.engines import create_engine
+from edge_eas.net.folded import FoldedNet, fold_layers
+from edge_eas.runtime.agent.messages import BlockProfile
+from edge_eas.runtime.timing import on_fixed_input
 
 
 def _random_weights(layers: tuple[Layer, ...], rng: np.random.Generator, classes: int = 1) -> dict[str, np.ndarray]:

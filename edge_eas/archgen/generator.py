@@ -14,11 +14,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cost.flops import macs_table, params_table
-from ..cost.table import SlotCostTable
-from ..errors import UserError
-from ..space import Arch, SearchSpace
-from ..tasks import Task
+from edge_eas.cost.flops import macs_table, params_table
+from edge_eas.cost.table import SlotCostTable
+from edge_eas.errors import UserError
+from edge_eas.format.bundle_reader import Bundle
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task
 
 RESOURCE_KINDS = ("mflops", "params", "ms")
 UNITS = {"mflops": "MFLOPs", "params": "parameters", "ms": "ms"}
@@ -171,3 +172,9 @@ def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.nda
     gen = ArchGenerator(sp, num_classes, {k: v.astype(np.float32) for k, v in weights.items()}, trained_kinds=kinds)
     gen.cost_tables.update(tables)
     return gen
+
+
+def from_bundle(bundle: Bundle) -> ArchGenerator:
+    """The generator a verified bundle carries."""
+    m = bundle.manifest
+    return from_meta(m["space"], len(m["class_names"]), bundle.tensors("generator.safetensors"), m["generator"])

@@ -1,6 +1,6 @@
 """The device agent's JSON-lines protocol, as dataclasses: one per message type.
 
-The agent (`runtime/__main__.py`) writes them, and the host reads them with `parse_line`: the
+The agent (`runtime/agent/main.py`) writes them, and the host reads them with `parse_line`: the
 bench runner (`remote/bench.py`), block profiling and deploy's smoke run. Each line is
 `{"type": TYPE, **fields}`. A reader ignores fields it does not know, so an older host can
 read a newer agent. Lines that are not JSON objects are library chatter (for example
@@ -82,7 +82,7 @@ class BlockProfile:
     without_block_ms: Optional[float] = None
     reference_ms: Optional[float] = None      # the speed reference in the group it was timed in
     group_attempts: Optional[int] = None
-    # the 'fixed' row only (runtime/profile.fit_probes): the scale on the entries, the probe
+    # the 'fixed' row only (runtime/agent/profile.fit_probes): the scale on the entries, the probe
     # archs it was fitted to, their measured latency and what the fit leaves
     entry_scale: Optional[float] = None     # the space's in-network scale on the block entries
     probe_archs: Optional[List[Dict[str, Any]]] = None

@@ -20,19 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
+from edge_eas.host.checkpoint import (load_tensors, optimizer_from_tensors, optimizer_to_tensors,
                          rng_from_tensors, rng_to_tensors, save_tensors, sha256_file)
-from .console import Progress, info
-from .cost.flops import expected_macs
-from .data import Dataset, load_dataset
-from .errors import UserError
-from .fileio import atomic_write_json
-from .generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
-from .rundir import RunDir, load_supernet
-from .space import SearchSpace
-from .supernet import SoftArch
-from .tasks import TaskSampler
-from .train import MASKED_LOGIT
+from edge_eas.common.console import Progress, info
+from edge_eas.cost.flops import expected_macs
+from edge_eas.data import Dataset, load_dataset
+from edge_eas.errors import UserError
+from edge_eas.common.fileio import atomic_write_json
+from edge_eas.generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.space import SearchSpace
+from edge_eas.supernet import SoftArch
+from edge_eas.net.tasks import TaskSampler
+from edge_eas.host.train import MASKED_LOGIT
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Turn an extracted sub-network weight dict into an inference-ready, BatchNorm-free `FoldedNet`:
 the ordered list of ops, with their weights, that every engine translates one op at a time.
 
-`fold_layers` maps each layer of the one sub-network description (`edge_eas.subnet`) to an op:
+`fold_layers` maps each layer of the one sub-network description (`edge_eas.net.subnet`) to an op:
 a conv with its BN folded in, a block (its ops, plus the residual add), the global pool, the
 classifier. The numpy, TFLite, ExecuTorch and torch engines each translate these op types and
 nothing else, so a new op is one dataclass here plus one translation per engine (see
@@ -15,8 +15,8 @@ from typing import Iterator, Mapping, Union
 
 import numpy as np
 
-from ..space import Arch, SearchSpace
-from ..subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers, weight_names
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers, weight_names
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class FoldedConv:
     """A conv with BN folded in: y = act(conv(x, weight, stride, padding=k//2, groups) + bias).
 
     `weight` keeps torch's OIHW layout, (cout, cin // groups, k, k); engines re-layout it.
-    `act` is one of `edge_eas.subnet.ACTIVATIONS`.
+    `act` is one of `edge_eas.net.subnet.ACTIVATIONS`.
     """
 
     weight: np.ndarray

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import IO, Any
 
-from .messages import Heartbeat, Message, to_line
+from edge_eas.runtime.agent.messages import Heartbeat, Message, to_line
 
 
 class AgentOutput:

@@ -14,9 +14,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .arch import Arch
-from .cost.flops import macs
-from .space import SearchSpace
+from edge_eas.net.arch import Arch
+from edge_eas.cost.flops import macs
+from edge_eas.net.space import SearchSpace
 
 CANDIDATES_PER_ARCH = 40
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .console import info, print_table
+from edge_eas.common.console import info, print_table
 
 
 def _step(name: str) -> float:
@@ -31,9 +31,9 @@ QUICKSTART_GENERATOR_STEPS = 150
 
 
 def ensure_trained(out: Path) -> Path:
-    from .generator_train import GeneratorConfig, train_generator
-    from .rundir import RunDir
-    from .train import TrainConfig, train_supernet
+    from edge_eas.host.generator_train import GeneratorConfig, train_generator
+    from edge_eas.host.rundir import RunDir
+    from edge_eas.host.train import TrainConfig, train_supernet
 
     run = out / "run"
     if not RunDir(run).is_complete():
@@ -52,9 +52,9 @@ def ensure_trained(out: Path) -> Path:
 
 
 def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
-    from .bundle import export_bundle
-    from .cost.latency import load_run_models
-    from .format.signing import generate_keypair
+    from edge_eas.host.bundle import export_bundle
+    from edge_eas.cost.latency import load_run_models
+    from edge_eas.format.signing import generate_keypair
 
     key = out / "signing-key"
     if not key.exists():
@@ -68,17 +68,17 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
 
 def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path) -> dict[str, Any]:
     """Benchmark on this machine through the device agent, profile its blocks and calibrate."""
-    from .remote.fleet import BenchRequest, run_bench
+    from edge_eas.remote.fleet import BenchRequest, run_bench
     return run_bench(BenchRequest(target="local", bundle=bundle, scenarios=scenarios, seed=seed, runs=30, warmup=5,
                                   store=store, calibrate=True, run=run))
 
 
 def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
-    from .data import load_dataset
-    from .evaluate import TaskEvaluator
-    from .rundir import RunDir, load_supernet
-    from .space import Arch
-    from .tasks import Task
+    from edge_eas.data import load_dataset
+    from edge_eas.host.evaluate import TaskEvaluator
+    from edge_eas.host.rundir import RunDir, load_supernet
+    from edge_eas.net.space import Arch
+    from edge_eas.net.tasks import Task
     net, meta = load_supernet(RunDir(run))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
     ev = TaskEvaluator(net, data)
@@ -88,8 +88,8 @@ def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
 def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[dict[str, Any]], key: str,
                  runs: int = 30) -> list[dict[str, Any]]:
     """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
-    from .runtime import Runtime
-    from .runtime.api import benchmark_many
+    from edge_eas.runtime import Runtime
+    from edge_eas.runtime.api import benchmark_many
     rt = Runtime.load(bundle)
     rt.add_latency_models(target_models)
     engine, threads = key.split("/t")
@@ -153,10 +153,10 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
 
 
 def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
-    from .cost.calibrate import accuracy_report
-    from .cost.calibration import prior_model
-    from .cost.latency import load_run_models
-    from .space import Arch, SearchSpace
+    from edge_eas.cost.calibrate import accuracy_report
+    from edge_eas.cost.calibration import prior_model
+    from edge_eas.cost.latency import load_run_models
+    from edge_eas.net.space import Arch, SearchSpace
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
     bench = bench_local(bundle, store, scenarios, seed, run)
     dev = bench["devices"][0]
     if dev["failure"]:
-        from .errors import UserError
+        from edge_eas.errors import UserError
         raise UserError(f"local benchmark failed: {dev['failure']}")
     rows = dev["rows"]
     full_rows = {r["scenario"]: r for r in _stored_rows(store, dev)}
@@ -180,7 +180,7 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
     key = key.split("/", 1)[1]
     models = load_run_models(run)["local"]
     space = SearchSpace.from_dict(json.loads((run / "run.json").read_text())["space"])
-    from .cost.latency import LatencyModel
+    from edge_eas.cost.latency import LatencyModel
     engine, thr = key.split("/t")
     prior = prior_model("local", engine, int(thr) or None)
     after_model = LatencyModel.from_dict(models[key])
@@ -216,12 +216,12 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
     namespace (loopback port without namespace rights), deploy offline, bench, calibrate."""
     import os
 
-    from .errors import UserError
-    from .remote.deploy import deploy
-    from .remote.fleet import BenchRequest, run_bench
-    from .sim.ssh_lab import DeviceLab, have_sshd
-    from .remote.ssh_options import ssh_options
-    from .targets import load_target
+    from edge_eas.errors import UserError
+    from edge_eas.remote.deploy import deploy
+    from edge_eas.remote.fleet import BenchRequest, run_bench
+    from edge_eas.sim.ssh_lab import DeviceLab, have_sshd
+    from edge_eas.remote.ssh_options import ssh_options
+    from edge_eas.devices.targets import load_target
 
     if not have_sshd():
         raise UserError("--ssh-demo needs OpenSSH's sshd and ssh-keygen: apt-get install openssh-server iproute2")
@@ -249,7 +249,7 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
 
 
 def _stored_rows(store: Path, dev: dict[str, Any]) -> list[dict[str, Any]]:
-    from .cost.store import MeasurementStore
+    from edge_eas.cost.store import MeasurementStore
     with MeasurementStore(store) as st:
         return st.measurements(bench_run=dev["bench_run"], device_id=dev["device"], batch_size=None)
 

@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Dataset
-from .space import Arch
-from .supernet import Supernet, recalibrate_bn
-from .tasks import Task
+from edge_eas.data import Dataset
+from edge_eas.net.space import Arch
+from edge_eas.supernet import Supernet, recalibrate_bn
+from edge_eas.net.tasks import Task
 
 
 @dataclass

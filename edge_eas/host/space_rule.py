@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .data import Dataset
-from .space import PRESETS, SearchSpace
+from edge_eas.data import Dataset
+from edge_eas.net.space import PRESETS, SearchSpace
 
 NAMED = {"digits": "digits", "fashion-mnist": "fashion", "cifar10": "cifar", "cifar100": "cifar"}
 BY_SIZE = ("digits", "fashion", "cifar")  # candidates for other sources, by native resolution

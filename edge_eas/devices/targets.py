@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .hardware import Hardware
-from .errors import UserError
-from .toml_compat import tomllib
+from edge_eas.devices.hardware import Hardware
+from edge_eas.errors import UserError
+from edge_eas.common.toml_compat import tomllib
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("EDGE_EAS_TARGETS"):
         dirs.append(Path(os.environ["EDGE_EAS_TARGETS"]))
-    from .paths import targets_dir
+    from edge_eas.common.paths import targets_dir
 
     dirs.append(targets_dir())  # devices set up by `edge_eas provision`
     dirs.append(Path.cwd() / "targets")

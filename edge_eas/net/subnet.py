@@ -2,7 +2,7 @@
 
 `subnet_layers(space, arch)` decodes an arch into this description (timm's builder pattern:
 one function decodes, small explicit layer types describe). Every consumer walks it instead of
-re-deriving the topology: BN folding (`runtime/folded.py`) turns it into the engines' op list,
+re-deriving the topology: BN folding (`net/folded.py`) turns it into the engines' op list,
 the numpy BN recalibration runs it, the host's static `SubNet` builds its modules from it, and
 block profiling builds its host networks from it. Adding a layer type (squeeze-excite, say) is
 a new dataclass here plus one translation per consumer.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Union
 
-from .space import ACTIVATIONS, Arch, BlockConfig, SearchSpace, conv_out_size
+from edge_eas.net.space import ACTIVATIONS, Arch, BlockConfig, SearchSpace, conv_out_size
 
 BN_EPS = 1e-5
 """BatchNorm epsilon of every BN in the supernet and its sub-networks (torch's default)."""

@@ -1,7 +1,7 @@
 """Cut one sub-network's weights out of the supernet's state, in numpy: the only extraction.
 
 The host (`Supernet.extract_weights`) and the torch-free device both call `slice_subnet`.
-It walks the sub-network description (`edge_eas.subnet`): every conv takes the first output
+It walks the sub-network description (`edge_eas.net.subnet`): every conv takes the first output
 and input channels of its supernet tensor and the centre k x k of its kernel, every BN the
 first channels; squeeze-excite its first rows and columns. The supernet's own tensor names
 (`stem.weight`, `stem_bn.*`, `blocks.{slot}.{part}.weight`, `blocks.{slot}.{part}_bn.bn.*`,
@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..space import Arch, SearchSpace
-from ..subnet import BN_STATS, ConvLayer, LinearLayer, SELayer, conv_layers, subnet_layers, walk
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.subnet import BN_STATS, ConvLayer, LinearLayer, SELayer, conv_layers, subnet_layers, walk
 
 
 def _supernet_name(name: str, slots: Sequence[int]) -> str:
@@ -45,7 +45,7 @@ def _crop(full: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def slice_subnet(state: Mapping[str, np.ndarray], space: SearchSpace, arch: Arch,
                  classes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """The sub-network's weights (names of `edge_eas.subnet`), float32 and contiguous;
+    """The sub-network's weights (names of `edge_eas.net.subnet`), float32 and contiguous;
     `classes` keeps only those rows of the classifier."""
     layers = subnet_layers(space, arch)
     slots = [slot for slot, _, _ in space.slots(arch)]

@@ -1,0 +1,375 @@
+"""Elastic search space: MBConv stages with elastic depth, kernel and expand ratio.
+
+Presets: `digits`, `fashion`, `cifar` (MobileNetV2-like, ReLU6), and `mbv3`, the Once-for-All
+MobileNetV3 space (h-swish in the later stages, squeeze-excite where MobileNetV3 has it, a
+fixed first block and a feature-mix layer after the pool) at ImageNet resolutions.
+
+Pure Python + numpy so that both the host and the torch-free device runtime can use it.
+An `Arch` names only the *active* blocks, so two different `Arch` values are always two
+different networks; `encode()` pads inactive block slots with 0 to a fixed-length vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from edge_eas.net.arch import Arch, DecisionLayout
+
+__all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "StageSpec",
+           "conv_out_size", "make_divisible", "se_channels"]
+
+
+ACTIVATIONS = ("none", "relu", "relu6", "hswish")
+"""Activations a layer may apply (every engine implements each)."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, never below 90 % of `value` (MobileNet's rule,
+    which sizes the squeeze-excite bottleneck)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def se_channels(hidden: int) -> int:
+    """Squeeze-excite bottleneck width for a block of `hidden` channels (OFA: reduction 4)."""
+    return make_divisible(hidden // 4)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of inverted-residual blocks; only the first block strides."""
+
+    out_channels: int
+    stride: int
+    depth_choices: tuple[int, ...]
+    act: str = "relu6"
+    se: bool = False
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_choices)
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Everything that determines one active block's cost: used by the cost model and runtime."""
+
+    in_channels: int
+    out_channels: int
+    kernel: int
+    expand: int
+    stride: int
+    in_size: int
+    act: str = "relu6"
+    se: bool = False
+
+    @property
+    def hidden(self) -> int:
+        return self.in_channels * self.expand
+
+    @property
+    def se_channels(self) -> int:
+        return se_channels(self.hidden) if self.se else 0
+
+    @property
+    def out_size(self) -> int:
+        return conv_out_size(self.in_size, self.kernel, self.stride)
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def conv_out_size(size: int, kernel: int, stride: int) -> int:
+    """Spatial output size of a conv with 'same'-style padding k//2 (what the supernet uses)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The elastic space: fixed stem/head, elastic stages. Choices are configurable."""
+
+    name: str
+    in_channels: int
+    resolution: int
+    stem_channels: int
+    stem_stride: int
+    stages: tuple[StageSpec, ...]
+    head_channels: int
+    kernel_choices: tuple[int, ...] = (3, 5, 7)
+    expand_choices: tuple[int, ...] = (3, 4, 6)
+    stem_act: str = "relu6"
+    first_block: bool = False   # a fixed 3x3 depthwise block (expand 1, ReLU) right after the stem
+    head_act: str = "relu6"
+    mix_channels: int = 0       # a feature-mix layer after the pool (h-swish), 0 for none
+
+    def __post_init__(self) -> None:
+        for label, act in [("stem_act", self.stem_act), ("head_act", self.head_act)] + [
+                (f"stages[{i}].act", st.act) for i, st in enumerate(self.stages)]:
+            if act not in ACTIVATIONS:
+                raise ValueError(f"{label} {act!r} is not one of {', '.join(ACTIVATIONS)}")
+        # Budget repair steps a decision to its next lower choice, which must be the cheaper one.
+        for label, choices in [("kernel_choices", self.kernel_choices), ("expand_choices", self.expand_choices)] + [
+                (f"stages[{i}].depth_choices", s.depth_choices) for i, s in enumerate(self.stages)]:
+            if not choices or list(choices) != sorted(set(choices)) or min(choices) < 1:
+                raise ValueError(f"{label} must be distinct positive integers in increasing order, got {list(choices)}")
+
+    # ---- construction -------------------------------------------------------------------
+    @staticmethod
+    def preset(name: str) -> "SearchSpace":
+        if name not in PRESETS:
+            raise ValueError(f"unknown search-space preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+        return PRESETS[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
+        # fields added with the mbv3 space default to what older runs and bundles were built with
+        stages = tuple(StageSpec(int(s["out_channels"]), int(s["stride"]), tuple(s["depth_choices"]),
+                                 str(s.get("act", "relu6")), bool(s.get("se", False)))
+                       for s in data["stages"])
+        return cls(name=data["name"], in_channels=int(data["in_channels"]), resolution=int(data["resolution"]),
+                   stem_channels=int(data["stem_channels"]), stem_stride=int(data["stem_stride"]),
+                   stages=stages, head_channels=int(data["head_channels"]),
+                   kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]),
+                   stem_act=str(data.get("stem_act", "relu6")), first_block=bool(data.get("first_block", False)),
+                   head_act=str(data.get("head_act", "relu6")), mix_channels=int(data.get("mix_channels", 0)))
+
+    def digest(self) -> str:
+        """A short fingerprint of the space: what latency models and block profiles are filed
+        under, so one fitted for another space (digits vs mbv3, or mbv3 at another resolution)
+        is never used for this one."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def at_resolution(self, resolution: int) -> "SearchSpace":
+        """The same space for another input size (mbv3 is defined at 224 and runs at 128-224)."""
+        if resolution < 8:
+            raise ValueError(f"resolution must be at least 8, got {resolution}")
+        return replace(self, resolution=int(resolution))
+
+    # ---- shape facts --------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.resolution, self.resolution)
+
+    @property
+    def max_kernel(self) -> int:
+        return max(self.kernel_choices)
+
+    @property
+    def max_expand(self) -> int:
+        return max(self.expand_choices)
+
+    @property
+    def max_blocks(self) -> int:
+        return sum(s.max_depth for s in self.stages)
+
+    @property
+    def stem_out_size(self) -> int:
+        return conv_out_size(self.resolution, 3, self.stem_stride)
+
+    @property
+    def last_channels(self) -> int:
+        return self.stages[-1].out_channels
+
+    def block_slots(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(stage, index in stage, in_channels, out_channels, stride) for every possible block."""
+        in_ch = self.stem_channels
+        for s, stage in enumerate(self.stages):
+            for b in range(stage.max_depth):
+                yield s, b, in_ch, stage.out_channels, (stage.stride if b == 0 else 1)
+                in_ch = stage.out_channels
+
+    def block_config(self, stage: int, cin: int, cout: int, kernel: int, expand: int, stride: int,
+                     in_size: int) -> BlockConfig:
+        """A block of `stage` with these choices (the stage sets its activation and SE)."""
+        spec = self.stages[stage]
+        return BlockConfig(cin, cout, kernel, expand, stride, in_size, spec.act, spec.se)
+
+    def first_block_config(self) -> BlockConfig | None:
+        """The fixed first block (mbv3): 3x3 depthwise, expand 1, ReLU, residual; else None."""
+        if not self.first_block:
+            return None
+        return BlockConfig(self.stem_channels, self.stem_channels, 3, 1, 1, self.stem_out_size, "relu", False)
+
+    def slots(self, arch: Arch) -> Iterator[tuple[int, int, BlockConfig]]:
+        """(supernet slot, index among active blocks, config) for every block `arch` runs, in
+        order: the one walk from an arch to its blocks that extraction and layouts share."""
+        self.validate(arch)
+        size = self.stem_out_size
+        active = 0
+        for slot, (s, b, cin, cout, stride) in enumerate(self.block_slots()):
+            if b >= arch.depths[s]:
+                continue
+            cfg = self.block_config(s, cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
+            yield slot, active, cfg
+            active += 1
+            size = cfg.out_size
+
+    def active_blocks(self, arch: Arch) -> list[BlockConfig]:
+        """The configs of the blocks an arch runs, in order, with their input sizes."""
+        return [cfg for _, _, cfg in self.slots(arch)]
+
+    def final_size(self) -> int:
+        """Spatial size entering the head (independent of the arch: kernels keep size, strides fixed)."""
+        size = self.stem_out_size
+        for stage in self.stages:
+            size = conv_out_size(size, 3, stage.stride)
+        return size
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self, arch: Arch) -> Arch:
+        """Raise ValueError naming the first field that does not belong to this space."""
+        if len(arch.depths) != len(self.stages):
+            raise ValueError(f"depths has {len(arch.depths)} stages, space {self.name!r} has {len(self.stages)}")
+        for field_name, values, choices in (("kernels", arch.kernels, self.kernel_choices),
+                                            ("expands", arch.expands, self.expand_choices)):
+            if len(values) != len(self.stages):
+                raise ValueError(f"{field_name} has {len(values)} stages, space {self.name!r} has {len(self.stages)}")
+        for s, stage in enumerate(self.stages):
+            d = arch.depths[s]
+            if d not in stage.depth_choices:
+                raise ValueError(f"depths[{s}]={d} is not one of {list(stage.depth_choices)}")
+            for field_name, values, choices in (("kernels", arch.kernels, self.kernel_choices),
+                                                ("expands", arch.expands, self.expand_choices)):
+                if len(values[s]) != d:
+                    raise ValueError(f"{field_name}[{s}] has {len(values[s])} blocks but depths[{s}]={d}")
+                for b, v in enumerate(values[s]):
+                    if v not in choices:
+                        raise ValueError(f"{field_name}[{s}][{b}]={v} is not one of {list(choices)}")
+        return arch
+
+    def contains(self, arch: Arch) -> bool:
+        try:
+            self.validate(arch)
+        except ValueError:
+            return False
+        return True
+
+    # ---- flat encoding ------------------------------------------------------------------
+    @cached_property
+    def decisions(self) -> DecisionLayout:
+        """Built once per space (the space is frozen): the generator's budget repair reads it in
+        its inner loop, and rebuilding it there took a third of `generate`'s time."""
+        return DecisionLayout(tuple(len(s.depth_choices) for s in self.stages), len(self.kernel_choices),
+                              len(self.expand_choices), self.max_blocks)
+
+    @cached_property
+    def depth_values(self) -> np.ndarray:
+        """(n_stages, most depth choices) the depth each stage's choice index means, 0-padded."""
+        width = max(len(s.depth_choices) for s in self.stages)
+        values = np.array([list(s.depth_choices) + [0] * (width - len(s.depth_choices)) for s in self.stages])
+        values.flags.writeable = False
+        return values
+
+    def decision_sizes(self) -> list[int]:
+        """Number of choices per decision: one depth per stage, then kernel and expand per block slot."""
+        return self.decisions.sizes
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Arch -> flat int vector of choice indices; inactive block slots are 0."""
+        self.validate(arch)
+        lay = self.decisions
+        vec = np.zeros(len(lay.sizes), dtype=np.int64)
+        slot = 0
+        for s, stage in enumerate(self.stages):
+            vec[s] = stage.depth_choices.index(arch.depths[s])
+            for b in range(arch.depths[s]):
+                vec[lay.kernel_index(slot + b)] = self.kernel_choices.index(arch.kernels[s][b])
+                vec[lay.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
+            slot += stage.max_depth
+        return vec
+
+    def decode(self, vec: Sequence[int]) -> Arch:
+        """Flat choice-index vector -> Arch; choices of inactive block slots are ignored."""
+        vec = [int(v) for v in vec]
+        sizes = self.decision_sizes()
+        if len(vec) != len(sizes):
+            raise ValueError(f"choice vector has {len(vec)} entries, space {self.name!r} needs {len(sizes)}")
+        for i, (v, n) in enumerate(zip(vec, sizes)):
+            if not 0 <= v < n:
+                raise ValueError(f"choice vector entry {i}={v} is outside 0..{n - 1}")
+        lay = self.decisions
+        depths, kernels, expands = [], [], []
+        slot = 0
+        for s, stage in enumerate(self.stages):
+            d = stage.depth_choices[vec[s]]
+            depths.append(d)
+            kernels.append(tuple(self.kernel_choices[vec[lay.kernel_index(slot + b)]] for b in range(d)))
+            expands.append(tuple(self.expand_choices[vec[lay.expand_index(slot + b)]] for b in range(d)))
+            slot += stage.max_depth
+        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+
+    # ---- sampling and extremes ----------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Arch:
+        depths, kernels, expands = [], [], []
+        for stage in self.stages:
+            d = int(rng.choice(stage.depth_choices))
+            depths.append(d)
+            kernels.append(tuple(int(k) for k in rng.choice(self.kernel_choices, size=d)))
+            expands.append(tuple(int(e) for e in rng.choice(self.expand_choices, size=d)))
+        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+
+    def uniform(self, depth: Callable[[Sequence[int]], int], kernel: Callable[[Sequence[int]], int],
+                expand: Callable[[Sequence[int]], int]) -> Arch:
+        """The arch whose every stage picks its depth with `depth` (e.g. min) and every block
+        its kernel and expand with `kernel` and `expand`."""
+        depths = tuple(depth(s.depth_choices) for s in self.stages)
+        return Arch(depths, tuple((kernel(self.kernel_choices),) * d for d in depths),
+                    tuple((expand(self.expand_choices),) * d for d in depths))
+
+    def smallest(self) -> Arch:
+        return self.uniform(min, min, min)
+
+    def largest(self) -> Arch:
+        return self.uniform(max, max, max)
+
+    def size(self) -> int:
+        """Number of distinct architectures (exact integer)."""
+        per_block = len(self.kernel_choices) * len(self.expand_choices)
+        total = 1
+        for stage in self.stages:
+            total *= sum(per_block ** d for d in stage.depth_choices)
+        return total
+
+
+PRESETS: dict[str, SearchSpace] = {
+    # sklearn digits are 8x8 grey images: keep the native resolution, two downsamplings.
+    "digits": SearchSpace(
+        name="digits", in_channels=1, resolution=8, stem_channels=16, stem_stride=1,
+        stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (1, 2, 3)), StageSpec(40, 2, (1, 2, 3))),
+        head_channels=96),
+    # Fashion-MNIST, 28x28 grey, sized so supernet + generator train in <= 45 min on 2 CPU cores:
+    # stride-2 stem (14x14), kernels 3/5 (7x7 depthwise costs far more than its MACs on CPU),
+    # expand 2/3/4. About 1.7-5.9 M MACs.
+    "fashion": SearchSpace(
+        name="fashion", in_channels=1, resolution=28, stem_channels=16, stem_stride=2,
+        stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (2, 3)), StageSpec(40, 2, (2, 3)),
+                StageSpec(80, 1, (2, 3))),
+        head_channels=256, kernel_choices=(3, 5), expand_choices=(2, 3, 4)),
+    # CIFAR-10/100 at 32x32, a compact MobileNetV2/OFA-like layout.
+    "cifar": SearchSpace(
+        name="cifar", in_channels=3, resolution=32, stem_channels=24, stem_stride=1,
+        stages=(StageSpec(24, 1, (1, 2)), StageSpec(32, 2, (2, 3, 4)), StageSpec(48, 2, (2, 3, 4)),
+                StageSpec(96, 2, (2, 3, 4)), StageSpec(128, 1, (2, 3, 4))),
+        head_channels=512),
+    # Once-for-All's MobileNetV3 space (ofa_mbv3_d234_e346_k357_w1.0) at ImageNet's 224 px: stem 16
+    # stride 2 (h-swish), a fixed first block, five elastic stages, a 960-wide head and a 1280-wide
+    # feature mix. About 100-600 M MACs at 224; `edge_eas init --resolution` runs it at 128-224.
+    "mbv3": SearchSpace(
+        name="mbv3", in_channels=3, resolution=224, stem_channels=16, stem_stride=2,
+        stages=(StageSpec(24, 2, (2, 3, 4), "relu", False), StageSpec(40, 2, (2, 3, 4), "relu", True),
+                StageSpec(80, 2, (2, 3, 4), "hswish", False), StageSpec(112, 1, (2, 3, 4), "hswish", True),
+                StageSpec(160, 2, (2, 3, 4), "hswish", True)),
+        head_channels=960, kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6), stem_act="hswish",
+        first_block=True, head_act="hswish", mix_channels=1280),
+}

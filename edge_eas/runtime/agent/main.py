@@ -1,0 +1,213 @@
+"""The device agent: `python -m edge_eas.runtime --bundle model.eas --scenarios s.json`.
+
+Prints one JSON object per line (the dataclasses of messages.py) so the host can parse results
+as they stream over SSH: a "hello" line (environment), one "measurement" (or "error") line per
+scenario, and "done".
+With `--heartbeat S`, "heartbeat" lines fill any silence longer than S seconds (agent_output.py),
+so the host can tell a slow device from a dead link.
+A scenario that fails is reported and the others continue. Exit status: 0 when every
+scenario was measured, 3 when some failed, 2 on a bad invocation (bundle, scenario file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from edge_eas import __version__
+from edge_eas.runtime.agent.output import AgentOutput
+from edge_eas.runtime.agent.messages import Done, Fatal, Hello, MeasurementLine, ScenarioError
+from edge_eas.runtime.timing import INTERLEAVE_GROUP
+
+
+def measurement_id(bundle_sha: str, run_id: str, scenario: str, engine: str, threads: int | None, batch: int) -> str:
+    """Stable across re-sends of the same result, so the host's store never duplicates it."""
+    key = f"{bundle_sha}|{run_id}|{scenario}|{engine}|{threads}|{batch}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def load_scenarios(path: Path) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read scenarios file {path}: {exc}") from None
+    items = doc["scenarios"] if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a list of scenarios")
+    return [dict(s, id=str(s.get("id", i))) for i, s in enumerate(items)]
+
+
+def prepare_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> Any:
+    """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine)."""
+    from edge_eas.net.space import Arch
+    arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
+    return rt.specialize(classes=sc["classes"], budget_mflops=sc.get("budget_mflops"),
+                         budget_params=sc.get("budget_params"), budget_ms=sc.get("budget_ms"),
+                         engine=args.engine, threads=args.threads, arch=arch)
+
+
+def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
+                     args: argparse.Namespace) -> MeasurementLine:
+    stats = dict(stats)
+    env = stats.pop("environment")
+    ran, asked = stats.pop("threads"), stats.pop("threads_requested")
+    return MeasurementLine(
+        scenario=sc["id"],
+        measurement_id=measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
+                                      args.batch_size),
+        classes=list(m.classes),
+        budget={k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms") if sc.get(k) is not None},
+        arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
+        threads=ran, batch_size=args.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
+        bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
+        warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [])
+
+
+def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
+    """Why a measurement is filed under other threads than were asked for."""
+    what = f"{ran} thread{'s' * (ran != 1)}" if ran is not None else "the library default (not readable here)"
+    fix = " (install threadpoolctl: the runtime extra has it)" if engine == "numpy" and ran is None else ""
+    return f"{engine}: asked for {asked} threads, ran with {what}{fix}; filed under what ran"
+
+
+def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
+              reference: Any = None) -> list[MeasurementLine | ScenarioError]:
+    """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
+    order. A scenario that fails is an 'error' line; the others are still measured."""
+    from edge_eas.runtime.api import benchmark_many
+    lines: dict[str, MeasurementLine | ScenarioError] = {}
+    ready: list[tuple[dict[str, Any], Any]] = []
+    for sc in group:
+        try:
+            ready.append((sc, prepare_scenario(rt, sc, args)))
+        except Exception as exc:  # one bad scenario must not lose the others' results
+            lines[sc["id"]] = _error(sc, exc)
+
+    def bench(models: list[Any]) -> list[dict[str, Any]]:
+        return benchmark_many(models, warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
+                              reference=reference)
+
+    try:
+        stats: list[dict[str, Any] | None] = list(bench([m for _, m in ready]))
+    except Exception:  # an engine failed while timing: find which, one at a time
+        stats = []
+        for sc, m in ready:
+            try:
+                stats.append(bench([m])[0])
+            except Exception as exc:
+                stats.append(None)
+                lines[sc["id"]] = _error(sc, exc)
+    for (sc, m), st in zip(ready, stats):
+        if st is not None:
+            lines[sc["id"]] = measurement_line(rt, sc, m, st, args)
+    return [lines[sc["id"]] for sc in group]
+
+
+def _error(sc: dict[str, Any], exc: Exception) -> ScenarioError:
+    return ScenarioError(sc["id"], f"{type(exc).__name__}: {exc}")
+
+
+def _beside(bundle: Path, name: str) -> Path | None:
+    """A file deploy put next to the bundle in its release, if there is one."""
+    path = bundle.parent / name
+    return path if path.is_file() else None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m edge_eas.runtime", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--scenarios", type=Path, help="JSON list of {id, classes, budget_mflops|budget_params|budget_ms|arch}")
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--run-id", default="adhoc", help="host's bench run id (part of each measurement id)")
+    p.add_argument("--skip", default="", help="comma-separated scenario ids already measured")
+    p.add_argument("--target", help="which of the bundle's latency models to use")
+    p.add_argument("--latency-models", type=Path, help="JSON latency models (default: latency_models.json beside "
+                                                       "the bundle, as deploy ships them); checked against FILE.sig "
+                                                       "under a trust store")
+    p.add_argument("--trusted-key", type=Path, action="append", default=[], help="refuse bundles not signed by it")
+    p.add_argument("--profile-blocks", action="store_true", help="micro-benchmark every block config (cost model)")
+    p.add_argument("--reference-ms", action="append", default=[], metavar="ENGINE=MS", type=_engine_ms,
+                   help="the fastest the speed reference ran on this device before (from the host's store): a run "
+                        "that starts in a slow stretch is then retimed, not taken as the norm")
+    p.add_argument("--calibration", type=Path, metavar="DIR_OR_NPY",
+                   help="your own images for BN recalibration (needed when the bundle carries none)")
+    p.add_argument("--heartbeat", type=_positive, metavar="SECONDS",
+                   help="write a heartbeat line whenever nothing else was written for this long")
+    return p.parse_args(argv)
+
+
+def _engine_ms(text: str) -> tuple[str, float]:
+    engine, sep, ms = text.partition("=")
+    if not sep or not engine:
+        raise argparse.ArgumentTypeError(f"expected ENGINE=MS, got {text!r}")
+    return engine, _positive(ms)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with AgentOutput(sys.stdout, args.heartbeat) as out:
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: AgentOutput) -> int:
+    out.phase("loading")
+    from edge_eas.runtime import Runtime
+    from edge_eas.runtime.environment import describe
+    try:
+        rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target,
+                          calibration=args.calibration)
+        models = args.latency_models or _beside(args.bundle, "latency_models.json")
+        if models is not None:
+            rt.load_latency_models(models)
+        scenarios = load_scenarios(args.scenarios) if args.scenarios else []
+    except (ValueError, OSError) as exc:
+        out.emit(Fatal(str(exc)))
+        print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
+        return 2
+    out.emit(Hello(__version__, rt.bundle.sha256, describe(args.threads), len(scenarios), rt.trust_status(),
+                   rt.untrained))
+    if args.profile_blocks:
+        from edge_eas.runtime.agent.profile import profile_blocks
+        out.phase("profiling blocks")
+        for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                                  reference_hints=dict(args.reference_ms)):
+            out.emit(row)
+    skip = {s for s in args.skip.split(",") if s}
+    todo = [sc for sc in scenarios if sc["id"] not in skip]
+    failed = 0
+    reference = None
+    if todo:
+        out.phase("timing the speed reference")
+        try:
+            reference = rt.speed_reference(args.engine, args.threads, args.batch_size, args.warmup, args.runs,
+                                           hints=dict(args.reference_ms))
+        except Exception as exc:  # the scenarios are still measured, without regime checks
+            print(f"edge_eas.runtime: warning: no speed reference ({type(exc).__name__}: {exc})", file=sys.stderr)
+    for start in range(0, len(todo), INTERLEAVE_GROUP):
+        group = todo[start:start + INTERLEAVE_GROUP]
+        ids = [sc["id"] for sc in group]
+        out.phase(f"scenarios {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"scenario {ids[0]}")
+        for line in run_group(rt, group, args, reference):
+            failed += isinstance(line, ScenarioError)
+            out.emit(line)
+    out.emit(Done(failed))
+    return 3 if failed else 0
