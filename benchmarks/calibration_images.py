@@ -18,13 +18,12 @@ superclass, budgets log-uniform; the generator picks the arch, the same for ever
 plus all classes at the smallest and largest budgets. Accuracy is on the test split of the
 task's classes; differences are paired by scenario, with 95 % bootstrap CIs.
 
-    python benchmarks/calibration_images.py --run RUN [--scenarios 30]
+    python -m benchmarks.calibration_images --run RUN [--scenarios 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,17 +31,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, paired, require_clean_tree, save_result  # noqa: E402
-from specialisation import make_scenarios  # noqa: E402
+from benchmarks.common import add_allow_dirty, paired, require_clean_tree, save_result
+from benchmarks.specialisation import make_scenarios
 
-from edge_eas.host.bundle import export_bundle  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import Dataset, load_dataset  # noqa: E402
-from edge_eas.host.rundir import RunDir  # noqa: E402
-from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.format.signing import generate_keypair  # noqa: E402
-from edge_eas.net.space import SearchSpace  # noqa: E402
+from edge_eas.host.bundle import export_bundle
+from edge_eas.cost.flops import macs
+from edge_eas.data import Dataset, load_dataset
+from edge_eas.host.rundir import RunDir
+from edge_eas.runtime import Runtime
+from edge_eas.format.signing import generate_keypair
+from edge_eas.net.space import SearchSpace
 
 CHUNK = 1000  # images per engine call: bounded memory on large test splits
 

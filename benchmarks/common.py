@@ -89,6 +89,14 @@ def speed_reference(repeats: int = 15) -> dict[str, Any]:
             "min_ms": 1000 * float(np.min(times)), "load_average": os.getloadavg()}
 
 
+def command_line() -> str:
+    """How this benchmark was started, as one reruns it from the repository root:
+    `python -m benchmarks.NAME ARGS` (sys.argv[0] alone would be the module's file path)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = ["-m", spec.name] if spec is not None else sys.argv[:1]
+    return " ".join(shlex.quote(a) for a in ["python", *head, *sys.argv[1:]])
+
+
 def save_result(name: str, result: dict[str, Any], allow_dirty: bool = False) -> Path:
     """benchmarks/results/<name>.json with the command, machine, date, commit, dirty flag and a
     speed reference."""
@@ -96,7 +104,7 @@ def save_result(name: str, result: dict[str, Any], allow_dirty: bool = False) ->
     dirty = git_dirty()
     if dirty and not allow_dirty:
         raise SystemExit("refusing to write results from a dirty tree (pass --allow-dirty to record it anyway)")
-    doc = {"benchmark": name, "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+    doc = {"benchmark": name, "command": command_line(),
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
            "dirty": dirty, "allow_dirty": allow_dirty, "machine": machine(), "speed_reference": speed_reference(),
            **result}

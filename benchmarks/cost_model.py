@@ -5,7 +5,7 @@ RUN --out mbv3.eas`; latency does not depend on trained weights), for each engin
 config (default tflite/1, tflite/2, numpy/1):
 
 - Two arch sets, disjoint by architecture: a calibration pool of 20 and 100 held-out archs, each
-  spread evenly over the space's whole MACs range (edge_eas/arch_spread.py), neither holding any
+  spread evenly over the space's whole MACs range (edge_eas/host/arch_spread.py), neither holding any
   of the probe archs block profiling estimates its fixed term from. The script checks the
   disjointness and refuses to score otherwise.
 - Every arch is measured under the bench protocol (runtime/timing.py: interleaved groups of 10,
@@ -22,7 +22,7 @@ config (default tflite/1, tflite/2, numpy/1):
 
 Writes benchmarks/results/cost_model_mbv3.json and .png (predicted vs measured).
 
-    python benchmarks/cost_model.py --bundle mbv3.eas [--configs tflite/1,tflite/2,numpy/1] [--held-out 100]
+    python -m benchmarks.cost_model --bundle mbv3.eas [--configs tflite/1,tflite/2,numpy/1] [--held-out 100]
 """
 
 from __future__ import annotations
@@ -36,21 +36,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, bootstrap_ci, RESULTS, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, bootstrap_ci, RESULTS, require_clean_tree, save_result
 
-from edge_eas.net.arch import Arch  # noqa: E402
-from edge_eas.host.arch_spread import arch_key, spread_archs  # noqa: E402
-from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
-from edge_eas.cost.flops import mflops  # noqa: E402
-from edge_eas.cost.latency import LatencyModel, block_key, latency_ms  # noqa: E402
-from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.runtime.api import benchmark_many  # noqa: E402
-from edge_eas.runtime.engines import engine_available  # noqa: E402
-from edge_eas.runtime.agent.messages import to_dict  # noqa: E402
-from edge_eas.runtime.agent.profile import fixed_probes, isolated_fixed_ms, profile_blocks  # noqa: E402
-from edge_eas.runtime.timing import INTERLEAVE_GROUP  # noqa: E402
-from edge_eas.devices.targets import load_target  # noqa: E402
+from edge_eas.net.arch import Arch
+from edge_eas.host.arch_spread import arch_key, spread_archs
+from edge_eas.cost.calibrate import accuracy_report, fit
+from edge_eas.cost.flops import mflops
+from edge_eas.cost.latency import LatencyModel, block_key, latency_ms
+from edge_eas.runtime import Runtime
+from edge_eas.runtime.api import benchmark_many
+from edge_eas.runtime.engines import engine_available
+from edge_eas.runtime.agent.messages import to_dict
+from edge_eas.runtime.agent.profile import fixed_probes, isolated_fixed_ms, profile_blocks
+from edge_eas.runtime.timing import INTERLEAVE_GROUP
+from edge_eas.devices.targets import load_target
 
 CALIBRATION_SUBSETS = {5: 4, 10: 2, 20: 1}   # n measurements: every k-th arch of the MACs-sorted pool
 

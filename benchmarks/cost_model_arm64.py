@@ -1,5 +1,5 @@
 """How well the latency model predicts a second device type: Debian arm64 under qemu user
-emulation (edge_eas.sim.arm64_lab), deployed to offline and measured over SSH by its own
+emulation (tests/labs/arm64_lab.py), deployed to offline and measured over SSH by its own
 aarch64 agent, next to this host measured natively.
 
 For each engine (tflite via the ai-edge-litert aarch64 wheel, numpy), 1 thread: measure a
@@ -14,8 +14,8 @@ also measured on this host with the same engine, which gives the emulation slowd
 `mbv3` bundle at a low resolution (`edge_eas init --space mbv3 --resolution 128`) so the whole
 run fits in ~20 min under qemu. Writes benchmarks/results/cost_model_arm64.json (+ .png).
 
-    python benchmarks/cost_model_arm64.py --bundle model.eas [--held-out 100] [--engines tflite,numpy]
-    python benchmarks/cost_model_arm64.py --mbv3-resolution 48   # an untrained mbv3 run at 48 px, made here
+    python -m benchmarks.cost_model_arm64 --bundle model.eas [--held-out 100] [--engines tflite,numpy]
+    python -m benchmarks.cost_model_arm64 --mbv3-resolution 48   # an untrained mbv3 run at 48 px, made here
 
 Under qemu an mbv3 network at 128 px takes 0.2-2 s (about 200x this host for XNNPACK, 40x for
 numpy), so 120 networks x 2 instances x 40 samples alone would take hours: `--mbv3-resolution`
@@ -39,24 +39,24 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
-from cost_model import (CALIBRATION_SUBSETS, check_disjoint, choose_archs, measure_archs, plot,  # noqa: E402
-                        profiled_model, report_config)  # noqa: E402
+from benchmarks.common import add_allow_dirty, RESULTS, require_clean_tree, save_result
+from benchmarks.cost_model import (CALIBRATION_SUBSETS, check_disjoint, choose_archs, measure_archs, plot,
+                                   profiled_model, report_config)
 
-from edge_eas.net.arch import Arch  # noqa: E402
-from edge_eas.cost.calibrate import accuracy_report, fit  # noqa: E402
-from edge_eas.cost.flops import mflops  # noqa: E402
-from edge_eas.cost.latency import LatencyModel, latency_ms  # noqa: E402
-from edge_eas.runtime.agent.messages import to_dict  # noqa: E402
-from edge_eas.runtime.agent.profile import profile_blocks  # noqa: E402
-from edge_eas.sim.arm64_lab import Arm64Lab  # noqa: E402
-from edge_eas.remote.deploy import deploy  # noqa: E402
-from edge_eas.remote.ssh_options import ssh_options  # noqa: E402
-from edge_eas.remote.ssh_runner import SSHRunner  # noqa: E402
-from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.runtime.engines import engine_available  # noqa: E402
-from edge_eas.devices.targets import load_target  # noqa: E402
+from edge_eas.net.arch import Arch
+from edge_eas.cost.calibrate import accuracy_report, fit
+from edge_eas.cost.flops import mflops
+from edge_eas.cost.latency import LatencyModel, latency_ms
+from edge_eas.runtime.agent.messages import to_dict
+from edge_eas.runtime.agent.profile import profile_blocks
+from edge_eas.remote.deploy import deploy
+from edge_eas.remote.ssh_options import ssh_options
+from edge_eas.remote.ssh_runner import SSHRunner
+from edge_eas.runtime import Runtime
+from edge_eas.runtime.engines import engine_available
+from edge_eas.devices.targets import load_target
+
+from tests.labs.arm64_lab import Arm64Lab
 
 
 def agent_lines(runner: SSHRunner, args: list[str]) -> list[dict[str, Any]]:

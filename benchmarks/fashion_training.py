@@ -3,8 +3,8 @@
 largest sub-network (BN recalibrated, the shared evaluator), and whether the generator answers different in-group tasks with different architectures at
 low, middle and high budgets.
 
-    python benchmarks/fashion_training.py --out RUN      # trains RUN (unless complete), then measures
-    python benchmarks/fashion_training.py --run RUN      # measures an existing run only
+    python -m benchmarks.fashion_training --out RUN      # trains RUN (unless complete), then measures
+    python -m benchmarks.fashion_training --run RUN      # measures an existing run only
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 
-import edge_eas.generator as G  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.net.tasks import Task  # noqa: E402
-from task_dropout import median_arch  # noqa: E402
+import edge_eas.generator as G
+from edge_eas.cost.flops import macs
+from edge_eas.data import load_dataset
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.tasks import Task
+from benchmarks.task_dropout import median_arch
 
 IN_GROUP_TASKS = ([0, 2, 4, 6], [0, 6], [2, 4], [4, 6], [0, 2, 6], [5, 7, 9], [5, 7], [7, 9], [1, 3, 8], [1, 3])
 

@@ -6,8 +6,8 @@ code. The bench runs in this process through `edge_eas.remote.fleet.run_bench`, 
 getrusage(RUSAGE_SELF) around it is exactly the host harness's CPU time (all its threads,
 paramiko's included); the devices' sshd and agents are other processes and never counted.
 
-    python benchmarks/fleet.py [--bundle model.eas] [--devices 1,4,8] [--scenarios 10] [--runs 30,300]
-    python benchmarks/fleet.py --bundle mbv3.eas --runs 30 --name fleet_mbv3   # MobileNetV3-size networks
+    python -m benchmarks.fleet [--bundle model.eas] [--devices 1,4,8] [--scenarios 10] [--runs 30,300]
+    python -m benchmarks.fleet --bundle mbv3.eas --runs 30 --name fleet_mbv3   # MobileNetV3-size networks
 """
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 
-from edge_eas.sim.ssh_lab import DeviceLab, have_sshd  # noqa: E402
+from edge_eas.sim.ssh_lab import DeviceLab, have_sshd
 
 METHOD = {
     "host_cpu": "resource.getrusage(RUSAGE_SELF) user+system time of this process around run_bench only: the "

@@ -7,29 +7,27 @@ generator, a task-agnostic generator, OFA-style evolutionary search and random s
 pick by validation accuracy with the same BN-recalibrating evaluator), with each method's
 search time. Writes benchmarks/results/generator.json and generator_pareto.png.
 
-    python benchmarks/generator.py --run RUN_DIR [--seed 1] [--evo-evaluations 1000] [--random-samples 1000]
+    python -m benchmarks.generator --run RUN_DIR [--seed 1] [--evo-evaluations 1000] [--random-samples 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops, require_clean_tree, save_result
 
-import edge_eas.generator as G  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.host.generator_train import GeneratorConfig, train_generator  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
-from edge_eas.net.tasks import Task  # noqa: E402
+import edge_eas.generator as G
+from edge_eas.cost.flops import macs
+from edge_eas.data import load_dataset
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.host.generator_train import GeneratorConfig, train_generator
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search
+from edge_eas.net.tasks import Task
 
 
 def scenarios(space, num_classes: int, seed: int, n: int = 50) -> tuple[list[list[int]], list[float]]:  # type: ignore[no-untyped-def]
@@ -74,7 +72,7 @@ def main() -> None:
     space = net.space
     if not (run.path / "generator-agnostic.safetensors").is_file():
         train_generator(run, GeneratorConfig(task_agnostic=True, out_name="generator-agnostic"))
-    agnostic = G._load_from_run_named(run.path, "generator-agnostic")
+    agnostic = G.load(run.path, name="generator-agnostic")
     tasks, budgets = scenarios(space, n_cls, args.seed)
     timing = time_generation(gen, tasks, budgets)
     data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])

@@ -10,7 +10,7 @@ Per resolution:
   installed):
   the protocol of runtime/timing.py (fastest interleaved sample; median and p90 beside it).
 
-    python benchmarks/mbv3_engines.py [--resolutions 224 160] [--out /tmp/mbv3-bench]
+    python -m benchmarks.mbv3_engines [--resolutions 224 160] [--out /tmp/mbv3-bench]
 """
 
 from __future__ import annotations
@@ -25,17 +25,16 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 
-from edge_eas.host.bundle import export_bundle  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.runtime.api import timed_call  # noqa: E402
-from edge_eas.runtime.engines import available_engines  # noqa: E402
-from edge_eas.runtime.timing import measure_many  # noqa: E402
-from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.host.untrained import init_run  # noqa: E402
+from edge_eas.host.bundle import export_bundle
+from edge_eas.cost.flops import macs
+from edge_eas.runtime import Runtime
+from edge_eas.runtime.api import timed_call
+from edge_eas.runtime.engines import available_engines
+from edge_eas.runtime.timing import measure_many
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.host.untrained import init_run
 
 COLD = """
 import sys, time

@@ -4,7 +4,7 @@ benchmarks/results/quickstart_repeat.json (each run's headline and latency-loop 
 machine speed reference taken before it, and their ranges, so the README quotes a range, not
 the best run) and the last run's plots as quickstart_repeat_*.png.
 
-    python benchmarks/quickstart.py [--out /tmp/qs-bench] [--repeat 3]
+    python -m benchmarks.quickstart [--out /tmp/qs-bench] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, RESULTS, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, RESULTS, require_clean_tree, save_result
 
 
 def one_run(out: Path) -> tuple[dict[str, Any], list[str], float]:

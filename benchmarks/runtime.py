@@ -6,7 +6,7 @@
 - per-engine latency (median / p90) at batch 1 and 32 for the smallest, a median and the
   largest sub-network, against torch eager on the same sub-network.
 
-    python benchmarks/runtime.py --run RUN_DIR
+    python -m benchmarks.runtime --run RUN_DIR
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 
-from edge_eas.host.bundle import export_bundle  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.runtime import Runtime  # noqa: E402
-from edge_eas.runtime.engines import available_engines  # noqa: E402
-from edge_eas.runtime.timing import measure  # noqa: E402
-from edge_eas.net.tasks import TaskSampler  # noqa: E402
-from task_dropout import median_arch  # noqa: E402
+from edge_eas.host.bundle import export_bundle
+from edge_eas.cost.flops import macs
+from edge_eas.data import load_dataset
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.runtime import Runtime
+from edge_eas.runtime.engines import available_engines
+from edge_eas.runtime.timing import measure
+from edge_eas.net.tasks import TaskSampler
+from benchmarks.task_dropout import median_arch
 
 COLD = """
 import time, sys, numpy as np

@@ -9,35 +9,33 @@ run's augmentation) for the run's epoch count over the task's training images. B
 on the task's test images. Paired differences (EAS - scratch) with a 95 % bootstrap CI over
 tasks; the scratch training time is what one more task costs a user without the supernet.
 
-    python benchmarks/scratch_baseline.py --run RUN [--tasks 0,2,4,6 0,6 2,4 4,6 5,7,9] [--epochs N]
+    python -m benchmarks.scratch_baseline --run RUN [--tasks 0,2,4,6 0,6 2,4 4,6 5,7,9] [--epochs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, paired, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, paired, require_clean_tree, save_result
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import edge_eas.generator as G  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import Dataset, augment, load_dataset  # noqa: E402
-from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.supernet.static import SubNet  # noqa: E402
-from edge_eas.net.tasks import Task  # noqa: E402
-from edge_eas.host.train import TrainConfig, lr_at  # noqa: E402
+import edge_eas.generator as G
+from edge_eas.cost.flops import macs
+from edge_eas.data import Dataset, augment, load_dataset
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.supernet.static import SubNet
+from edge_eas.net.tasks import Task
+from edge_eas.host.train import TrainConfig, lr_at
 
 HARD_FASHION_TASKS = ("0,2,4,6", "0,6", "2,4", "4,6", "5,7,9")  # tops and footwear: the confusable ones
 

@@ -14,33 +14,31 @@ scenarios and the in-group / random halves, distinct architectures per method, b
 compliance, and search time per scenario, with the generator's training amortised over 100
 and 1,000 scenarios. Writes benchmarks/results/specialisation_<data>.json and a plot.
 
-    python benchmarks/specialisation.py --run RUN [--scenarios 50] [--evo-evaluations 100]
+    python -m benchmarks.specialisation --run RUN [--scenarios 50] [--evo-evaluations 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (add_allow_dirty, paired, plot_accuracy_vs_mflops, require_clean_tree,  # noqa: E402
-                    RESULTS, save_result)
+from benchmarks.common import (add_allow_dirty, paired, plot_accuracy_vs_mflops, require_clean_tree,
+                               RESULTS, save_result)
 
-import edge_eas.generator as G  # noqa: E402
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.host.generator_train import GeneratorConfig, train_generator  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search  # noqa: E402
-from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.net.tasks import Task, TaskSampler  # noqa: E402
+import edge_eas.generator as G
+from edge_eas.cost.flops import macs
+from edge_eas.data import load_dataset
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.host.generator_train import GeneratorConfig, train_generator
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.host.search import EvolutionConfig, evolutionary_search, random_search
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task, TaskSampler
 
 
 def make_scenarios(space: SearchSpace, n_cls: int, groups: dict[str, list[int]], n: int,
@@ -99,7 +97,7 @@ def main() -> None:
     if not (run.path / "generator-agnostic.safetensors").is_file():
         cfg = GeneratorConfig(**{**gen_meta["config"], "task_agnostic": True, "out_name": "generator-agnostic"})
         train_generator(run, cfg)
-    agnostic = G._load_from_run_named(run.path, "generator-agnostic")
+    agnostic = G.load(run.path, name="generator-agnostic")
     scen = make_scenarios(space, n_cls, groups, args.scenarios, args.seed)
     tasks, budgets = [s["classes"] for s in scen], [s["budget_mflops"] for s in scen]
     data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])

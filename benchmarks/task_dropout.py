@@ -6,29 +6,27 @@ smallest, a median and the largest sub-network, BN recalibrated, on the test spl
 task's classes; plus all-class accuracy. Paired differences (arm - none) with 95 % bootstrap
 CIs over (seed, task) pairs.
 
-    python benchmarks/task_dropout.py --data fashion-mnist --epochs 2 --seeds 0 1 [--arms superclass none]
+    python -m benchmarks.task_dropout --data fashion-mnist --epochs 2 --seeds 0 1 [--arms superclass none]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_allow_dirty, paired, require_clean_tree, save_result  # noqa: E402
+from benchmarks.common import add_allow_dirty, paired, require_clean_tree, save_result
 
-from edge_eas.cost.flops import macs  # noqa: E402
-from edge_eas.data import load_dataset  # noqa: E402
-from edge_eas.host.evaluate import TaskEvaluator  # noqa: E402
-from edge_eas.host.rundir import RunDir, load_supernet  # noqa: E402
-from edge_eas.net.space import Arch, SearchSpace  # noqa: E402
-from edge_eas.host.space_rule import NAMED  # noqa: E402
-from edge_eas.net.tasks import Task, TaskSampler  # noqa: E402
-from edge_eas.host.train import TrainConfig, train_supernet  # noqa: E402
+from edge_eas.cost.flops import macs
+from edge_eas.data import load_dataset
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.host.space_rule import NAMED
+from edge_eas.net.tasks import Task, TaskSampler
+from edge_eas.host.train import TrainConfig, train_supernet
 
 ARMS = {"superclass": {"task_dropout": True, "task_in_group": 0.5},
         "random": {"task_dropout": True, "task_in_group": 0.0},

@@ -16,22 +16,22 @@ __all__ = ["RESOURCE_KINDS", "UNITS", "ArchGenerator", "budget_features", "defau
            "generator_inputs", "load"]
 
 
-def load(path: str | Path) -> ArchGenerator:
-    """The generator of a run directory (`edge_eas train` output) or of a deployment bundle."""
+def load(path: str | Path, name: str = "generator") -> ArchGenerator:
+    """The generator of a run directory (`edge_eas train` output) or of a deployment bundle.
+    `name` picks one of a run's generators: "generator" (task-specialised, the one bundles ship)
+    or "generator-agnostic" (the baseline `train-generator --task-agnostic` writes)."""
     p = Path(path)
     if p.is_dir():
-        return _load_from_run(p)
+        return _load_from_run(p, name)
     if p.is_file():
+        if name != "generator":
+            raise UserError(f"{p} is a bundle: it holds only the task-specialised generator, not {name}")
         return from_bundle(open_bundle(p))
     raise UserError(f"{p} is neither a run directory nor a bundle file")
 
 
-def _load_from_run(run_dir: Path) -> ArchGenerator:
-    return _load_from_run_named(run_dir, "generator")
-
-
-def _load_from_run_named(run_dir: Path, name: str) -> ArchGenerator:
-    """`name` is generator (task-specialised) or generator-agnostic (the baseline)."""
+def _load_from_run(run_dir: Path, name: str) -> ArchGenerator:
+    # lazy: safetensors is a host extra; the device reads generators from bundles only
     from safetensors.numpy import load_file
 
     meta_path, weights_path = run_dir / f"{name}.json", run_dir / f"{name}.safetensors"

@@ -27,11 +27,12 @@ def space_for_tests(preset: str) -> SearchSpace:
     return space.at_resolution(TEST_RESOLUTION[preset]) if preset in TEST_RESOLUTION else space
 
 
-def perturbed_supernet(preset: str, seed: int = 0, logit_scale: float = 1.0) -> Supernet:
-    """A supernet in eval mode whose BN running statistics and affine parameters are not the
-    defaults, so a slicing or BN-folding mistake changes the logits."""
+def perturbed_supernet(preset: str | SearchSpace, seed: int = 0, logit_scale: float = 1.0) -> Supernet:
+    """A supernet (of a preset, or of a space given whole) in eval mode whose BN running
+    statistics and affine parameters are not the defaults, so a slicing or BN-folding mistake
+    changes the logits."""
     torch.manual_seed(seed)
-    space = space_for_tests(preset)
+    space = preset if isinstance(preset, SearchSpace) else space_for_tests(preset)
     net = Supernet(space, num_classes=10)
     rng = np.random.default_rng(seed)
     net.train()

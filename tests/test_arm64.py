@@ -1,5 +1,5 @@
 """A real 64-bit ARM device in the suite: Debian arm64 under qemu user emulation (made by
-firmware_scripts/make_arm64_device.sh, wrapped by edge_eas.sim.arm64_lab), reached over SSH
+firmware_scripts/make_arm64_device.sh, wrapped by tests/labs/arm64_lab.py), reached over SSH
 through its own aarch64 sshd, deployed to offline with aarch64 wheels (LiteRT included), then
 specialised, predicted and benchmarked on, through the CLI as a user runs it.
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_eas.sim.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
+from .labs.arm64_lab import Arm64Lab, Arm64Unavailable, chroot_pids, leftovers, mounts_under, script_path
 
 from .test_firmware_scripts import _pi_tree as pi_tree
 

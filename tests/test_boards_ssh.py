@@ -1,4 +1,4 @@
-"""`--target raspberry-pi` and `--target jetson` over real SSH: sshd devices (edge_eas/sim/ssh_lab.py)
+"""`--target raspberry-pi` and `--target jetson` over real SSH: sshd devices (tests/labs/ssh_lab.py)
 whose /proc/device-tree/model and /etc/nv_tegra_release are fake trees (EDGE_EAS_SYSFS_ROOT, set
 by sshd for that device only). Deploy and bench resolve the generic target to the board's profile
 and file the measurements under it, with the board the device reported. A device whose Python
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from edge_eas.sim.ssh_lab import DeviceLab, SimDevice, base_python, have_sshd, leftovers
+from .labs.ssh_lab import FaultLab, SimDevice, base_python, have_sshd, leftovers
 
 from .test_firmware_scripts import _pi_tree as pi_tree
 
@@ -60,13 +60,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     envs = {"pi": {"EDGE_EAS_SYSFS_ROOT": str(pi_tree(fakes / "pi"))},
             "orin": {"EDGE_EAS_SYSFS_ROOT": str(jetson_tree(fakes / "orin"))},
             "nano36": {"EDGE_EAS_SYSFS_ROOT": str(jetson_tree(fakes / "nano", NANO, "R32 (release), REVISION: 7.1"))}}
-    lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["pi", "orin", "nano36"], device_envs=envs).start()
+    lab = FaultLab(tmp_path_factory.mktemp("lab"), ["pi", "orin", "nano36"], device_envs=envs).start()
     yield lab
     lab.close()
     assert leftovers(lab) == {"netns": [], "links": [], "processes": []}
 
 
-def generic_target(lab: DeviceLab, dev: SimDevice, family: str, python: str | None = None) -> Path:
+def generic_target(lab: FaultLab, dev: SimDevice, family: str, python: str | None = None) -> Path:
     """The shipped generic target (`[board] detect`), reaching the simulated device; its [device]
     keys (the lab's interpreter and per-device runtime dir, the numpy engine) win over the profile's."""
     path = lab.write_target(dev, lab.root / f"{dev.name}-{family}.toml")
@@ -104,7 +104,7 @@ def stored_rows(store: Path) -> list[tuple[str, str, dict[str, Any]]]:
     ("pi", "raspberry-pi", "raspberry-pi-4", "Raspberry Pi 4 Model B Rev 1.4"),
     ("orin", "jetson", "jetson-orin-nano", ORIN),
 ])
-def test_generic_target_deploys_and_benches_as_the_detected_board(lab: DeviceLab, env: dict[str, str],
+def test_generic_target_deploys_and_benches_as_the_detected_board(lab: FaultLab, env: dict[str, str],
                                                                   tiny_bundle: Path, tmp_path: Path, dev_name: str,
                                                                   family: str, profile: str, model: str) -> None:
     dev = next(d for d in lab.devices if d.name == dev_name)
@@ -126,7 +126,7 @@ def test_generic_target_deploys_and_benches_as_the_detected_board(lab: DeviceLab
     assert doc["target"] == profile and doc["resolved_from"] == family and Path(doc["model_file"]).stem == profile
 
 
-def test_a_device_with_python_36_is_refused_before_anything_is_copied(lab: DeviceLab, env: dict[str, str],
+def test_a_device_with_python_36_is_refused_before_anything_is_copied(lab: FaultLab, env: dict[str, str],
                                                                         tiny_bundle: Path) -> None:
     """A JetPack 4 Jetson Nano whose runtime python is its system 3.6: the jetson-nano profile's
     note says what to do."""

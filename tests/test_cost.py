@@ -113,7 +113,8 @@ def test_expected_latency_matches_prediction_for_one_hot() -> None:
     model = LatencyModel("dev", "numpy", 1)
     arch = space.sample(np.random.default_rng(3))
     soft = SoftArch.from_arch(space, arch)
-    assert float(model.expected(space, soft.depth, soft.kernel, soft.expand)) == pytest.approx(model.predict(space, arch))
+    expected = model.table(space).expected(space, soft.depth, soft.kernel, soft.expand)
+    assert float(expected) == pytest.approx(model.predict(space, arch))
 
 
 def test_specialize_cli_with_ms_budget_uses_the_targets_calibrated_model(tiny_run: Path, tmp_path: Path) -> None:
@@ -285,7 +286,7 @@ def test_a_store_holding_two_spaces_calibrates_each_on_its_own(tmp_path: Path, m
     fixed term, the models are filed per space, and a model of one space is never used for the
     other (a digits model predicted mbv3 networks ~80x off in an acceptance run)."""
     from edge_eas.cost.calibration import calibrate_target, prior_model
-    from edge_eas.cost.latency import model_for
+    from edge_eas.cost.latency_models import LatencyModels
     from edge_eas.cost.store import Measurement, MeasurementStore
     monkeypatch.setenv("EDGE_EAS_HOME", str(tmp_path / "home"))
     store_path = tmp_path / "m.sqlite"
@@ -311,11 +312,11 @@ def test_a_store_holding_two_spaces_calibrates_each_on_its_own(tmp_path: Path, m
         assert r["held_n"] == 30 and r["after"]["within_10pct"] >= 0.9, (name, r)  # mixed spaces: 50 %
     doc = json.loads(Path(first["model_file"]).read_text())
     for name, space in spaces.items():
-        model = model_for(doc, "numpy/t1", space)
+        model = LatencyModels.from_dict(doc).for_space(space).get("numpy", 1)
         assert model is not None and model.space_digest == space.digest()
         assert model.made_for(space) and not model.made_for(spaces["small" if name == "big" else "big"])
     only_big = {"models": {"numpy/t1": doc["by_space"][spaces["big"].digest()]["numpy/t1"]}}
-    assert model_for(only_big, "numpy/t1", spaces["small"]) is None
+    assert LatencyModels.from_dict(only_big).for_space(spaces["small"]).get("numpy", 1) is None
 
 
 def test_block_entries_are_shared_by_spaces_and_the_fixed_term_is_not(tmp_path: Path) -> None:

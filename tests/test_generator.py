@@ -1,13 +1,19 @@
 """The numpy generator: torch parity, repair always within budget, clear errors."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, strategies as st
 
+import edge_eas.generator as G
 from edge_eas.cost.flops import macs, params
+from edge_eas.errors import UserError
 from edge_eas.generator import ArchGenerator, budget_features, generator_inputs
-from edge_eas.host.generator_train import GeneratorNet
+from edge_eas.host.generator_train import GeneratorConfig, GeneratorNet, train_generator
+from edge_eas.host.rundir import RunDir
 from edge_eas.net.space import SearchSpace
 
 
@@ -78,3 +84,20 @@ def test_clear_errors(tasks: list, budgets: list, needle: str) -> None:
     gen, _ = GENS["digits"]
     with pytest.raises(ValueError, match=needle):
         gen.generate(tasks, budgets)
+
+
+def test_load_names_one_of_a_runs_generators(tiny_run: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    """`generator.load(run, name=...)`: the task-agnostic baseline the benchmarks compare against,
+    beside the task-specialised generator; a bundle ships only the latter."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    with pytest.raises(UserError, match="train-generator .* --task-agnostic"):
+        G.load(run, name="generator-agnostic")
+    train_generator(RunDir(run), GeneratorConfig(steps=5, scenarios_per_step=4, images_per_scenario=16,
+                                                 task_agnostic=True, out_name="generator-agnostic"))
+    default, named, agnostic = G.load(run), G.load(run, name="generator"), G.load(run, name="generator-agnostic")
+    assert all(np.array_equal(default.weights[k], named.weights[k]) for k in default.weights)
+    assert not all(np.array_equal(default.weights[k], agnostic.weights[k]) for k in default.weights)
+    assert len(agnostic.generate([[1, 2], [0, 3, 7]], [1.0, 2.0])) == 2
+    with pytest.raises(UserError, match="only the task-specialised generator"):
+        G.load(tiny_bundle, name="generator-agnostic")

@@ -25,7 +25,7 @@ PASSWORD = "s3cret-Pw"
 @pytest.fixture()
 def board(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A board whose console logs in as root."""
-    from .provision_device import FreshBoard
+    from .labs.provision_device import FreshBoard
 
     with FreshBoard(tmp_path / "lab", password=PASSWORD) as lab:
         yield lab
@@ -36,7 +36,7 @@ def pi_board(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Like Raspberry Pi OS: log in as pi, privileged steps through sudo, which asks for the password."""
     if shutil.which("sudo") is None or shutil.which("openssl") is None or not Path("/home").is_dir():
         pytest.skip("needs sudo, openssl and /home")
-    from .provision_device import FreshBoard
+    from .labs.provision_device import FreshBoard
 
     with FreshBoard(tmp_path / "lab", user="pi", password=PASSWORD) as lab:
         yield lab

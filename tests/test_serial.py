@@ -14,7 +14,7 @@ import pytest
 
 from edge_eas.remote.serial import Credentials, SerialConsole, SerialError, ShellLost, clean
 
-from .serial_device import SimConsole
+from .labs.serial_device import SimConsole
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
 USER, PASSWORD = "pi", "s3cret-pw"

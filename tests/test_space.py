@@ -82,3 +82,42 @@ def test_decode_rejects_out_of_range_choice() -> None:
     vec[0] = 9
     with pytest.raises(ValueError, match="entry 0"):
         space.decode(vec)
+
+
+def test_slot_configs_are_every_slots_choices_once() -> None:
+    """The one walk the cost tables, block profiling and the supernet share: each slot's stage,
+    position, input size and config per (kernel, expand), the same blocks an arch's `slots` run."""
+    space = SearchSpace.preset("cifar")
+    slots = space.slot_configs()
+    assert slots is space.slot_configs() and len(slots) == space.max_blocks
+    assert [(s.stage, s.pos) for s in slots] == [(st, b) for st, b, *_ in space.block_slots()]
+    for s in slots:
+        assert len(s.configs) == len(space.kernel_choices) and s.largest.kernel == space.max_kernel
+        assert all(cfg.in_size == s.in_size for _, _, cfg in s.choices())
+    arch = space.sample(np.random.default_rng(5))
+    for slot, _, cfg in space.slots(arch):
+        k, e = space.kernel_choices.index(cfg.kernel), space.expand_choices.index(cfg.expand)
+        assert slots[slot].configs[k][e] == cfg
+
+
+def test_one_specialisation_describes_its_arch_once() -> None:
+    """Slicing, folding and the costs of one arch share one build of its blocks and layers (and
+    of the supernet-named twin slicing reads its sources through)."""
+    from edge_eas.net.folded import fold_bn
+    from edge_eas.net.slicing import slice_subnet
+    from edge_eas.net.subnet import subnet_layers, weight_names
+
+    space = SearchSpace.preset("digits")
+    arch = space.sample(np.random.default_rng(9))
+    state = {name: np.ones(shape, np.float32) for name, shape in _supernet_shapes(space).items()}
+    before = subnet_layers.cache_info().misses
+    fold_bn(slice_subnet(state, space, arch, [0, 1]), space, arch)
+    macs(space, arch), params(space, arch), space.active_blocks(arch)
+    assert subnet_layers.cache_info().misses - before <= 2
+    assert subnet_layers(space, arch) is subnet_layers(space, arch)
+    assert list(space.slots(arch)) == list(space.slots(arch)) and weight_names(subnet_layers(space, arch))
+
+
+def _supernet_shapes(space: SearchSpace) -> dict:
+    from edge_eas.supernet import Supernet
+    return {k: tuple(v.shape) for k, v in Supernet(space, 10).state_dict().items()}

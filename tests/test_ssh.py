@@ -1,5 +1,5 @@
 """`edge_eas deploy` and `edge_eas bench` over real SSH: OpenSSH sshd in network namespaces
-(edge_eas/sim/ssh_lab.py), each "device" with its own address, host key, hostname, home and a torch-free
+(tests/labs/ssh_lab.py), each "device" with its own address, host key, hostname, home and a torch-free
 runtime venv installed offline by deploy. Faults are real too: unknown and changed host keys,
 a wrong key, an unreachable address, a cable pulled mid-bench, sshd killed mid-bench.
 
@@ -8,7 +8,6 @@ The CLI runs as a subprocess, exactly as a user runs it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from edge_eas.sim.ssh_lab import DeviceLab, SimDevice, have_sshd, leftovers
+from .labs.ssh_lab import FaultLab, SimDevice, have_sshd, leftovers
 
 from .test_firmware_scripts import _governors as governors
 from .test_firmware_scripts import _pi_tree as pi_tree
@@ -88,7 +87,7 @@ def assert_each_scenario_once(store: Path, devices: list[str], n: int) -> None:
         assert mine == [f"s{i:03d}" for i in range(n)], (d, mine)  # each scenario once: none lost, none twice
 
 
-def known_hosts_with(tmp: Path, lab: DeviceLab, *devices: SimDevice) -> Path:
+def known_hosts_with(tmp: Path, lab: FaultLab, *devices: SimDevice) -> Path:
     path = tmp / "known_hosts"
     path.write_text("".join(lab.known_hosts_line(d) for d in devices))
     return path
@@ -99,7 +98,7 @@ def known_hosts_with(tmp: Path, lab: DeviceLab, *devices: SimDevice) -> Path:
 def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     # dev-a's /proc, /sys and /etc, as firmware_scripts see them, are a fake Raspberry Pi tree
     fake_pi = pi_tree(tmp_path_factory.mktemp("fake-pi"))
-    lab = DeviceLab(tmp_path_factory.mktemp("lab"), ["dev-a", "dev-b", "dev-c"],
+    lab = FaultLab(tmp_path_factory.mktemp("lab"), ["dev-a", "dev-b", "dev-c"],
                     device_env={"EDGE_EAS_SYSFS_ROOT": str(fake_pi)}).start()
     lab.fake_pi = fake_pi  # type: ignore[attr-defined]
     yield lab
@@ -108,12 +107,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
 
 @pytest.fixture(scope="module")
-def targets(lab: DeviceLab) -> dict[str, Path]:
+def targets(lab: FaultLab) -> dict[str, Path]:
     return {d.name: lab.write_target(d) for d in lab.devices}
 
 
 @pytest.fixture(scope="module")
-def deployed(lab: DeviceLab, targets: dict[str, Path], env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
+def deployed(lab: FaultLab, targets: dict[str, Path], env: dict[str, str], tiny_bundle: Path) -> dict[str, Any]:
     """dev-a and dev-b deployed in parallel through the CLI: venv + offline install, once per run."""
     from edge_eas.remote.install_plan import dependency_wheels, runtime_wheel
     from edge_eas.remote.wheels import DevicePlatform
@@ -160,7 +159,7 @@ class Pace:
 
 
 @pytest.fixture(scope="module")
-def pace(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path], tiny_bundle: Path) -> Pace:
+def pace(lab: FaultLab, deployed: dict[str, Any], targets: dict[str, Path], tiny_bundle: Path) -> Pace:
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import ssh_options
     from edge_eas.remote.ssh_runner import SSHRunner
@@ -193,7 +192,7 @@ def other_bundle(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 # ---- deploy + bench ----------------------------------------------------------------------------------
-def test_deploy_then_bench_two_devices_end_to_end(lab: DeviceLab, deployed: dict[str, Any],
+def test_deploy_then_bench_two_devices_end_to_end(lab: FaultLab, deployed: dict[str, Any],
                                                   targets: dict[str, Path], env: dict[str, str],
                                                   tiny_bundle: Path, tmp_path: Path) -> None:
     from edge_eas.remote.layout import sha256_file
@@ -225,7 +224,7 @@ def test_deploy_then_bench_two_devices_end_to_end(lab: DeviceLab, deployed: dict
     assert {e["hostname"] for e in envs} == {"dev-a", "dev-b"}
 
 
-def test_bench_prepare_sets_governors_records_state_and_restores(lab: DeviceLab, deployed: dict[str, Any],
+def test_bench_prepare_sets_governors_records_state_and_restores(lab: FaultLab, deployed: dict[str, Any],
                                                                 targets: dict[str, Path], env: dict[str, str],
                                                                 tiny_bundle: Path, tmp_path: Path) -> None:
     fake = lab.fake_pi  # type: ignore[attr-defined]
@@ -243,7 +242,7 @@ def test_bench_prepare_sets_governors_records_state_and_restores(lab: DeviceLab,
     assert (lab.devices[0].runtime_dir / "firmware" / "bench_prepare.sh").is_file()
 
 
-def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab: DeviceLab, deployed: dict[str, Any],
+def test_device_venv_has_no_torch_and_arguments_are_never_shell_interpreted(lab: FaultLab, deployed: dict[str, Any],
                                                                              targets: dict[str, Path]) -> None:
     from edge_eas.remote.ssh import SSHSession
     from edge_eas.remote.ssh_options import ssh_options
@@ -267,7 +266,30 @@ def test_redeploying_the_same_bundle_transfers_nothing(deployed: dict[str, Any],
     assert rep["current"] == deployed["dev-a"]["current"] and rep["smoke"]["median_ms"] > 0
 
 
-def test_rollback_returns_to_the_previous_bundle(lab: DeviceLab, deployed: dict[str, Any], targets: dict[str, Path],
+def test_deploy_ships_the_targets_latency_models_beside_the_bundle(lab: FaultLab, deployed: dict[str, Any],
+                                                                   targets: dict[str, Path], env: dict[str, str],
+                                                                   tiny_bundle: Path) -> None:
+    """What the agent's help promises: the target's calibrated models (and their signature)
+    next to the bundle, where the agent reads them; sent again only when they changed."""
+    from edge_eas.cost.latency_models import LatencyModels
+    name = deployed["dev-a"]["target"]
+    local = Path(env["EDGE_EAS_HOME"]) / "latency-models" / f"{name}.json"
+    models = LatencyModels(name, {"numpy/t1": {"target": name, "engine": "numpy", "threads": 1}})
+    models.write(local)
+    try:
+        rep = cli_json(env, "deploy", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle),
+                       "--allow-unsigned")
+        shipped = lab.devices[0].runtime_dir / rep["current"] / "latency_models.json"
+        assert shipped.read_bytes() == local.read_bytes() and rep["transferred_bytes"] == len(local.read_bytes())
+        assert rep["smoke"]["median_ms"] > 0  # the agent loaded them
+        again = cli_json(env, "deploy", "--target", str(targets["dev-a"]), "--bundle", str(tiny_bundle),
+                         "--allow-unsigned")
+        assert again["transferred_bytes"] == 0
+    finally:
+        local.unlink()
+
+
+def test_rollback_returns_to_the_previous_bundle(lab: FaultLab, deployed: dict[str, Any], targets: dict[str, Path],
                                                  env: dict[str, str], tiny_bundle: Path, other_bundle: Path,
                                                  tmp_path: Path) -> None:
     from edge_eas.remote.layout import sha256_file
@@ -293,7 +315,7 @@ def test_rollback_returns_to_the_previous_bundle(lab: DeviceLab, deployed: dict[
 
 
 # ---- host keys and credentials ---------------------------------------------------------------------------
-def test_unknown_host_key_is_refused(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused(lab: FaultLab, env: dict[str, str], tiny_bundle: Path, tmp_path: Path) -> None:
     dev = lab.devices[2]
     kh = tmp_path / "known_hosts"
     kh.write_text(lab.known_hosts_line(lab.devices[0]))  # knows another device, not this one
@@ -309,7 +331,7 @@ def test_unknown_host_key_is_refused(lab: DeviceLab, env: dict[str, str], tiny_b
     assert res.returncode == 1 and rep["attempts"] == 1 and f"host {dev.addr} is not in {kh}" in rep["failure"]
 
 
-def test_trust_new_host_records_the_key_then_deploys(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+def test_trust_new_host_records_the_key_then_deploys(lab: FaultLab, env: dict[str, str], tiny_bundle: Path,
                                                      tmp_path: Path) -> None:
     dev = lab.devices[2]
     kh = tmp_path / "ssh" / "known_hosts"  # does not exist yet
@@ -322,7 +344,7 @@ def test_trust_new_host_records_the_key_then_deploys(lab: DeviceLab, env: dict[s
     assert again["transferred_bytes"] == 0 and kh.read_text() == lab.known_hosts_line(dev)
 
 
-def test_changed_host_key_is_refused_even_with_trust_new_host(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+def test_changed_host_key_is_refused_even_with_trust_new_host(lab: FaultLab, env: dict[str, str], tiny_bundle: Path,
                                                               tmp_path: Path) -> None:
     dev = lab.devices[2]
     kh = known_hosts_with(tmp_path, lab, dev)
@@ -335,7 +357,7 @@ def test_changed_host_key_is_refused_even_with_trust_new_host(lab: DeviceLab, en
     assert kh.read_text() == recorded
 
 
-def test_wrong_key_and_unreachable_host_are_one_line_errors(lab: DeviceLab, env: dict[str, str], tiny_bundle: Path,
+def test_wrong_key_and_unreachable_host_are_one_line_errors(lab: FaultLab, env: dict[str, str], tiny_bundle: Path,
                                                             tmp_path: Path) -> None:
     dev = lab.devices[2]
     kh = known_hosts_with(tmp_path, lab, dev)
@@ -404,7 +426,7 @@ class Bench:
 
 @pytest.mark.parametrize("conn", ["fast", "keepalive"], ids=["command-timeout", "keepalive"])
 def test_link_down_mid_bench_then_up_completes_without_loss_or_duplicates(
-        lab: DeviceLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
+        lab: FaultLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
         tmp_path: Path, conn: str) -> None:
     if not lab.uses_netns:
         pytest.skip("network namespaces unavailable: no link to cut")
@@ -431,7 +453,7 @@ def test_link_down_mid_bench_then_up_completes_without_loss_or_duplicates(
 
 
 def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
-        lab: DeviceLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
+        lab: FaultLab, deployed: dict[str, Any], pace: Pace, env: dict[str, str], tiny_bundle: Path,
         tmp_path: Path) -> None:
     dev = lab.devices[1]
     target = lab.write_target(dev, tmp_path / "b-fast.toml", **pace.fast())
@@ -462,13 +484,12 @@ def test_sshd_killed_mid_bench_keeps_results_and_rerun_resumes(
 # ---- options ---------------------------------------------------------------------------------------------
 def test_ssh_options_precedence_and_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_eas.errors import UserError
-    from edge_eas.remote.ssh_options import SSHOptions, ssh_options
+    from edge_eas.remote.ssh_options import SSHOptions, SSHOverrides, ssh_options
     from edge_eas.devices.targets import load_target
     path = tmp_path / "dev.toml"
     path.write_text('name = "dev"\n[connection]\nhost = "10.0.0.2"\nkey = "~/k"\ncommand_timeout = 7\nretries = 0\n')
     t = load_target(str(path))
-    args = argparse.Namespace(host="pi@10.0.0.3:2222", key="/k2", trust_new_host=True)
-    opts = ssh_options(t, args)
+    opts = ssh_options(t, SSHOverrides(host="pi@10.0.0.3:2222", key="/k2", trust_new_host=True))
     assert (opts.command_timeout, opts.retries, opts.connect_timeout) == (7.0, 0, SSHOptions().connect_timeout)
     assert (opts.host, opts.key, opts.trust_new_host) == ("pi@10.0.0.3:2222", "/k2", True)
     monkeypatch.setenv("EDGE_EAS_SSH_COMMAND_TIMEOUT", "3.5")
@@ -501,7 +522,7 @@ def test_quickstart_ssh_demo_runs_against_a_simulated_device(tiny_bundle: Path, 
 
 
 # ---- trust on the device ----------------------------------------------------------------------------------
-def test_trust_store_refuses_what_its_keys_did_not_sign(lab: DeviceLab, env: dict[str, str], tiny_run: Path,
+def test_trust_store_refuses_what_its_keys_did_not_sign(lab: FaultLab, env: dict[str, str], tiny_run: Path,
                                                        tiny_bundle: Path, tmp_path: Path) -> None:
     """A target with [trust] keys: deploy installs the store; unsigned bundles, bundles signed by a
     removed key, a bundle swapped in behind deploy's back and a tampered latency model are each
@@ -574,7 +595,7 @@ def test_trust_store_refuses_what_its_keys_did_not_sign(lab: DeviceLab, env: dic
     assert "does not match any trusted key" in msg and current_now() == running  # refused; what ran still runs
 
 
-def test_passphrase_protected_key_works_via_ssh_agent_and_env(lab: DeviceLab, deployed: dict[str, Any],
+def test_passphrase_protected_key_works_via_ssh_agent_and_env(lab: FaultLab, deployed: dict[str, Any],
                                                               env: dict[str, str], tiny_bundle: Path,
                                                               tmp_path: Path) -> None:
     dev = lab.devices[1]

@@ -46,7 +46,7 @@ def test_untrained_bundle_specialises_across_budgets_and_says_untrained(mbv3_run
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["untrained"] is True
     rt = Runtime.load(bundle)
-    assert rt.untrained and rt.bundle.manifest["untrained"] is True
+    assert rt.untrained and rt.bundle.manifest.untrained is True
     lo, hi = rt.generator.bounds("mflops")
     archs = {rt.specialize(classes=[0, 1, 2], budget_mflops=float(b), engine="numpy").arch
              for b in np.geomspace(lo * 1.05, hi, 6)}

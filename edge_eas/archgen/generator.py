@@ -10,19 +10,20 @@ The MLP here mirrors `generator_train.GeneratorNet`; weights travel as safetenso
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from edge_eas.cost.flops import macs_table, params_table
+from edge_eas.cost.latency import LatencyModel
 from edge_eas.cost.table import SlotCostTable
 from edge_eas.errors import UserError
 from edge_eas.format.bundle_reader import Bundle
+from edge_eas.net.budget import KINDS, UNITS, Budget
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
 
-RESOURCE_KINDS = ("mflops", "params", "ms")
-UNITS = {"mflops": "MFLOPs", "params": "parameters", "ms": "ms"}
+RESOURCE_KINDS = KINDS  # the generator's one-hot input order
 
 
 def budget_features(budgets: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -43,6 +44,20 @@ def default_cost_tables(space: SearchSpace, num_classes: int) -> dict[str, SlotC
     m = macs_table(space, num_classes)
     return {"mflops": SlotCostTable(m.fixed / 1e6, m.table / 1e6, m.slot_stage, m.slot_pos),
             "params": params_table(space, num_classes)}
+
+
+def budget_cost_table(kind: str, space: SearchSpace, tables: Mapping[str, SlotCostTable],
+                      latency: LatencyModel | None = None) -> SlotCostTable:
+    """The one place a budget kind becomes the table its budgets are met against: MFLOPs and
+    parameters from `tables` (a generator's, default_cost_tables), ms from the device's latency
+    model: its budget table, predictions raised by its learnt margin."""
+    if kind not in RESOURCE_KINDS:
+        raise ValueError(f"unknown budget kind {kind!r}; use one of {', '.join(RESOURCE_KINDS)}")
+    if kind == "ms" and latency is not None:
+        return latency.budget_table(space)
+    if kind not in tables:
+        raise UserError("no latency model for ms budgets: calibrate one for the target or budget in MFLOPs")
+    return tables[kind]
 
 
 @dataclass
@@ -68,13 +83,18 @@ class ArchGenerator:
         return float(lo), float(hi)
 
     def _table(self, kind: str, table: SlotCostTable | None = None) -> SlotCostTable:
-        if kind not in RESOURCE_KINDS:
-            raise ValueError(f"unknown budget kind {kind!r}; use one of {', '.join(RESOURCE_KINDS)}")
-        if table is not None:
+        if table is not None and kind in RESOURCE_KINDS:
             return table
-        if kind not in self.cost_tables:
-            raise UserError("no latency model for ms budgets: calibrate one for the target or budget in MFLOPs")
-        return self.cost_tables[kind]
+        return budget_cost_table(kind, self.space, self.cost_tables)
+
+    def cost_table(self, kind: str, latency: LatencyModel | None = None) -> SlotCostTable:
+        """This generator's table for `kind` (ms: `latency`'s), see budget_cost_table."""
+        return budget_cost_table(kind, self.space, self.cost_tables, latency)
+
+    def generate_for(self, classes: Sequence[int], budget: Budget, latency: LatencyModel | None = None) -> Arch:
+        """The arch for one task within `budget` (an ms budget through `latency`)."""
+        table = self.cost_table(budget.kind, latency)
+        return self.generate([list(classes)], [budget.value], budget.kind, table=table)[0]
 
     def cost(self, arch: Arch, kind: str = "mflops") -> float:
         return self._table(kind).cost(self.space, arch)
@@ -166,15 +186,22 @@ class ArchGenerator:
 
 def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
               meta: dict[str, Any]) -> ArchGenerator:
-    tables = {k: SlotCostTable.from_dict(v) for k, v in meta.get("cost_tables", {}).items()}
-    sp = SearchSpace.from_dict(space)
-    kinds = tuple(meta.get("budget_bounds", {"mflops": None}).keys()) or ("mflops",)
-    gen = ArchGenerator(sp, num_classes, {k: v.astype(np.float32) for k, v in weights.items()}, trained_kinds=kinds)
-    gen.cost_tables.update(tables)
-    return gen
+    """The generator of a run directory: `meta` is its generator.json."""
+    return _assemble(space, num_classes, weights, meta.get("cost_tables", {}), meta.get("budget_bounds", {}))
 
 
 def from_bundle(bundle: Bundle) -> ArchGenerator:
     """The generator a verified bundle carries."""
     m = bundle.manifest
-    return from_meta(m["space"], len(m["class_names"]), bundle.tensors("generator.safetensors"), m["generator"])
+    return _assemble(m.space, len(m.class_names), bundle.tensors("generator.safetensors"),
+                     m.generator.cost_tables, m.generator.budget_bounds)
+
+
+def _assemble(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
+              cost_tables: dict[str, Any], budget_bounds: dict[str, Any]) -> ArchGenerator:
+    tables = {k: SlotCostTable.from_dict(v) for k, v in cost_tables.items()}
+    kinds = tuple(budget_bounds) or ("mflops",)  # the budget kinds it was trained on
+    gen = ArchGenerator(SearchSpace.from_dict(space), num_classes,
+                        {k: v.astype(np.float32) for k, v in weights.items()}, trained_kinds=kinds)
+    gen.cost_tables.update(tables)
+    return gen

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from edge_eas.common.console import emit_json, info, print_table
 from edge_eas.common.paths import default_store
+from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
+from edge_eas.net.budget import KINDS, UNITS
 
 if TYPE_CHECKING:
     from edge_eas.remote.fleet import BenchRequest
@@ -20,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, help="bundle to benchmark (default: the one deployed on the target)")
     p.add_argument("--scenarios", type=int, default=50, help="number of (task, budget) scenarios")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget-kind", choices=KINDS, default="mflops",
+                   help="what the scenarios' budgets count: mflops (default) or params, log-uniform between the "
+                        "smallest and the largest sub-network; ms: over the range the target's calibrated latency "
+                        "model predicts (run with --calibrate first; deploy again so the device has the model)")
     p.add_argument("--engine", help="engine on the device (default: the target's)")
     p.add_argument("--threads", type=int, help="threads on the device (default: the target's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per scenario (>= 30)")
@@ -30,9 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "bench_prepare.sh), restored afterwards; temperature and throttling are recorded")
     p.add_argument("--calibrate", action="store_true", help="refit the latency model from the measurements")
     p.add_argument("--run", type=Path, help="run directory to write calibrated models into")
-    p.add_argument("--host", help="override: user@addr[:port]")
-    p.add_argument("--key", help="override: SSH private key")
-    p.add_argument("--trust-new-host", action="store_true", help="accept and record an unknown host key")
+    add_ssh_arguments(p, host_help="override: user@addr[:port]", trust_help="accept and record an unknown host key")
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
@@ -46,9 +50,9 @@ def request(args: argparse.Namespace) -> "BenchRequest":
     """The flags as a typed request: the library below the CLI never sees a Namespace."""
     from edge_eas.remote.fleet import BenchRequest
     return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
-                        engine=args.engine, threads=args.threads, runs=args.runs, warmup=args.warmup,
-                        store=args.store, calibrate=args.calibrate, run=args.run, prepare=args.prepare,
-                        host=args.host, key=args.key, trust_new_host=args.trust_new_host)
+                        budget_kind=args.budget_kind, engine=args.engine, threads=args.threads, runs=args.runs,
+                        warmup=args.warmup, store=args.store, calibrate=args.calibrate, run=args.run,
+                        prepare=args.prepare, ssh=ssh_overrides(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
         return 0 if not result["failed_devices"] else 1
+    column = f"budget_{args.budget_kind}"
     for dev in result["devices"]:
-        rows = [(r["scenario"], ",".join(map(str, r["classes"])), f"{r['budget_mflops']:.3f}", f"{r['mflops']:.3f}",
+        rows = [(r["scenario"], ",".join(map(str, r["classes"])), f"{r[column]:.3f}", f"{r['mflops']:.3f}",
                  "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
                  "yes" if r["in_budget"] else "NO") for r in dev["rows"]]
         print_table(f"{dev['device']} ({dev['target']}): {dev['stored']} stored, {dev['resent']} re-sent, "
-                    f"{len(dev['errors'])} errors", ["scenario", "task", "budget MFLOPs", "MFLOPs",
-                                                       "predicted ms", "measured ms", "in budget"], rows)
+                    f"{len(dev['errors'])} errors", ["scenario", "task", f"budget {UNITS[args.budget_kind]}",
+                                                       "MFLOPs", "predicted ms", "measured ms", "in budget"], rows)
         prep = dev.get("bench_prepare") or {}
         if prep.get("prepare"):
             p, r = prep["prepare"], prep.get("restore") or {}

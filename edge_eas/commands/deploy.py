@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_eas.common.console import emit_json, info
+from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="target name(s), comma-separated, or a TOML path")
     p.add_argument("--bundle", type=Path, default=None, help="bundle to deploy (default model.eas)")
-    p.add_argument("--host", help="override: user@addr[:port] (one target only)")
-    p.add_argument("--key", help="override: SSH private key")
-    p.add_argument("--trust-new-host", action="store_true",
-                   help="accept an unknown host key and record it in the target's known_hosts")
+    add_ssh_arguments(p, host_help="override: user@addr[:port] (one target only)",
+                      trust_help="accept an unknown host key and record it in the target's known_hosts")
     p.add_argument("--rollback", action="store_true", help="switch back to the previous deployment")
     p.add_argument("--trust-key", type=Path, action="append", default=[], metavar="KEY.pub",
                    help="also trust this public key on the device (key rotation); the target's [trust] keys are "
@@ -45,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if args.wheels is not None and not args.wheels.is_dir():
         raise UserError(f"--wheels {args.wheels} is not a directory")
     bundle = None if args.rollback else (args.bundle or Path("model.eas"))
+    ssh = ssh_overrides(args)
     reports: list[dict[str, Any]] = []
     failed: list[str] = []
     for t in targets:
         try:
-            rep = deploy(t, ssh_options(t, args), bundle, rollback=args.rollback, wheels_dir=args.wheels,
+            rep = deploy(t, ssh_options(t, ssh), bundle, rollback=args.rollback, wheels_dir=args.wheels,
                          trust_keys=tuple(args.trust_key), allow_unsigned=args.allow_unsigned)
         except UserError as exc:
             if len(targets) == 1:

@@ -30,14 +30,14 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 def run(args: argparse.Namespace) -> int:
     from edge_eas.host.bundle import export_bundle
-    from edge_eas.cost.latency import load_run_models
+    from edge_eas.cost.latency_models import LatencyModels
 
     if args.sign is not None and not args.sign.is_file():
         raise FileNotFoundError(f"signing key {args.sign} does not exist (make one with `edge_eas keygen --out {args.sign}`)")
     if args.calib_per_class < 0:
         raise ValueError("--calibration-images must be >= 0")
     summary = export_bundle(args.run_dir, args.out, args.dtype or "int8", args.sign, args.calib_per_class,
-                            cost_models=load_run_models(args.run_dir))
+                            cost_models=LatencyModels.run_document(args.run_dir))
     if args.json:
         emit_json(summary)
     else:

@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_eas import __version__
+from edge_eas.commands.budget_args import add_budget_arguments, budget_of
+from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.common.console import emit_json
-from edge_eas.net.tasks import Task, parse_classes
+from edge_eas.net.tasks import parse_classes
 from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("--classes", required=True, help="task: comma-separated class ids")
-    budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--budget-mflops", type=float)
-    budget.add_argument("--budget-params", type=float)
+    add_budget_arguments(p)
     p.add_argument("--format", required=True, choices=["pte", "tflite"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported graph")
@@ -31,9 +32,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas import __version__
-    from edge_eas import generator as G
-    from edge_eas.common.fileio import atomic_write_bytes
+    # torch, the data and the engines' builders load when the command runs, not with the CLI's parser
     from edge_eas.cost.flops import macs, params
     from edge_eas.data import load_dataset
     from edge_eas.host.evaluate import TaskEvaluator
@@ -41,13 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
     from edge_eas.net.folded import fold_bn
     from edge_eas.supernet import recalibrate_bn
+    from edge_eas.workflows.specialise import specialise
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
-    gen = G.load(args.run_dir)
-    task = Task.create(parse_classes(args.classes), gen.num_classes)
-    kind, budget = ("mflops", args.budget_mflops) if args.budget_mflops is not None else ("params", args.budget_params)
-    arch = gen.generate([list(task.classes)], budgets=[budget], kind=kind)[0]
+    spec = specialise(args.run_dir, parse_classes(args.classes), budget_of(args), args.target, args.engine,
+                      args.threads)
+    arch, task = spec.arch, spec.task
     net, meta = load_supernet(RunDir(args.run_dir))
     sub = net.extract(arch, classes=list(task.classes))
     if not meta.get("untrained"):  # an `edge_eas init` run has no data; its initial statistics stay

@@ -20,6 +20,11 @@ def models_dir() -> Path:
     return home() / "latency-models"
 
 
+def models_file(target: str) -> Path:
+    """A target's calibrated latency models (cost/latency_models.py reads and writes them)."""
+    return models_dir() / f"{target}.json"
+
+
 def targets_dir() -> Path:
     """Where `edge_eas provision` writes the targets it sets up (searched before the shipped ones)."""
     return home() / "targets"

@@ -20,7 +20,8 @@ import numpy as np
 from scipy.optimize import nnls
 
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.cost.latency import LatencyModel, block_features, fixed_features
+from edge_eas.cost.features import block_features, fixed_features
+from edge_eas.cost.latency import LatencyModel
 
 HUBER_K = 1.345          # the usual Huber constant, in robust standard deviations of relative error
 MIN_SCALE = 0.01         # below 1 % relative error nothing is an outlier
@@ -28,7 +29,7 @@ HUBER_ITERATIONS = 8
 
 
 def arch_features(space: SearchSpace, arch: Arch, num_classes: int) -> np.ndarray:
-    """latency.FEATURES summed over the whole network, then 1 for the constant."""
+    """features.FEATURES summed over the whole network, then 1 for the constant."""
     f = fixed_features(space, num_classes) + sum(block_features(c) for c in space.active_blocks(arch))
     return np.append(f, 1.0)
 

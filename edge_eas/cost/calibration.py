@@ -13,11 +13,12 @@ import numpy as np
 
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.errors import UserError
-from edge_eas.common.paths import models_dir
+from edge_eas.common.paths import models_file
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.devices.targets import Target, load_target
 from edge_eas.cost.calibrate import accuracy_report, fit
-from edge_eas.cost.latency import LatencyModel, model_key, models_path
+from edge_eas.cost.latency import LatencyModel, model_key
+from edge_eas.cost.latency_models import LatencyModels
 from edge_eas.cost.store import MeasurementStore
 
 
@@ -225,11 +226,10 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
                         f"{' engine ' + engine if engine else ''} in {store_path}"
                         f"{' of this bundle' + chr(39) + 's space' if space_digest else ''}: run `edge_eas bench` first")
     digest = next(iter(models.values()))["space_digest"]
-    out = models_dir() / f"{target.name}.json"
-    doc = json.loads(out.read_text()) if out.is_file() else {}
-    doc = {"target": target.name, "models": {**doc.get("models", {}), **models},  # the latest fit per engine
-           "by_space": {**doc.get("by_space", {}), digest: {**doc.get("by_space", {}).get(digest, {}), **models}}}
-    atomic_write_json(out, doc)
+    out = models_file(target.name)
+    doc = LatencyModels.read(out)
+    doc.add(models, digest, target.name)
+    doc.write(out)
     if sign_key:
         from edge_eas.format.signing import sign
         atomic_write_json(Path(str(out) + ".sig"), sign(out.read_bytes(), sign_key))
@@ -238,8 +238,5 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
         if SearchSpace.from_dict(run_space).digest() != digest:
             raise UserError(f"the measurements calibrated are of another search space than run {run_dir}'s: bench "
                             f"that run's bundle to calibrate it")
-        path = models_path(run_dir)
-        existing = json.loads(path.read_text()) if path.is_file() else {}
-        existing.setdefault(target.name, {}).update(models)
-        atomic_write_json(path, existing)
+        LatencyModels.save_to_run(run_dir, target.name, models)
     return {"target": target.name, "resolved_from": family, "models": reports, "model_file": str(out)}

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from edge_eas.net.space import Arch, BlockConfig, SearchSpace
 from edge_eas.cost.table import SlotCostTable
-from edge_eas.net.subnet import BlockLayer, ConvLayer, Layer, LinearLayer, SELayer, head_layers, mbconv_layers, stem_layers
+from edge_eas.net.subnet import (BlockLayer, ConvLayer, Layer, LinearLayer, SELayer, head_layers, mbconv_layers,
+                                 stem_layers, subnet_layers)
 
 DEFAULT_NUM_CLASSES = 10
 
@@ -62,11 +63,11 @@ def fixed_params(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES) -> 
 
 
 def macs(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    return fixed_macs(space, num_classes) + sum(block_macs(b) for b in space.active_blocks(arch))
+    return sum(layer_macs(layer, num_classes) for layer in subnet_layers(space, arch))
 
 
 def params(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    return fixed_params(space, num_classes) + sum(block_params(b) for b in space.active_blocks(arch))
+    return sum(layer_params(layer, num_classes) for layer in subnet_layers(space, arch))
 
 
 def mflops(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSES) -> float:
@@ -83,22 +84,8 @@ def params_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
 
 def expected_macs(space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any,
                   num_classes: int = DEFAULT_NUM_CLASSES, table: SlotCostTable | None = None) -> Any:
-    """Expected MACs under independent per-decision distributions — exact, and differentiable
-    when given torch tensors (works unchanged on numpy arrays).
-
-    depth_probs: per stage (n_depth_choices,); kernel_probs: (max_blocks, n_kernels);
-    expand_probs: (max_blocks, n_expands). A block slot b of a stage is active with
-    probability P(depth > b); its expected cost is the sum of its (kernel, expand) costs
-    weighted by both choices' probabilities. `table` (a slot table of any cost, e.g. the
-    generator trainer's MFLOPs table, built once) saves rebuilding the MACs table per call.
-    """
+    """Expected MACs under independent per-decision distributions (`SlotCostTable.expected`).
+    `table` (a slot table of any cost, e.g. the generator trainer's MFLOPs table, built once)
+    saves rebuilding the MACs table per call."""
     table = table if table is not None else macs_table(space, num_classes)
-    total: Any = float(table.fixed)
-    nk, ne = len(space.kernel_choices), len(space.expand_choices)
-    for slot, (s, b, _, _, _) in enumerate(space.block_slots()):
-        stage = space.stages[s]
-        p_active = sum(depth_probs[s][i] for i, d in enumerate(stage.depth_choices) if d > b)
-        cost = sum(kernel_probs[slot][i] * expand_probs[slot][j] * float(table.table[slot, i, j])
-                   for i in range(nk) for j in range(ne))
-        total = total + p_active * cost
-    return total
+    return table.expected(space, depth_probs, kernel_probs, expand_probs)

@@ -7,7 +7,7 @@ the generator's budget repair costs microseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,19 +23,16 @@ class SlotCostTable:
 
     @classmethod
     def build(cls, space: SearchSpace, block_cost: Callable[[BlockConfig], float], fixed: float) -> "SlotCostTable":
-        """Tabulate `block_cost` for every slot and choice (a slot's input size is arch-independent)."""
-        nk, ne = len(space.kernel_choices), len(space.expand_choices)
-        table = np.zeros((space.max_blocks, nk, ne))
-        stage_of, pos_of = [], []
-        size = space.stem_out_size
-        for slot, (s, b, cin, cout, stride) in enumerate(space.block_slots()):
-            for i, k in enumerate(space.kernel_choices):
-                for j, e in enumerate(space.expand_choices):
-                    table[slot, i, j] = block_cost(space.block_config(s, cin, cout, k, e, stride, size))
-            size = (size - 1) // stride + 1
-            stage_of.append(s)
-            pos_of.append(b)
-        return cls(float(fixed), table, np.array(stage_of), np.array(pos_of))
+        """Tabulate `block_cost` for every slot and choice (`SearchSpace.slot_configs`)."""
+        if any(stage.width_choices for stage in space.stages):
+            # a width changes the next stage's first block: a cost no longer separates by slot
+            raise ValueError(f"space {space.name!r} has width choices, which cost tables do not cover yet")
+        slots = space.slot_configs()
+        table = np.zeros((len(slots), len(space.kernel_choices), len(space.expand_choices)))
+        for sc in slots:
+            for i, j, cfg in sc.choices():
+                table[sc.slot, i, j] = block_cost(cfg)
+        return cls(float(fixed), table, np.array([sc.stage for sc in slots]), np.array([sc.pos for sc in slots]))
 
     def to_dict(self) -> dict:
         return {"fixed": self.fixed, "table": self.table.tolist(), "slot_stage": self.slot_stage.tolist(),
@@ -63,4 +60,19 @@ class SlotCostTable:
 
     def cost(self, space: SearchSpace, arch: Arch) -> float:
         return float(self.cost_of_vectors(space, space.encode(arch)[None, :])[0])
+
+    def expected(self, space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any) -> Any:
+        """E[cost] = fixed + sum over slots of P(slot active) * sum_{k,e} p_k p_e table[slot, k, e]
+        under independent per-decision distributions: exact, and differentiable when given torch
+        tensors (works unchanged on numpy arrays). depth_probs: per stage (n_depth_choices,);
+        kernel_probs: (max_blocks, n_kernels); expand_probs: (max_blocks, n_expands). A slot at
+        index b of its stage is active with probability P(depth > b)."""
+        total: Any = float(self.fixed)
+        nk, ne = self.table.shape[1], self.table.shape[2]
+        for slot, (s, b) in enumerate(zip(self.slot_stage.tolist(), self.slot_pos.tolist())):
+            p_active = sum(depth_probs[s][i] for i, d in enumerate(space.stages[s].depth_choices) if d > b)
+            cost = sum(kernel_probs[slot][i] * expand_probs[slot][j] * float(self.table[slot, i, j])
+                       for i in range(nk) for j in range(ne))
+            total = total + p_active * cost
+        return total
 

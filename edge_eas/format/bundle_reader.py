@@ -1,6 +1,6 @@
 """Open and verify a `.eas` bundle on the device (numpy only).
 
-A bundle is a zip archive: manifest.json (+ manifest.sig), supernet.safetensors,
+A bundle is a zip archive: manifest.json (format/manifest.py; + manifest.sig), supernet.safetensors,
 generator.safetensors, calibration.safetensors. Reading is bounded (archive.py): the archive's
 directory is checked before anything is inflated, the manifest and its signature (against
 trusted keys when given) are verified before any payload is decompressed, and each payload is
@@ -19,26 +19,18 @@ import numpy as np
 
 from edge_eas.format import safetensors_io
 from edge_eas.format.archive import MiB, ArchiveError, BoundedArchive, Limits
+from edge_eas.format.manifest import MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE, BundleError, Manifest
 from edge_eas.format.quant import decompress
 from edge_eas.format.signing import KeyLike, SignatureError, verify
 
-FORMAT = "edge-eas-bundle"
-FORMAT_VERSION = 1
-MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
-MANIFEST_DIGEST_PREFIX = b"edge-eas manifest sha256 "
-REQUIRED = ("supernet.safetensors", "generator.safetensors", "calibration.safetensors")
 MANIFEST_MAX_BYTES = 4 * MiB
 SIGNATURE_MAX_BYTES = 64 * 1024
-
-
-class BundleError(ValueError):
-    """The bundle is corrupt, truncated, tampered with, or not trusted."""
 
 
 @dataclass
 class Bundle:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     members: dict[str, bytes]
     signed_by: str | None = None       # key id, when verified against trusted keys
     sha256: str = ""
@@ -84,28 +76,13 @@ def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits,
     manifest_bytes, manifest_sha = ar.read(MANIFEST, MANIFEST_MAX_BYTES)
     if ar.comment != MANIFEST_DIGEST_PREFIX + manifest_sha.encode():
         raise BundleError(f"{p}: {MANIFEST} does not match its recorded SHA-256 (tampered or corrupt)")
-    try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BundleError(f"{p}: {MANIFEST} is not valid JSON (corrupt or tampered)") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{p} is not an edge_eas bundle (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if int(manifest.get("version", 0)) > FORMAT_VERSION:
-        raise BundleError(f"{p} uses bundle format {manifest.get('version')}, newer than this runtime's "
-                          f"{FORMAT_VERSION}: upgrade edge_eas on the device")
-    declared = manifest.get("members", {})
+    manifest = Manifest.from_json(manifest_bytes, str(p))
+    declared = manifest.members
     has_sig = SIGNATURE in ar.names
     expected = set(declared) | {MANIFEST} | ({SIGNATURE} if has_sig else set())
     if set(ar.names) != expected:
         extra, missing = sorted(set(ar.names) - expected), sorted(expected - set(ar.names))
         raise BundleError(f"{p}: members do not match the manifest (unexpected {extra}, missing {missing})")
-    for name in REQUIRED:
-        if name not in declared:
-            raise BundleError(f"{p}: manifest lists no {name}")
-    for name, info in declared.items():
-        if not isinstance(info, dict) or not isinstance(info.get("size"), int) or not isinstance(info.get("sha256"), str):
-            raise BundleError(f"{p}: manifest entry for {name} has no size and SHA-256 (an old or tampered bundle: "
-                              f"re-export it)")
     signature = None
     if has_sig:
         sig_bytes, _ = ar.read(SIGNATURE, SIGNATURE_MAX_BYTES)
@@ -123,8 +100,8 @@ def _verified(p: Path, ar: BoundedArchive, keys: list[KeyLike], limits: Limits,
             raise BundleError(f"{p}: {exc}") from None
     members = {MANIFEST: manifest_bytes}
     for name, info in declared.items():
-        data, sha = ar.read(name, limits.max_member_bytes, expected_size=info["size"])
-        if sha != info["sha256"]:
+        data, sha = ar.read(name, limits.max_member_bytes, expected_size=info.size)
+        if sha != info.sha256:
             raise BundleError(f"{p}: member {name} does not match its SHA-256 in the manifest (tampered or corrupt)")
         members[name] = data
     return Bundle(p, manifest, members, signed_by, file_sha, signature)

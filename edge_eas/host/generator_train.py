@@ -27,7 +27,7 @@ from edge_eas.cost.flops import expected_macs
 from edge_eas.data import Dataset, load_dataset
 from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_json
-from edge_eas.generator import RESOURCE_KINDS, ArchGenerator, budget_features, default_cost_tables, generator_inputs
+from edge_eas.generator import RESOURCE_KINDS, budget_features, default_cost_tables, generator_inputs
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.space import SearchSpace
 from edge_eas.supernet import SoftArch
@@ -252,10 +252,6 @@ class GeneratorTrainer:
             self.save(final=True, history=history, seconds=time.perf_counter() - start)
         return {"steps": self.step, "seconds": time.perf_counter() - start,
                 "final": history[-1] if history else {}}
-
-    def numpy_generator(self) -> ArchGenerator:
-        w = {k: v.detach().cpu().half().float().numpy() for k, v in self.gen.state_dict().items()}
-        return ArchGenerator(self.space, self.num_classes, w, dict(self.tables))
 
 
 def train_generator(run: RunDir, cfg: GeneratorConfig | None = None, resume: bool = False,

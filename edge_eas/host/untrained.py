@@ -1,7 +1,7 @@
 """`edge_eas init`: a run with initialised, untrained weights, for latency work at real scale.
 
 Latency does not depend on trained weights, so everything latency-related (export, deploy,
-bench, calibrate, `specialize --budget-ms`) works on such a run, and a MobileNetV3-size space
+bench, calibrate, `specialize --budget ms=X`) works on such a run, and a MobileNetV3-size space
 can be studied on a machine that could never train it. The run, its bundle and every report
 say `untrained`; commands that measure accuracy refuse it in one line (`require_trained`).
 
@@ -92,4 +92,4 @@ def require_trained(meta: dict[str, Any], run: Path, what: str) -> None:
     """One-line refusal for accuracy work on an `edge_eas init` run."""
     if is_untrained(meta):
         raise UserError(f"{run} is an untrained run (edge_eas init): it has no accuracy to {what}; latency work "
-                        f"(export, deploy, bench, calibrate, specialize --budget-ms) is what it is for")
+                        f"(export, deploy, bench, calibrate, specialize --budget ms=X) is what it is for")

@@ -10,21 +10,28 @@ from typing import Any, Sequence
 
 @dataclass(frozen=True)
 class Arch:
-    """A sub-network: depth per stage, kernel and expand ratio per active block of each stage."""
+    """A sub-network: depth per stage, kernel and expand ratio per active block of each stage,
+    and, in a space with width choices, each stage's output width (() runs every stage at its
+    full width, and keeps `to_dict` as it was before widths existed)."""
 
     depths: tuple[int, ...]
     kernels: tuple[tuple[int, ...], ...]
     expands: tuple[tuple[int, ...], ...]
+    widths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise lists (e.g. from JSON) into tuples so Arch stays hashable.
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
         object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
-                "expands": [list(s) for s in self.expands]}
+        d: dict[str, Any] = {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
+                             "expands": [list(s) for s in self.expands]}
+        if self.widths:
+            d["widths"] = list(self.widths)
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -37,7 +44,7 @@ class Arch:
         if missing:
             raise ValueError(f"arch is missing field(s): {', '.join(missing)}")
         try:
-            return cls(data["depths"], data["kernels"], data["expands"])
+            return cls(data["depths"], data["kernels"], data["expands"], data.get("widths", ()))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"arch fields must be integer lists: {exc}") from None
 
@@ -48,10 +55,6 @@ class Arch:
         except json.JSONDecodeError as exc:
             raise ValueError(f"arch is not valid JSON: {exc.msg} at position {exc.pos}") from None
         return cls.from_dict(data)
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(self.depths)
 
 
 @dataclass(frozen=True)

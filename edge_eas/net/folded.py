@@ -24,7 +24,7 @@ class FoldedConv:
     """A conv with BN folded in: y = act(conv(x, weight, stride, padding=k//2, groups) + bias).
 
     `weight` keeps torch's OIHW layout, (cout, cin // groups, k, k); engines re-layout it.
-    `act` is one of `edge_eas.net.subnet.ACTIVATIONS`.
+    `act` names one of `edge_eas.net.activations.ACTIVATIONS`.
     """
 
     weight: np.ndarray
@@ -121,15 +121,6 @@ class FoldedNet:
     def convs(self) -> list[FoldedConv]:
         """All convolutions in execution order."""
         return list(_convs(self.ops))
-
-    def num_params(self) -> int:
-        total = 0
-        for op in _walk(self.ops):
-            if isinstance(op, (FoldedConv, Linear)):
-                total += op.weight.size + op.bias.size
-            elif isinstance(op, SqueezeExcite):
-                total += op.reduce_w.size + op.reduce_b.size + op.expand_w.size + op.expand_b.size
-        return total
 
 
 def _walk(ops: tuple[Op, ...]) -> Iterator[Op]:

@@ -14,31 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from edge_eas.net.activations import ACTIVATIONS  # re-exported: the names a layer's `act` may take
 from edge_eas.net.arch import Arch, DecisionLayout
+from edge_eas.net.block import BlockConfig, SlotConfigs, conv_out_size, make_divisible, se_channels
 
-__all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "StageSpec",
-           "conv_out_size", "make_divisible", "se_channels"]
-
-
-ACTIVATIONS = ("none", "relu", "relu6", "hswish")
-"""Activations a layer may apply (every engine implements each)."""
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of `divisor`, never below 90 % of `value` (MobileNet's rule,
-    which sizes the squeeze-excite bottleneck)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * value else new
-
-
-def se_channels(hidden: int) -> int:
-    """Squeeze-excite bottleneck width for a block of `hidden` channels (OFA: reduction 4)."""
-    return make_divisible(hidden // 4)
+__all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "SlotConfigs",
+           "StageSpec", "conv_out_size", "make_divisible", "se_channels"]
 
 
 @dataclass(frozen=True)
@@ -50,45 +36,18 @@ class StageSpec:
     depth_choices: tuple[int, ...]
     act: str = "relu6"
     se: bool = False
+    # output widths an arch may pick (increasing, the last `out_channels`); () is no choice, and
+    # leaves `to_dict` and so every preset's digest as they were before widths existed
+    width_choices: tuple[int, ...] = ()
 
     @property
     def max_depth(self) -> int:
         return max(self.depth_choices)
 
-
-@dataclass(frozen=True)
-class BlockConfig:
-    """Everything that determines one active block's cost: used by the cost model and runtime."""
-
-    in_channels: int
-    out_channels: int
-    kernel: int
-    expand: int
-    stride: int
-    in_size: int
-    act: str = "relu6"
-    se: bool = False
-
     @property
-    def hidden(self) -> int:
-        return self.in_channels * self.expand
-
-    @property
-    def se_channels(self) -> int:
-        return se_channels(self.hidden) if self.se else 0
-
-    @property
-    def out_size(self) -> int:
-        return conv_out_size(self.in_size, self.kernel, self.stride)
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-
-def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Spatial output size of a conv with 'same'-style padding k//2 (what the supernet uses)."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+    def widths(self) -> tuple[int, ...]:
+        """The output widths an arch may pick; the supernet is built at the largest."""
+        return self.width_choices or (self.out_channels,)
 
 
 @dataclass(frozen=True)
@@ -116,9 +75,13 @@ class SearchSpace:
                 raise ValueError(f"{label} {act!r} is not one of {', '.join(ACTIVATIONS)}")
         # Budget repair steps a decision to its next lower choice, which must be the cheaper one.
         for label, choices in [("kernel_choices", self.kernel_choices), ("expand_choices", self.expand_choices)] + [
-                (f"stages[{i}].depth_choices", s.depth_choices) for i, s in enumerate(self.stages)]:
+                (f"stages[{i}].depth_choices", s.depth_choices) for i, s in enumerate(self.stages)] + [
+                (f"stages[{i}].width_choices", s.widths) for i, s in enumerate(self.stages)]:
             if not choices or list(choices) != sorted(set(choices)) or min(choices) < 1:
                 raise ValueError(f"{label} must be distinct positive integers in increasing order, got {list(choices)}")
+        for i, st in enumerate(self.stages):
+            if st.widths[-1] != st.out_channels:
+                raise ValueError(f"stages[{i}].width_choices must end at out_channels {st.out_channels}")
 
     # ---- construction -------------------------------------------------------------------
     @staticmethod
@@ -128,13 +91,18 @@ class SearchSpace:
         return PRESETS[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for stage in d["stages"]:
+            if not stage["width_choices"]:  # no choice: the dict (and digest) spaces had before widths
+                del stage["width_choices"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
         # fields added with the mbv3 space default to what older runs and bundles were built with
         stages = tuple(StageSpec(int(s["out_channels"]), int(s["stride"]), tuple(s["depth_choices"]),
-                                 str(s.get("act", "relu6")), bool(s.get("se", False)))
+                                 str(s.get("act", "relu6")), bool(s.get("se", False)),
+                                 tuple(int(w) for w in s.get("width_choices", ())))
                        for s in data["stages"])
         return cls(name=data["name"], in_channels=int(data["in_channels"]), resolution=int(data["resolution"]),
                    stem_channels=int(data["stem_channels"]), stem_stride=int(data["stem_stride"]),
@@ -201,19 +169,29 @@ class SearchSpace:
             return None
         return BlockConfig(self.stem_channels, self.stem_channels, 3, 1, 1, self.stem_out_size, "relu", False)
 
+    def slot_configs(self) -> tuple[SlotConfigs, ...]:
+        """Every block slot with each config it may run, built once per space: the one walk the
+        cost tables, block profiling and the supernet's construction share."""
+        return self._slot_configs
+
+    @cached_property
+    def _slot_configs(self) -> tuple[SlotConfigs, ...]:
+        out, size = [], self.stem_out_size
+        for slot, (s, b, cin, cout, stride) in enumerate(self.block_slots()):
+            configs = tuple(tuple(self.block_config(s, cin, cout, k, e, stride, size) for e in self.expand_choices)
+                            for k in self.kernel_choices)
+            out.append(SlotConfigs(slot, s, b, size, configs))
+            size = configs[0][0].out_size
+        return tuple(out)
+
+    def stage_widths(self, arch: Arch) -> tuple[int, ...]:
+        """Each stage's output width in `arch` (the full `out_channels` when it picks none)."""
+        return arch.widths or tuple(s.out_channels for s in self.stages)
+
     def slots(self, arch: Arch) -> Iterator[tuple[int, int, BlockConfig]]:
         """(supernet slot, index among active blocks, config) for every block `arch` runs, in
         order: the one walk from an arch to its blocks that extraction and layouts share."""
-        self.validate(arch)
-        size = self.stem_out_size
-        active = 0
-        for slot, (s, b, cin, cout, stride) in enumerate(self.block_slots()):
-            if b >= arch.depths[s]:
-                continue
-            cfg = self.block_config(s, cin, cout, arch.kernels[s][b], arch.expands[s][b], stride, size)
-            yield slot, active, cfg
-            active += 1
-            size = cfg.out_size
+        return iter(_arch_slots(self, arch))
 
     def active_blocks(self, arch: Arch) -> list[BlockConfig]:
         """The configs of the blocks an arch runs, in order, with their input sizes."""
@@ -229,6 +207,12 @@ class SearchSpace:
     # ---- validation ---------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:
         """Raise ValueError naming the first field that does not belong to this space."""
+        if arch.widths:
+            if len(arch.widths) != len(self.stages):
+                raise ValueError(f"widths has {len(arch.widths)} stages, space {self.name!r} has {len(self.stages)}")
+            for s, (w, stage) in enumerate(zip(arch.widths, self.stages)):
+                if w not in stage.widths:
+                    raise ValueError(f"widths[{s}]={w} is not one of {list(stage.widths)}")
         if len(arch.depths) != len(self.stages):
             raise ValueError(f"depths has {len(arch.depths)} stages, space {self.name!r} has {len(self.stages)}")
         for field_name, values, choices in (("kernels", arch.kernels, self.kernel_choices),
@@ -278,6 +262,8 @@ class SearchSpace:
     def encode(self, arch: Arch) -> np.ndarray:
         """Arch -> flat int vector of choice indices; inactive block slots are 0."""
         self.validate(arch)
+        if arch.widths:
+            raise ValueError("width choices are not in the decision vector yet (see edge_eas/runtime/README.md)")
         lay = self.decisions
         vec = np.zeros(len(lay.sizes), dtype=np.int64)
         slot = 0
@@ -340,6 +326,22 @@ class SearchSpace:
         for stage in self.stages:
             total *= sum(per_block ** d for d in stage.depth_choices)
         return total
+
+
+@lru_cache(maxsize=256)
+def _arch_slots(space: SearchSpace, arch: Arch) -> tuple[tuple[int, int, BlockConfig], ...]:
+    """`SearchSpace.slots`, kept per (space, arch): one specialisation walks the same arch's
+    blocks for slicing, folding and its costs."""
+    space.validate(arch)
+    widths = space.stage_widths(arch)
+    out: list[tuple[int, int, BlockConfig]] = []
+    cin, size = space.stem_channels, space.stem_out_size
+    for slot, (s, b, _, _, stride) in enumerate(space.block_slots()):
+        if b < arch.depths[s]:
+            cfg = space.block_config(s, cin, widths[s], arch.kernels[s][b], arch.expands[s][b], stride, size)
+            out.append((slot, len(out), cfg))
+            cin, size = cfg.out_channels, cfg.out_size
+    return tuple(out)
 
 
 PRESETS: dict[str, SearchSpace] = {

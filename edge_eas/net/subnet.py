@@ -15,6 +15,7 @@ else. Pure Python: the host and the torch-free device both import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, Union
 
 from edge_eas.net.space import ACTIVATIONS, Arch, BlockConfig, SearchSpace, conv_out_size
@@ -139,10 +140,11 @@ def stem_layers(space: SearchSpace) -> tuple[Layer, ...]:
     return tuple(stem)
 
 
-def head_layers(space: SearchSpace) -> tuple[Layer, ...]:
-    """What every arch runs after its elastic blocks: head 1x1, pool, [feature mix], classifier."""
-    head: list[Layer] = [ConvLayer("head", space.last_channels, space.head_channels, 1, 1, space.final_size(),
-                                   act=space.head_act), PoolLayer()]
+def head_layers(space: SearchSpace, in_channels: int | None = None) -> tuple[Layer, ...]:
+    """What every arch runs after its elastic blocks: head 1x1, pool, [feature mix], classifier;
+    `in_channels` is the last stage's width in the arch (its full width when None)."""
+    head: list[Layer] = [ConvLayer("head", in_channels or space.last_channels, space.head_channels, 1, 1,
+                                   space.final_size(), act=space.head_act), PoolLayer()]
     features = space.head_channels
     if space.mix_channels:
         head.append(LinearLayer(features, "mix", space.mix_channels, "hswish"))
@@ -150,11 +152,14 @@ def head_layers(space: SearchSpace) -> tuple[Layer, ...]:
     return (*head, LinearLayer(features))
 
 
-def subnet_layers(space: SearchSpace, arch: Arch) -> tuple[Layer, ...]:
+@lru_cache(maxsize=256)
+def subnet_layers(space: SearchSpace, arch: Arch, slot_names: bool = False) -> tuple[Layer, ...]:
     """stem (+ first block) -> the arch's active blocks (`blocks.{i}`, i counting active blocks
-    only) -> head 1x1 -> global average pool -> (feature mix ->) classifier."""
-    blocks = tuple(mbconv_layers(f"blocks.{i}", cfg) for _, i, cfg in space.slots(arch))
-    return (*stem_layers(space), *blocks, *head_layers(space))
+    only) -> head 1x1 -> global average pool -> (feature mix ->) classifier. `slot_names` names
+    each block by its supernet slot instead, as the supernet's state does (`net/slicing.py`).
+    Kept per (space, arch): slicing, folding and costs of one specialisation share one build."""
+    blocks = tuple(mbconv_layers(f"blocks.{slot if slot_names else i}", cfg) for slot, i, cfg in space.slots(arch))
+    return (*stem_layers(space), *blocks, *head_layers(space, space.stage_widths(arch)[-1]))
 
 
 def conv_layers(layers: tuple[Layer, ...]) -> Iterator[ConvLayer]:

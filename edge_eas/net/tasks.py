@@ -38,11 +38,6 @@ class Task:
     def __len__(self) -> int:
         return len(self.classes)
 
-    def multi_hot(self, num_classes: int) -> np.ndarray:
-        v = np.zeros(num_classes, dtype=np.float32)
-        v[list(self.classes)] = 1.0
-        return v
-
 
 def parse_classes(text: str) -> list[int]:
     """'1,4,7' -> [1, 4, 7] with a clear error for anything else."""

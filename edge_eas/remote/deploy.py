@@ -9,7 +9,8 @@ On the device, under the target's runtime_dir:
                      a numpy built for the board, and no 15 MB wheel to upload and unpack
     wheels/          the uploaded wheels (kept, so a re-deploy uploads only what changed)
     installed.json   hash of the installed edge_eas wheel: an unchanged runtime is not reinstalled
-    releases/<sha16>/model.eas, smoke.json     one directory per bundle, immutable once written
+    releases/<sha16>/model.eas, smoke.json     one directory per bundle, immutable once written, except
+                     latency_models.json(.sig): the target's calibrated models, pushed by every deploy
     current -> releases/<sha16>                switched by renaming a temporary symlink (atomic)
     previous -> releases/<sha16>               what `--rollback` goes back to
 
@@ -27,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_eas.common.console import info
+from edge_eas.common.paths import models_file
+from edge_eas.cost.latency_models import FILE_NAME as MODELS_FILE
 from edge_eas.errors import UserError
+from edge_eas.net.budget import Budget
 from edge_eas.runtime.agent.messages import Fatal, Hello, MeasurementLine, ScenarioError, parse_line
 from edge_eas.devices.targets import Target
 from edge_eas.remote.layout import DeviceLayout, sha256_file
@@ -36,7 +40,10 @@ from edge_eas.remote.device_steps import resolve_target, run_helper
 from edge_eas.remote.ssh_options import SSHOptions
 from edge_eas.remote.trust_store import StorePlan, kept_pins, plan_store
 from edge_eas.remote.install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
-from edge_eas.remote.wheels import DevicePlatform
+from edge_eas.remote.wheels import SCHEMA_DIST, SCHEMA_MODULE, DevicePlatform, wheel_name
+from edge_eas.remote.scenarios import make_scenarios
+from edge_eas.format.bundle_reader import BundleError, open_bundle
+from edge_eas.net.space import SearchSpace
 
 LONG_STEP_S = 900.0  # venv creation and pip install on a slow board
 SMOKE_RUNS, SMOKE_WARMUP = 30, 2
@@ -107,6 +114,7 @@ class Deployer:
                 report.bundle_uploaded = True
             if not probe["release_smoke"]:
                 s.write_bytes(json.dumps(smoke).encode(), f"{layout.root}/{release}/smoke.json")
+            self._push_latency_models(s, f"{layout.root}/{release}", plan.active, report)
             self._install_trust(s, layout, plan, probe)
             report.trust = plan.summary(self.allow_unsigned)
             report.warnings += plan.warnings
@@ -143,6 +151,24 @@ class Deployer:
             report.transferred_bytes = s.bytes_uploaded
         report.seconds = round(time.monotonic() - start, 3)
         return report
+
+    def _push_latency_models(self, s: SSHSession, release_dir: str, checks_signatures: bool,
+                             report: DeployReport) -> None:
+        """The target's calibrated latency models (and their signature) beside the bundle, where
+        the agent reads them; nothing when this host has none for the target. Unsigned models
+        are not shipped to a device that checks signatures: its agent would refuse them."""
+        local = models_file(self.target.name)
+        if not local.is_file():
+            return
+        sig = Path(f"{local}.sig")
+        if checks_signatures and not sig.is_file():
+            report.warnings.append(f"latency models {local} are unsigned and {s.label} checks signatures: not shipped "
+                                   f"(sign them: edge_eas calibrate --target {self.target.name} --sign KEYFILE)")
+            return
+        remote = f"{release_dir}/{MODELS_FILE}"  # LatencyModels.beside(bundle) on the device
+        for path, dest in ((sig, f"{remote}.sig"), (local, remote)):  # unchanged files are not sent again
+            if path.is_file() and s.sha256(dest) != sha256_file(path):
+                s.write_bytes(path.read_bytes(), dest)
 
     def _install_trust(self, s: SSHSession, layout: DeviceLayout, plan: StorePlan, probe: dict[str, Any]) -> None:
         """Write the store into its immutable, content-named directory, then switch the link."""
@@ -204,7 +230,6 @@ class Deployer:
                         report: DeployReport, timeout: float) -> str | None:
         """Try the plan's TFLite engines in order: install, check the runtime can load it, else
         uninstall and try the next. None of them working is a warning: numpy always works."""
-        from edge_eas.remote.wheels import SCHEMA_DIST, SCHEMA_MODULE, wheel_name
         if self.target.engine not in TFLITE_ENGINES:
             return None
         failed: list[str] = []
@@ -265,25 +290,27 @@ class Deployer:
         return {"hostname": env.get("hostname"), "python": env.get("python"),
                 "numpy": env.get("versions", {}).get("numpy"), "versions": env.get("versions", {}),
                 "runtime_version": hello.runtime_version, "bundle_sha256": hello.bundle_sha256,
-                "classes": meas.classes, "budget_mflops": meas.budget.get("budget_mflops"),
+                "classes": meas.classes, "budget_mflops": _mflops(meas.scenario_budget()),
                 "mflops": meas.mflops, "engine": meas.engine, "median_ms": meas.stats["median_ms"],
                 "p90_ms": meas.stats.get("p90_ms")}
+
+
+def _mflops(budget: Budget | None) -> float | None:
+    """The smoke scenario's MFLOPs budget, as deploy reports have always shown it."""
+    return budget.value if budget is not None and budget.kind == "mflops" else None
 
 
 def _check_bundle(bundle: Path) -> tuple[str, list[dict[str, Any]], bool]:
     """Verify the bundle here before shipping it; return its SHA-256, one smoke scenario and
     whether it is signed."""
-    from edge_eas.remote.scenarios import make_scenarios
-    from edge_eas.format.bundle_reader import BundleError, open_bundle
-    from edge_eas.net.space import SearchSpace
     try:
         b = open_bundle(bundle)
     except BundleError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot read bundle {bundle}: {exc.strerror or exc}") from None
-    space = SearchSpace.from_dict(b.manifest["space"])
-    scenario = make_scenarios(space, len(b.manifest["class_names"]), 1, seed=0)
+    space = SearchSpace.from_dict(b.manifest.space)
+    scenario = make_scenarios(space, len(b.manifest.class_names), 1, seed=0)
     return b.sha256, [dict(scenario[0], id="smoke")], b.signature is not None
 
 

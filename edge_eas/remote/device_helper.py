@@ -31,7 +31,7 @@ def sha(p):
 
 def system_numpy():
     try:
-        import numpy
+        import numpy  # the device's system numpy, if it has one (this script runs on the device)
         return {"version": numpy.__version__, "path": os.path.dirname(os.path.abspath(numpy.__file__))}
     except Exception:
         return None

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from edge_eas.common.paths import home
 from edge_eas.errors import UserError
+from edge_eas.remote.layout import sha256_file
 
 FIRMWARE_FILES = ("lib.sh", "bench_prepare.sh")
 SCRIPT_TIMEOUT_S = 120.0
@@ -52,8 +54,6 @@ def _run_local(script: Path, args: list[str], runtime_dir: Path) -> dict[str, An
 
 def _run_remote(runner: Any, args: list[str]) -> dict[str, Any]:
     """Upload the scripts when they changed, then run bench_prepare.sh on the device."""
-    from edge_eas.remote.layout import sha256_file
-
     session = runner.session()
     root = runner.layout.root
     remote_dir = f"{root}/firmware"
@@ -75,8 +75,6 @@ def run_prepare_script(runner: Any, restore: bool, runtime_dir: Path | None = No
     args = ["--restore", "--json"] if restore else ["--json"]
     if hasattr(runner, "layout"):  # an SSHRunner: the script runs on the device
         return _run_remote(runner, args)
-    from edge_eas.common.paths import home
-
     state = runtime_dir or home() / "device"
     state.mkdir(parents=True, exist_ok=True)
     return _run_local(firmware_dir() / "bench_prepare.sh", args, state)

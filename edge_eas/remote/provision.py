@@ -23,6 +23,7 @@ from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.devices.targets import Connection, Target
 from edge_eas.remote.serial import Credentials, SerialConsole
+from edge_eas.remote.ssh_options import SSHOptions
 
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -161,8 +162,8 @@ def fingerprint_of(kind: str, blob_b64: str) -> str:
 # ---- this machine's key ----------------------------------------------------------------------
 def ensure_client_key(path: Path) -> tuple[str, Step]:
     """The public key line for `path` (an OpenSSH private key), creating an Ed25519 key if missing."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives import serialization  # cryptography (the remote extra), heavy:
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # only when a key is read or made
 
     pub_path = Path(f"{path}.pub")
     if path.is_file():
@@ -260,7 +261,7 @@ def _line_names(line: str) -> list[str]:
 
 
 def _matches(names: list[str], host_name: str) -> bool:
-    from paramiko.hostkeys import HostKeys
+    from paramiko.hostkeys import HostKeys  # paramiko (the remote extra): only for hashed known_hosts lines
 
     for n in names:
         if n == host_name:
@@ -291,7 +292,7 @@ def update_known_hosts(path: Path, host_name: str, keys: list[tuple[str, str]]) 
 def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerprints: list[str]) -> Step:
     """Create or update the target TOML, keeping everything (comments too) but what provisioning owns."""
     try:
-        import tomlkit
+        import tomlkit  # the serial extra: only provisioning writes target files
     except ImportError:
         raise UserError("provision needs tomlkit to write target files: pip install 'edge-eas[serial]'") from None
 
@@ -323,8 +324,7 @@ def write_target(req: ProvisionRequest, conn: Connection, hostname: str, fingerp
 
 def confirm_ssh(conn: Connection, hostname: str) -> Step:
     """Connect with strict host key checking (no trust on first use) and check it is the same board."""
-    from edge_eas.remote.ssh import SSHSession
-    from edge_eas.remote.ssh_options import SSHOptions
+    from edge_eas.remote.ssh import SSHSession  # paramiko (the remote extra): only this last step uses SSH
 
     with SSHSession(conn, SSHOptions(connect_timeout=10, command_timeout=30, retries=3, backoff=0.5)) as s:
         seen = s.check(["hostname"], "reading the hostname over SSH").strip()

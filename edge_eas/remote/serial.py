@@ -137,7 +137,7 @@ class SerialConsole:
     def _open_port(self, deadline: float) -> None:
         """Open (or re-open: a USB console vanishes while its board reboots) until the deadline."""
         try:
-            import serial
+            import serial  # pyserial: the `serial` extra
         except ImportError:
             raise UserError("the serial console needs pyserial: pip install 'edge-eas[serial]'") from None
 
@@ -165,7 +165,7 @@ class SerialConsole:
 
     def _read_available(self, deadline: float) -> bool:
         """Read what the line has (waiting up to 50 ms); re-open a port whose other end went away."""
-        import serial
+        import serial  # pyserial: the `serial` extra (the port is open, so it is installed)
 
         assert self._port is not None
         try:

@@ -1,6 +1,6 @@
 """How to reach a device over SSH: the options (timeouts, keep-alive, retries, backoff, known
-hosts, key) from the target's [connection] table, EDGE_EAS_SSH_* variables and command-line
-flags, in that order of precedence."""
+hosts, key) from the target's [connection] table, EDGE_EAS_SSH_* variables and the command
+line's overrides (an SSHOverrides, built by commands/ from the flags), in that order of precedence."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _TUNABLES = ("connect_timeout", "command_timeout", "keepalive", "retries", "backoff")
 _ENV_PREFIX = "EDGE_EAS_SSH_"  # e.g. EDGE_EAS_SSH_COMMAND_TIMEOUT=30
 PASSPHRASE_ENV = "EDGE_EAS_KEY_PASSPHRASE"
+
+
+@dataclass(frozen=True)
+class SSHOverrides:
+    """What the command line overrides in a target's connection (--host, --key,
+    --trust-new-host): plain data, so nothing below commands/ reads an argparse Namespace."""
+    host: str | None = None  # user@addr[:port]
+    key: str | None = None  # SSH private key
+    trust_new_host: bool = False  # accept an unknown host key and record it
 
 
 @dataclass(frozen=True)
@@ -42,19 +51,18 @@ class SSHOptions:
         return min(30.0, self.command_timeout / 4)
 
 
-def ssh_options(target: Target, args: Any = None) -> SSHOptions:
+def ssh_options(target: Target, overrides: SSHOverrides | None = None) -> SSHOptions:
     """Options from (lowest to highest precedence) defaults, the target's `[connection]` table
     (connect_timeout, command_timeout, keepalive, retries, backoff), EDGE_EAS_SSH_* variables
-    and the command line (--host, --key, --trust-new-host)."""
+    and the command line's `overrides` (--host, --key, --trust-new-host)."""
     values: dict[str, Any] = {}
     values.update(_tunables_from_toml(target.path))
     for name in _TUNABLES:
         env = os.environ.get(_ENV_PREFIX + name.upper())
         if env is not None:
             values[name] = _number(env, f"${_ENV_PREFIX + name.upper()}", name)
-    opts = replace(SSHOptions(), **values)
-    return replace(opts, host=getattr(args, "host", None), key=getattr(args, "key", None),
-                   trust_new_host=bool(getattr(args, "trust_new_host", False)))
+    cli = overrides or SSHOverrides()
+    return replace(SSHOptions(), **values, host=cli.host, key=cli.key, trust_new_host=cli.trust_new_host)
 
 
 def _tunables_from_toml(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from email.parser import Parser
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -224,9 +225,7 @@ def fetch(pkg: str, pin: str, dev: DevicePlatform, dest: Path, pip_platform_args
 def schema_wheel(dest: Path) -> Path | None:
     """A pure-Python wheel holding the host's TFLite schema module (from ai-edge-litert), so a
     tflite-runtime device can write .tflite models. None when the host has no ai-edge-litert."""
-    try:
-        from importlib import metadata
-
+    try:  # ai-edge-litert (the tflite extra) may be missing or broken here
         from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-not-found]
         version = metadata.version("ai-edge-litert")
     except Exception:  # not installed, or broken here: the engine just is not offered

@@ -4,7 +4,7 @@ Imports numpy only (torch, TFLite and ExecuTorch load lazily inside their engine
 
     from edge_eas.runtime import Runtime
     rt = Runtime.load("model.eas")
-    m = rt.specialize(classes=[3, 5, 7], budget_mflops=1.0)
+    m = rt.specialize(classes=[3, 5, 7], budget="mflops=1.0")   # or "ms=4", "params=2e5"
     probs = m.predict(images)            # NCHW uint8 or float32 at the data set's native size
     stats = m.benchmark(warmup=10, runs=50)
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime", "SpecializedModel", "BundleError", "EngineUnavailable", "ENGINE_NAMES"]
 
-_WHERE = {"Runtime": ".api", "SpecializedModel": ".api", "BundleError": ".bundle_reader",
+_WHERE = {"Runtime": ".api", "SpecializedModel": ".api", "BundleError": "edge_eas.format.bundle_reader",
           "EngineUnavailable": ".engines", "ENGINE_NAMES": ".engines"}
 
 

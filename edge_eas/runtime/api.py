@@ -10,22 +10,22 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from edge_eas.cost.flops import macs, params
+from edge_eas.cost.latency_models import LatencyModels
+from edge_eas.net.budget import Budget, BudgetLike
 from edge_eas.net.preprocess import Preprocess
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
 from edge_eas.archgen.generator import from_bundle
 from edge_eas.format.bundle_reader import Bundle, BundleError, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
-from edge_eas.runtime.engines import ENGINE_NAMES, EngineUnavailable, create_engine, engine_available
+from edge_eas.runtime.engines import create_engine, pick_engine
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.runtime.timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
 from edge_eas.runtime.recalibrate import recalibrate
 from edge_eas.format.signing import KeyLike
 from edge_eas.net.slicing import slice_subnet
 from edge_eas.runtime.trust import TrustError, TrustStore
-
-INSTALL_HINT = {"tflite": "pip install 'edge-eas[tflite]' (or tflite-runtime where numpy<2)",
-                "executorch": "pip install 'edge-eas[executorch]' (with torch)", "torch": "pip install torch"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -148,19 +148,19 @@ class Runtime:
         self._trust: TrustStore | None = None
         self._keys: list[KeyLike] | None = None
         m = bundle.manifest
-        self.space = SearchSpace.from_dict(m["space"])
-        self.untrained = bool(m.get("untrained", False))  # an `edge_eas init` run: latency work only
-        self.classes: list[str] = list(m["class_names"])
+        self.space = SearchSpace.from_dict(m.space)
+        self.untrained = m.untrained  # an `edge_eas init` run: latency work only
+        self.classes: list[str] = list(m.class_names)
         self.num_classes = len(self.classes)
-        self.preprocess = Preprocess.from_dict(m["preprocess"])
+        self.preprocess = Preprocess.from_dict(m.preprocess)
         self.generator = from_bundle(bundle)
         self._state: dict[str, np.ndarray] | None = None
         self._calib: np.ndarray | None = None
-        models: dict[str, Any] = dict(m.get("cost_models", {}))
+        models: dict[str, Any] = dict(m.cost_models)
         if target is None and len(models) == 1:
             target = next(iter(models))
         self.target = target
-        self.latency_models: dict[str, Any] = dict(models.get(target, {})) if target else {}
+        self.latency_models = LatencyModels.from_dict(models.get(target, {}) if target else {})
 
     @classmethod
     def load(cls, path: str | Path, trusted_keys: Iterable[KeyLike] | None = None,
@@ -174,7 +174,7 @@ class Runtime:
         bundle = open_bundle(path, keys, allow_unsigned=trust.allow_unsigned if trust else frozenset())
         if trust is not None:
             trust.check_bundle(bundle.signed_by is not None, bundle.sha256)
-        images = load_calibration(calibration, Preprocess.from_dict(bundle.manifest["preprocess"])) \
+        images = load_calibration(calibration, Preprocess.from_dict(bundle.manifest.preprocess)) \
             if calibration is not None else None
         rt = cls(bundle, target, images)
         rt._trust, rt._keys = trust, keys
@@ -203,14 +203,14 @@ class Runtime:
             except SignatureError as exc:
                 raise TrustError(f"refused: latency model {p}: {exc}") from None
         doc = json.loads(data)
-        if isinstance(doc, dict) and self.space.digest() in (doc.get("by_space") or {}):
-            self.add_latency_models(doc["by_space"][self.space.digest()])  # fitted for this bundle's space
-        else:
-            self.add_latency_models(doc.get("models", doc) if isinstance(doc, dict) else doc)
+        if not isinstance(doc, dict):
+            raise ValueError(f"latency model {p}: not a latency models file (a JSON object)")
+        self.add_latency_models(LatencyModels.from_dict(doc))
 
-    def add_latency_models(self, models: dict[str, Any]) -> None:
-        """Latency models pushed to the device after the bundle (engine/threads -> model dict)."""
-        self.latency_models.update(models)
+    def add_latency_models(self, models: LatencyModels | dict[str, Any]) -> None:
+        """Latency models pushed to the device after the bundle: newer than the bundle's own
+        (a models file, or engine/threads -> model dict)."""
+        self.latency_models.merge(models if isinstance(models, LatencyModels) else LatencyModels.from_dict(models))
 
     def _calibration_images(self) -> np.ndarray:
         if self._user_calibration is not None:
@@ -235,22 +235,11 @@ class Runtime:
     def latency_model(self, engine: str, threads: int | None) -> Any:
         """The calibrated per-block latency model for this engine/threads, if there is one for
         this bundle's space (one fitted for another space is never used)."""
-        if not self.latency_models:
-            return None
-        from edge_eas.cost.latency import model_for, model_key
-        return model_for(self.latency_models, model_key(engine, threads), self.space)
+        return self.latency_models.for_space(self.space).get(engine, threads)
 
     def _pick_engine(self, engine: str) -> str:
-        if engine == "auto":
-            for name in ("tflite", "numpy"):
-                if engine_available(name):
-                    return name
-            return "numpy"
-        if engine not in ENGINE_NAMES:
-            raise ValueError(f"unknown engine {engine!r}; choose from auto, {', '.join(ENGINE_NAMES)}")
-        if not engine_available(engine):
-            raise EngineUnavailable(f"engine {engine!r} is not installed here: {INSTALL_HINT[engine]}")
-        return engine
+        """`engine`, or for "auto" the best one installed (the engines registry decides)."""
+        return pick_engine(engine)
 
     def speed_reference(self, engine: str = "auto", threads: int | None = None, batch_size: int = 1,
                         warmup: int = 10, runs: int = 50, hints: dict[str, float] | None = None) -> SpeedReference:
@@ -263,28 +252,28 @@ class Runtime:
         ref.settle(hint_ms=(hints or {}).get(m.engine), warmup=warmup, runs=runs)
         return ref
 
-    def specialize(self, classes: Sequence[int], budget_mflops: float | None = None,
-                   budget_params: float | None = None, budget_ms: float | None = None, engine: str = "auto",
-                   threads: int | None = None, arch: Arch | None = None) -> SpecializedModel:
-        """Generate (or take) an arch for the task within the budget, extract it, recalibrate
-        its BN on the bundle's calibration images of these classes, and prepare the engine."""
+    def _generate(self, task: Task, budget: Budget | None, engine: str, threads: int | None) -> Arch:
+        if budget is None:
+            raise ValueError("give exactly one budget: budget='mflops=1.5' (or 'params=2e5', 'ms=4')")
+        model = self.latency_model(engine, threads) if budget.kind == "ms" else None
+        if budget.kind == "ms" and model is None:
+            raise ValueError(f"no latency model for engine {engine!r} with {threads or 'default'} threads in "
+                             f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
+        return self.generator.generate_for(task.classes, budget, model)
+
+    def specialize(self, classes: Sequence[int], budget: BudgetLike | None = None, *, engine: str = "auto",
+                   threads: int | None = None, arch: Arch | None = None, budget_mflops: float | None = None,
+                   budget_params: float | None = None, budget_ms: float | None = None) -> SpecializedModel:
+        """Generate (or take) an arch for the task within the budget (a Budget, "ms=4",
+        {"ms": 4}, or the older budget_mflops= / budget_params= / budget_ms=), extract it,
+        recalibrate its BN on the bundle's calibration images of these classes, and prepare the
+        engine."""
         t0 = time.perf_counter()
         task = Task.create(classes, self.num_classes)
         name = self._pick_engine(engine)
-        given = [(k, v) for k, v in (("mflops", budget_mflops), ("params", budget_params), ("ms", budget_ms))
-                 if v is not None]
+        chosen = Budget.given(budget, budget_mflops, budget_params, budget_ms)
         if arch is None:
-            if len(given) != 1:
-                raise ValueError("give exactly one budget: budget_mflops, budget_params or budget_ms")
-            kind, budget = given[0]
-            table = None
-            if kind == "ms":
-                model = self.latency_model(name, threads)
-                if model is None:
-                    raise ValueError(f"no latency model for engine {name!r} with {threads or 'default'} threads in "
-                                     f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
-                table = model.budget_table(self.space)
-            arch = self.generator.generate([list(task.classes)], [float(budget)], kind, table=table)[0]
+            arch = self._generate(task, chosen, name, threads)
         else:
             self.space.validate(arch)
         t1 = time.perf_counter()
@@ -298,7 +287,6 @@ class Runtime:
         folded = fold_bn(weights, self.space, arch)
         t2 = time.perf_counter()
         model = self.latency_model(name, threads)
-        from edge_eas.cost.flops import macs, params
         sm = SpecializedModel(arch=arch, classes=task.classes, class_names=[self.classes[c] for c in task.classes],
                               mflops=macs(self.space, arch, len(task.classes)) / 1e6,
                               params=params(self.space, arch, len(task.classes)),

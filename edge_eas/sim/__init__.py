@@ -1,8 +1,7 @@
-"""Simulated devices, for trying edge_eas without a board and for the test suite: an OpenSSH
-sshd per "device" in its own network namespace (`ssh_lab.DeviceLab`, what `quickstart
---ssh-demo` runs) and a Debian arm64 root file system under qemu user emulation
-(`arm64_lab.Arm64Lab`). Nothing else in edge_eas imports this package except the quick start.
+"""The simulated device behind `edge_eas quickstart --ssh-demo`, for trying edge_eas without a
+board: an OpenSSH sshd per "device" in its own network namespace (`ssh_lab.DeviceLab`). Nothing
+else in edge_eas imports this package (.importlinter). The labs the tests and benchmarks add on
+top (faults, the arm64 stand-in under qemu, serial consoles, fresh boards) live in tests/labs/.
 
-Public names: ssh_lab.{DeviceLab, SimDevice, have_sshd, leftovers, descendants, kill_pids,
-run_tool, DEVICE_LAUNCHER} and arm64_lab.{Arm64Lab, Arm64Unavailable, chroot_pids, leftovers,
-mounts_under, script_path, shipped_target}."""
+Public names: ssh_lab.{DeviceLab, SimDevice, have_sshd, base_python, run_tool, descendants,
+kill_pids, free_port, DEVICE_LAUNCHER}."""

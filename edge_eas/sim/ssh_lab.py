@@ -1,9 +1,11 @@
-"""Simulated edge devices for tests, benchmarks and `edge_eas quickstart --ssh-demo`: a real OpenSSH sshd per device, each in its
-own network namespace (own address, host key, hostname, home directory), joined to this machine by a bridge
-and veth pairs on a per-run link-local /24, so links can be cut with `ip link set ... down`.
+"""Simulated edge devices for `edge_eas quickstart --ssh-demo` (and benchmarks/fleet.py): a real
+OpenSSH sshd per device, each in its own network namespace (own address, host key, hostname, home
+directory), joined to this machine by a bridge and veth pairs on a per-run link-local /24. What only
+the tests need (cut links, new host keys, per-device environments, the leak check) is
+tests/labs/ssh_lab.py, built on this one.
 
 Without the rights to create namespaces the same lab runs sshd on 127.0.0.1 ports instead
-(`DeviceLab.uses_netns` is then False and link faults are unavailable).
+(`DeviceLab.uses_netns` is then False).
 
 Everything the lab starts is killed by PID on close (the sshd listeners, their per-connection
 session processes and whatever those ran), then the namespaces and the bridge are deleted.
@@ -23,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -100,7 +102,6 @@ class SimDevice:
     netns: str | None = None
     host_veth: str | None = None
     proc: subprocess.Popen[bytes] | None = None
-    extra_pids: set[int] = field(default_factory=set)
 
     @property
     def home(self) -> Path:
@@ -133,11 +134,8 @@ class SimDevice:
 class DeviceLab:
     """`with DeviceLab(tmp, ["dev-a", "dev-b"]) as lab:` -> lab.devices, lab.write_target(dev)."""
 
-    def __init__(self, root: Path, names: Sequence[str], prefer_netns: bool = True,
-                 device_env: dict[str, str] | None = None, device_envs: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(self, root: Path, names: Sequence[str], prefer_netns: bool = True) -> None:
         self.root = Path(root)
-        self.device_env = dict(device_env or {})  # set in every SSH session (sshd SetEnv), e.g. a fake sysfs root
-        self.device_envs = dict(device_envs or {})  # per device name, over device_env (e.g. one fake Jetson)
         self.names = list(names)
         self.prefer_netns = prefer_netns
         self.devices: list[SimDevice] = []
@@ -146,7 +144,6 @@ class DeviceLab:
         self.bridge: str | None = None
         self.client_key = self.root / "client_key"
         self.known_hosts = self.root / "known_hosts"
-        self.started: list[subprocess.Popen[bytes]] = []  # every sshd ever started, for the leak check
         self._closed = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -238,17 +235,8 @@ class DeviceLab:
             f"AuthorizedKeysFile {d / 'authorized_keys'}", "UsePAM no", "StrictModes no",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes", "Subsystem sftp internal-sftp", "UseDNS no", "PrintMotd no",
-            "MaxStartups 100", "MaxSessions 100",
-            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in env.items())}"]
-              if (env := {**self.device_env, **self.device_envs.get(name, {})}) else []),
-            ""]))
+            "MaxStartups 100", "MaxSessions 100", ""]))
         return dev
-
-    def set_link(self, dev: SimDevice, up: bool) -> None:
-        """Cut (or restore) the device's cable: the host side of its veth pair."""
-        if not dev.host_veth:
-            raise RuntimeError("link faults need network namespaces")
-        run_tool(["ip", "link", "set", dev.host_veth, "up" if up else "down"])
 
     # ---- sshd --------------------------------------------------------------------------------
     def start_sshd(self, dev: SimDevice) -> None:
@@ -262,7 +250,6 @@ class DeviceLab:
         log = open(dev.dir / "sshd.log", "ab")
         try:
             dev.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            self.started.append(dev.proc)
         finally:
             log.close()
         self._wait_ready(dev)
@@ -320,17 +307,6 @@ class DeviceLab:
                 pass
             dev.proc = None
 
-    def restart_sshd(self, dev: SimDevice) -> None:
-        self.kill_device_processes(dev)
-        self.start_sshd(dev)
-
-    def regenerate_host_key(self, dev: SimDevice) -> None:
-        """The device was reinstalled (or someone is impersonating it): a new host key."""
-        for p in (dev.host_key, Path(f"{dev.host_key}.pub")):
-            p.unlink(missing_ok=True)
-        run_tool(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", dev.name, "-f", str(dev.host_key)])
-        self.restart_sshd(dev)
-
     # ---- what the client side needs -------------------------------------------------------------
     def known_hosts_line(self, dev: SimDevice) -> str:
         kind, b64 = Path(f"{dev.host_key}.pub").read_text().split()[:2]
@@ -351,12 +327,3 @@ class DeviceLab:
         path.write_text("\n".join(lines))
         return path
 
-
-def leftovers(lab: DeviceLab) -> dict[str, list[str]]:
-    """What a closed lab left behind (should be nothing): namespaces, links, processes."""
-    ns = run_tool(["ip", "netns", "list"], check=False).stdout.split() if lab.uses_netns else []
-    links = run_tool(["ip", "-o", "link", "show"], check=False).stdout if lab.uses_netns else ""
-    names = [n for n in [lab.bridge, *[d.host_veth for d in lab.devices]] if n]
-    return {"netns": [d.netns for d in lab.devices if d.netns and d.netns in ns],
-            "links": [n for n in names if f" {n}:" in links or f" {n}@" in links],
-            "processes": [str(p.pid) for p in lab.started if p.poll() is None]}

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_eas.net.space import se_channels
+from edge_eas.net.block import BlockConfig, se_channels
 from edge_eas.supernet.ops import DynamicBatchNorm, DynamicDepthwiseConv, DynamicPointwiseConv
-from edge_eas.supernet.static import activation
+from edge_eas.torchnet.activations import torch_activation
 
 
 class DynamicSE(nn.Module):
@@ -53,7 +53,7 @@ class ElasticMBConv(nn.Module):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.max_kernel, self.max_expand = max_kernel, max_expand
         self.residual = stride == 1 and in_channels == out_channels
-        self.act = activation(act)
+        self.act = torch_activation(act)
         if max_expand != 1:
             self.expand = DynamicPointwiseConv(in_channels, hidden)
             self.expand_bn = DynamicBatchNorm(hidden)
@@ -63,17 +63,24 @@ class ElasticMBConv(nn.Module):
         self.project = DynamicPointwiseConv(hidden, out_channels)
         self.project_bn = DynamicBatchNorm(out_channels)
 
+    @classmethod
+    def of(cls, largest: BlockConfig) -> "ElasticMBConv":
+        """The elastic block that runs every config up to `largest` (a slot's largest config)."""
+        return cls(largest.in_channels, largest.out_channels, largest.stride, largest.kernel, largest.expand,
+                   largest.act, largest.se)
+
     def _expand(self, x: torch.Tensor, hidden: int) -> torch.Tensor:
         return x if self.max_expand == 1 else self.act(self.expand_bn(self.expand(x, hidden)))
 
-    def forward(self, x: torch.Tensor, kernel: int, expand: int) -> torch.Tensor:
-        hidden = self.in_channels * expand
-        h = self._expand(x, hidden)
-        h = self.act(self.dw_bn(self.dw(h, kernel)))
+    def forward(self, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
+        """The block as `cfg` runs it: its kernel, hidden width (input width x expand), output
+        width and residual."""
+        h = self._expand(x, cfg.hidden)
+        h = self.act(self.dw_bn(self.dw(h, cfg.kernel)))
         if self.se is not None:
             h = self.se(h)
-        h = self.project_bn(self.project(h, self.out_channels))
-        return x + h if self.residual else h
+        h = self.project_bn(self.project(h, cfg.out_channels))
+        return x + h if cfg.residual else h
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, kernel_masks: torch.Tensor,
                      channel_mask: torch.Tensor, expand_probs: torch.Tensor, expand_choices: tuple[int, ...]

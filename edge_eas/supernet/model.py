@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -13,10 +14,10 @@ from torch import nn
 
 from edge_eas.net.slicing import slice_subnet
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.subnet import BN_EPS
+from edge_eas.net.subnet import BN_EPS, head_layers, stem_layers
 from edge_eas.supernet.blocks import ElasticMBConv
-from edge_eas.supernet.static import activation
 from edge_eas.supernet.ops import DynamicBatchNorm, kernel_masks
+from edge_eas.torchnet.activations import torch_activation
 from edge_eas.supernet.static import SubNet
 
 
@@ -48,46 +49,40 @@ class Supernet(nn.Module):
     def __init__(self, space: SearchSpace, num_classes: int) -> None:
         super().__init__()
         self.space, self.num_classes = space, num_classes
-        self.stem = nn.Conv2d(space.in_channels, space.stem_channels, 3, space.stem_stride, 1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(space.stem_channels, eps=BN_EPS)
-        self.stem_act = activation(space.stem_act)
-        first = space.first_block_config()
-        self.first = None if first is None else ElasticMBConv(first.in_channels, first.out_channels, first.stride,
-                                                               first.kernel, first.expand, first.act, first.se)
-        self.blocks = nn.ModuleList(
-            ElasticMBConv(cin, cout, stride, space.max_kernel, space.max_expand, space.stages[s].act,
-                          space.stages[s].se)
-            for s, _, cin, cout, stride in space.block_slots())
-        self.head = nn.Conv2d(space.last_channels, space.head_channels, 1, bias=False)
-        self.head_bn = nn.BatchNorm2d(space.head_channels, eps=BN_EPS)
-        self.head_act = activation(space.head_act)
-        self.mix = nn.Linear(space.head_channels, space.mix_channels) if space.mix_channels else None
-        self.classifier = nn.Linear(space.mix_channels or space.head_channels, num_classes)
+        stem = stem_layers(space)[0]  # the stem conv; the fixed first block (mbv3) follows it
+        self.stem = nn.Conv2d(stem.in_channels, stem.out_channels, stem.kernel, stem.stride, stem.kernel // 2,
+                              bias=False)
+        self.stem_bn = nn.BatchNorm2d(stem.out_channels, eps=BN_EPS)
+        self.stem_act = torch_activation(stem.act)
+        self.first_config = space.first_block_config()
+        self.first = None if self.first_config is None else ElasticMBConv.of(self.first_config)
+        self.blocks = nn.ModuleList(ElasticMBConv.of(slot.largest) for slot in space.slot_configs())
+        head, _, *linears = head_layers(space)  # head 1x1, pool, [feature mix], classifier
+        self.head = nn.Conv2d(head.in_channels, head.out_channels, 1, bias=False)
+        self.head_bn = nn.BatchNorm2d(head.out_channels, eps=BN_EPS)
+        self.head_act = torch_activation(head.act)
+        mix = linears[0] if len(linears) > 1 else None
+        self.mix = None if mix is None else nn.Linear(mix.in_features, mix.out_features)
+        self.mix_act = torch_activation(mix.act if mix is not None else "none")
+        self.classifier = nn.Linear(linears[-1].in_features, num_classes)
         self.register_buffer("_kernel_masks", kernel_masks(space.max_kernel, space.kernel_choices, torch.device("cpu")),
                              persistent=False)
 
     # ---- hard (one arch) ------------------------------------------------------------------
-    def _stage_slices(self) -> list[tuple[int, int]]:
-        out, start = [], 0
-        for stage in self.space.stages:
-            out.append((start, stage.max_depth))
-            start += stage.max_depth
-        return out
-
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem_act(self.stem_bn(self.stem(x)))
-        return x if self.first is None else self.first(x, self.first.max_kernel, self.first.max_expand)
+        return x if self.first is None else self.first(x, self.first_config)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head_act(self.head_bn(self.head(x))).mean(dim=(2, 3))
-        return x if self.mix is None else F.hardswish(self.mix(x))
+        # the last stage may run narrower than the supernet (a width choice): its first inputs
+        x = self.head(x) if x.shape[1] == self.head.in_channels else F.conv2d(x, self.head.weight[:, :x.shape[1]])
+        x = self.head_act(self.head_bn(x)).mean(dim=(2, 3))
+        return x if self.mix is None else self.mix_act(self.mix(x))
 
     def features(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        self.space.validate(arch)
         x = self._stem(x)
-        for s, (start, _) in enumerate(self._stage_slices()):
-            for b in range(arch.depths[s]):
-                x = self.blocks[start + b](x, arch.kernels[s][b], arch.expands[s][b])
+        for slot, _, cfg in self.space.slots(arch):  # validates the arch
+            x = self.blocks[slot](x, cfg)
         return self._head(x)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
@@ -99,19 +94,19 @@ class Supernet(nn.Module):
         space = self.space
         expand_choices = torch.tensor(space.expand_choices, dtype=x.dtype, device=x.device)
         x = self._stem(x)
-        for s, (start, max_depth) in enumerate(self._stage_slices()):
+        for s, slots in groupby(space.slot_configs(), key=lambda slot: slot.stage):
             depth_probs = soft.depth[s]
             stage_out = torch.zeros((), dtype=x.dtype, device=x.device)
-            for b in range(max_depth):
-                block = self.blocks[start + b]
+            for slot in slots:
+                block, i = self.blocks[slot.slot], slot.slot
                 hidden = block.in_channels * space.max_expand
                 # channel c of the hidden layer is active when expand * in_channels > c
                 limits = expand_choices * block.in_channels
                 active = (torch.arange(hidden, device=x.device).view(1, -1) < limits.view(-1, 1)).to(x.dtype)
-                channel_mask = soft.expand[start + b] @ active
-                x = block.forward_soft(x, soft.kernel[start + b], self._kernel_masks.to(x.dtype), channel_mask,
-                                       soft.expand[start + b], space.expand_choices)
-                depth_index = [i for i, d in enumerate(space.stages[s].depth_choices) if d == b + 1]
+                channel_mask = soft.expand[i] @ active
+                x = block.forward_soft(x, soft.kernel[i], self._kernel_masks.to(x.dtype), channel_mask,
+                                       soft.expand[i], space.expand_choices)
+                depth_index = [j for j, d in enumerate(space.stages[s].depth_choices) if d == slot.pos + 1]
                 if depth_index:
                     stage_out = stage_out + depth_probs[depth_index[0]] * x
             x = stage_out

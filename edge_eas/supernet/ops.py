@@ -42,9 +42,6 @@ class DynamicPointwiseConv(nn.Module):
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
         return F.conv2d(x, self.weight[:out_channels, : x.shape[1]].contiguous())
 
-    def active_weight(self, in_channels: int, out_channels: int) -> torch.Tensor:
-        return self.weight[:out_channels, :in_channels]
-
 
 class DynamicDepthwiseConv(nn.Module):
     """Depthwise conv with elastic kernel (centre crop of the largest kernel) and channels."""
@@ -58,7 +55,8 @@ class DynamicDepthwiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         c = x.shape[1]
-        return F.conv2d(x, self.active_weight(c, kernel).contiguous(), stride=self.stride, padding=kernel // 2, groups=c)
+        weight = centre_crop(self.weight[:c], kernel).contiguous()
+        return F.conv2d(x, weight, stride=self.stride, padding=kernel // 2, groups=c)
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Mixture over kernel sizes: the weight is the probability-weighted sum of centre crops."""
@@ -66,9 +64,6 @@ class DynamicDepthwiseConv(nn.Module):
         mix = torch.einsum("k,kij->ij", kernel_probs, masks)
         weight = self.weight[:c] * mix
         return F.conv2d(x, weight, stride=self.stride, padding=self.max_kernel // 2, groups=c)
-
-    def active_weight(self, channels: int, kernel: int) -> torch.Tensor:
-        return centre_crop(self.weight[:channels], kernel)
 
 
 class DynamicBatchNorm(nn.Module):
@@ -90,8 +85,3 @@ class DynamicBatchNorm(nn.Module):
             return bn(x)
         return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
                             self.training, bn.momentum if bn.momentum is not None else 0.0, bn.eps)
-
-    def state_slice(self, channels: int) -> dict[str, torch.Tensor]:
-        bn = self.bn
-        return {"weight": bn.weight[:channels], "bias": bn.bias[:channels],
-                "running_mean": bn.running_mean[:channels], "running_var": bn.running_var[:channels]}

@@ -12,12 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_eas.runtime.engines.torch_engine import torch_activation
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
-
-
-activation = torch_activation  # the torch engine's: one mapping from activation names to modules
+from edge_eas.torchnet.activations import torch_activation
 
 
 class ConvBN(nn.Module):
@@ -28,7 +25,7 @@ class ConvBN(nn.Module):
         self.conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.kernel // 2,
                               groups=layer.groups, bias=False)
         self.bn = nn.BatchNorm2d(layer.out_channels, eps=BN_EPS)
-        self.act = activation(layer.act)
+        self.act = torch_activation(layer.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -57,7 +54,7 @@ class DenseAct(nn.Module):
         self.weight = nn.Parameter(torch.empty(layer.out_features, layer.in_features))
         self.bias = nn.Parameter(torch.zeros(layer.out_features))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
-        self.act = activation(layer.act)
+        self.act = torch_activation(layer.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(F.linear(x, self.weight, self.bias))

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge_eas.common.console import info, print_table
+from edge_eas.cost.latency_models import LatencyModels
+from edge_eas.net.budget import Budget
 
 
 def _step(name: str) -> float:
@@ -53,7 +55,6 @@ def ensure_trained(out: Path) -> Path:
 
 def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
     from edge_eas.host.bundle import export_bundle
-    from edge_eas.cost.latency import load_run_models
     from edge_eas.format.signing import generate_keypair
 
     key = out / "signing-key"
@@ -62,7 +63,7 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
     bundle = out / ("model-calibrated.eas" if with_models else "model.eas")
     newest_input = max(p.stat().st_mtime for p in (run / "generator.safetensors", run / "supernet.safetensors"))
     if with_models or not bundle.is_file() or bundle.stat().st_mtime < newest_input:
-        export_bundle(run, bundle, "int8", key, cost_models=load_run_models(run) if with_models else None)
+        export_bundle(run, bundle, "int8", key, cost_models=LatencyModels.run_document(run) if with_models else None)
     return bundle
 
 
@@ -85,22 +86,21 @@ def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
     return [ev.accuracy(Arch.from_dict(r["arch"]), Task(tuple(r["classes"]))) for r in rows]
 
 
-def ms_scenarios(bundle: Path, target_models: dict[str, Any], scenarios: list[dict[str, Any]], key: str,
+def ms_scenarios(bundle: Path, target_models: LatencyModels, scenarios: list[dict[str, Any]], key: str,
                  runs: int = 30) -> list[dict[str, Any]]:
     """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
+    from edge_eas.remote.scenarios import budget_range
     from edge_eas.runtime import Runtime
     from edge_eas.runtime.api import benchmark_many
     rt = Runtime.load(bundle)
     rt.add_latency_models(target_models)
     engine, threads = key.split("/t")
     threads_i = int(threads) or None
-    model = rt.latency_model(engine, threads_i)
-    table = model.budget_table(rt.space)  # the margin included: the smallest feasible budget
-    lo = float(table.cost_of_vectors(rt.space, rt.space.encode(rt.space.smallest())[None])[0])
-    hi = float(table.cost_of_vectors(rt.space, rt.space.encode(rt.space.largest())[None])[0])
+    # the margin included: from the smallest feasible budget (+2 %) to the largest arch's
+    lo, hi = budget_range(rt.space, rt.num_classes, "ms", rt.latency_model(engine, threads_i))
     rng = np.random.default_rng(7)
-    budgets = [float(np.exp(rng.uniform(np.log(lo * 1.02), np.log(hi)))) for _ in scenarios]
-    models = [rt.specialize(classes=sc["classes"], budget_ms=b, engine=engine, threads=threads_i)
+    budgets = [float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) for _ in scenarios]
+    models = [rt.specialize(sc["classes"], Budget("ms", b), engine=engine, threads=threads_i)
               for sc, b in zip(scenarios, budgets)]
     reference = rt.speed_reference(engine, threads_i, warmup=5, runs=runs)
     stats = benchmark_many(models, warmup=5, runs=runs, reference=reference)  # the agent's protocol
@@ -155,7 +155,6 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
 def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
     from edge_eas.cost.calibrate import accuracy_report
     from edge_eas.cost.calibration import prior_model
-    from edge_eas.cost.latency import load_run_models
     from edge_eas.net.space import Arch, SearchSpace
 
     start = time.perf_counter()
@@ -178,12 +177,12 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
         r["accuracy"] = acc
     key, cal_report = next(iter(bench["calibration"].items()))
     key = key.split("/", 1)[1]
-    models = load_run_models(run)["local"]
+    models = LatencyModels.of_run(run, "local")
     space = SearchSpace.from_dict(json.loads((run / "run.json").read_text())["space"])
-    from edge_eas.cost.latency import LatencyModel
     engine, thr = key.split("/t")
     prior = prior_model("local", engine, int(thr) or None)
-    after_model = LatencyModel.from_dict(models[key])
+    after_model = models.for_space(space).get(engine, int(thr) or None)
+    assert after_model is not None  # the bench just calibrated it for this run's space
     archs = [Arch.from_dict(r["arch"]) for r in rows]
     before = [prior.predict(space, a) for a in archs]
     after = [after_model.predict(space, a) for a in archs]

@@ -15,12 +15,16 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from edge_eas import __version__
+from edge_eas.net.arch import Arch
+from edge_eas.net.budget import Budget
 from edge_eas.runtime.agent.output import AgentOutput
 from edge_eas.runtime.agent.messages import Done, Fatal, Hello, MeasurementLine, ScenarioError
+from edge_eas.runtime.engines.registry import ENGINE_NAMES, auto_engines
 from edge_eas.runtime.timing import INTERLEAVE_GROUP
 
 
@@ -41,28 +45,39 @@ def load_scenarios(path: Path) -> list[dict[str, Any]]:
     return [dict(s, id=str(s.get("id", i))) for i, s in enumerate(items)]
 
 
-def prepare_scenario(rt: Any, sc: dict[str, Any], args: argparse.Namespace) -> Any:
+@dataclass(frozen=True)
+class AgentSettings:
+    """How every scenario of this invocation is specialised and timed (built once in main)."""
+
+    engine: str = "auto"
+    threads: int | None = None
+    warmup: int = 10
+    runs: int = 50
+    batch_size: int = 1
+    run_id: str = "adhoc"
+
+
+def prepare_scenario(rt: Any, sc: dict[str, Any], settings: AgentSettings) -> Any:
     """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine)."""
-    from edge_eas.net.space import Arch
     arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
-    return rt.specialize(classes=sc["classes"], budget_mflops=sc.get("budget_mflops"),
-                         budget_params=sc.get("budget_params"), budget_ms=sc.get("budget_ms"),
-                         engine=args.engine, threads=args.threads, arch=arch)
+    return rt.specialize(sc["classes"], Budget.in_scenario(sc), engine=settings.engine, threads=settings.threads,
+                         arch=arch)
 
 
 def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
-                     args: argparse.Namespace) -> MeasurementLine:
+                     settings: AgentSettings) -> MeasurementLine:
     stats = dict(stats)
     env = stats.pop("environment")
     ran, asked = stats.pop("threads"), stats.pop("threads_requested")
+    budget = Budget.in_scenario(sc)
     return MeasurementLine(
         scenario=sc["id"],
-        measurement_id=measurement_id(rt.bundle.sha256, args.run_id, sc["id"], m.engine, args.threads,
-                                      args.batch_size),
+        measurement_id=measurement_id(rt.bundle.sha256, settings.run_id, sc["id"], m.engine, settings.threads,
+                                      settings.batch_size),
         classes=list(m.classes),
-        budget={k: sc[k] for k in ("budget_mflops", "budget_params", "budget_ms") if sc.get(k) is not None},
+        budget=budget.to_dict() if budget is not None else {},
         arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
-        threads=ran, batch_size=args.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
+        threads=ran, batch_size=settings.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
         bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
         warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [])
 
@@ -74,7 +89,7 @@ def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
     return f"{engine}: asked for {asked} threads, ran with {what}{fix}; filed under what ran"
 
 
-def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
+def run_group(rt: Any, group: list[dict[str, Any]], settings: AgentSettings,
               reference: Any = None) -> list[MeasurementLine | ScenarioError]:
     """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
     order. A scenario that fails is an 'error' line; the others are still measured."""
@@ -83,12 +98,12 @@ def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
     ready: list[tuple[dict[str, Any], Any]] = []
     for sc in group:
         try:
-            ready.append((sc, prepare_scenario(rt, sc, args)))
+            ready.append((sc, prepare_scenario(rt, sc, settings)))
         except Exception as exc:  # one bad scenario must not lose the others' results
             lines[sc["id"]] = _error(sc, exc)
 
     def bench(models: list[Any]) -> list[dict[str, Any]]:
-        return benchmark_many(models, warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
+        return benchmark_many(models, warmup=settings.warmup, runs=settings.runs, batch_size=settings.batch_size,
                               reference=reference)
 
     try:
@@ -103,7 +118,7 @@ def run_group(rt: Any, group: list[dict[str, Any]], args: argparse.Namespace,
                 lines[sc["id"]] = _error(sc, exc)
     for (sc, m), st in zip(ready, stats):
         if st is not None:
-            lines[sc["id"]] = measurement_line(rt, sc, m, st, args)
+            lines[sc["id"]] = measurement_line(rt, sc, m, st, settings)
     return [lines[sc["id"]] for sc in group]
 
 
@@ -111,18 +126,14 @@ def _error(sc: dict[str, Any], exc: Exception) -> ScenarioError:
     return ScenarioError(sc["id"], f"{type(exc).__name__}: {exc}")
 
 
-def _beside(bundle: Path, name: str) -> Path | None:
-    """A file deploy put next to the bundle in its release, if there is one."""
-    path = bundle.parent / name
-    return path if path.is_file() else None
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m edge_eas.runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", type=Path, required=True)
-    p.add_argument("--scenarios", type=Path, help="JSON list of {id, classes, budget_mflops|budget_params|budget_ms|arch}")
-    p.add_argument("--engine", default="auto")
+    p.add_argument("--scenarios", type=Path, help='JSON list of {id, classes, budget|arch}, budget as {"ms": 12} '
+                                                  '(or "ms=12"; the older budget_mflops|budget_params|budget_ms read too)')
+    p.add_argument("--engine", default="auto", help=f"one of {', '.join(ENGINE_NAMES)}, or auto: the first "
+                                                   f"installed of {', '.join(auto_engines())} (the default)")
     p.add_argument("--threads", type=int)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
@@ -164,18 +175,22 @@ def _positive(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    settings = AgentSettings(args.engine, args.threads, args.warmup, args.runs, args.batch_size, args.run_id)
     with AgentOutput(sys.stdout, args.heartbeat) as out:
-        return _run(args, out)
+        return _run(args, settings, out)
 
 
-def _run(args: argparse.Namespace, out: AgentOutput) -> int:
+def _run(args: argparse.Namespace, settings: AgentSettings, out: AgentOutput) -> int:
     out.phase("loading")
+    # numpy and the bundle reader load after the first sign of life (slow boards)
+    from edge_eas.cost.latency_models import LatencyModels
     from edge_eas.runtime import Runtime
     from edge_eas.runtime.environment import describe
     try:
         rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target,
                           calibration=args.calibration)
-        models = args.latency_models or _beside(args.bundle, "latency_models.json")
+        shipped = LatencyModels.beside(args.bundle)  # where deploy puts the target's models
+        models = args.latency_models or (shipped if shipped.is_file() else None)
         if models is not None:
             rt.load_latency_models(models)
         scenarios = load_scenarios(args.scenarios) if args.scenarios else []
@@ -183,13 +198,13 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
         out.emit(Fatal(str(exc)))
         print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
         return 2
-    out.emit(Hello(__version__, rt.bundle.sha256, describe(args.threads), len(scenarios), rt.trust_status(),
+    out.emit(Hello(__version__, rt.bundle.sha256, describe(settings.threads), len(scenarios), rt.trust_status(),
                    rt.untrained))
     if args.profile_blocks:
         from edge_eas.runtime.agent.profile import profile_blocks
         out.phase("profiling blocks")
-        for row in profile_blocks(rt, engine=args.engine, threads=args.threads, warmup=args.warmup, runs=args.runs,
-                                  reference_hints=dict(args.reference_ms)):
+        for row in profile_blocks(rt, engine=settings.engine, threads=settings.threads, warmup=settings.warmup,
+                                  runs=settings.runs, reference_hints=dict(args.reference_ms)):
             out.emit(row)
     skip = {s for s in args.skip.split(",") if s}
     todo = [sc for sc in scenarios if sc["id"] not in skip]
@@ -198,15 +213,15 @@ def _run(args: argparse.Namespace, out: AgentOutput) -> int:
     if todo:
         out.phase("timing the speed reference")
         try:
-            reference = rt.speed_reference(args.engine, args.threads, args.batch_size, args.warmup, args.runs,
-                                           hints=dict(args.reference_ms))
+            reference = rt.speed_reference(settings.engine, settings.threads, settings.batch_size, settings.warmup,
+                                           settings.runs, hints=dict(args.reference_ms))
         except Exception as exc:  # the scenarios are still measured, without regime checks
             print(f"edge_eas.runtime: warning: no speed reference ({type(exc).__name__}: {exc})", file=sys.stderr)
     for start in range(0, len(todo), INTERLEAVE_GROUP):
         group = todo[start:start + INTERLEAVE_GROUP]
         ids = [sc["id"] for sc in group]
         out.phase(f"scenarios {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"scenario {ids[0]}")
-        for line in run_group(rt, group, args, reference):
+        for line in run_group(rt, group, settings, reference):
             failed += isinstance(line, ScenarioError)
             out.emit(line)
     out.emit(Done(failed))

@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Dict, List, Optional, Type, Union
 
+from edge_eas.net.budget import Budget
+
 
 @dataclass(frozen=True)
 class Hello:
@@ -50,6 +52,11 @@ class MeasurementLine:
     runtime_version: str
     threads_requested: Optional[int] = None  # `threads` is what ran (read back from the engine)
     warnings: List[str] = field(default_factory=list)
+
+    def scenario_budget(self) -> Optional[Budget]:
+        """The scenario's budget; None for a given arch. `budget` is `Budget.to_dict()` (lines
+        from agents before Budget spelled it {"budget_mflops": x}: read too)."""
+        return Budget.from_dict(self.budget) if self.budget else None
 
 
 @dataclass(frozen=True)

@@ -90,14 +90,11 @@ def isolated_fixed_ms(rt: Any, engine: str = "auto", threads: int | None = None,
 
 
 def distinct_blocks(space: Any) -> list[BlockConfig]:
+    """Every block config the space's slots may run (`slot_configs`), each once, in slot order."""
     seen: dict[str, BlockConfig] = {}
-    size = space.stem_out_size
-    for stage, _, cin, cout, stride in space.block_slots():
-        for k in space.kernel_choices:
-            for e in space.expand_choices:
-                cfg = space.block_config(stage, cin, cout, k, e, stride, size)
-                seen.setdefault(block_key(cfg), cfg)
-        size = (size - 1) // stride + 1
+    for slot in space.slot_configs():
+        for _, _, cfg in slot.choices():
+            seen.setdefault(block_key(cfg), cfg)
     return list(seen.values())
 
 

@@ -13,30 +13,29 @@ from typing import Optional, Union
 
 import numpy as np
 
-from edge_eas.runtime.engines import EngineUnavailable, as_input
 from edge_eas.net.folded import FoldedNet
 from edge_eas.runtime.app_io import AppIO
+from edge_eas.runtime.engines.base import EngineUnavailable, as_input
 from edge_eas.runtime.engines.torch_engine import build_app_module, build_module, import_torch
-
-_INSTALL_HINT = "pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"
 
 
 def _import_lowering():  # type: ignore[no-untyped-def]
     """(torch, to_edge_transform_and_lower, XnnpackPartitioner) or EngineUnavailable."""
     torch = import_torch()
     try:
+        # lazy: an optional extra (executorch), heavy to import
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
     except ImportError as exc:
-        raise EngineUnavailable(f"the executorch engine needs ExecuTorch: {_INSTALL_HINT} ({exc})") from None
+        raise EngineUnavailable(f"the executorch engine needs ExecuTorch ({exc})") from None
     return torch, to_edge_transform_and_lower, XnnpackPartitioner
 
 
 def _import_runtime():  # type: ignore[no-untyped-def]
     try:
-        from executorch.runtime import Runtime
+        from executorch.runtime import Runtime  # lazy: an optional extra (executorch)
     except ImportError as exc:
-        raise EngineUnavailable(f"running a .pte needs the ExecuTorch runtime: {_INSTALL_HINT} ({exc})") from None
+        raise EngineUnavailable(f"running a .pte needs the ExecuTorch runtime ({exc})") from None
     return Runtime
 
 
@@ -74,7 +73,7 @@ def export_pte(folded: FoldedNet, path: Union[str, os.PathLike], batch_size: int
 def _set_threads(threads: Optional[int]) -> Optional[int]:
     """ExecuTorch's XNNPACK threadpool is process-wide; resize it when asked, report its size."""
     try:
-        from executorch.extension.pybindings import portable_lib
+        from executorch.extension.pybindings import portable_lib  # lazy: an optional extra (executorch)
     except ImportError:
         return threads
     if threads is not None and hasattr(portable_lib, "_unsafe_reset_threadpool"):

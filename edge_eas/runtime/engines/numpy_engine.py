@@ -14,28 +14,18 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from edge_eas.runtime.engines import as_input
+from edge_eas.net.activations import activation
 from edge_eas.net.folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, SqueezeExcite,
-                      plan_conv)
+                                 plan_conv)
+from edge_eas.runtime.engines.base import as_input
 
 
 Kernel = Callable[[np.ndarray], np.ndarray]
 
 
 def activate(y: np.ndarray, act: str) -> np.ndarray:
-    """Apply one of space.ACTIVATIONS in place."""
-    if act == "relu6":
-        np.clip(y, 0.0, 6.0, out=y)
-    elif act == "relu":
-        np.maximum(y, 0.0, out=y)
-    elif act == "hswish":  # x * relu6(x + 3) / 6
-        gate = y + 3.0
-        np.clip(gate, 0.0, 6.0, out=gate)
-        gate *= 1.0 / 6.0
-        y *= gate
-    elif act != "none":
-        raise ValueError(f"the numpy engine has no activation {act!r}")
-    return y
+    """Apply activation `act` (the registry's numpy op, edge_eas.net.activations) in place."""
+    return activation(act).numpy(y)
 
 
 def hard_sigmoid(z: np.ndarray) -> np.ndarray:
@@ -254,7 +244,7 @@ def _limit_blas_threads(threads: Optional[int]) -> Tuple[Optional[int], Optional
     None for the library default or when nothing can be read (no threadpoolctl): a request that
     cannot be checked is not filed as honoured."""
     try:
-        from threadpoolctl import threadpool_info, threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits  # lazy: optional (the runtime extra)
     except ImportError:
         return None, None
     if threads is not None:

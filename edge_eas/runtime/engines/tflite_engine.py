@@ -15,17 +15,18 @@ with ADD): XNNPACK has no fast 49-tap kernel and runs a 7x7 depthwise 10-16x slo
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from edge_eas.runtime.engines import EngineUnavailable, as_input
-from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
+from edge_eas.net.activations import activation
 from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
-                      SqueezeExcite, plan_conv)
+                                 SqueezeExcite, plan_conv)
+from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
+from edge_eas.runtime.engines.base import EngineUnavailable, as_input
 
-_INSTALL_HINT = "pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)"
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
                    "edge_eas_tflite_schema")
@@ -35,28 +36,26 @@ _BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data al
 
 def load_schema() -> ModuleType:
     """The generated TFLite schema module (object API), or EngineUnavailable."""
-    import importlib
-
     for name in _SCHEMA_MODULES:
         try:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise EngineUnavailable(f"building a .tflite model needs the TFLite schema: {_INSTALL_HINT}")
+    raise EngineUnavailable("building a .tflite model needs the TFLite schema")
 
 
 def load_interpreter_class() -> type:
     """LiteRT's Interpreter, else tflite-runtime's, else EngineUnavailable."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # lazy: an optional extra (tflite)
         return Interpreter
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]  # lazy: the numpy<2 fallback
         return Interpreter
     except ImportError:
-        raise EngineUnavailable(f"the tflite engine needs a TFLite interpreter: {_INSTALL_HINT}") from None
+        raise EngineUnavailable("the tflite engine needs a TFLite interpreter") from None
 
 
 class _AlignedBuffer:
@@ -121,7 +120,7 @@ class _GraphBuilder:
                signature: Optional[tuple[str, str, str]] = None, metadata: Optional[tuple[str, bytes]] = None) -> bytes:
         """The model; `signature` (key, input name, output name) names its one signature,
         `metadata` (name, bytes) adds a metadata entry."""
-        import flatbuffers
+        import flatbuffers  # lazy: an optional extra (tflite); numpy-only devices import this module
 
         if metadata is not None:
             self.buffers.append(_AlignedBuffer(self.s, metadata[1]))
@@ -157,23 +156,18 @@ class _GraphBuilder:
         return bytes(builder.Output())
 
 
-_FUSED = {"relu6": "RELU6", "relu": "RELU", "none": "NONE"}  # activations TFLite fuses into the op
-_SEPARATE = {"hswish": "HARD_SWISH"}                           # activations that are ops of their own
-
-
 def _activation(schema: ModuleType, act: str) -> int:
-    """The fused activation for one of space.ACTIVATIONS (NONE when it is a separate op)."""
-    if act not in _FUSED and act not in _SEPARATE:
-        raise ValueError(f"the tflite engine has no activation {act!r}")
-    return getattr(schema.ActivationFunctionType, _FUSED.get(act, "NONE"))
+    """The activation fused into the producing op (the registry's `tflite_fused`)."""
+    return getattr(schema.ActivationFunctionType, activation(act).tflite_fused)
 
 
 def _separate_activation(g: "_GraphBuilder", x: int, shape: Shape, act: str, name: str) -> int:
     """`act` as its own op on `x` when TFLite cannot fuse it (h-swish); else `x` unchanged."""
-    if act not in _SEPARATE:
+    op = activation(act).tflite_op
+    if op is None:
         return x
     out = g.tensor(shape, f"{name}/{act}")
-    g.op(_SEPARATE[act], [x], [out])
+    g.op(op, [x], [out])
     return out
 
 

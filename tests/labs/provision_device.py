@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from edge_eas.sim.ssh_lab import DEVICE_LAUNCHER, DeviceLab, SimDevice, run_tool
+from edge_eas.sim.ssh_lab import DEVICE_LAUNCHER, SimDevice, run_tool
 
 from .serial_device import SimConsole
+from .ssh_lab import FaultLab
 
 SYSTEMCTL = r"""#!/bin/bash
 # The device's service manager, for one unit: ssh.service. State lives in the device's /run.
@@ -44,7 +45,7 @@ esac
 """
 
 
-class FreshBoard(DeviceLab):
+class FreshBoard(FaultLab):
     """`with FreshBoard(tmp, "board") as lab: lab.console.port, lab.devices[0].addr`."""
 
     def __init__(self, root: Path, name: str = "board", user: str = "root", password: str = "raspberry",

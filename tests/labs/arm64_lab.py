@@ -38,7 +38,7 @@ class Arm64Unavailable(RuntimeError):
 
 
 def script_path() -> Path:
-    """firmware_scripts/make_arm64_device.sh of the source tree edge_eas runs from."""
+    """firmware_scripts/make_arm64_device.sh of this source checkout (the labs never ship)."""
     path = Path(__file__).resolve().parents[2] / "firmware_scripts" / SCRIPT_NAME
     if not path.is_file():
         raise Arm64Unavailable(f"{SCRIPT_NAME} not found at {path} (the arm64 lab runs from a source checkout)")

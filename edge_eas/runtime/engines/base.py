@@ -1,0 +1,42 @@
+"""What every engine module shares: the Engine protocol, EngineUnavailable and input checking.
+
+The engine modules import this (never the registry, which imports them lazily), so the engines
+package has no import loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Protocol
+
+import numpy as np
+
+from edge_eas.errors import UserError
+
+if TYPE_CHECKING:
+    from edge_eas.net.folded import FoldedNet
+
+
+class EngineUnavailable(UserError, RuntimeError):
+    """The engine's library is not installed here; the message says what to pip install."""
+
+
+class Engine(Protocol):
+    name: str
+    threads: Optional[int]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 images -> (N, num_classes) float32 logits."""
+        ...
+
+
+def as_input(x: np.ndarray, folded: "FoldedNet") -> np.ndarray:
+    """Validate an NCHW batch against the net's input shape; return it as C-contiguous float32."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(folded.input_shape):
+        raise ValueError(f"expected NCHW input of shape (N, {', '.join(map(str, folded.input_shape))}), "
+                         f"got {tuple(x.shape)}")
+    if x.shape[0] < 1:
+        raise ValueError("input batch is empty")
+    return np.ascontiguousarray(x, dtype=np.float32)

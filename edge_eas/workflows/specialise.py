@@ -1,0 +1,101 @@
+"""One task and budget -> one generated sub-network, from a run directory or a bundle: what
+`edge_eas specialize` reports and `edge_eas export-subnet` exports. The source is opened (a
+bundle verified) once. The device does the same on its own in `Runtime.specialize`; both turn
+a budget into a cost table through `ArchGenerator.cost_table`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+from edge_eas import generator as G
+from edge_eas.archgen.generator import ArchGenerator, from_bundle
+from edge_eas.common.paths import models_file
+from edge_eas.cost.latency import LatencyModel, model_key
+from edge_eas.cost.latency_models import LatencyModels
+from edge_eas.devices.targets import load_target
+from edge_eas.errors import UserError
+from edge_eas.format.bundle_reader import open_bundle
+from edge_eas.host.rundir import RunDir
+from edge_eas.net.budget import Budget, BudgetLike
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task
+from edge_eas.runtime.engines import preferred_engines
+
+
+@dataclass(frozen=True)
+class Specialisation:
+    """The generated arch for one task and budget (`latency`: the model an ms budget used)."""
+
+    task: Task
+    budget: Budget
+    arch: Arch
+    space: SearchSpace
+    num_classes: int
+    generation_ms: float
+    latency: LatencyModel | None
+    untrained: bool
+
+    @property
+    def predicted_ms(self) -> float | None:
+        return self.latency.predict(self.space, self.arch) if self.latency is not None else None
+
+
+class Source:
+    """A run directory or a bundle, opened once: its generator, whether it is untrained
+    (`edge_eas init`) and the latency models it carries per target."""
+
+    def __init__(self, path: Path, generator: ArchGenerator, untrained: bool,
+                 cost_models: Mapping[str, Any]) -> None:
+        self.path, self.generator, self.untrained, self.cost_models = path, generator, untrained, cost_models
+        self.space, self.num_classes = generator.space, generator.num_classes
+
+    @classmethod
+    def open(cls, path: Path) -> "Source":
+        p = Path(path)
+        if p.is_dir():
+            generator = G.load(p)
+            return cls(p, generator, bool(RunDir(p).meta().get("untrained")), LatencyModels.run_document(p))
+        if p.is_file():
+            bundle = open_bundle(p)
+            return cls(p, from_bundle(bundle), bundle.manifest.untrained, bundle.manifest.cost_models)
+        raise UserError(f"{p} is neither a run directory nor a bundle file")
+
+    def latency_model(self, target_name: str | None, engine: str | None = None,
+                      threads: int | None = None) -> LatencyModel:
+        """The target's calibrated model for this space (engine and threads: the target's unless
+        given): the one this run (or bundle) carries first, else the one `edge_eas calibrate`
+        wrote on this host."""
+        if not target_name:
+            raise UserError("an ms budget needs --target: latency depends on the device")
+        target = load_target(target_name)
+        engine, threads = engine or target.engine, threads or target.threads
+        # "auto" is resolved on the device (the best engine installed there): take whichever was calibrated
+        engines = preferred_engines() if engine == "auto" else (engine,)
+        sources = [LatencyModels.from_dict(self.cost_models.get(target.name, {})),
+                   LatencyModels.read(models_file(target.name))]
+        for name in engines:
+            for models in sources:
+                model = models.for_space(self.space).get(name, threads)
+                if model is not None:
+                    return model
+        keys = [model_key(name, threads) for name in engines]
+        raise UserError(f"no calibrated latency model for {target.name} ({' or '.join(keys)}) and this search space: "
+                        f"run `edge_eas bench --target {target.name} --calibrate` with this run's bundle first")
+
+
+def specialise(source: Union[Path, Source], classes: Sequence[int], budget: BudgetLike, target: str | None = None,
+               engine: str | None = None, threads: int | None = None) -> Specialisation:
+    """The generator's arch for the task within the budget, in one forward pass plus the budget
+    repair; an ms budget through `target`'s latency model (engine, threads: the target's)."""
+    src = source if isinstance(source, Source) else Source.open(Path(source))
+    budget = Budget.of(budget)
+    task = Task.create(classes, src.num_classes)
+    latency = src.latency_model(target, engine, threads) if budget.kind == "ms" else None
+    table = src.generator.cost_table(budget.kind, latency)  # what the budget is met against (margin included)
+    start = time.perf_counter()
+    arch = src.generator.generate([list(task.classes)], [budget.value], budget.kind, table=table)[0]
+    return Specialisation(task, budget, arch, src.space, src.num_classes, (time.perf_counter() - start) * 1000,
+                          latency, src.untrained)
