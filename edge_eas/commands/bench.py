@@ -12,6 +12,7 @@ from edge_eas.common.paths import default_store
 from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
 from edge_eas.net.budget import KINDS, UNITS
+from edge_eas.remote.fleet import BenchRequest, expand_targets, run_bench
 
 if TYPE_CHECKING:
     from edge_eas.remote.fleet import BenchRequest
@@ -41,14 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def requires(args: argparse.Namespace) -> list[Need]:
     """SSH only for remote targets (`local` runs the agent here); scipy only to calibrate."""
-    from edge_eas.remote.fleet import expand_targets
     need = modules(*REMOTE, why="benchmarking over SSH") if any(not t.local for t in expand_targets(args.target)) else []
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
 def request(args: argparse.Namespace) -> "BenchRequest":
     """The flags as a typed request: the library below the CLI never sees a Namespace."""
-    from edge_eas.remote.fleet import BenchRequest
     return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
                         budget_kind=args.budget_kind, engine=args.engine, threads=args.threads, runs=args.runs,
                         warmup=args.warmup, store=args.store, calibrate=args.calibrate, run=args.run,
@@ -56,8 +55,6 @@ def request(args: argparse.Namespace) -> "BenchRequest":
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.remote.fleet import run_bench
-
     result = run_bench(request(args))
     if args.json:
         emit_json(result)
@@ -80,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if dev["failure"]:
             info(f"{dev['device']}: FAILED: {dev['failure']} (measurements stored so far are kept)")
     if result.get("calibration"):
+        # lazy: loads scipy only when this command runs (the CLI imports every command for its parser)
         from edge_eas.cost.calibration import held_out_line
         for key, cal in result["calibration"].items():
             info(f"calibrated {held_out_line(key, cal)}")

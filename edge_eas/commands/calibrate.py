@@ -26,6 +26,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loads scipy only when this command runs (the CLI imports every command for its parser)
     from edge_eas.cost.calibration import calibrate_target, held_out_line
 
     result = calibrate_target(args.target, args.store or default_store(), engine=args.engine, threads=args.threads,

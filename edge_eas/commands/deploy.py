@@ -10,6 +10,9 @@ from typing import Any
 from edge_eas.common.console import emit_json, info
 from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
+from edge_eas.errors import UserError
+from edge_eas.remote.fleet import expand_targets
+from edge_eas.remote.ssh_options import ssh_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +36,8 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.errors import UserError
+    # lazy: loads packaging, paramiko only when this command runs (the CLI imports every command for its parser)
     from edge_eas.remote.deploy import deploy
-    from edge_eas.remote.fleet import expand_targets
-    from edge_eas.remote.ssh_options import ssh_options
 
     targets = expand_targets(args.target)
     if args.host and len(targets) > 1:

@@ -9,6 +9,9 @@ from edge_eas.common.console import emit_json
 from edge_eas.cost.flops import macs, params
 from edge_eas.net.tasks import Task, parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.commands.space import parse_arch
+from edge_eas.data import load_dataset
+from edge_eas.host.rundir import load_supernet, RunDir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +26,10 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.data import load_dataset
+    # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.evaluate import TaskEvaluator
-    from edge_eas.host.rundir import RunDir, load_supernet
-    from edge_eas.commands.space import parse_arch
 
+    # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.untrained import require_trained
 
     require_trained(RunDir(args.run_dir).meta(), args.run_dir, "evaluate")

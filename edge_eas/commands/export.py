@@ -7,6 +7,8 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json
 from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.cost.latency_models import LatencyModels
+from edge_eas.host.bundle import export_bundle
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,9 +31,6 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.host.bundle import export_bundle
-    from edge_eas.cost.latency_models import LatencyModels
-
     if args.sign is not None and not args.sign.is_file():
         raise FileNotFoundError(f"signing key {args.sign} does not exist (make one with `edge_eas keygen --out {args.sign}`)")
     if args.calib_per_class < 0:

@@ -13,6 +13,12 @@ from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.common.console import emit_json
 from edge_eas.net.tasks import parse_classes
 from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
+from edge_eas.cost.flops import macs, params
+from edge_eas.data import load_dataset
+from edge_eas.host.rundir import load_supernet, RunDir
+from edge_eas.net.folded import fold_bn
+from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
+from edge_eas.workflows.specialise import specialise
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,14 +39,9 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 def run(args: argparse.Namespace) -> int:
     # torch, the data and the engines' builders load when the command runs, not with the CLI's parser
-    from edge_eas.cost.flops import macs, params
-    from edge_eas.data import load_dataset
+    # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.evaluate import TaskEvaluator
-    from edge_eas.host.rundir import RunDir, load_supernet
-    from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
-    from edge_eas.net.folded import fold_bn
     from edge_eas.supernet import recalibrate_bn
-    from edge_eas.workflows.specialise import specialise
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
@@ -61,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
                   {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
                    "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__})
     if args.format == "pte":
+        # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.executorch_engine import export_pte
         export_pte(folded, args.out, batch_size=args.batch_size, app=app)
     else:
+        # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.tflite_engine import build_tflite
         atomic_write_bytes(args.out, build_tflite(folded, args.batch_size, app=app, metadata=sidecar_bytes(doc)))
     side = args.out.with_suffix(".json")

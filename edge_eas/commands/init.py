@@ -7,7 +7,9 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json
 from edge_eas.common.requirements import HOST, Need, modules
-from edge_eas.net.space import PRESETS
+from edge_eas.net.space import PRESETS, SearchSpace
+
+from edge_eas.cost.flops import macs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,8 +25,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.cost.flops import macs
-    from edge_eas.net.space import SearchSpace
+    # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.untrained import init_run
 
     space = SearchSpace.preset(args.space)

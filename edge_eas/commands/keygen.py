@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json
 from edge_eas.common.requirements import Need, modules
+from edge_eas.format.signing import generate_keypair
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +19,6 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.format.signing import generate_keypair
-
     if args.out.exists():
         raise FileExistsError(f"{args.out} already exists; refusing to overwrite a key")
     pub, kid = generate_keypair(args.out)

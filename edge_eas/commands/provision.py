@@ -9,6 +9,11 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json, info
 from edge_eas.common.requirements import REMOTE, SERIAL, Need, modules
+from edge_eas.common.paths import targets_dir
+from edge_eas.devices.targets import load_target
+from edge_eas.errors import UserError
+from edge_eas.remote.provision import check_hostname, check_ip, provision, ProvisionRequest, Step
+from edge_eas.remote.serial import Credentials, USER_ENV
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,12 +42,6 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.errors import UserError
-    from edge_eas.common.paths import targets_dir
-    from edge_eas.remote.provision import ProvisionRequest, Step, check_hostname, check_ip, provision
-    from edge_eas.remote.serial import USER_ENV, Credentials
-    from edge_eas.devices.targets import load_target
-
     profile = load_target(args.target)
     if profile.is_fleet or profile.local:
         raise UserError(f"target {profile.name} is a {'fleet' if profile.is_fleet else 'local target'}: "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json
 from edge_eas.common.requirements import HOST, REMOTE, Need, modules
+from edge_eas.workflows.quickstart import print_report, quickstart
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,8 +32,6 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.workflows.quickstart import print_report, quickstart
-
     # keep the quick start's store and latency models inside its folder, not in the user's home
     os.environ.setdefault("EDGE_EAS_HOME", str(args.out.resolve() / "home"))
     report = quickstart(args.out, args.scenarios, args.seed, with_ssh_demo=args.ssh_demo)

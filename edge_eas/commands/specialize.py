@@ -9,6 +9,10 @@ from edge_eas.commands.budget_args import add_budget_arguments, budget_of
 from edge_eas.common.console import emit_json
 from edge_eas.net.tasks import Task, parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.cost.flops import macs, params
+from edge_eas.data import load_dataset
+from edge_eas.host.rundir import load_supernet, RunDir
+from edge_eas.workflows.specialise import specialise
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +29,6 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 def run(args: argparse.Namespace) -> int:
     # numpy and the generator load when the command runs, not when the CLI's parser is built
-    from edge_eas.cost.flops import macs, params
-    from edge_eas.workflows.specialise import specialise
 
     spec = specialise(args.source, parse_classes(args.classes), budget_of(args), args.target, args.engine,
                       args.threads)
@@ -56,9 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no-untyped-def]
     # torch: only a run directory's accuracy needs it (a bundle specialises with numpy alone)
-    from edge_eas.data import load_dataset
+    # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.evaluate import TaskEvaluator
-    from edge_eas.host.rundir import RunDir, load_supernet
 
     net, meta = load_supernet(RunDir(run_dir))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])

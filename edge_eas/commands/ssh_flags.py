@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+from edge_eas.remote.ssh_options import SSHOverrides
 
 if TYPE_CHECKING:
     from edge_eas.remote.ssh_options import SSHOverrides
@@ -20,5 +21,4 @@ def add_ssh_arguments(p: argparse.ArgumentParser, host_help: str, trust_help: st
 def ssh_overrides(args: argparse.Namespace) -> SSHOverrides:
     """The flags as data, built once per command run."""
     # the remote layer loads when a command runs, not when `edge_eas --help` imports every command
-    from edge_eas.remote.ssh_options import SSHOverrides
     return SSHOverrides(host=args.host, key=args.key, trust_new_host=args.trust_new_host)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json, info
 from edge_eas.errors import UserError
-from edge_eas.data import SPEC_FORMS
+from edge_eas.data import load_dataset, SPEC_FORMS
+
 from edge_eas.net.space import PRESETS
 from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.host.space_rule import space_for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +43,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_eas.data import load_dataset
-    from edge_eas.host.space_rule import space_for
+    # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.train import TrainConfig, train_supernet
 
     for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = train_supernet(cfg, out, resume=args.resume, dataset=data)
     result = {"run": str(out), **_summary(run_dir)}
     if cfg.train_generator and run_dir.meta_path.is_file():
+        # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
         from edge_eas.host.generator_train import GeneratorConfig, train_generator
         gcfg = GeneratorConfig.for_preset(space.name, steps=args.generator_steps)
         result["generator"] = train_generator(run_dir, gcfg, resume=args.resume, data=data)

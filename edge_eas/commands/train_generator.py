@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge_eas.common.console import emit_json, info
 from edge_eas.common.requirements import HOST, Need, modules
+from edge_eas.host.rundir import RunDir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,9 +24,10 @@ def requires(args: argparse.Namespace) -> list[Need]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.generator_train import GeneratorConfig, train_generator
-    from edge_eas.host.rundir import RunDir
 
+    # lazy: loads safetensors, torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.untrained import require_trained
 
     if args.steps is not None and args.steps < 1:

@@ -21,7 +21,8 @@ from scipy.optimize import nnls
 
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.cost.features import block_features, fixed_features
-from edge_eas.cost.latency import LatencyModel
+from edge_eas.cost.latency import block_key, LatencyModel
+
 
 HUBER_K = 1.345          # the usual Huber constant, in robust standard deviations of relative error
 MIN_SCALE = 0.01         # below 1 % relative error nothing is an outlier
@@ -78,7 +79,6 @@ def fit(model: LatencyModel, space: SearchSpace, archs: Sequence[Arch], measured
 
 def _residual_features(model: LatencyModel, space: SearchSpace, arch: Arch) -> np.ndarray:
     """Features of the blocks the profiled table does not cover (plus the constant)."""
-    from edge_eas.cost.latency import block_key
     f = np.zeros(len(model.coefficients()[0]))
     if model.fixed_ms is None:
         f = f + fixed_features(space, model.num_classes)
@@ -90,7 +90,6 @@ def _residual_features(model: LatencyModel, space: SearchSpace, arch: Arch) -> n
 
 def _known_ms(model: LatencyModel, space: SearchSpace, arch: Arch) -> float:
     """The part of a prediction that comes from profiled entries (not refitted)."""
-    from edge_eas.cost.latency import block_key
     known = sum(model.entries.get(block_key(c), 0.0) for c in space.active_blocks(arch))
     return known + (model.fixed_ms or 0.0)
 

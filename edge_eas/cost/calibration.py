@@ -20,6 +20,8 @@ from edge_eas.cost.calibrate import accuracy_report, fit
 from edge_eas.cost.latency import LatencyModel, model_key
 from edge_eas.cost.latency_models import LatencyModels
 from edge_eas.cost.store import MeasurementStore
+from edge_eas.devices.boards import board_profiles
+from edge_eas.format.signing import sign
 
 
 def prior_model(target: Target | str, engine: str, threads: int | None,
@@ -156,7 +158,6 @@ def measured_board(family: Target, stored_targets: Sequence[str], store_path: Pa
     """The one board of a family target (`--target jetson`) that the store holds measurements of.
     Bench files rows under the board's own profile (boards.resolve_board), so that is what is
     calibrated; with several boards measured, which one is the user's to say."""
-    from edge_eas.devices.boards import board_profiles
     profiles = {p.name: p for p in board_profiles() if p.board_family == family.board_detect}
     unknown = f"{family.board_fallback}-" if family.board_fallback else None  # boards no profile names
     found = [n for n in stored_targets if n in profiles or (unknown and n.startswith(unknown))]
@@ -231,7 +232,6 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
     doc.add(models, digest, target.name)
     doc.write(out)
     if sign_key:
-        from edge_eas.format.signing import sign
         atomic_write_json(Path(str(out) + ".sig"), sign(out.read_bytes(), sign_key))
     if run_dir is not None:
         run_space = json.loads((Path(run_dir) / "run.json").read_text())["space"]  # (rundir.py needs torch)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from edge_eas.errors import UserError
-from edge_eas.devices.targets import Target
+from edge_eas.devices.targets import load_target, search_dirs, Target
+
 
 SUPPORTED_PYTHON = ((3, 8), (3, 13))  # the device runtime (edge_eas[runtime]), both ends included
 MIN_GLIBC = (2, 17)                   # manylinux2014: the oldest wheels numpy/cryptography ship for it
@@ -110,7 +111,6 @@ def resolve_board(target: Target, info: BoardInfo, profiles: Callable[[], list[T
     else:
         if not target.board_fallback:
             raise UserError(f"target {target.name}: no profile matches the device ({info.describe()})")
-        from edge_eas.devices.targets import load_target
         fallback = load_target(target.board_fallback)
         profile = replace(fallback, name=f"{fallback.name}-{_slug(info.model or info.machine)}")
         warning = (f"target {target.name}: no {target.board_detect} profile matches the device ({info.describe()}); "
@@ -123,7 +123,6 @@ def resolve_board(target: Target, info: BoardInfo, profiles: Callable[[], list[T
 
 def board_profiles() -> list[Target]:
     """Every target file in the search path that names board models (targets.search_dirs)."""
-    from edge_eas.devices.targets import load_target, search_dirs
     seen: dict[str, Target] = {}
     for d in search_dirs():
         if not d.is_dir():

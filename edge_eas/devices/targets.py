@@ -15,6 +15,7 @@ from typing import Any
 from edge_eas.devices.hardware import Hardware
 from edge_eas.errors import UserError
 from edge_eas.common.toml_compat import tomllib
+from edge_eas.common.paths import targets_dir
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,6 @@ def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("EDGE_EAS_TARGETS"):
         dirs.append(Path(os.environ["EDGE_EAS_TARGETS"]))
-    from edge_eas.common.paths import targets_dir
 
     dirs.append(targets_dir())  # devices set up by `edge_eas provision`
     dirs.append(Path.cwd() / "targets")

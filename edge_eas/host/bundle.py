@@ -22,6 +22,7 @@ from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATUR
                                       GeneratorMeta, Manifest, Member, Weights)
 from edge_eas.format.quant import compress
 from edge_eas.format.signing import sign
+from edge_eas.data import load_dataset
 
 
 # The supernet's running BN statistics are an average over all archs seen in training and fit
@@ -37,7 +38,6 @@ def calibration_set(run_meta: dict[str, Any], per_class: int, seed: int = 0) -> 
     if per_class == 0:
         shape = (0, space["in_channels"], space["resolution"], space["resolution"])
         return {"images": np.zeros(shape, np.uint8), "labels": np.zeros(0, np.int64)}
-    from edge_eas.data import load_dataset
     data = load_dataset(run_meta["data"], resolution=space["resolution"], seed=run_meta["config"]["seed"])
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.nonzero(data.y_train == c)[0])[:per_class]
@@ -59,6 +59,7 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
     meta = run.meta()
     if not run.generator_path.is_file():
         raise UserError(f"{run_dir} has no trained generator; run `edge_eas train-generator {run_dir}` first")
+    # lazy: loads safetensors, torch only on this path, not when bundle is imported
     from edge_eas.host.checkpoint import load_tensors
     state = {k: v.float().numpy() if v.is_floating_point() else v.numpy()
              for k, v in load_tensors(run.weights_path, meta.get("weights_sha256")).items()

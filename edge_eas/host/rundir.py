@@ -65,7 +65,9 @@ class RunDir:
 
 def load_supernet(run: RunDir, device: str = "cpu"):  # type: ignore[no-untyped-def]
     """The trained supernet of a run, in eval mode, and the run's metadata."""
+    # lazy: loads safetensors, torch only on this path, not when rundir is imported
     from edge_eas.host.checkpoint import load_tensors
+    # lazy: loads torch only on this path, not when rundir is imported
     from edge_eas.supernet import Supernet
 
     meta = run.meta()

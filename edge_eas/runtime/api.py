@@ -23,9 +23,11 @@ from edge_eas.runtime.engines import create_engine, pick_engine
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.runtime.timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
 from edge_eas.runtime.recalibrate import recalibrate
-from edge_eas.format.signing import KeyLike
+from edge_eas.format.signing import KeyLike, SignatureError, verify
+
 from edge_eas.net.slicing import slice_subnet
 from edge_eas.runtime.trust import TrustError, TrustStore
+from edge_eas.runtime.environment import describe
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -117,7 +119,6 @@ def benchmark_many(models: Sequence[SpecializedModel], warmup: int = 10, runs: i
     timed samples interleaved (runtime/timing.py), so every network of a group meets the same
     machine states; with a `reference`, a group met in a slow stretch is retimed. Each network
     runs as `instances` engine instances and its figures are the fastest instance's."""
-    from edge_eas.runtime.environment import describe
     stats: list[dict[str, Any]] = []
     for start in range(0, len(models), INTERLEAVE_GROUP):
         calls = [instance_calls(m, batch_size, instances) for m in models[start:start + INTERLEAVE_GROUP]]
@@ -190,7 +191,6 @@ class Runtime:
         """Latency models from a JSON file (as `edge_eas calibrate` writes it), checked against its
         `.sig` whenever this runtime checks bundles: under a trust store or with trusted keys an
         unsigned or tampered model is refused, never silently used to pick archs."""
-        from edge_eas.format.signing import SignatureError, verify
         p = Path(path)
         data = p.read_bytes()
         sig_path = Path(str(p) + ".sig")

@@ -18,6 +18,21 @@ import numpy as np
 from edge_eas.common.console import info, print_table
 from edge_eas.cost.latency_models import LatencyModels
 from edge_eas.net.budget import Budget
+from edge_eas.cost.store import MeasurementStore
+from edge_eas.data import load_dataset
+from edge_eas.devices.targets import load_target
+from edge_eas.errors import UserError
+from edge_eas.format.signing import generate_keypair
+from edge_eas.host.bundle import export_bundle
+from edge_eas.host.rundir import load_supernet, RunDir
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task
+from edge_eas.remote.fleet import BenchRequest, run_bench
+from edge_eas.remote.scenarios import budget_range
+from edge_eas.remote.ssh_options import ssh_options
+from edge_eas.runtime import Runtime
+from edge_eas.runtime.api import benchmark_many
+from edge_eas.sim.ssh_lab import DeviceLab, have_sshd
 
 
 def _step(name: str) -> float:
@@ -33,8 +48,8 @@ QUICKSTART_GENERATOR_STEPS = 150
 
 
 def ensure_trained(out: Path) -> Path:
+    # lazy: loads safetensors, torch only on this path, not when quickstart is imported
     from edge_eas.host.generator_train import GeneratorConfig, train_generator
-    from edge_eas.host.rundir import RunDir
     from edge_eas.host.train import TrainConfig, train_supernet
 
     run = out / "run"
@@ -54,9 +69,6 @@ def ensure_trained(out: Path) -> Path:
 
 
 def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
-    from edge_eas.host.bundle import export_bundle
-    from edge_eas.format.signing import generate_keypair
-
     key = out / "signing-key"
     if not key.exists():
         generate_keypair(key)
@@ -69,17 +81,13 @@ def ensure_bundle(out: Path, run: Path, with_models: bool) -> Path:
 
 def bench_local(bundle: Path, store: Path, scenarios: int, seed: int, run: Path) -> dict[str, Any]:
     """Benchmark on this machine through the device agent, profile its blocks and calibrate."""
-    from edge_eas.remote.fleet import BenchRequest, run_bench
     return run_bench(BenchRequest(target="local", bundle=bundle, scenarios=scenarios, seed=seed, runs=30, warmup=5,
                                   store=store, calibrate=True, run=run))
 
 
 def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
-    from edge_eas.data import load_dataset
+    # lazy: loads torch only on this path, not when quickstart is imported
     from edge_eas.host.evaluate import TaskEvaluator
-    from edge_eas.host.rundir import RunDir, load_supernet
-    from edge_eas.net.space import Arch
-    from edge_eas.net.tasks import Task
     net, meta = load_supernet(RunDir(run))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
     ev = TaskEvaluator(net, data)
@@ -89,9 +97,6 @@ def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
 def ms_scenarios(bundle: Path, target_models: LatencyModels, scenarios: list[dict[str, Any]], key: str,
                  runs: int = 30) -> list[dict[str, Any]]:
     """Re-specialise with ms budgets on the calibrated model; measure what was generated."""
-    from edge_eas.remote.scenarios import budget_range
-    from edge_eas.runtime import Runtime
-    from edge_eas.runtime.api import benchmark_many
     rt = Runtime.load(bundle)
     rt.add_latency_models(target_models)
     engine, threads = key.split("/t")
@@ -153,9 +158,9 @@ def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], aft
 
 
 def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: bool = False) -> dict[str, Any]:
+    # lazy: loads scipy only on this path, not when quickstart is imported
     from edge_eas.cost.calibrate import accuracy_report
     from edge_eas.cost.calibration import prior_model
-    from edge_eas.net.space import Arch, SearchSpace
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +171,6 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
     bench = bench_local(bundle, store, scenarios, seed, run)
     dev = bench["devices"][0]
     if dev["failure"]:
-        from edge_eas.errors import UserError
         raise UserError(f"local benchmark failed: {dev['failure']}")
     rows = dev["rows"]
     full_rows = {r["scenario"]: r for r in _stored_rows(store, dev)}
@@ -215,12 +219,8 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
     namespace (loopback port without namespace rights), deploy offline, bench, calibrate."""
     import os
 
-    from edge_eas.errors import UserError
+    # lazy: loads packaging, paramiko only on this path, not when quickstart is imported
     from edge_eas.remote.deploy import deploy
-    from edge_eas.remote.fleet import BenchRequest, run_bench
-    from edge_eas.sim.ssh_lab import DeviceLab, have_sshd
-    from edge_eas.remote.ssh_options import ssh_options
-    from edge_eas.devices.targets import load_target
 
     if not have_sshd():
         raise UserError("--ssh-demo needs OpenSSH's sshd and ssh-keygen: apt-get install openssh-server iproute2")
@@ -248,7 +248,6 @@ def ssh_demo(out: Path, bundle: Path, store: Path, scenarios: int, seed: int) ->
 
 
 def _stored_rows(store: Path, dev: dict[str, Any]) -> list[dict[str, Any]]:
-    from edge_eas.cost.store import MeasurementStore
     with MeasurementStore(store) as st:
         return st.measurements(bench_run=dev["bench_run"], device_id=dev["device"], batch_size=None)
 

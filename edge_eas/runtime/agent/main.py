@@ -93,6 +93,7 @@ def run_group(rt: Any, group: list[dict[str, Any]], settings: AgentSettings,
               reference: Any = None) -> list[MeasurementLine | ScenarioError]:
     """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
     order. A scenario that fails is an 'error' line; the others are still measured."""
+    # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
     from edge_eas.runtime.api import benchmark_many
     lines: dict[str, MeasurementLine | ScenarioError] = {}
     ready: list[tuple[dict[str, Any], Any]] = []
@@ -183,8 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: AgentSettings, out: AgentOutput) -> int:
     out.phase("loading")
     # numpy and the bundle reader load after the first sign of life (slow boards)
+    # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
     from edge_eas.cost.latency_models import LatencyModels
     from edge_eas.runtime import Runtime
+    # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
     from edge_eas.runtime.environment import describe
     try:
         rt = Runtime.load(args.bundle, trusted_keys=args.trusted_key or None, target=args.target,
@@ -201,6 +204,7 @@ def _run(args: argparse.Namespace, settings: AgentSettings, out: AgentOutput) ->
     out.emit(Hello(__version__, rt.bundle.sha256, describe(settings.threads), len(scenarios), rt.trust_status(),
                    rt.untrained))
     if args.profile_blocks:
+        # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
         from edge_eas.runtime.agent.profile import profile_blocks
         out.phase("profiling blocks")
         for row in profile_blocks(rt, engine=settings.engine, threads=settings.threads, warmup=settings.warmup,
