@@ -85,7 +85,7 @@ def search_dirs() -> list[Path]:
 
     dirs.append(targets_dir())  # devices set up by `edge_eas provision`
     dirs.append(Path.cwd() / "targets")
-    dirs.append(Path(__file__).resolve().parent.parent / "targets")
+    dirs.append(Path(__file__).resolve().parents[2] / "targets")  # the repository's targets/, beside edge_eas/
     return dirs
 
 
