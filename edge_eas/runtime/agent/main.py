@@ -3,7 +3,7 @@
 Prints one JSON object per line (the dataclasses of messages.py) so the host can parse results
 as they stream over SSH: a "hello" line (environment), one "measurement" (or "error") line per
 scenario, and "done".
-With `--heartbeat S`, "heartbeat" lines fill any silence longer than S seconds (agent_output.py),
+With `--heartbeat S`, "heartbeat" lines fill any silence longer than S seconds (agent/output.py),
 so the host can tell a slow device from a dead link.
 A scenario that fails is reported and the others continue. Exit status: 0 when every
 scenario was measured, 3 when some failed, 2 on a bad invocation (bundle, scenario file).

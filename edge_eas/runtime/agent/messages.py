@@ -99,7 +99,7 @@ class BlockProfile:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Proof of life while nothing else is written (agent_output.py)."""
+    """Proof of life while nothing else is written (agent/output.py)."""
 
     TYPE: ClassVar[str] = "heartbeat"
     phase: str
