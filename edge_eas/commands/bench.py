@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edge_eas.common.console import emit_json, info, print_table
 from edge_eas.common.paths import default_store
@@ -13,9 +12,6 @@ from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
 from edge_eas.net.budget import KINDS, UNITS
 from edge_eas.remote.fleet import BenchRequest, expand_targets, run_bench
-
-if TYPE_CHECKING:
-    from edge_eas.remote.fleet import BenchRequest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +42,7 @@ def requires(args: argparse.Namespace) -> list[Need]:
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
-def request(args: argparse.Namespace) -> "BenchRequest":
+def request(args: argparse.Namespace) -> BenchRequest:
     """The flags as a typed request: the library below the CLI never sees a Namespace."""
     return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
                         budget_kind=args.budget_kind, engine=args.engine, threads=args.threads, runs=args.runs,

@@ -5,11 +5,8 @@ reads an argparse Namespace."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
-from edge_eas.remote.ssh_options import SSHOverrides
 
-if TYPE_CHECKING:
-    from edge_eas.remote.ssh_options import SSHOverrides
+from edge_eas.remote.ssh_options import SSHOverrides
 
 
 def add_ssh_arguments(p: argparse.ArgumentParser, host_help: str, trust_help: str) -> None:
@@ -20,5 +17,4 @@ def add_ssh_arguments(p: argparse.ArgumentParser, host_help: str, trust_help: st
 
 def ssh_overrides(args: argparse.Namespace) -> SSHOverrides:
     """The flags as data, built once per command run."""
-    # the remote layer loads when a command runs, not when `edge_eas --help` imports every command
     return SSHOverrides(host=args.host, key=args.key, trust_new_host=args.trust_new_host)

@@ -17,7 +17,7 @@ from edge_eas.net.preprocess import Preprocess
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
 from edge_eas.archgen.generator import from_bundle
-from edge_eas.format.bundle_reader import Bundle, BundleError, open_bundle
+from edge_eas.format.bundle_reader import Bundle, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
 from edge_eas.runtime.engines import create_engine, pick_engine
 from edge_eas.net.folded import FoldedNet, fold_bn
