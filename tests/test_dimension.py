@@ -20,9 +20,10 @@ from edge_eas.supernet import Supernet
 
 from .strategies import perturbed_supernet
 
-# SearchSpace.digest() of every preset before widths existed: latency models and block profiles
-# are filed under these, so a new field must leave them as they were
-PRESET_DIGESTS = {"digits": "952dd38d64caa758", "fashion": "73b978a21874dbf1", "cifar": "784e7e87c934a5b3",
+# SearchSpace.digest() of every preset: latency models and block profiles are filed under these,
+# so a new field must leave a space that does not use it as it was. digits and mbv3 are as they
+# were before widths existed; fashion and cifar gained width and resolution choices (issue #31).
+PRESET_DIGESTS = {"digits": "952dd38d64caa758", "fashion": "22ab65bf7be9fb14", "cifar": "f05343921e6356dc",
                   "mbv3": "8cc8a9c950299336"}
 TOL = 1e-4
 
@@ -42,10 +43,13 @@ ARCHS = {"narrow": Arch((2, 2, 3), ((3, 5), (5, 3), (3, 3, 5)), ((3, 6), (4, 3),
 def test_presets_keep_their_dicts_and_digests() -> None:
     assert {name: space.digest() for name, space in PRESETS.items()} == PRESET_DIGESTS
     assert PRESETS["mbv3"].at_resolution(160).digest() == "065415f70b689f7a"
-    for space in PRESETS.values():
-        assert all("width_choices" not in stage for stage in space.to_dict()["stages"])
+    for name, space in PRESETS.items():
+        elastic = name in ("fashion", "cifar")
+        assert all(("width_choices" in stage) == elastic for stage in space.to_dict()["stages"])
+        assert ("resolution_choices" in space.to_dict()) == elastic
         assert SearchSpace.from_dict(space.to_dict()) == space
     assert "widths" not in PRESETS["digits"].largest().to_dict()
+    assert PRESETS["fashion"].largest().to_dict()["widths"] == [16, 24, 40, 80]
 
 
 def test_width_choice_round_trips_and_is_validated() -> None:

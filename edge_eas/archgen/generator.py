@@ -42,7 +42,7 @@ def generator_inputs(task_hot: np.ndarray, budget_feat: np.ndarray, kind: str) -
 
 def default_cost_tables(space: SearchSpace, num_classes: int) -> dict[str, SlotCostTable]:
     m = macs_table(space, num_classes)
-    return {"mflops": SlotCostTable(m.fixed / 1e6, m.table / 1e6, m.slot_stage, m.slot_pos),
+    return {"mflops": m.in_units_of(1e6),
             "params": params_table(space, num_classes)}
 
 

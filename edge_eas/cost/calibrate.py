@@ -31,7 +31,8 @@ HUBER_ITERATIONS = 8
 
 def arch_features(space: SearchSpace, arch: Arch, num_classes: int) -> np.ndarray:
     """features.FEATURES summed over the whole network, then 1 for the constant."""
-    f = fixed_features(space, num_classes) + sum(block_features(c) for c in space.active_blocks(arch))
+    f = fixed_features(space, num_classes, arch.resolution, space.stage_widths(arch)[-1])
+    f = f + sum(block_features(c) for c in space.active_blocks(arch))
     return np.append(f, 1.0)
 
 
@@ -81,7 +82,7 @@ def _residual_features(model: LatencyModel, space: SearchSpace, arch: Arch) -> n
     """Features of the blocks the profiled table does not cover (plus the constant)."""
     f = np.zeros(len(model.coefficients()[0]))
     if model.fixed_ms is None:
-        f = f + fixed_features(space, model.num_classes)
+        f = f + fixed_features(space, model.num_classes, arch.resolution, space.stage_widths(arch)[-1])
     for c in space.active_blocks(arch):
         if block_key(c) not in model.entries:
             f = f + block_features(c)

@@ -13,7 +13,8 @@ from edge_eas.cost.flops import layer_macs
 from edge_eas.net.activations import ACTIVATIONS
 from edge_eas.net.block import BlockConfig
 from edge_eas.net.space import SearchSpace
-from edge_eas.net.subnet import BlockLayer, ConvLayer, LinearLayer, SELayer, head_layers, mbconv_layers, stem_layers
+from edge_eas.net.subnet import (BlockLayer, ConvLayer, LinearLayer, ResizeLayer, SELayer, head_layers, mbconv_layers,
+                                 stem_layers)
 
 FEATURES = ("pointwise_macs", "dw_macs_k<=3", "dw_macs_k5", "dw_macs_k>=7", "bytes", "conv_layers")
 
@@ -67,14 +68,19 @@ def block_features(cfg: BlockConfig) -> np.ndarray:
     return _block_features(mbconv_layers("block", cfg))
 
 
-def fixed_features(space: SearchSpace, num_classes: int) -> np.ndarray:
-    """Stem, the fixed first block, head, feature mix and classifier as the same features (the
-    per-inference constant is separate). Outside blocks, bytes count the convs' maps only, and
-    the classifier adds no layer: the form every fitted model's coefficients were fitted on."""
+def fixed_features(space: SearchSpace, num_classes: int, resolution: int = 0,
+                   last_width: int | None = None) -> np.ndarray:
+    """The input resize, stem, the fixed first block, head, feature mix and classifier as the
+    same features, for an arch at `resolution` (0: native) whose last stage is `last_width`
+    wide (None: full). The per-inference constant is separate. Outside blocks, bytes count the
+    maps only, and the classifier adds no layer: the form every fitted model was fitted on."""
     dense, maps, layers = 0, 0, 0
     blocks = []
-    for layer in (*stem_layers(space), *head_layers(space)):
-        if isinstance(layer, ConvLayer):
+    for layer in (*stem_layers(space, resolution), *head_layers(space, last_width, resolution)):
+        if isinstance(layer, ResizeLayer):
+            maps += _map(layer.in_size, layer.channels) + _map(layer.out_size, layer.channels)
+            layers += 1
+        elif isinstance(layer, ConvLayer):
             dense += layer_macs(layer)
             maps += _map(layer.in_size, layer.in_channels) + _map(layer.out_size, layer.out_channels)
             maps += _swish_pass(layer)

@@ -53,13 +53,20 @@ def block_params(cfg: BlockConfig) -> int:
     return layer_params(mbconv_layers("block", cfg))
 
 
-def fixed_macs(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    """Stem, first block, head, feature mix and classifier: the part every arch pays."""
-    return sum(layer_macs(layer, num_classes) for layer in (*stem_layers(space), *head_layers(space)))
+def _fixed_layers(space: SearchSpace, resolution: int, last_width: int | None) -> tuple[Layer, ...]:
+    return (*stem_layers(space, resolution), *head_layers(space, last_width, resolution))
 
 
-def fixed_params(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
-    return sum(layer_params(layer, num_classes) for layer in (*stem_layers(space), *head_layers(space)))
+def fixed_macs(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES, resolution: int = 0,
+               last_width: int | None = None) -> int:
+    """Stem, first block, head, feature mix and classifier: the part every arch at `resolution`
+    whose last stage is `last_width` wide pays."""
+    return sum(layer_macs(layer, num_classes) for layer in _fixed_layers(space, resolution, last_width))
+
+
+def fixed_params(space: SearchSpace, num_classes: int = DEFAULT_NUM_CLASSES, resolution: int = 0,
+                 last_width: int | None = None) -> int:
+    return sum(layer_params(layer, num_classes) for layer in _fixed_layers(space, resolution, last_width))
 
 
 def macs(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSES) -> int:
@@ -75,17 +82,18 @@ def mflops(space: SearchSpace, arch: Arch, num_classes: int = DEFAULT_NUM_CLASSE
 
 
 def macs_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
-    return SlotCostTable.build(space, block_macs, fixed_macs(space, num_classes))
+    return SlotCostTable.build(space, block_macs, lambda side, width: fixed_macs(space, num_classes, side, width))
 
 
 def params_table(space: SearchSpace, num_classes: int) -> SlotCostTable:
-    return SlotCostTable.build(space, block_params, fixed_params(space, num_classes))
+    return SlotCostTable.build(space, block_params, lambda side, width: fixed_params(space, num_classes, side, width))
 
 
 def expected_macs(space: SearchSpace, depth_probs: Sequence[Any], kernel_probs: Any, expand_probs: Any,
-                  num_classes: int = DEFAULT_NUM_CLASSES, table: SlotCostTable | None = None) -> Any:
+                  num_classes: int = DEFAULT_NUM_CLASSES, table: SlotCostTable | None = None,
+                  width_probs: Sequence[Any] = (), resolution_probs: Any = None) -> Any:
     """Expected MACs under independent per-decision distributions (`SlotCostTable.expected`).
     `table` (a slot table of any cost, e.g. the generator trainer's MFLOPs table, built once)
     saves rebuilding the MACs table per call."""
     table = table if table is not None else macs_table(space, num_classes)
-    return table.expected(space, depth_probs, kernel_probs, expand_probs)
+    return table.expected(space, depth_probs, kernel_probs, expand_probs, width_probs, resolution_probs)

@@ -81,11 +81,18 @@ class LatencyModel:
         coef, _ = self.coefficients()
         return float(block_features(cfg) @ coef)
 
-    def fixed_part_ms(self, space: SearchSpace) -> float:
+    def fixed_part_ms(self, space: SearchSpace, resolution: int = 0, last_width: int | None = None) -> float:
+        """The fixed part of an arch at `resolution` whose last stage is `last_width` wide. A
+        measured fixed part (profiled at the native side and full width) moves by what the
+        features say the other side and width change."""
         coef, const = self.coefficients()
         if self.fixed_ms is not None:
-            return self.fixed_ms + const
-        return float(fixed_features(space, self.num_classes) @ coef) + const
+            shift = 0.0
+            if resolution not in (0, space.resolution) or last_width not in (None, space.last_channels):
+                shift = float((fixed_features(space, self.num_classes, resolution, last_width)
+                               - fixed_features(space, self.num_classes)) @ coef)
+            return self.fixed_ms + shift + const
+        return float(fixed_features(space, self.num_classes, resolution, last_width) @ coef) + const
 
     def made_for(self, space: SearchSpace) -> bool:
         """Fitted for this space (a model from before spaces were recorded is taken as one)."""
@@ -93,18 +100,17 @@ class LatencyModel:
 
     # ---- prediction ---------------------------------------------------------------------
     def predict(self, space: SearchSpace, arch: Arch) -> float:
-        return self.fixed_part_ms(space) + sum(self.block_ms(c) for c in space.active_blocks(arch))
+        fixed = self.fixed_part_ms(space, arch.resolution, space.stage_widths(arch)[-1])
+        return fixed + sum(self.block_ms(c) for c in space.active_blocks(arch))
 
     def table(self, space: SearchSpace) -> SlotCostTable:
         """The model as a per-slot table (unbiased predictions)."""
-        return SlotCostTable.build(space, self.block_ms, self.fixed_part_ms(space))
+        return SlotCostTable.build(space, self.block_ms, lambda side, width: self.fixed_part_ms(space, side, width))
 
     def budget_table(self, space: SearchSpace) -> SlotCostTable:
         """What ms budgets are repaired against: predictions raised by the learnt margin, so an
         arch that fits its budget here also fits it as measured (>= 90 % of the time)."""
-        t = self.table(space)
-        k = 1.0 + max(0.0, self.margin)
-        return SlotCostTable(t.fixed * k, t.table * k, t.slot_stage, t.slot_pos)
+        return self.table(space).scaled(1.0 + max(0.0, self.margin))
 
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Architectures spread evenly over a space's MACs range.
 
-Uniform sampling of depth, kernel and expand piles archs up in the middle of the MACs range
+Uniform sampling of depth, kernel, expand (width, resolution) piles archs up in the middle of the MACs range
 (a sum of many independent choices), so a cost model scored on random archs is hardly tested
 on the smallest and largest networks users deploy. Here each candidate first draws a "size"
 t in [0, 1] and then picks every choice near t's position in its list, which reaches the ends;
@@ -39,7 +39,9 @@ def sized_arch(space: SearchSpace, t: float, rng: np.random.Generator) -> Arch:
         depths.append(d)
         kernels.append(tuple(_pick(space.kernel_choices, t, rng) for _ in range(d)))
         expands.append(tuple(_pick(space.expand_choices, t, rng) for _ in range(d)))
-    return Arch(tuple(depths), tuple(kernels), tuple(expands))
+    widths = tuple(_pick(stage.widths, t, rng) for stage in space.stages) if space.has_widths else ()
+    side = _pick(space.resolution_choices, t, rng) if space.resolution_choices else 0
+    return Arch(tuple(depths), tuple(kernels), tuple(expands), widths, side)
 
 
 def spread_archs(space: SearchSpace, n: int, seed: int, exclude: Iterable[Arch] = ()) -> list[Arch]:

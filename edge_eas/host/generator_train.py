@@ -88,8 +88,7 @@ class GeneratorNet(nn.Module):
 
 
 def soft_arch(space: SearchSpace, per_decision: list[torch.Tensor]) -> SoftArch:
-    depth, kernel, expand = space.decisions.split(per_decision)
-    return SoftArch(depth, torch.stack(kernel), torch.stack(expand))
+    return SoftArch.from_decisions(space, per_decision)
 
 
 class GeneratorTrainer:
@@ -173,7 +172,8 @@ class GeneratorTrainer:
             ce = F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
             sp = soft_arch(self.space, probs)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes,
-                                       table=self.tables["mflops"])  # built once, in MFLOPs
+                                       table=self.tables["mflops"],  # built once, in MFLOPs
+                                       width_probs=sp.width, resolution_probs=sp.resolution)
             log_ratio = torch.log(exp_mflops) - float(np.log(budget))
             pen = cfg.penalty * F.relu(log_ratio) + cfg.underuse_penalty * F.relu(float(np.log(cfg.target_use)) - log_ratio)
             loss = loss + (ce + pen) / len(scen)

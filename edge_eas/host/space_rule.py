@@ -28,4 +28,5 @@ def default_preset(data: Dataset) -> str:
 
 def space_for(data: Dataset, preset: str | None) -> SearchSpace:
     base = SearchSpace.preset(preset or default_preset(data))
-    return replace(base, in_channels=data.preprocess.channels, resolution=data.preprocess.resolution)
+    # at_resolution scales the preset's resolution choices with the data's side
+    return replace(base.at_resolution(data.preprocess.resolution), in_channels=data.preprocess.channels)

@@ -12,12 +12,15 @@ from typing import Any, Sequence
 class Arch:
     """A sub-network: depth per stage, kernel and expand ratio per active block of each stage,
     and, in a space with width choices, each stage's output width (() runs every stage at its
-    full width, and keeps `to_dict` as it was before widths existed)."""
+    full width, and keeps `to_dict` as it was before widths existed); in a space with
+    resolution choices, the input side the network runs at (0: the space's native input size,
+    which is also what `predict` takes: the network resizes its input itself)."""
 
     depths: tuple[int, ...]
     kernels: tuple[tuple[int, ...], ...]
     expands: tuple[tuple[int, ...], ...]
     widths: tuple[int, ...] = ()
+    resolution: int = 0
 
     def __post_init__(self) -> None:
         # Normalise lists (e.g. from JSON) into tuples so Arch stays hashable.
@@ -25,12 +28,15 @@ class Arch:
         object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
         object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "resolution", int(self.resolution))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"depths": list(self.depths), "kernels": [list(s) for s in self.kernels],
                              "expands": [list(s) for s in self.expands]}
         if self.widths:
             d["widths"] = list(self.widths)
+        if self.resolution:
+            d["resolution"] = self.resolution
         return d
 
     def to_json(self) -> str:
@@ -44,7 +50,8 @@ class Arch:
         if missing:
             raise ValueError(f"arch is missing field(s): {', '.join(missing)}")
         try:
-            return cls(data["depths"], data["kernels"], data["expands"], data.get("widths", ()))
+            return cls(data["depths"], data["kernels"], data["expands"], data.get("widths", ()),
+                       data.get("resolution", 0))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"arch fields must be integer lists: {exc}") from None
 
@@ -60,13 +67,17 @@ class Arch:
 @dataclass(frozen=True)
 class DecisionLayout:
     """Where each decision sits in the flat choice vector the generator emits and costs read:
-    [depth of each stage | kernel of each block slot | expand of each block slot]. Block slots
-    are in `SearchSpace.block_slots()` order. The one place that knows this layout."""
+    [depth of each stage | kernel of each block slot | expand of each block slot | width of each
+    stage | input resolution]. Block slots are in `SearchSpace.block_slots()` order. A space
+    without width (resolution) choices has no width (resolution) decisions, so its vectors are
+    what they were before those dimensions existed. The one place that knows this layout."""
 
     depth_sizes: tuple[int, ...]   # choices per stage depth
     n_kernels: int
     n_expands: int
     n_slots: int
+    width_sizes: tuple[int, ...] = ()   # choices per stage width; () when the space has none
+    n_resolutions: int = 0              # resolution choices; 0 when the space has none
 
     @property
     def n_stages(self) -> int:
@@ -75,7 +86,8 @@ class DecisionLayout:
     @property
     def sizes(self) -> list[int]:
         """Number of choices of every decision, in vector order."""
-        return [*self.depth_sizes, *[self.n_kernels] * self.n_slots, *[self.n_expands] * self.n_slots]
+        return [*self.depth_sizes, *[self.n_kernels] * self.n_slots, *[self.n_expands] * self.n_slots,
+                *self.width_sizes, *([self.n_resolutions] if self.n_resolutions else [])]
 
     @property
     def depths(self) -> slice:
@@ -89,6 +101,16 @@ class DecisionLayout:
     def expands(self) -> slice:
         return slice(self.n_stages + self.n_slots, self.n_stages + 2 * self.n_slots)
 
+    @property
+    def widths(self) -> slice:
+        start = self.n_stages + 2 * self.n_slots
+        return slice(start, start + len(self.width_sizes))
+
+    @property
+    def resolution_index(self) -> int | None:
+        """Where the resolution decision sits; None when the space has no resolution choice."""
+        return self.widths.stop if self.n_resolutions else None
+
     def kernel_index(self, slot: int) -> int:
         return self.n_stages + slot
 
@@ -96,10 +118,19 @@ class DecisionLayout:
         return self.n_stages + self.n_slots + slot
 
     def slot_of(self, decision: int) -> int | None:
-        """The block slot a kernel or expand decision belongs to; None for a stage depth."""
-        return None if decision < self.n_stages else (decision - self.n_stages) % self.n_slots
+        """The block slot a kernel or expand decision belongs to; None for a stage's depth or
+        width and for the resolution."""
+        if decision < self.n_stages or decision >= self.widths.start:
+            return None
+        return (decision - self.n_stages) % self.n_slots
 
     def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
         """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
         items = list(per_decision)
         return items[self.depths], items[self.kernels], items[self.expands]
+
+    def split_extra(self, per_decision: Sequence[Any]) -> tuple[list[Any], Any | None]:
+        """The same sequence's (per-stage widths, resolution): ([], None) where there are none."""
+        items = list(per_decision)
+        res = self.resolution_index
+        return items[self.widths], (None if res is None else items[res])

@@ -16,7 +16,8 @@ from typing import Iterator, Mapping, Union
 import numpy as np
 
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers, weight_names
+from edge_eas.net.subnet import (BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, ResizeLayer, SELayer,
+                                 subnet_layers, weight_names)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,16 @@ class FoldedBlock:
 
 
 @dataclass(frozen=True)
+class Resize:
+    """Bilinear resize of the (N, C, H, W) input to `out_size` x `out_size` (half-pixel centres,
+    no antialiasing; see `edge_eas.net.subnet.ResizeLayer` and `bilinear_resize`)."""
+
+    in_size: int
+    out_size: int
+    name: str = "resize"
+
+
+@dataclass(frozen=True)
 class GlobalAvgPool:
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
 
@@ -101,7 +112,7 @@ class Linear:
     act: str = "none"
 
 
-Op = Union[FoldedConv, SqueezeExcite, FoldedBlock, GlobalAvgPool, Linear]
+Op = Union[Resize, FoldedConv, SqueezeExcite, FoldedBlock, GlobalAvgPool, Linear]
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,8 @@ def _fold(weights: Mapping[str, np.ndarray], layer: Layer, eps: float) -> Op:
         return fold_squeeze_excite(weights, layer)
     if isinstance(layer, PoolLayer):
         return GlobalAvgPool(layer.name)
+    if isinstance(layer, ResizeLayer):
+        return Resize(layer.in_size, layer.out_size, layer.name)
     if isinstance(layer, LinearLayer):
         w = _get(weights, layer.weight_name).astype(np.float32)
         b = _get(weights, layer.bias_name).astype(np.float32).reshape(-1)
@@ -200,6 +213,28 @@ def _fold(weights: Mapping[str, np.ndarray], layer: Layer, eps: float) -> Op:
 def fold_bn(weights: Mapping[str, np.ndarray], space: SearchSpace, arch: Arch, eps: float = BN_EPS) -> FoldedNet:
     """Fold every BatchNorm of an extracted sub-network (`slice_subnet` / `Supernet.extract_weights`)."""
     return fold_layers(weights, subnet_layers(space, arch), space.input_shape, eps)
+
+
+def bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) interpolation matrix of a bilinear resize along one axis with
+    half-pixel centres and no antialiasing (torch align_corners=False, TFLite
+    half_pixel_centers=True): source coordinate (o + 0.5) * in/out - 0.5, clamped at 0."""
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size) + 0.5) * scale - 0.5, 0.0)
+    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    hi = np.minimum(lo + 1, in_size - 1)
+    frac = src - lo
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    np.add.at(m, (np.arange(out_size), lo), 1.0 - frac)
+    np.add.at(m, (np.arange(out_size), hi), frac)
+    return m
+
+
+def bilinear_resize(x: np.ndarray, out_size: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, out_size, out_size): the reference every engine matches."""
+    rows = bilinear_weights(x.shape[2], out_size)
+    cols = bilinear_weights(x.shape[3], out_size)
+    return np.einsum("oh,nchw,pw->ncop", rows, x, cols, optimize=True).astype(x.dtype, copy=False)
 
 
 def _get(weights: Mapping[str, np.ndarray], name: str) -> np.ndarray:

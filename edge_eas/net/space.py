@@ -1,4 +1,5 @@
-"""Elastic search space: MBConv stages with elastic depth, kernel and expand ratio.
+"""Elastic search space: MBConv stages with elastic depth, kernel, expand ratio and, where a
+preset offers them, stage width and input resolution.
 
 Presets: `digits`, `fashion`, `cifar` (MobileNetV2-like, ReLU6), and `mbv3`, the Once-for-All
 MobileNetV3 space (h-swish in the later stages, squeeze-excite where MobileNetV3 has it, a
@@ -22,6 +23,9 @@ import numpy as np
 from edge_eas.net.activations import ACTIVATIONS  # re-exported: the names a layer's `act` may take
 from edge_eas.net.arch import Arch, DecisionLayout
 from edge_eas.net.block import BlockConfig, SlotConfigs, conv_out_size, make_divisible, se_channels
+
+Pick = Callable[[Sequence[int]], int]
+"""A rule that picks one of a decision's choices (min, max, the middle one)."""
 
 __all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "SlotConfigs",
            "StageSpec", "conv_out_size", "make_divisible", "se_channels"]
@@ -67,6 +71,9 @@ class SearchSpace:
     first_block: bool = False   # a fixed 3x3 depthwise block (expand 1, ReLU) right after the stem
     head_act: str = "relu6"
     mix_channels: int = 0       # a feature-mix layer after the pool (h-swish), 0 for none
+    # input sides an arch may run at (increasing, the last `resolution`, the native input every
+    # arch takes and resizes itself); () is no choice, and leaves `to_dict` as it was before
+    resolution_choices: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for label, act in [("stem_act", self.stem_act), ("head_act", self.head_act)] + [
@@ -82,6 +89,10 @@ class SearchSpace:
         for i, st in enumerate(self.stages):
             if st.widths[-1] != st.out_channels:
                 raise ValueError(f"stages[{i}].width_choices must end at out_channels {st.out_channels}")
+        res = self.resolutions
+        if list(res) != sorted(set(res)) or res[0] < 4 or res[-1] != self.resolution:
+            raise ValueError(f"resolution_choices must be distinct sides >= 4 in increasing order ending at "
+                             f"resolution {self.resolution}, got {list(self.resolution_choices)}")
 
     # ---- construction -------------------------------------------------------------------
     @staticmethod
@@ -95,6 +106,8 @@ class SearchSpace:
         for stage in d["stages"]:
             if not stage["width_choices"]:  # no choice: the dict (and digest) spaces had before widths
                 del stage["width_choices"]
+        if not d["resolution_choices"]:
+            del d["resolution_choices"]
         return d
 
     @classmethod
@@ -109,7 +122,8 @@ class SearchSpace:
                    stages=stages, head_channels=int(data["head_channels"]),
                    kernel_choices=tuple(data["kernel_choices"]), expand_choices=tuple(data["expand_choices"]),
                    stem_act=str(data.get("stem_act", "relu6")), first_block=bool(data.get("first_block", False)),
-                   head_act=str(data.get("head_act", "relu6")), mix_channels=int(data.get("mix_channels", 0)))
+                   head_act=str(data.get("head_act", "relu6")), mix_channels=int(data.get("mix_channels", 0)),
+                   resolution_choices=tuple(int(r) for r in data.get("resolution_choices", ())))
 
     def digest(self) -> str:
         """A short fingerprint of the space: what latency models and block profiles are filed
@@ -119,10 +133,32 @@ class SearchSpace:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def at_resolution(self, resolution: int) -> "SearchSpace":
-        """The same space for another input size (mbv3 is defined at 224 and runs at 128-224)."""
+        """The same space for another input size (mbv3 is defined at 224 and runs at 128-224);
+        resolution choices scale with it (fashion's 16-28 become 18-32 at 32 px)."""
         if resolution < 8:
             raise ValueError(f"resolution must be at least 8, got {resolution}")
-        return replace(self, resolution=int(resolution))
+        scaled = tuple(sorted({max(8, round(r * resolution / self.resolution)) for r in self.resolution_choices[:-1]}
+                              - {resolution})) + (int(resolution),) if self.resolution_choices else ()
+        return replace(self, resolution=int(resolution), resolution_choices=scaled)
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The input sides an arch may run at; the last is the native one."""
+        return self.resolution_choices or (self.resolution,)
+
+    @property
+    def has_widths(self) -> bool:
+        return any(stage.width_choices for stage in self.stages)
+
+    def arch_resolution(self, arch: Arch) -> int:
+        """The side `arch` runs at (its own, or the native one)."""
+        return arch.resolution or self.resolution
+
+    def geometry(self, resolution: int = 0) -> "SearchSpace":
+        """This space with the sizes an arch running at `resolution` (0: the native one) has:
+        every layer's input size follows from it. Such an arch resizes its input from
+        `self.resolution` first (`net/subnet.py`)."""
+        return _geometry(self, resolution or self.resolution)
 
     # ---- shape facts --------------------------------------------------------------------
     @property
@@ -207,6 +243,8 @@ class SearchSpace:
     # ---- validation ---------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:
         """Raise ValueError naming the first field that does not belong to this space."""
+        if arch.resolution and arch.resolution not in self.resolutions:
+            raise ValueError(f"resolution {arch.resolution} is not one of {list(self.resolutions)}")
         if arch.widths:
             if len(arch.widths) != len(self.stages):
                 raise ValueError(f"widths has {len(arch.widths)} stages, space {self.name!r} has {len(self.stages)}")
@@ -245,7 +283,9 @@ class SearchSpace:
         """Built once per space (the space is frozen): the generator's budget repair reads it in
         its inner loop, and rebuilding it there took a third of `generate`'s time."""
         return DecisionLayout(tuple(len(s.depth_choices) for s in self.stages), len(self.kernel_choices),
-                              len(self.expand_choices), self.max_blocks)
+                              len(self.expand_choices), self.max_blocks,
+                              tuple(len(s.widths) for s in self.stages) if self.has_widths else (),
+                              len(self.resolution_choices))
 
     @cached_property
     def depth_values(self) -> np.ndarray:
@@ -256,14 +296,13 @@ class SearchSpace:
         return values
 
     def decision_sizes(self) -> list[int]:
-        """Number of choices per decision: one depth per stage, then kernel and expand per block slot."""
+        """Number of choices per decision: one depth per stage, kernel and expand per block slot,
+        then (where the space has them) one width per stage and the resolution."""
         return self.decisions.sizes
 
     def encode(self, arch: Arch) -> np.ndarray:
         """Arch -> flat int vector of choice indices; inactive block slots are 0."""
         self.validate(arch)
-        if arch.widths:
-            raise ValueError("width choices are not in the decision vector yet (see edge_eas/runtime/README.md)")
         lay = self.decisions
         vec = np.zeros(len(lay.sizes), dtype=np.int64)
         slot = 0
@@ -273,6 +312,10 @@ class SearchSpace:
                 vec[lay.kernel_index(slot + b)] = self.kernel_choices.index(arch.kernels[s][b])
                 vec[lay.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
             slot += stage.max_depth
+        if lay.width_sizes:
+            vec[lay.widths] = [stage.widths.index(w) for stage, w in zip(self.stages, self.stage_widths(arch))]
+        if lay.resolution_index is not None:
+            vec[lay.resolution_index] = self.resolutions.index(self.arch_resolution(arch))
         return vec
 
     def decode(self, vec: Sequence[int]) -> Arch:
@@ -293,38 +336,50 @@ class SearchSpace:
             kernels.append(tuple(self.kernel_choices[vec[lay.kernel_index(slot + b)]] for b in range(d)))
             expands.append(tuple(self.expand_choices[vec[lay.expand_index(slot + b)]] for b in range(d)))
             slot += stage.max_depth
-        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+        widths = tuple(stage.widths[v] for stage, v in zip(self.stages, vec[lay.widths]))
+        res = lay.resolution_index
+        return Arch(tuple(depths), tuple(kernels), tuple(expands), widths,
+                    0 if res is None else self.resolutions[vec[res]])
 
     # ---- sampling and extremes ----------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Arch:
+        """A uniformly random arch: each decision's choice drawn uniformly (OFA's sampling)."""
         depths, kernels, expands = [], [], []
         for stage in self.stages:
             d = int(rng.choice(stage.depth_choices))
             depths.append(d)
             kernels.append(tuple(int(k) for k in rng.choice(self.kernel_choices, size=d)))
             expands.append(tuple(int(e) for e in rng.choice(self.expand_choices, size=d)))
-        return Arch(tuple(depths), tuple(kernels), tuple(expands))
+        widths = tuple(int(rng.choice(s.widths)) for s in self.stages) if self.has_widths else ()
+        res = int(rng.choice(self.resolution_choices)) if self.resolution_choices else 0
+        return Arch(tuple(depths), tuple(kernels), tuple(expands), widths, res)
 
-    def uniform(self, depth: Callable[[Sequence[int]], int], kernel: Callable[[Sequence[int]], int],
-                expand: Callable[[Sequence[int]], int]) -> Arch:
-        """The arch whose every stage picks its depth with `depth` (e.g. min) and every block
-        its kernel and expand with `kernel` and `expand`."""
+    def uniform(self, depth: Pick, kernel: Pick | None = None, expand: Pick | None = None,
+                width: Pick | None = None, resolution: Pick | None = None) -> Arch:
+        """The arch whose every stage picks its depth with `depth` (e.g. min), every block its
+        kernel and expand, every stage its width and the arch its resolution with the others
+        (each defaulting to `depth`'s rule). Width and resolution are explicit where the space
+        offers them."""
+        kernel, expand = kernel or depth, expand or depth
+        width, resolution = width or depth, resolution or depth
         depths = tuple(depth(s.depth_choices) for s in self.stages)
         return Arch(depths, tuple((kernel(self.kernel_choices),) * d for d in depths),
-                    tuple((expand(self.expand_choices),) * d for d in depths))
+                    tuple((expand(self.expand_choices),) * d for d in depths),
+                    tuple(width(s.widths) for s in self.stages) if self.has_widths else (),
+                    resolution(self.resolution_choices) if self.resolution_choices else 0)
 
     def smallest(self) -> Arch:
-        return self.uniform(min, min, min)
+        return self.uniform(min)
 
     def largest(self) -> Arch:
-        return self.uniform(max, max, max)
+        return self.uniform(max)
 
     def size(self) -> int:
         """Number of distinct architectures (exact integer)."""
         per_block = len(self.kernel_choices) * len(self.expand_choices)
-        total = 1
+        total = len(self.resolutions)
         for stage in self.stages:
-            total *= sum(per_block ** d for d in stage.depth_choices)
+            total *= sum(per_block ** d for d in stage.depth_choices) * len(stage.widths)
         return total
 
 
@@ -335,13 +390,32 @@ def _arch_slots(space: SearchSpace, arch: Arch) -> tuple[tuple[int, int, BlockCo
     space.validate(arch)
     widths = space.stage_widths(arch)
     out: list[tuple[int, int, BlockConfig]] = []
-    cin, size = space.stem_channels, space.stem_out_size
-    for slot, (s, b, _, _, stride) in enumerate(space.block_slots()):
+    geo = space.geometry(arch.resolution)
+    cin, size = geo.stem_channels, geo.stem_out_size
+    for slot, (s, b, _, _, stride) in enumerate(geo.block_slots()):
         if b < arch.depths[s]:
-            cfg = space.block_config(s, cin, widths[s], arch.kernels[s][b], arch.expands[s][b], stride, size)
+            cfg = geo.block_config(s, cin, widths[s], arch.kernels[s][b], arch.expands[s][b], stride, size)
             out.append((slot, len(out), cfg))
             cin, size = cfg.out_channels, cfg.out_size
     return tuple(out)
+
+
+WIDTH_MULTIPLIERS = (0.5, 0.75, 1.0)
+"""A stage's elastic widths, as multiples of its channels (MobileNet's width multipliers)."""
+
+
+def elastic_stage(channels: int, stride: int, depths: tuple[int, ...], act: str = "relu6", se: bool = False,
+                  multipliers: tuple[float, ...] = WIDTH_MULTIPLIERS, divisor: int = 4) -> StageSpec:
+    """A stage whose output width is a choice of `multipliers` x `channels`, each rounded as
+    MobileNet rounds (`make_divisible`; to multiples of 4, since these stages are 16-128 wide)."""
+    widths = tuple(sorted({min(channels, make_divisible(channels * m, divisor)) for m in multipliers}))
+    return StageSpec(channels, stride, depths, act, se, widths)
+
+
+@lru_cache(maxsize=64)
+def _geometry(space: SearchSpace, resolution: int) -> SearchSpace:
+    """`SearchSpace.geometry`, one copy per (space, side) so its cached layouts are built once."""
+    return space if resolution == space.resolution else replace(space, resolution=resolution, resolution_choices=())
 
 
 PRESETS: dict[str, SearchSpace] = {
@@ -351,19 +425,20 @@ PRESETS: dict[str, SearchSpace] = {
         stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (1, 2, 3)), StageSpec(40, 2, (1, 2, 3))),
         head_channels=96),
     # Fashion-MNIST, 28x28 grey, sized so supernet + generator train in <= 45 min on 2 CPU cores:
-    # stride-2 stem (14x14), kernels 3/5 (7x7 depthwise costs far more than its MACs on CPU),
-    # expand 2/3/4. About 1.7-5.9 M MACs.
+    # stride-2 stem, kernels 3/5 (7x7 depthwise costs far more than its MACs on CPU), expand
+    # 2/3/4, each stage 0.5/0.75/1x wide and the input resized to 16-28 px. About 0.2-5.8 M MACs
+    # (28x); before widths and resolutions (depth, kernel, expand only) 1.7-5.9 M (3.4x).
     "fashion": SearchSpace(
         name="fashion", in_channels=1, resolution=28, stem_channels=16, stem_stride=2,
-        stages=(StageSpec(16, 1, (1, 2)), StageSpec(24, 2, (2, 3)), StageSpec(40, 2, (2, 3)),
-                StageSpec(80, 1, (2, 3))),
-        head_channels=256, kernel_choices=(3, 5), expand_choices=(2, 3, 4)),
-    # CIFAR-10/100 at 32x32, a compact MobileNetV2/OFA-like layout.
+        stages=(elastic_stage(16, 1, (1, 2)), elastic_stage(24, 2, (2, 3)), elastic_stage(40, 2, (2, 3)),
+                elastic_stage(80, 1, (2, 3))),
+        head_channels=256, kernel_choices=(3, 5), expand_choices=(2, 3, 4), resolution_choices=(16, 20, 24, 28)),
+    # CIFAR-10/100 at 32x32, a compact MobileNetV2/OFA-like layout, widths and input sides as fashion's.
     "cifar": SearchSpace(
         name="cifar", in_channels=3, resolution=32, stem_channels=24, stem_stride=1,
-        stages=(StageSpec(24, 1, (1, 2)), StageSpec(32, 2, (2, 3, 4)), StageSpec(48, 2, (2, 3, 4)),
-                StageSpec(96, 2, (2, 3, 4)), StageSpec(128, 1, (2, 3, 4))),
-        head_channels=512),
+        stages=(elastic_stage(24, 1, (1, 2)), elastic_stage(32, 2, (2, 3, 4)), elastic_stage(48, 2, (2, 3, 4)),
+                elastic_stage(96, 2, (2, 3, 4)), elastic_stage(128, 1, (2, 3, 4))),
+        head_channels=512, resolution_choices=(24, 28, 32)),
     # Once-for-All's MobileNetV3 space (ofa_mbv3_d234_e346_k357_w1.0) at ImageNet's 224 px: stem 16
     # stride 2 (h-swish), a fixed first block, five elastic stages, a 960-wide head and a 1280-wide
     # feature mix. About 100-600 M MACs at 224; `edge_eas init --resolution` runs it at 128-224.

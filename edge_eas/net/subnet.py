@@ -87,6 +87,19 @@ class BlockLayer:
 
 
 @dataclass(frozen=True)
+class ResizeLayer:
+    """Bilinear resize of the input image, `in_size` -> `out_size` on each side, with half-pixel
+    centres and no antialiasing: torch's F.interpolate(mode="bilinear", align_corners=False) and
+    TFLite's RESIZE_BILINEAR(half_pixel_centers=True). An arch that runs below the native input
+    size starts with it, so every arch (and every exported file) takes the native image."""
+
+    channels: int
+    in_size: int
+    out_size: int
+    name: str = "resize"
+
+
+@dataclass(frozen=True)
 class PoolLayer:
     """Global average pool over H and W: (N, C, H, W) -> (N, C)."""
 
@@ -113,7 +126,7 @@ class LinearLayer:
         return f"{self.name}.bias"
 
 
-Layer = Union[ConvLayer, SELayer, BlockLayer, PoolLayer, LinearLayer]
+Layer = Union[ResizeLayer, ConvLayer, SELayer, BlockLayer, PoolLayer, LinearLayer]
 
 
 def mbconv_layers(name: str, cfg: BlockConfig) -> BlockLayer:
@@ -130,21 +143,28 @@ def mbconv_layers(name: str, cfg: BlockConfig) -> BlockLayer:
     return BlockLayer(name, tuple(body), cfg.residual)
 
 
-def stem_layers(space: SearchSpace) -> tuple[Layer, ...]:
-    """What every arch runs before its elastic blocks: the stem 3x3 and the fixed first block."""
-    stem: list[Layer] = [ConvLayer("stem", space.in_channels, space.stem_channels, 3, space.stem_stride,
-                                   space.resolution, act=space.stem_act)]
-    first = space.first_block_config()
+def stem_layers(space: SearchSpace, resolution: int = 0) -> tuple[Layer, ...]:
+    """What every arch running at `resolution` (0: native) runs before its elastic blocks: the
+    resize from the native input (when smaller), the stem 3x3 and the fixed first block."""
+    geo = space.geometry(resolution)
+    stem: list[Layer] = []
+    if geo.resolution != space.resolution:
+        stem.append(ResizeLayer(space.in_channels, space.resolution, geo.resolution))
+    stem.append(ConvLayer("stem", geo.in_channels, geo.stem_channels, 3, geo.stem_stride, geo.resolution,
+                          act=geo.stem_act))
+    first = geo.first_block_config()
     if first is not None:
         stem.append(mbconv_layers("first", first))
     return tuple(stem)
 
 
-def head_layers(space: SearchSpace, in_channels: int | None = None) -> tuple[Layer, ...]:
+def head_layers(space: SearchSpace, in_channels: int | None = None, resolution: int = 0) -> tuple[Layer, ...]:
     """What every arch runs after its elastic blocks: head 1x1, pool, [feature mix], classifier;
-    `in_channels` is the last stage's width in the arch (its full width when None)."""
+    `in_channels` is the last stage's width in the arch (its full width when None) and
+    `resolution` the side it runs at (0: native)."""
+    geo = space.geometry(resolution)
     head: list[Layer] = [ConvLayer("head", in_channels or space.last_channels, space.head_channels, 1, 1,
-                                   space.final_size(), act=space.head_act), PoolLayer()]
+                                   geo.final_size(), act=space.head_act), PoolLayer()]
     features = space.head_channels
     if space.mix_channels:
         head.append(LinearLayer(features, "mix", space.mix_channels, "hswish"))
@@ -154,12 +174,13 @@ def head_layers(space: SearchSpace, in_channels: int | None = None) -> tuple[Lay
 
 @lru_cache(maxsize=256)
 def subnet_layers(space: SearchSpace, arch: Arch, slot_names: bool = False) -> tuple[Layer, ...]:
-    """stem (+ first block) -> the arch's active blocks (`blocks.{i}`, i counting active blocks
+    """[resize ->] stem (+ first block) -> the arch's active blocks (`blocks.{i}`, i counting active blocks
     only) -> head 1x1 -> global average pool -> (feature mix ->) classifier. `slot_names` names
     each block by its supernet slot instead, as the supernet's state does (`net/slicing.py`).
     Kept per (space, arch): slicing, folding and costs of one specialisation share one build."""
     blocks = tuple(mbconv_layers(f"blocks.{slot if slot_names else i}", cfg) for slot, i, cfg in space.slots(arch))
-    return (*stem_layers(space), *blocks, *head_layers(space, space.stage_widths(arch)[-1]))
+    return (*stem_layers(space, arch.resolution), *blocks,
+            *head_layers(space, space.stage_widths(arch)[-1], arch.resolution))
 
 
 def conv_layers(layers: tuple[Layer, ...]) -> Iterator[ConvLayer]:

@@ -83,14 +83,16 @@ class ElasticMBConv(nn.Module):
         return x + h if cfg.residual else h
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, kernel_masks: torch.Tensor,
-                     channel_mask: torch.Tensor, expand_probs: torch.Tensor, expand_choices: tuple[int, ...]
-                     ) -> torch.Tensor:
-        """Full-width pass; kernel mixture in the depthwise weight, expand mixture as a channel
-        mask (and, with squeeze-excite, as a mixture of each ratio's SE)."""
-        h = self._expand(x, self.in_channels * self.max_expand)
+                     channel_mask: torch.Tensor, expand_probs: torch.Tensor, expand_choices: tuple[int, ...],
+                     out_channels: int | None = None) -> torch.Tensor:
+        """The widest hidden layer for the input's width (x.shape[1]); kernel mixture in the
+        depthwise weight, expand mixture as a channel mask (and, with squeeze-excite, as a
+        mixture of each ratio's SE); `out_channels` is the stage's width (full when None)."""
+        cin, cout = x.shape[1], out_channels or self.out_channels
+        h = self._expand(x, cin * self.max_expand)
         h = self.act(self.dw_bn(self.dw.forward_soft(h, kernel_probs, kernel_masks)))
         h = h * channel_mask.view(1, -1, 1, 1)
         if self.se is not None:
-            h = self.se.forward_soft(h, expand_probs, [self.in_channels * e for e in expand_choices])
-        h = self.project_bn(self.project(h, self.out_channels))
-        return x + h if self.residual else h
+            h = self.se.forward_soft(h, expand_probs, [cin * e for e in expand_choices])
+        h = self.project_bn(self.project(h, cout))
+        return x + h if self.stride == 1 and cin == cout else h

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterator, Sequence
 
@@ -26,20 +26,37 @@ class SoftArch:
     """Per-decision probabilities (one-hot for a hard arch) driving `Supernet.forward_soft`.
 
     depth: one (n_depth_choices,) tensor per stage; kernel: (max_blocks, n_kernels);
-    expand: (max_blocks, n_expands). Block slots are in `space.block_slots()` order.
+    expand: (max_blocks, n_expands); width: one (n_width_choices,) tensor per stage, or none
+    when the space has no width choice; resolution: (n_resolutions,) or None. Block slots are
+    in `space.block_slots()` order.
     """
 
     depth: list[torch.Tensor]
     kernel: torch.Tensor
     expand: torch.Tensor
+    width: list[torch.Tensor] = field(default_factory=list)
+    resolution: torch.Tensor | None = None
+
+    @classmethod
+    def from_decisions(cls, space: SearchSpace, per_decision: list[torch.Tensor]) -> "SoftArch":
+        """From one tensor per decision, in the space's decision-vector order."""
+        depth, kernel, expand = space.decisions.split(per_decision)
+        width, resolution = space.decisions.split_extra(per_decision)
+        return cls(depth, torch.stack(kernel), torch.stack(expand), width, resolution)
 
     @classmethod
     def from_arch(cls, space: SearchSpace, arch: Arch, device: torch.device | None = None) -> "SoftArch":
         sizes = space.decision_sizes()
         vec = space.encode(arch)
-        onehots = [F.one_hot(torch.tensor(int(v)), n).float().to(device) for v, n in zip(vec, sizes)]
-        depth, kernel, expand = space.decisions.split(onehots)
-        return cls(depth, torch.stack(kernel), torch.stack(expand))
+        return cls.from_decisions(space, [F.one_hot(torch.tensor(int(v)), n).float().to(device)
+                                          for v, n in zip(vec, sizes)])
+
+
+def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The native input at the side an arch runs at (`edge_eas.net.subnet.ResizeLayer`)."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
 
 
 class Supernet(nn.Module):
@@ -80,7 +97,7 @@ class Supernet(nn.Module):
         return x if self.mix is None else self.mix_act(self.mix(x))
 
     def features(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        x = self._stem(x)
+        x = self._stem(resize(x, self.space.arch_resolution(arch)))
         for slot, _, cfg in self.space.slots(arch):  # validates the arch
             x = self.blocks[slot](x, cfg)
         return self._head(x)
@@ -90,27 +107,34 @@ class Supernet(nn.Module):
 
     # ---- soft (generator) -----------------------------------------------------------------
     def forward_soft(self, x: torch.Tensor, soft: SoftArch) -> torch.Tensor:
-        """Differentiable mixture over archs; equals `forward(x, arch)` when `soft` is one-hot."""
+        """Differentiable mixture over archs; equals `forward(x, arch)` when `soft` is one-hot.
+        Depth, kernel and expand mix inside the pass. Width and resolution cannot mix (maps of
+        different sizes): the pass runs the one-hot choice of `soft.width` / `soft.resolution`
+        (straight-through Gumbel samples) and multiplies the stage's output (the logits) by the
+        chosen entry, which is 1 in value, so their gradient reaches those decisions."""
         space = self.space
         expand_choices = torch.tensor(space.expand_choices, dtype=x.dtype, device=x.device)
-        x = self._stem(x)
+        res_gate, side = _hard_choice(soft.resolution, space.resolutions)
+        x = self._stem(resize(x, side))
         for s, slots in groupby(space.slot_configs(), key=lambda slot: slot.stage):
             depth_probs = soft.depth[s]
+            width_gate, width = _hard_choice(soft.width[s] if soft.width else None, space.stages[s].widths)
             stage_out = torch.zeros((), dtype=x.dtype, device=x.device)
             for slot in slots:
                 block, i = self.blocks[slot.slot], slot.slot
-                hidden = block.in_channels * space.max_expand
+                cin = x.shape[1]
                 # channel c of the hidden layer is active when expand * in_channels > c
-                limits = expand_choices * block.in_channels
-                active = (torch.arange(hidden, device=x.device).view(1, -1) < limits.view(-1, 1)).to(x.dtype)
+                limits = expand_choices * cin
+                active = (torch.arange(cin * space.max_expand, device=x.device).view(1, -1)
+                          < limits.view(-1, 1)).to(x.dtype)
                 channel_mask = soft.expand[i] @ active
                 x = block.forward_soft(x, soft.kernel[i], self._kernel_masks.to(x.dtype), channel_mask,
-                                       soft.expand[i], space.expand_choices)
+                                       soft.expand[i], space.expand_choices, width)
                 depth_index = [j for j, d in enumerate(space.stages[s].depth_choices) if d == slot.pos + 1]
                 if depth_index:
                     stage_out = stage_out + depth_probs[depth_index[0]] * x
-            x = stage_out
-        return self.classifier(self._head(x))
+            x = stage_out * width_gate
+        return self.classifier(self._head(x)) * res_gate
 
     @contextmanager
     def batch_stats(self) -> Iterator[None]:
@@ -153,3 +177,12 @@ class Supernet(nn.Module):
         if real_missing or unexpected:
             raise RuntimeError(f"extraction mismatch: missing {real_missing}, unexpected {unexpected}")
         return sub.to(next(self.parameters()).device).train(self.training)
+
+
+def _hard_choice(onehot: torch.Tensor | None, choices: tuple[int, ...]) -> tuple[torch.Tensor | float, int]:
+    """(the chosen entry of a one-hot straight-through sample, the choice it picks); (1.0, the
+    largest choice) when the decision does not exist in the space."""
+    if onehot is None:
+        return 1.0, choices[-1]
+    index = int(onehot.argmax())
+    return onehot[index], choices[index]

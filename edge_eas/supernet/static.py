@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, subnet_layers
+from edge_eas.net.subnet import (BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, ResizeLayer, SELayer,
+                                 subnet_layers)
 from edge_eas.torchnet.activations import torch_activation
+from edge_eas.torchnet.folded import Bilinear
 
 
 class ConvBN(nn.Module):
@@ -69,6 +71,8 @@ def _module(layer: Layer, num_classes: int) -> nn.Module:
         return Block(layer)
     if isinstance(layer, LinearLayer):
         return nn.Linear(layer.in_features, num_classes) if layer.out_features is None else DenseAct(layer)
+    if isinstance(layer, ResizeLayer):  # no weights: the native input at the side the arch runs at
+        return Bilinear(layer.out_size)
     raise TypeError(f"SubNet has no module for {type(layer).__name__}")
 
 

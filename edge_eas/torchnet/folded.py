@@ -1,7 +1,7 @@
 """A FoldedNet as a torch module: the eager torch engine runs it, the ExecuTorch engine lowers it.
 
-The module is the FoldedNet's ops translated one by one (`translate`): plain biased convs (BN
-already folded) / activation / add / mean / linear.
+The module is the FoldedNet's ops translated one by one (`translate`): bilinear resize of the
+input / plain biased convs (BN already folded) / activation / add / mean / linear.
 For ExecuTorch it is built in XNNPACK form (`xnnpack=True`: the same `plan_conv` lowering as the
 TFLite builder), and the whole graph lands in one XNNPACK delegate.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool,
-                                 Linear, Op, SqueezeExcite, plan_conv)
+                                 Linear, Op, Resize, SqueezeExcite, plan_conv)
 from edge_eas.torchnet.activations import torch_activation
 
 
@@ -79,6 +79,18 @@ class Block(nn.Module):
         return x + y if self.residual else y
 
 
+class Bilinear(nn.Module):
+    """A `Resize`: F.interpolate bilinear with half-pixel centres (align_corners=False), no
+    antialiasing; `edge_eas.net.folded.bilinear_resize` is its numpy twin."""
+
+    def __init__(self, out_size: int) -> None:
+        super().__init__()
+        self.out_size = out_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(self.out_size, self.out_size), mode="bilinear", align_corners=False)
+
+
 class Pool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # keepdim mean over H, W is the form XNNPACK delegates; flatten afterwards.
@@ -134,6 +146,10 @@ def translate(op: Op, in_size: int, xnnpack: bool = False) -> tuple[nn.Module, i
         return _with_activation(linear, op.act), 1
     if isinstance(op, SqueezeExcite):
         return SqueezeExciteModule(op), in_size
+    if isinstance(op, Resize):
+        if op.in_size != in_size:
+            raise ValueError(f"{op.name}: resizes a {op.in_size}x{op.in_size} map, got {in_size}x{in_size}")
+        return Bilinear(op.out_size), op.out_size
     raise TypeError(f"the torch engine has no translation for {type(op).__name__}")
 
 
