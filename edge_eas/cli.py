@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "task accuracy of a sub-network, BN recalibrated"),
     "train-generator": ("train_generator", "train the architecture generator of a run"),
     "specialize": ("specialize", "generate the architecture for a task and budget"),
+    "pareto": ("pareto", "accuracy against MFLOPs (and ms on a target) of the generator's picks along a ladder of budgets"),
     "keygen": ("keygen", "make an Ed25519 key pair for signing bundles"),
     "export": ("export", "pack a run into a compressed, optionally signed .eas bundle"),
     "export-subnet": ("export_subnet", "one generated sub-network as a standalone .pte or .tflite file"),

@@ -16,7 +16,9 @@ def archs(draw: st.DrawFn, space: SearchSpace) -> Arch:
         depths.append(d)
         kernels.append(tuple(draw(st.sampled_from(space.kernel_choices)) for _ in range(d)))
         expands.append(tuple(draw(st.sampled_from(space.expand_choices)) for _ in range(d)))
-    return Arch(tuple(depths), tuple(kernels), tuple(expands))
+    widths = tuple(draw(st.sampled_from(stage.widths)) for stage in space.stages) if space.has_widths else ()
+    side = draw(st.sampled_from(space.resolution_choices)) if space.resolution_choices else 0
+    return Arch(tuple(depths), tuple(kernels), tuple(expands), widths, side)
 
 
 TEST_RESOLUTION = {"mbv3": 64}  # mbv3's layers at 64 px instead of 224: the same ops, ~12x less work

@@ -50,7 +50,9 @@ def test_soft_mode_with_one_hot_equals_hard(preset: str, data: st.DataObject) ->
     soft = SoftArch.from_arch(net.space, arch)
     with torch.no_grad():
         assert (net(x, arch) - net.forward_soft(x, soft)).abs().max().item() <= 1e-5
-    assert abs(float(expected_macs(net.space, soft.depth, soft.kernel, soft.expand)) - macs(net.space, arch)) < 1e-3
+    expected = expected_macs(net.space, soft.depth, soft.kernel, soft.expand, width_probs=soft.width,
+                             resolution_probs=soft.resolution)
+    assert abs(float(expected) - macs(net.space, arch)) < 1e-3
 
 
 def test_expected_macs_is_differentiable_and_exact_in_expectation() -> None:

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     samples = [arch_row(space, space.sample(rng)) for _ in range(args.sample)]
     summary = {
-        "preset": space.name, "input_shape": list(space.input_shape), "space": space.to_dict(),
+        "preset": space.name, "input_shape": list(space.input_shape), "resolutions": list(space.resolutions),
+        "widths": [list(s.widths) for s in space.stages], "space": space.to_dict(),
         "decisions": len(space.decision_sizes()), "num_archs": space.size(),
         "mflops_range": [macs(space, lo) / 1e6, macs(space, hi) / 1e6],
         "params_range": [params(space, lo), params(space, hi)], "samples": samples,
@@ -60,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary)
         return 0
-    rows = [(i, f"{s.out_channels}", s.stride, list(s.depth_choices)) for i, s in enumerate(space.stages)]
-    print_table(f"search space {space.name!r}: input {space.input_shape}, kernels {list(space.kernel_choices)}, "
-                f"expands {list(space.expand_choices)}", ["stage", "channels", "stride", "depths"], rows)
+    rows = [(i, "/".join(map(str, s.widths)), s.stride, list(s.depth_choices)) for i, s in enumerate(space.stages)]
+    sides = f", input sides {list(space.resolutions)}" if space.resolution_choices else ""
+    print_table(f"search space {space.name!r}: input {space.input_shape}{sides}, kernels {list(space.kernel_choices)}, "
+                f"expands {list(space.expand_choices)}", ["stage", "widths", "stride", "depths"], rows)
     print(f"{summary['decisions']} decisions, {space.size():,} distinct archs, "
           f"{summary['mflops_range'][0]:.3f}-{summary['mflops_range'][1]:.3f} MFLOPs, "
           f"{summary['params_range'][0]:,}-{summary['params_range'][1]:,} params")

@@ -130,6 +130,9 @@ class SlotCostTable:
         n_expands); width_probs: per stage (n_widths,), empty without width choices;
         resolution_probs: (n_resolutions,) or None. A slot at index b of its stage is active
         with probability P(depth > b)."""
+        if bool(width_probs) != space.has_widths or (resolution_probs is not None) != bool(space.resolution_choices):
+            raise ValueError(f"space {space.name!r} needs width probabilities ({space.has_widths}) and resolution "
+                             f"probabilities ({bool(space.resolution_choices)}), exactly where it has those choices")
         like = kernel_probs[0]
         const = (lambda a: like.new_tensor(a)) if hasattr(like, "new_tensor") else np.asarray
         one = const(np.ones(1))

@@ -1,11 +1,13 @@
 """An architecture of a search space (`Arch`: what the generator emits and every consumer
-takes) and the flat decision-vector layout it is encoded in (`DecisionLayout`). Pure Python."""
+takes) and the flat decision-vector layout it is encoded in (`DecisionLayout`). Python + numpy."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -68,20 +70,44 @@ class Arch:
 class DecisionLayout:
     """Where each decision sits in the flat choice vector the generator emits and costs read:
     [depth of each stage | kernel of each block slot | expand of each block slot | width of each
-    stage | input resolution]. Block slots are in `SearchSpace.block_slots()` order. A space
+    stage | input resolution], and what each choice index means. Block slots are in
+    `SearchSpace.block_slots()` order (each stage's deepest choice of slots, in turn). A space
     without width (resolution) choices has no width (resolution) decisions, so its vectors are
     what they were before those dimensions existed. The one place that knows this layout."""
 
-    depth_sizes: tuple[int, ...]   # choices per stage depth
-    n_kernels: int
-    n_expands: int
-    n_slots: int
-    width_sizes: tuple[int, ...] = ()   # choices per stage width; () when the space has none
-    n_resolutions: int = 0              # resolution choices; 0 when the space has none
+    depth_choices: tuple[tuple[int, ...], ...]   # per stage
+    kernel_choices: tuple[int, ...]
+    expand_choices: tuple[int, ...]
+    width_choices: tuple[tuple[int, ...], ...] = ()   # per stage; () when the space has none
+    resolution_choices: tuple[int, ...] = ()          # () when the space has none
+
+    @property
+    def depth_sizes(self) -> tuple[int, ...]:
+        return tuple(len(d) for d in self.depth_choices)
+
+    @property
+    def n_kernels(self) -> int:
+        return len(self.kernel_choices)
+
+    @property
+    def n_expands(self) -> int:
+        return len(self.expand_choices)
+
+    @property
+    def n_slots(self) -> int:
+        return sum(max(d) for d in self.depth_choices)
+
+    @property
+    def width_sizes(self) -> tuple[int, ...]:
+        return tuple(len(w) for w in self.width_choices)
+
+    @property
+    def n_resolutions(self) -> int:
+        return len(self.resolution_choices)
 
     @property
     def n_stages(self) -> int:
-        return len(self.depth_sizes)
+        return len(self.depth_choices)
 
     @property
     def sizes(self) -> list[int]:
@@ -134,3 +160,43 @@ class DecisionLayout:
         items = list(per_decision)
         res = self.resolution_index
         return items[self.widths], (None if res is None else items[res])
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """A (validated) arch -> its choice indices; inactive block slots are 0, and an arch that
+        names no width (resolution) runs the widest (the native side)."""
+        vec = np.zeros(len(self.sizes), dtype=np.int64)
+        slot = 0
+        for s, choices in enumerate(self.depth_choices):
+            vec[s] = choices.index(arch.depths[s])
+            for b in range(arch.depths[s]):
+                vec[self.kernel_index(slot + b)] = self.kernel_choices.index(arch.kernels[s][b])
+                vec[self.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
+            slot += max(choices)
+        if self.width_choices:
+            widths = arch.widths or tuple(w[-1] for w in self.width_choices)
+            vec[self.widths] = [w.index(x) for w, x in zip(self.width_choices, widths)]
+        if self.resolution_choices:
+            vec[self.resolution_index] = self.resolution_choices.index(arch.resolution or self.resolution_choices[-1])
+        return vec
+
+    def decode(self, vec: Sequence[int], space_name: str = "") -> Arch:
+        """Choice indices -> Arch; choices of inactive block slots are ignored."""
+        vec = [int(v) for v in vec]
+        sizes = self.sizes
+        if len(vec) != len(sizes):
+            raise ValueError(f"choice vector has {len(vec)} entries, space {space_name!r} needs {len(sizes)}")
+        for i, (v, n) in enumerate(zip(vec, sizes)):
+            if not 0 <= v < n:
+                raise ValueError(f"choice vector entry {i}={v} is outside 0..{n - 1}")
+        depths, kernels, expands = [], [], []
+        slot = 0
+        for s, choices in enumerate(self.depth_choices):
+            d = choices[vec[s]]
+            depths.append(d)
+            kernels.append(tuple(self.kernel_choices[vec[self.kernel_index(slot + b)]] for b in range(d)))
+            expands.append(tuple(self.expand_choices[vec[self.expand_index(slot + b)]] for b in range(d)))
+            slot += max(choices)
+        widths = tuple(w[v] for w, v in zip(self.width_choices, vec[self.widths]))
+        res = self.resolution_index
+        return Arch(tuple(depths), tuple(kernels), tuple(expands), widths,
+                    0 if res is None else self.resolution_choices[vec[res]])

@@ -23,35 +23,13 @@ import numpy as np
 from edge_eas.net.activations import ACTIVATIONS  # re-exported: the names a layer's `act` may take
 from edge_eas.net.arch import Arch, DecisionLayout
 from edge_eas.net.block import BlockConfig, SlotConfigs, conv_out_size, make_divisible, se_channels
+from edge_eas.net.stage import StageSpec, elastic_stage
 
 Pick = Callable[[Sequence[int]], int]
 """A rule that picks one of a decision's choices (min, max, the middle one)."""
 
 __all__ = ["ACTIVATIONS", "Arch", "BlockConfig", "DecisionLayout", "PRESETS", "SearchSpace", "SlotConfigs",
            "StageSpec", "conv_out_size", "make_divisible", "se_channels"]
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage of inverted-residual blocks; only the first block strides."""
-
-    out_channels: int
-    stride: int
-    depth_choices: tuple[int, ...]
-    act: str = "relu6"
-    se: bool = False
-    # output widths an arch may pick (increasing, the last `out_channels`); () is no choice, and
-    # leaves `to_dict` and so every preset's digest as they were before widths existed
-    width_choices: tuple[int, ...] = ()
-
-    @property
-    def max_depth(self) -> int:
-        return max(self.depth_choices)
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """The output widths an arch may pick; the supernet is built at the largest."""
-        return self.width_choices or (self.out_channels,)
 
 
 @dataclass(frozen=True)
@@ -282,10 +260,9 @@ class SearchSpace:
     def decisions(self) -> DecisionLayout:
         """Built once per space (the space is frozen): the generator's budget repair reads it in
         its inner loop, and rebuilding it there took a third of `generate`'s time."""
-        return DecisionLayout(tuple(len(s.depth_choices) for s in self.stages), len(self.kernel_choices),
-                              len(self.expand_choices), self.max_blocks,
-                              tuple(len(s.widths) for s in self.stages) if self.has_widths else (),
-                              len(self.resolution_choices))
+        return DecisionLayout(tuple(s.depth_choices for s in self.stages), self.kernel_choices, self.expand_choices,
+                              tuple(s.widths for s in self.stages) if self.has_widths else (),
+                              self.resolution_choices)
 
     @cached_property
     def depth_values(self) -> np.ndarray:
@@ -296,50 +273,16 @@ class SearchSpace:
         return values
 
     def decision_sizes(self) -> list[int]:
-        """Number of choices per decision: one depth per stage, kernel and expand per block slot,
-        then (where the space has them) one width per stage and the resolution."""
+        """Number of choices per decision (`DecisionLayout.sizes`)."""
         return self.decisions.sizes
 
     def encode(self, arch: Arch) -> np.ndarray:
         """Arch -> flat int vector of choice indices; inactive block slots are 0."""
-        self.validate(arch)
-        lay = self.decisions
-        vec = np.zeros(len(lay.sizes), dtype=np.int64)
-        slot = 0
-        for s, stage in enumerate(self.stages):
-            vec[s] = stage.depth_choices.index(arch.depths[s])
-            for b in range(arch.depths[s]):
-                vec[lay.kernel_index(slot + b)] = self.kernel_choices.index(arch.kernels[s][b])
-                vec[lay.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
-            slot += stage.max_depth
-        if lay.width_sizes:
-            vec[lay.widths] = [stage.widths.index(w) for stage, w in zip(self.stages, self.stage_widths(arch))]
-        if lay.resolution_index is not None:
-            vec[lay.resolution_index] = self.resolutions.index(self.arch_resolution(arch))
-        return vec
+        return self.decisions.encode(self.validate(arch))
 
     def decode(self, vec: Sequence[int]) -> Arch:
         """Flat choice-index vector -> Arch; choices of inactive block slots are ignored."""
-        vec = [int(v) for v in vec]
-        sizes = self.decision_sizes()
-        if len(vec) != len(sizes):
-            raise ValueError(f"choice vector has {len(vec)} entries, space {self.name!r} needs {len(sizes)}")
-        for i, (v, n) in enumerate(zip(vec, sizes)):
-            if not 0 <= v < n:
-                raise ValueError(f"choice vector entry {i}={v} is outside 0..{n - 1}")
-        lay = self.decisions
-        depths, kernels, expands = [], [], []
-        slot = 0
-        for s, stage in enumerate(self.stages):
-            d = stage.depth_choices[vec[s]]
-            depths.append(d)
-            kernels.append(tuple(self.kernel_choices[vec[lay.kernel_index(slot + b)]] for b in range(d)))
-            expands.append(tuple(self.expand_choices[vec[lay.expand_index(slot + b)]] for b in range(d)))
-            slot += stage.max_depth
-        widths = tuple(stage.widths[v] for stage, v in zip(self.stages, vec[lay.widths]))
-        res = lay.resolution_index
-        return Arch(tuple(depths), tuple(kernels), tuple(expands), widths,
-                    0 if res is None else self.resolutions[vec[res]])
+        return self.decisions.decode(vec, self.name)
 
     # ---- sampling and extremes ----------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Arch:
@@ -398,18 +341,6 @@ def _arch_slots(space: SearchSpace, arch: Arch) -> tuple[tuple[int, int, BlockCo
             out.append((slot, len(out), cfg))
             cin, size = cfg.out_channels, cfg.out_size
     return tuple(out)
-
-
-WIDTH_MULTIPLIERS = (0.5, 0.75, 1.0)
-"""A stage's elastic widths, as multiples of its channels (MobileNet's width multipliers)."""
-
-
-def elastic_stage(channels: int, stride: int, depths: tuple[int, ...], act: str = "relu6", se: bool = False,
-                  multipliers: tuple[float, ...] = WIDTH_MULTIPLIERS, divisor: int = 4) -> StageSpec:
-    """A stage whose output width is a choice of `multipliers` x `channels`, each rounded as
-    MobileNet rounds (`make_divisible`; to multiples of 4, since these stages are 16-128 wide)."""
-    widths = tuple(sorted({min(channels, make_divisible(channels * m, divisor)) for m in multipliers}))
-    return StageSpec(channels, stride, depths, act, se, widths)
 
 
 @lru_cache(maxsize=64)

@@ -266,8 +266,8 @@ class Runtime:
                    budget_params: float | None = None, budget_ms: float | None = None) -> SpecializedModel:
         """Generate (or take) an arch for the task within the budget (a Budget, "ms=4",
         {"ms": 4}, or the older budget_mflops= / budget_params= / budget_ms=), extract it,
-        recalibrate its BN on the bundle's calibration images of these classes, and prepare the
-        engine."""
+        recalibrate its BN on the bundle's calibration images of all classes (the distribution the
+        supernet trained on), and prepare the engine."""
         t0 = time.perf_counter()
         task = Task.create(classes, self.num_classes)
         name = self._pick_engine(engine)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.subnet import BN_EPS, BlockLayer, ConvLayer, Layer, SELayer, subnet_layers
-from edge_eas.runtime.engines.numpy_engine import activate, nhwc_conv, squeeze_excite
+from edge_eas.net.subnet import (BN_EPS, BlockLayer, ConvLayer, Layer, LinearLayer, PoolLayer, ResizeLayer, SELayer,
+                                 subnet_layers)
+from edge_eas.runtime.engines.numpy_engine import activate, nhwc_conv, nhwc_resize, squeeze_excite
 from edge_eas.net.folded import FoldedConv, fold_squeeze_excite
 
 
@@ -33,7 +34,7 @@ def _conv_bn_batch(weights: dict[str, np.ndarray], layer: ConvLayer, x: np.ndarr
 
 
 def _walk(weights: dict[str, np.ndarray], layers: tuple[Layer, ...], h: np.ndarray, eps: float) -> np.ndarray:
-    """Run the convs and blocks in order (the pool and classifier have no BN: they end the walk)."""
+    """Run the resize, convs and blocks in order (the pool and classifier have no BN: they end the walk)."""
     for layer in layers:
         if isinstance(layer, ConvLayer):
             h = _conv_bn_batch(weights, layer, h, eps)
@@ -42,8 +43,12 @@ def _walk(weights: dict[str, np.ndarray], layers: tuple[Layer, ...], h: np.ndarr
             h = y + h if layer.residual else y
         elif isinstance(layer, SELayer):  # no BN of its own: runs as the engine runs it
             h = squeeze_excite(fold_squeeze_excite(weights, layer))(h)
-        else:
+        elif isinstance(layer, ResizeLayer):  # an arch below the native side: as the engine runs it
+            h = nhwc_resize(layer.in_size, layer.out_size)(h)
+        elif isinstance(layer, (PoolLayer, LinearLayer)):
             break
+        else:  # a new layer is never skipped silently: its BNs would keep their old statistics
+            raise TypeError(f"BN recalibration has no case for {type(layer).__name__}")
     return h
 
 

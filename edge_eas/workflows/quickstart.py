@@ -24,6 +24,7 @@ from edge_eas.devices.targets import load_target
 from edge_eas.errors import UserError
 from edge_eas.format.signing import generate_keypair
 from edge_eas.host.bundle import export_bundle
+from edge_eas.host.pareto import ParetoPoint, is_rising, pareto_front, plot_front, span_pp
 from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
@@ -116,29 +117,18 @@ def ms_scenarios(bundle: Path, target_models: LatencyModels, scenarios: list[dic
             for sc, budget, m, st in zip(scenarios, budgets, models, stats)]
 
 
-def plots(out: Path, mflops_rows: list[dict[str, Any]], before: list[float], after: list[float]) -> list[str]:
+def plots(out: Path, front: list[ParetoPoint], mflops_rows: list[dict[str, Any]], before: list[float],
+          after: list[float]) -> list[str]:
+    """The all-class accuracy front (the generator's pick per MFLOPs budget, val split) and the
+    latency model's predictions against the measurements."""
+    # lazy: matplotlib only on this path, not when quickstart is imported
     import matplotlib
     matplotlib.use("Agg")
+    # lazy: after the backend is chosen
     import matplotlib.pyplot as plt
 
-    files = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    pts = sorted((r["mflops"], 100 * r["accuracy"]) for r in mflops_rows)
-    ax.scatter(*zip(*pts), s=14, label="generated archs (50 scenarios)")
-    front, best = [], -1.0
-    for c, a in pts:
-        if a > best:
-            front.append((c, a))
-            best = a
-    ax.plot(*zip(*front), "r-", label="Pareto front")
-    ax.set_xlabel("MFLOPs (MACs, millions)")
-    ax.set_ylabel("task accuracy, test split (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_mflops.png", dpi=110)
-    plt.close(fig)
-    files.append(str(out / "accuracy_vs_mflops.png"))
+    files = [str(plot_front(front, out / "accuracy_vs_mflops.png",
+                            "quick start: all classes, val split (the generator's pick per MFLOPs budget)"))]
     measured = [r["measured_ms"] for r in mflops_rows]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(measured, before, s=12, label="prior (roofline)")
@@ -193,7 +183,9 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
     _step("re-specialising with ms budgets on the calibrated model")
     scen = [{"id": r["scenario"], "classes": r["classes"]} for r in rows]
     ms_rows = ms_scenarios(bundle, models, scen, key)
-    files = plots(out, rows, before, after)
+    _step("accuracy front of all classes along MFLOPs budgets (val split)")
+    front = pareto_front(RunDir(run), None, split="val", latency=after_model)  # ms: this machine, calibrated
+    files = plots(out, front, rows, before, after)
     report = {
         "seconds": time.perf_counter() - start, "run": str(run), "bundle": str(bundle), "store": str(store),
         "engine": key, "scenarios": len(rows),
@@ -205,6 +197,8 @@ def quickstart(out: Path, scenarios: int = 50, seed: int = 0, with_ssh_demo: boo
                        "measured_within_budget": float(np.mean([r["measured_within_budget"] for r in ms_rows])),
                        "median_within_budget": float(np.mean([r["median_within_budget"] for r in ms_rows])),
                        "rows": ms_rows},
+        "pareto_front": {"classes": "all", "split": "val", "rising": is_rising(front), "span_pp": span_pp(front),
+                         "rows": [p.to_dict() for p in front]},
         "plots": files,
     }
     if with_ssh_demo:
@@ -282,6 +276,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"ms budgets: {100 * report['ms_budgets']['predicted_within_budget']:.0f}% predicted within budget, "
           f"{100 * report['ms_budgets']['measured_within_budget']:.0f}% measured within budget (fastest sample; "
           f"{100 * report['ms_budgets'].get('median_within_budget', 0):.0f}% by the median sample)")
+    if report.get("pareto_front", {}).get("rows"):
+        pf, lo_hi = report["pareto_front"], (report["pareto_front"]["rows"][0], report["pareto_front"]["rows"][-1])
+        print(f"accuracy front (all classes, val split): {100 * lo_hi[0]['accuracy']:.1f}% at "
+              f"{lo_hi[0]['mflops']:.3f} MFLOPs -> {100 * lo_hi[1]['accuracy']:.1f}% at {lo_hi[1]['mflops']:.3f} "
+              f"MFLOPs over {len(pf['rows'])} budgets ({'rising' if pf['rising'] else 'NOT rising'})")
     if "ssh_demo" in report:
         s = report["ssh_demo"]
         cal = next(iter(s["calibration"].values()), None)

@@ -3,7 +3,8 @@
 Translates the FoldedNet's ops one by one into NHWC kernels (`_compile`). Works in NHWC so that every 1x1 conv is one (N*H*W, Cin) @ (Cin, Cout) BLAS matmul; the depthwise
 conv is one einsum over a zero-copy strided view of the k*k shifted slices of the zero-padded
 tensor (taps that only ever read padding are dropped up front, which matters for 7x7 kernels on
-2x2 maps); the stem is im2col + one matmul.
+2x2 maps); the stem is im2col + one matmul; the input resize of an arch below the native side is
+two matmuls with the bilinear interpolation matrices (rows, then columns).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_eas.net.activations import activation
-from edge_eas.net.folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, SqueezeExcite,
-                                 plan_conv)
+from edge_eas.net.folded import (ConvPlan, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op, Resize,
+                                 SqueezeExcite, bilinear_weights, plan_conv)
 from edge_eas.runtime.engines.base import as_input
 
 
@@ -191,8 +192,34 @@ class _SqueezeExcite:
         return x * hard_sigmoid(g)[:, None, None, :]
 
 
+@dataclass(frozen=True)
+class _Resize:
+    """Bilinear resize (half-pixel centres, no antialiasing: `edge_eas.net.folded.bilinear_resize`)
+    as two BLAS matmuls: rows, then columns, of the NHWC map."""
+
+    rows: np.ndarray  # (out, in)
+    cols: np.ndarray  # (out, in)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, h, w, c = x.shape
+        o = self.rows.shape[0]
+        y = np.matmul(self.rows, x.reshape(n, h, w * c)).reshape(n * o, w, c)
+        return np.matmul(self.cols, y).reshape(n, o, o, c)
+
+
+def nhwc_resize(in_size: int, out_size: int) -> Kernel:
+    """The NHWC numpy kernel for a bilinear resize of an in_size x in_size map to out_size (public,
+    like nhwc_conv, for BN recalibration)."""
+    weights = np.ascontiguousarray(bilinear_weights(in_size, out_size), dtype=np.float32)
+    return _Resize(weights, weights)
+
+
 def _compile(op: Op, size: int) -> tuple[Kernel, int]:
     """One op as an NHWC kernel on a size x size map, and the size it leaves."""
+    if isinstance(op, Resize):
+        if op.in_size != size:
+            raise ValueError(f"{op.name}: resizes a {op.in_size}x{op.in_size} map, got {size}x{size}")
+        return nhwc_resize(op.in_size, op.out_size), op.out_size
     if isinstance(op, FoldedConv):
         return nhwc_conv(op, size), op.out_size(size)
     if isinstance(op, FoldedBlock):

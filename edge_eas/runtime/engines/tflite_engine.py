@@ -6,16 +6,17 @@ ai-edge-litert can build and run any sub-network it extracts.
 
 The FoldedNet's ops are translated one by one (`_emit`), NHWC float32 with a static batch: a conv
 is [PAD] CONV_2D / DEPTHWISE_CONV_2D with its activation fused, a block its ops then ADD when
-residual, the pool MEAN(1,2), the classifier FULLY_CONNECTED. Each kxk conv follows `plan_conv`: kernel taps that only ever read padding are dropped; stride-1
-convs with symmetric padding use SAME (equal to torch's k//2 for odd k); others get an explicit
-PAD then VALID, because TFLite SAME puts the extra padding bottom/right while torch is symmetric.
+residual, the pool MEAN(1,2), the classifier FULLY_CONNECTED, an input resize RESIZE_BILINEAR
+(half-pixel centres); `tflite_graph.GraphBuilder` writes the flatbuffer. Each kxk conv follows
+`plan_conv`: kernel taps that only ever read padding are dropped; stride-1 convs with symmetric
+padding use SAME (equal to torch's k//2 for odd k); others get an explicit PAD then VALID, because
+TFLite SAME puts the extra padding bottom/right while torch is symmetric.
 Depthwise kernels above 25 taps (7x7) are split into row bands (SLICE -> DEPTHWISE_CONV_2D, summed
 with ADD): XNNPACK has no fast 49-tap kernel and runs a 7x7 depthwise 10-16x slower than a 5x5.
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any, Optional, Tuple
 
@@ -23,25 +24,14 @@ import numpy as np
 
 from edge_eas.net.activations import activation
 from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
-                                 SqueezeExcite, plan_conv)
+                                 Resize, SqueezeExcite, plan_conv)
 from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
 from edge_eas.runtime.engines.base import EngineUnavailable, as_input
+from edge_eas.runtime.engines.tflite_graph import GraphBuilder, load_schema
 
-# edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
-_SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
-                   "edge_eas_tflite_schema")
+__all__ = ["TFLiteEngine", "build_tflite", "load_interpreter_class", "load_schema"]
+
 Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias must work on the device's Python 3.8
-_BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data aligned for the kernels
-
-
-def load_schema() -> ModuleType:
-    """The generated TFLite schema module (object API), or EngineUnavailable."""
-    for name in _SCHEMA_MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise EngineUnavailable("building a .tflite model needs the TFLite schema")
 
 
 def load_interpreter_class() -> type:
@@ -58,110 +48,12 @@ def load_interpreter_class() -> type:
         raise EngineUnavailable("the tflite engine needs a TFLite interpreter") from None
 
 
-class _AlignedBuffer:
-    """A schema Buffer whose bytes start on a 16-byte boundary (the object API aligns to 1)."""
-
-    def __init__(self, schema: ModuleType, data: bytes) -> None:
-        self.schema, self.data = schema, data
-
-    def Pack(self, builder: Any) -> int:  # noqa: N802 - flatbuffers object-API protocol
-        n = len(self.data)
-        builder.StartVector(1, n, _BUFFER_ALIGNMENT)
-        builder.head = builder.head - n
-        builder.Bytes[builder.head:builder.head + n] = self.data
-        builder.vectorNumElems = n
-        vec = builder.EndVector()
-        self.schema.BufferStart(builder)
-        self.schema.BufferAddData(builder, vec)
-        return self.schema.BufferEnd(builder)
-
-
-class _GraphBuilder:
-    """Accumulates tensors, constant buffers and operators of a one-subgraph model."""
-
-    def __init__(self, schema: ModuleType) -> None:
-        self.s = schema
-        self.tensors: list[Any] = []
-        self.buffers: list[Any] = [schema.BufferT()]  # buffer 0: the empty sentinel
-        self.operators: list[Any] = []
-        self.opcodes: dict[int, int] = {}
-
-    def tensor(self, shape: tuple[int, ...], name: str, data: Optional[np.ndarray] = None,
-               dtype: str = "FLOAT32") -> int:
-        t = self.s.TensorT()
-        t.shape = np.asarray(shape, dtype=np.int32)
-        t.type = getattr(self.s.TensorType, dtype)
-        t.name = name
-        if data is not None:
-            if tuple(data.shape) != tuple(shape):
-                raise ValueError(f"constant {name}: data shape {data.shape} != tensor shape {shape}")
-            self.buffers.append(_AlignedBuffer(self.s, np.ascontiguousarray(data).tobytes()))
-            t.buffer = len(self.buffers) - 1
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-    def const(self, data: np.ndarray, name: str) -> int:
-        dtype = {np.dtype(np.float32): "FLOAT32", np.dtype(np.int32): "INT32"}[data.dtype]
-        return self.tensor(tuple(data.shape), name, data, dtype)
-
-    def op(self, code: str, inputs: list[int], outputs: list[int], options: Any = None,
-           options_type: str = "NONE") -> None:
-        builtin = getattr(self.s.BuiltinOperator, code)
-        self.opcodes.setdefault(builtin, len(self.opcodes))
-        o = self.s.OperatorT()
-        o.opcodeIndex = self.opcodes[builtin]
-        o.inputs = np.asarray(inputs, dtype=np.int32)
-        o.outputs = np.asarray(outputs, dtype=np.int32)
-        o.builtinOptionsType = getattr(self.s.BuiltinOptions, options_type)
-        o.builtinOptions = options
-        self.operators.append(o)
-
-    def finish(self, inputs: list[int], outputs: list[int], description: str,
-               signature: Optional[tuple[str, str, str]] = None, metadata: Optional[tuple[str, bytes]] = None) -> bytes:
-        """The model; `signature` (key, input name, output name) names its one signature,
-        `metadata` (name, bytes) adds a metadata entry."""
-        import flatbuffers  # lazy: an optional extra (tflite); numpy-only devices import this module
-
-        if metadata is not None:
-            self.buffers.append(_AlignedBuffer(self.s, metadata[1]))
-        sub = self.s.SubGraphT()
-        sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
-        sub.inputs = np.asarray(inputs, dtype=np.int32)
-        sub.outputs = np.asarray(outputs, dtype=np.int32)
-        model = self.s.ModelT()
-        model.version = 3
-        model.description = description
-        model.subgraphs = [sub]
-        model.buffers = self.buffers
-        if metadata is not None:
-            entry = self.s.MetadataT()
-            entry.name, entry.buffer = metadata[0], len(self.buffers) - 1
-            model.metadata = [entry]
-        if signature is not None:
-            key, in_name, out_name = signature
-            sig = self.s.SignatureDefT()
-            sig.signatureKey, sig.subgraphIndex = key, 0
-            sig.inputs, sig.outputs = [self.s.TensorMapT()], [self.s.TensorMapT()]
-            sig.inputs[0].name, sig.inputs[0].tensorIndex = in_name, inputs[0]
-            sig.outputs[0].name, sig.outputs[0].tensorIndex = out_name, outputs[0]
-            model.signatureDefs = [sig]
-        model.operatorCodes = []
-        for builtin in sorted(self.opcodes, key=self.opcodes.__getitem__):
-            oc = self.s.OperatorCodeT()
-            # codes above 127 live only in builtinCode; 127 = PLACEHOLDER_FOR_GREATER_OP_CODES
-            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
-            model.operatorCodes.append(oc)
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
-
-
 def _activation(schema: ModuleType, act: str) -> int:
     """The activation fused into the producing op (the registry's `tflite_fused`)."""
     return getattr(schema.ActivationFunctionType, activation(act).tflite_fused)
 
 
-def _separate_activation(g: "_GraphBuilder", x: int, shape: Shape, act: str, name: str) -> int:
+def _separate_activation(g: GraphBuilder, x: int, shape: Shape, act: str, name: str) -> int:
     """`act` as its own op on `x` when TFLite cannot fuse it (h-swish); else `x` unchanged."""
     op = activation(act).tflite_op
     if op is None:
@@ -171,13 +63,13 @@ def _separate_activation(g: "_GraphBuilder", x: int, shape: Shape, act: str, nam
     return out
 
 
-def _conv(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
+def _conv(g: GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
     """`_conv_fused`, then the activation when TFLite cannot fuse it."""
     out, out_shape = _conv_fused(g, x, shape, conv, name)
     return _separate_activation(g, out, out_shape, conv.act, name), out_shape
 
 
-def _conv_fused(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
+def _conv_fused(g: GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: str) -> tuple[int, Shape]:
     """Emit `conv` on NHWC tensor `x` as planned by `plan_conv`: trimmed kernel, SAME when that
     matches torch, else PAD + VALID; a >25-tap depthwise kernel as row bands (SLICE + conv each)
     summed by ADDs, the activation fused into the last ADD."""
@@ -223,7 +115,7 @@ def _conv_fused(g: _GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: 
     return total, out_shape
 
 
-def _conv_op(g: _GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.ndarray, bias: np.ndarray,
+def _conv_op(g: GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.ndarray, bias: np.ndarray,
              padding: int, act: int, name: str) -> None:
     """One CONV_2D / DEPTHWISE_CONV_2D with an OIHW (torch) weight, re-laid out for TFLite."""
     s = g.s
@@ -244,7 +136,7 @@ def _conv_op(g: _GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.nd
     g.op(code, [x, weight_t, bias_t], [out], opts, opts_type)
 
 
-def _emit(g: _GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
+def _emit(g: GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
     """Translate one op applied to tensor `x`; returns its output tensor and shape."""
     s = g.s
     if isinstance(op, FoldedConv):
@@ -274,10 +166,12 @@ def _emit(g: _GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
         return _separate_activation(g, out, out_shape, op.act, op.name), out_shape
     if isinstance(op, SqueezeExcite):
         return _squeeze_excite(g, op, x, shape), shape
+    if isinstance(op, Resize):
+        return _resize(g, op, x, shape)
     raise TypeError(f"the tflite engine has no translation for {type(op).__name__}")
 
 
-def _squeeze_excite(g: _GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) -> int:
+def _squeeze_excite(g: GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) -> int:
     """MEAN(keep dims) -> 1x1 CONV_2D (RELU) -> 1x1 CONV_2D -> ADD 3 (RELU6) -> MUL 1/6 -> MUL x."""
     s = g.s
     n, c, mid = shape[0], op.channels, int(op.reduce_w.shape[0])
@@ -308,13 +202,26 @@ def _squeeze_excite(g: _GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) -
     return out
 
 
+def _resize(g: GraphBuilder, op: Resize, x: int, shape: Shape) -> tuple[int, Shape]:
+    """RESIZE_BILINEAR with half-pixel centres (version 3, what torch's align_corners=False is)."""
+    if shape[1] != op.in_size or shape[2] != op.in_size:
+        raise ValueError(f"{op.name}: resizes a {op.in_size}x{op.in_size} map, got {shape[1]}x{shape[2]}")
+    out_shape = (shape[0], op.out_size, op.out_size, shape[3])
+    size = g.const(np.array([op.out_size, op.out_size], dtype=np.int32), f"{op.name}/size")
+    out = g.tensor(out_shape, op.name)
+    opts = g.s.ResizeBilinearOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = False, True
+    g.op("RESIZE_BILINEAR", [x, size], [out], opts, "ResizeBilinearOptions", version=3)
+    return out, out_shape
+
+
 def build_tflite(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None,
                  metadata: Optional[bytes] = None) -> bytes:
     """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input
     and giving logits; with `app` (a standalone export, runtime/app_io.py) it takes uint8 NHWC,
     normalises inside (CAST, MUL, ADD), ends in SOFTMAX, and has a named signature and the
     `metadata` JSON as a metadata entry."""
-    g = _GraphBuilder(load_schema())
+    g = GraphBuilder(load_schema())
     c, h, w = folded.input_shape
     shape: Shape = (batch_size, h, w, c)
     if app is None:
@@ -334,7 +241,7 @@ def build_tflite(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = 
                     metadata=None if metadata is None else (METADATA_NAME, metadata))
 
 
-def _app_input(g: _GraphBuilder, shape: Shape, app: AppIO) -> tuple[int, int]:
+def _app_input(g: GraphBuilder, shape: Shape, app: AppIO) -> tuple[int, int]:
     """uint8 image tensor -> CAST float32 -> * scale + shift per channel: (input, normalised)."""
     s = g.s
     image = g.tensor(shape, INPUT_NAME, dtype="UINT8")
