@@ -3,6 +3,8 @@ with one plain sentence, derived from the JSON's own verdicts, saying who won, t
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 VERB = {"win": "beats", "loss": "loses to", "tie": "ties with"}
@@ -16,23 +18,70 @@ def ci(c: dict[str, Any]) -> str:
     return f"{c['mean_pp']:+.2f} pp [{c['ci95_pp'][0]:+.2f}, {c['ci95_pp'][1]:+.2f}]"
 
 
+NARROW_SPACE_END = "4976961"
+"""The commit that gave the fashion preset widths and input sides (issue #31): results from code
+before it describe the narrow space (depth, kernel, expand only)."""
+
+# The narrow space's default training, before issue #31 (fashion_training.json at commit 79df857):
+# kept as one line, the figures the new space is compared with.
+NARROW_SPACE_BEFORE = ("Before widths and input sides (commit 79df857, one seed): 1.71–5.85 MFLOPs (3.4×); smallest "
+                       "89.69 %, median 89.62 %, largest 91.01 % on all 10 test classes. That preset's 8 epochs and "
+                       "its 0.4 share of all-class samples were raised from 6 and 0.25 after a test-split figure of "
+                       "90.1 %, and it then cleared its 91 % floor by one test image; the current preset keeps the "
+                       "0.4 share from that choice and was not re-tuned on any split (its 12 epochs are what fits "
+                       "45 minutes).")
+
+
+def predates_elastic_space(doc: dict[str, Any]) -> bool:
+    """Whether a result comes from code before the fashion preset gained widths and sides."""
+    commit = doc.get("commit")
+    if not commit:
+        return True
+    probe = subprocess.run(["git", "merge-base", "--is-ancestor", NARROW_SPACE_END, commit], capture_output=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    return probe.returncode != 0
+
+
+def narrow_note(doc: dict[str, Any]) -> list[str]:
+    return (["*Measured on the narrow `fashion` space (depth, kernel and expand only, 1.71–5.85 MFLOPs) before "
+             "issue #31; not yet rerun on the current preset.*", ""] if predates_elastic_space(doc) else [])
+
+
+def _both(v: dict[str, Any], scale: float = 100.0, digits: int = 2) -> str:
+    return f"{scale * v['mean']:.{digits}f} ({', '.join(f'{scale * x:.{digits}f}' for x in v['values'])})"
+
+
 def training_section(doc: dict[str, Any]) -> list[str]:
-    a, cfg = doc["accuracy"], doc["config"]
-    secs = doc["train_wall_seconds"] or doc["supernet_seconds"] + (doc["generator_seconds"] or 0)
-    ok = a["largest"]["all_class_accuracy"] >= 0.91 and a["smallest"]["all_class_accuracy"] >= 0.87
-    lines = ["### Fashion-MNIST: the default training on 2 CPU cores", "",
-             f"`edge_eas train --data fashion-mnist` trained for **{secs / 60:.1f} min**"
-             f"{' wall clock' if doc['train_wall_seconds'] else ' (supernet + generator, data loading excluded)'} "
-             f"(goal ≤ 45; supernet "
-             f"{doc['supernet_seconds'] / 60:.1f} min for {cfg['epochs']} epochs, generator "
-             f"{(doc['generator_seconds'] or 0) / 60:.1f} min). The targets (largest ≥ 91 %, smallest ≥ 87 % on all "
-             f"10 test classes) were {'met' if ok else 'not met'}: {doc['sample']['test_images']} test images.", "",
-             "| sub-network | MFLOPs | all 10 classes, test |", "|---|---|---|"]
-    lines += [f"| {name} | {r['mflops']:.2f} | {pct(r['all_class_accuracy'], 2)} |" for name, r in a.items()]
-    d = doc["generator_distinct"]
-    lines += ["", "Distinct architectures the generator returns for "
-                  f"{d['middle']['tasks']} in-group tasks at one budget: " +
-              ", ".join(f"{v['distinct_archs']} at {v['budget_mflops']:.2f} MFLOPs ({k})" for k, v in d.items()) + "."]
+    su, seeds, cfg, n = doc["summary"], doc["seeds"], doc["config"], doc["sample"]
+    times = [(s["supernet_seconds"] + (s["generator_seconds"] or 0)) / 60 for s in seeds]
+    lo, hi = seeds[0]["mflops_range"]
+    big = su["largest_accuracy"]["mean"] >= 0.92
+    span, tops = su["front_span_pp"]["mean"], su["tops_mean_span_pp"]["mean"]
+    rising = all(su["front_rising"])
+    verdict = (f"The largest network {'reaches' if big else 'misses'} the 92 % target "
+               f"({100 * su['largest_accuracy']['mean']:.2f} %, mean of {len(seeds)} seeds); the all-class front "
+               f"{'rises at every step' if rising else 'does not rise at every step'} and spans {span:.2f} pp "
+               f"({'≥' if span >= 5 else '<'} 5); the tops-group span is {tops:.2f} pp ({'≥' if tops >= 5 else '<'} 5).")
+    lines = ["### Fashion-MNIST: the default training on 2 CPU cores", "", verdict, "",
+             f"Sample: {len(seeds)} seeds ({', '.join(str(s['seed']) for s in seeds)}), {n['test_images']} test images, "
+             f"all 10 classes, BN recalibrated on all-class training images; the space spans {lo:.2f}–{hi:.2f} MFLOPs "
+             f"({hi / lo:.1f}×). Training took {', '.join(f'{t:.1f}' for t in times)} min (supernet + generator, "
+             f"{cfg['epochs']} epochs; goal ≤ 45), each seed on 1 torch thread while the other seed trained on the "
+             f"other core.", "",
+             "| sub-network | MFLOPs | all 10 classes, test: mean (seeds) |", "|---|---|---|"]
+    for name, key in (("smallest", "smallest_accuracy"), ("largest", "largest_accuracy")):
+        lines.append(f"| {name} | {seeds[0]['accuracy'][name]['mflops']:.2f} | {_both(su[key])} % |")
+    lines += ["", f"The all-class Pareto front: the generator's pick at {n['front_budgets']} log-spaced budgets "
+                  f"(`edge_eas pareto RUN --split test`), accuracy in % as mean (seeds):", "",
+              "| budget (MFLOPs) | " + " | ".join(f"seed {s['seed']} pick (MFLOPs)" for s in seeds) + " | accuracy |",
+              "|---|" + "---|" * len(seeds) + "---|"]
+    for i, step in enumerate(su["front_by_step"]):
+        picks = " | ".join(f"{s['front']['points'][i]['mflops']:.2f}" for s in seeds)
+        lines.append(f"| {seeds[0]['front']['points'][i]['budget_mflops']:.2f} | {picks} | {_both(step)} |")
+    lines += ["", f"Tops-group tasks ({', '.join(str(t) for t in n['tops_tasks'])}): the pick at the largest "
+                  f"budget minus the pick at the smallest, mean over the tasks: {_both(su['tops_mean_span_pp'], 1)} pp.",
+              "", NARROW_SPACE_BEFORE, "",
+              f"![all-class front, seed {seeds[0]['seed']}]({seeds[0]['front']['plot']})"]
     return lines
 
 
@@ -132,6 +181,16 @@ def calibration_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = [("fashion_training", training_section), ("specialisation_fashion-mnist", specialisation_section),
-            ("scratch_baseline_fashion-mnist", scratch_section), ("task_dropout_fashion-mnist", task_dropout_section),
-            ("calibration_images_fashion-mnist", calibration_section)]
+def _labelled(section: Any) -> Any:
+    """The section with the narrow-space note under its heading when its result predates #31."""
+    def render(doc: dict[str, Any]) -> list[str]:
+        lines = section(doc)
+        return lines[:2] + narrow_note(doc) + lines[2:]
+    return render
+
+
+SECTIONS = [("fashion_training", training_section),
+            ("specialisation_fashion-mnist", _labelled(specialisation_section)),
+            ("scratch_baseline_fashion-mnist", _labelled(scratch_section)),
+            ("task_dropout_fashion-mnist", _labelled(task_dropout_section)),
+            ("calibration_images_fashion-mnist", _labelled(calibration_section))]

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,7 +95,8 @@ def test_slot_configs_are_every_slots_choices_once() -> None:
     for s in slots:
         assert len(s.configs) == len(space.kernel_choices) and s.largest.kernel == space.max_kernel
         assert all(cfg.in_size == s.in_size for _, _, cfg in s.choices())
-    arch = space.sample(np.random.default_rng(5))
+    # slot configs are at the stages' full widths and the native side: an arch at those
+    arch = replace(space.sample(np.random.default_rng(5)), widths=space.largest().widths, resolution=0)
     for slot, _, cfg in space.slots(arch):
         k, e = space.kernel_choices.index(cfg.kernel), space.expand_choices.index(cfg.expand)
         assert slots[slot].configs[k][e] == cfg

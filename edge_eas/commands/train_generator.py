@@ -12,7 +12,7 @@ from edge_eas.host.rundir import RunDir
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN")
-    p.add_argument("--steps", type=int, help="training steps (default 300)")
+    p.add_argument("--steps", type=int, help="training steps (default: the run's preset's, as `edge_eas train` uses)")
     p.add_argument("--task-agnostic", action="store_true",
                    help="baseline: train on all-class tasks only (written as generator-agnostic.*)")
     p.add_argument("--resume", action="store_true", help="continue from the last generator checkpoint")
@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise ValueError("--steps must be >= 1")
     require_trained(RunDir(args.run_dir).meta(), args.run_dir, "train a generator against")
-    cfg = GeneratorConfig(seed=args.seed, task_agnostic=args.task_agnostic,
-                          out_name="generator-agnostic" if args.task_agnostic else "generator")
-    if args.steps:
-        cfg.steps = args.steps
+    # the run's preset sets the defaults, as `edge_eas train` does (fashion: 400 smaller steps)
+    cfg = GeneratorConfig.for_preset(str(RunDir(args.run_dir).meta()["space"]["name"]), steps=args.steps,
+                                     seed=args.seed, task_agnostic=args.task_agnostic,
+                                     out_name="generator-agnostic" if args.task_agnostic else "generator")
     result = train_generator(RunDir(args.run_dir), cfg, resume=args.resume)
     if args.json:
         emit_json(result)

@@ -146,6 +146,25 @@ class GeneratorTrainer:
         frac = self.step / max(1, self.cfg.steps - 1)
         return self.cfg.tau_start * (self.cfg.tau_end / self.cfg.tau_start) ** frac
 
+    def _task_loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, hard: SoftArch,
+                   side_probs: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy over the task's classes on the task's half of the batch (BN on the whole
+        batch's statistics). Input sides do not mix in one pass, and a straight-through gate on
+        the sampled side gave the generator no usable signal (its picks stayed at 16 px until the
+        largest budget), so the loss is the expectation over sides: one pass per side, weighted
+        by the generator's probabilities, an exact gradient for that decision."""
+        n_task = len(y) // 2
+
+        def loss_at(side: int | None) -> torch.Tensor:
+            with self.net.batch_stats():
+                out = self.net.forward_soft(x, hard, side=side)
+            return F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
+
+        if side_probs is None:
+            return loss_at(None)
+        return sum((p * loss_at(side) for p, side in zip(side_probs, self.space.resolutions)),
+                   torch.zeros((), device=self.device))
+
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         self.opt.zero_grad(set_to_none=True)
@@ -166,11 +185,8 @@ class GeneratorTrainer:
             x, y = self._images(classes)
             mask = torch.zeros(self.num_classes, dtype=torch.bool, device=self.device)
             mask[torch.from_numpy(classes).to(self.device)] = True
-            with self.net.batch_stats():
-                out = self.net.forward_soft(x, soft_arch(self.space, hard))
-            n_task = len(y) // 2
-            ce = F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
             sp = soft_arch(self.space, probs)
+            ce = self._task_loss(x, y, mask, soft_arch(self.space, hard), sp.resolution)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes,
                                        table=self.tables["mflops"],  # built once, in MFLOPs
                                        width_probs=sp.width, resolution_probs=sp.resolution)

@@ -32,12 +32,13 @@ class DynamicSE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x.mean(dim=(2, 3)), x.shape[1])[:, :, None, None]
 
-    def forward_soft(self, x: torch.Tensor, expand_probs: torch.Tensor, widths: list[int]) -> torch.Tensor:
-        """The expand ratios' SEs mixed by their probabilities (each zero beyond its width, where
-        the channel mask has already zeroed the map): equals `forward` on a one-hot choice."""
+    def forward_soft(self, x: torch.Tensor, mix: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+        """The SEs of each hidden width mixed by its probability ((width, p) pairs; each gate zero
+        beyond its width, where the channel mask has already zeroed the map): equals `forward`
+        on a one-hot choice."""
         pooled = x.mean(dim=(2, 3))
         gate = torch.zeros_like(pooled)
-        for p, width in zip(expand_probs, widths):
+        for width, p in mix:
             gate = gate + p * F.pad(self.gate(pooled, width), (0, pooled.shape[1] - width))
         return x * gate[:, :, None, None]
 
@@ -83,16 +84,17 @@ class ElasticMBConv(nn.Module):
         return x + h if cfg.residual else h
 
     def forward_soft(self, x: torch.Tensor, kernel_probs: torch.Tensor, kernel_masks: torch.Tensor,
-                     channel_mask: torch.Tensor, expand_probs: torch.Tensor, expand_choices: tuple[int, ...],
-                     out_channels: int | None = None) -> torch.Tensor:
-        """The widest hidden layer for the input's width (x.shape[1]); kernel mixture in the
-        depthwise weight, expand mixture as a channel mask (and, with squeeze-excite, as a
-        mixture of each ratio's SE); `out_channels` is the stage's width (full when None)."""
-        cin, cout = x.shape[1], out_channels or self.out_channels
-        h = self._expand(x, cin * self.max_expand)
+                     channel_mask: torch.Tensor, se_mix: list[tuple[int, torch.Tensor]], out_mask: torch.Tensor,
+                     residual: torch.Tensor | float) -> torch.Tensor:
+        """The full-width block with every choice a mask: kernel mixture in the depthwise weight,
+        hidden width (expand x input width) as a channel mask (with squeeze-excite, a mixture of
+        each hidden width's SE), output width as a channel mask, and the residual weighted by
+        the probability that it exists (input and output widths equal). BN is per channel, so on
+        one-hot choices this equals `forward` on the narrow block."""
+        h = self._expand(x, self.in_channels * self.max_expand)
         h = self.act(self.dw_bn(self.dw.forward_soft(h, kernel_probs, kernel_masks)))
         h = h * channel_mask.view(1, -1, 1, 1)
         if self.se is not None:
-            h = self.se.forward_soft(h, expand_probs, [cin * e for e in expand_choices])
-        h = self.project_bn(self.project(h, cout))
-        return x + h if self.stride == 1 and cin == cout else h
+            h = self.se.forward_soft(h, se_mix)
+        h = self.project_bn(self.project(h, self.out_channels)) * out_mask.view(1, -1, 1, 1)
+        return h + residual * x if self.residual else h

@@ -106,34 +106,44 @@ class Supernet(nn.Module):
         return self.classifier(self.features(x, arch))
 
     # ---- soft (generator) -----------------------------------------------------------------
-    def forward_soft(self, x: torch.Tensor, soft: SoftArch) -> torch.Tensor:
+    def forward_soft(self, x: torch.Tensor, soft: SoftArch, side: int | None = None) -> torch.Tensor:
         """Differentiable mixture over archs; equals `forward(x, arch)` when `soft` is one-hot.
-        Depth, kernel and expand mix inside the pass. Width and resolution cannot mix (maps of
-        different sizes): the pass runs the one-hot choice of `soft.width` / `soft.resolution`
-        (straight-through Gumbel samples) and multiplies the stage's output (the logits) by the
-        chosen entry, which is 1 in value, so their gradient reaches those decisions."""
+        Depth, kernel, expand and width mix inside one full-width pass (widths as channel
+        masks). Input sides cannot mix (maps of different sizes): the pass runs at `side`, or
+        at the one-hot choice of `soft.resolution` with the logits multiplied by that entry (1
+        in value, a straight-through gradient); the generator's trainer instead takes the
+        expected loss over sides, one pass per side."""
         space = self.space
-        expand_choices = torch.tensor(space.expand_choices, dtype=x.dtype, device=x.device)
-        res_gate, side = _hard_choice(soft.resolution, space.resolutions)
+        one = torch.ones(1, dtype=x.dtype, device=x.device)
+        res_gate: torch.Tensor | float = 1.0
+        if side is None:
+            res_gate, side = _hard_choice(soft.resolution, space.resolutions)
         x = self._stem(resize(x, side))
+        in_widths, in_p = (space.stem_channels,), one
         for s, slots in groupby(space.slot_configs(), key=lambda slot: slot.stage):
-            depth_probs = soft.depth[s]
-            width_gate, width = _hard_choice(soft.width[s] if soft.width else None, space.stages[s].widths)
+            stage = space.stages[s]
+            widths, w_p = stage.widths, (soft.width[s] if soft.width else one)
+            out_mask = w_p @ _below(widths, stage.out_channels, x)
             stage_out = torch.zeros((), dtype=x.dtype, device=x.device)
             for slot in slots:
                 block, i = self.blocks[slot.slot], slot.slot
-                cin = x.shape[1]
-                # channel c of the hidden layer is active when expand * in_channels > c
-                limits = expand_choices * cin
-                active = (torch.arange(cin * space.max_expand, device=x.device).view(1, -1)
-                          < limits.view(-1, 1)).to(x.dtype)
-                channel_mask = soft.expand[i] @ active
-                x = block.forward_soft(x, soft.kernel[i], self._kernel_masks.to(x.dtype), channel_mask,
-                                       soft.expand[i], space.expand_choices, width)
-                depth_index = [j for j, d in enumerate(space.stages[s].depth_choices) if d == slot.pos + 1]
+                cin, cin_p = (in_widths, in_p) if slot.pos == 0 else (widths, w_p)
+                joint = soft.expand[i][:, None] * cin_p[None, :]                     # (expand, input width)
+                hidden = [e * w for e in space.expand_choices for w in cin]
+                channel_mask = joint.reshape(-1) @ _below(hidden, block.in_channels * space.max_expand, x)
+                se_mix = list(zip(hidden, joint.reshape(-1)))
+                # the residual exists when the block's input and output widths are equal: always
+                # inside a stage (one width decision), else with the probability that they match
+                same = 1.0 if slot.pos > 0 else sum(
+                    (cin_p[a] * w_p[b] for a, u in enumerate(cin) for b, v in enumerate(widths) if u == v),
+                    torch.zeros((), dtype=x.dtype, device=x.device))
+                x = block.forward_soft(x, soft.kernel[i], self._kernel_masks.to(x.dtype), channel_mask, se_mix,
+                                       out_mask, same)
+                depth_index = [j for j, d in enumerate(stage.depth_choices) if d == slot.pos + 1]
                 if depth_index:
-                    stage_out = stage_out + depth_probs[depth_index[0]] * x
-            x = stage_out * width_gate
+                    stage_out = stage_out + soft.depth[s][depth_index[0]] * x
+            x = stage_out
+            in_widths, in_p = widths, w_p
         return self.classifier(self._head(x)) * res_gate
 
     @contextmanager
@@ -186,3 +196,9 @@ def _hard_choice(onehot: torch.Tensor | None, choices: tuple[int, ...]) -> tuple
         return 1.0, choices[-1]
     index = int(onehot.argmax())
     return onehot[index], choices[index]
+
+
+def _below(limits: Sequence[int], channels: int, like: torch.Tensor) -> torch.Tensor:
+    """(len(limits), channels): 1 where channel c < limit, one row per limit."""
+    lim = torch.tensor(list(limits), device=like.device).view(-1, 1)
+    return (torch.arange(channels, device=like.device).view(1, -1) < lim).to(like.dtype)
