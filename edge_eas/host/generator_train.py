@@ -151,8 +151,9 @@ class GeneratorTrainer:
         """Cross-entropy over the task's classes on the task's half of the batch (BN on the whole
         batch's statistics). Input sides do not mix in one pass, and a straight-through gate on
         the sampled side gave the generator no usable signal (its picks stayed at 16 px until the
-        largest budget), so the loss is the expectation over sides: one pass per side, weighted
-        by the generator's probabilities, an exact gradient for that decision."""
+        largest budget), so every side runs: one pass each, weighted by the straight-through
+        one-hot sample `side_probs` (the sampled side's loss in value; each side's own loss as
+        the gradient of its weight)."""
         n_task = len(y) // 2
 
         def loss_at(side: int | None) -> torch.Tensor:
@@ -185,8 +186,11 @@ class GeneratorTrainer:
             x, y = self._images(classes)
             mask = torch.zeros(self.num_classes, dtype=torch.bool, device=self.device)
             mask[torch.from_numpy(classes).to(self.device)] = True
-            sp = soft_arch(self.space, probs)
-            ce = self._task_loss(x, y, mask, soft_arch(self.space, hard), sp.resolution)
+            # the cost and the loss of the sampled arch (straight-through), not of the mixture: a
+            # generator judged by its expected cost learnt to hedge over input sides, and its
+            # argmax then used half its budget at 16 px
+            sp = soft_arch(self.space, hard)
+            ce = self._task_loss(x, y, mask, sp, sp.resolution)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes,
                                        table=self.tables["mflops"],  # built once, in MFLOPs
                                        width_probs=sp.width, resolution_probs=sp.resolution)

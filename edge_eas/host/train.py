@@ -30,7 +30,8 @@ from edge_eas.host.rundir import RunDir
 from edge_eas.net.space import Arch
 from edge_eas.host.space_rule import space_for
 from edge_eas.supernet import Supernet
-from edge_eas.net.tasks import TaskSampler
+from edge_eas.host.evaluate import TaskEvaluator
+from edge_eas.net.tasks import Task, TaskSampler
 
 MASKED_LOGIT = -1e4  # finite (not -inf) so KL terms stay well defined in low precision
 
@@ -264,13 +265,13 @@ class Trainer:
 
     @torch.no_grad()
     def quick_val(self) -> dict[str, float]:
-        """All-class val accuracy with the supernet's shared BN stats (cheap, for progress)."""
-        self.net.eval()
-        x = torch.from_numpy(self.data.preprocess(self.data.x_val)).to(self.device)
-        y = torch.from_numpy(self.data.y_val).long().to(self.device)
-        out = {}
-        for name, arch in (("largest", self.space.largest()), ("smallest", self.space.smallest())):
-            out[f"val_{name}"] = (self.net(x, arch).argmax(1) == y).float().mean().item()
+        """All-class val accuracy of the largest and smallest sub-network on 100 images per class,
+        BN recalibrated as every evaluation is: the supernet's shared running statistics mix
+        every width and input side, and scored without recalibration they said nothing."""
+        evaluator = TaskEvaluator(self.net, self.data, split="val", per_class=100, device=str(self.device))
+        everything = Task(tuple(range(self.data.num_classes)))
+        out = {f"val_{name}": evaluator.accuracy(arch, everything)
+               for name, arch in (("largest", self.space.largest()), ("smallest", self.space.smallest()))}
         self.net.train()
         return out
 
