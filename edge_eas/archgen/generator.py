@@ -152,6 +152,7 @@ class ArchGenerator:
         logp = self.log_probs(tasks, b, kind, table)
         vecs = np.stack([lp.argmax(1) for lp in logp], 1)
         self._repair(vecs, logp, b, table)
+        self._fill(vecs, logp, b, table)
         return vecs
 
     # ---- repair -------------------------------------------------------------------------
@@ -183,6 +184,38 @@ class ArchGenerator:
                 raise RuntimeError("budget repair found no cheaper choice")
             score = np.where(ok, loss / np.where(ok, saving, 1.0), np.inf)
             vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
+
+    def _fill(self, vecs: np.ndarray, logp: list[np.ndarray], budgets: np.ndarray, table: SlotCostTable) -> None:
+        """Greedy, in place, the mirror of `_repair`: while a row can step one decision up to its
+        next larger choice and stay within its budget, take the step that costs the least
+        generator log-probability per unit of cost added. The generator's argmax often left a
+        large budget half used (on fashion, 24 px networks of 3.0-3.6 MFLOPs at 5.85), and in
+        these spaces the larger choice is the more accurate one."""
+        space, lay = self.space, self.space.decisions
+        n_dec = vecs.shape[1]
+        sizes = np.array(lay.sizes)
+        slots = np.array([-1 if s is None else s for s in (lay.slot_of(d) for d in range(n_dec))])
+        diag = np.arange(n_dec)
+        rows = np.arange(len(vecs))
+        while len(rows):
+            cur = vecs[rows]
+            cost = table.cost_of_vectors(space, cur)
+            active = table.active(space, cur)
+            movable = (cur < sizes - 1) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
+            cands = np.repeat(cur[:, None, :], n_dec, 1)
+            cands[:, diag, diag] = np.minimum(cur + 1, sizes - 1)  # candidate d: decision d one choice up
+            new_cost = table.cost_of_vectors(space, cands.reshape(-1, n_dec)).reshape(len(rows), n_dec)
+            added = new_cost - cost[:, None]
+            loss = np.stack([logp[d][rows, cur[:, d]] - logp[d][rows, np.minimum(cur[:, d] + 1, sizes[d] - 1)]
+                             for d in range(n_dec)], 1)
+            ok = movable & (added > 0) & (new_cost <= budgets[rows, None])
+            grow = ok.any(1)
+            rows, ok, cands, loss, added = rows[grow], ok[grow], cands[grow], loss[grow], added[grow]
+            if not len(rows):
+                return
+            score = np.where(ok, loss / np.where(ok, added, 1.0), np.inf)
+            vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
+
 
 def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
               meta: dict[str, Any]) -> ArchGenerator:
