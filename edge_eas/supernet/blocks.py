@@ -97,4 +97,10 @@ class ElasticMBConv(nn.Module):
         if self.se is not None:
             h = self.se.forward_soft(h, se_mix)
         h = self.project_bn(self.project(h, self.out_channels)) * out_mask.view(1, -1, 1, 1)
-        return h + residual * x if self.residual else h
+        if self.stride != 1:
+            return h
+        # the full input and output widths may differ (a wider previous stage) while the chosen
+        # ones match: the input, zero beyond its chosen width, cropped or padded to the output's
+        cin, cout = x.shape[1], h.shape[1]
+        skip = x[:, :cout] if cin >= cout else F.pad(x, (0, 0, 0, 0, 0, cout - cin))
+        return h + residual * skip

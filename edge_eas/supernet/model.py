@@ -134,7 +134,7 @@ class Supernet(nn.Module):
                 se_mix = list(zip(hidden, joint.reshape(-1)))
                 # the residual exists when the block's input and output widths are equal: always
                 # inside a stage (one width decision), else with the probability that they match
-                same = 1.0 if slot.pos > 0 else sum(
+                same = 1.0 if slot.pos > 0 else 0.0 if block.stride != 1 else sum(
                     (cin_p[a] * w_p[b] for a, u in enumerate(cin) for b, v in enumerate(widths) if u == v),
                     torch.zeros((), dtype=x.dtype, device=x.device))
                 x = block.forward_soft(x, soft.kernel[i], self._kernel_masks.to(x.dtype), channel_mask, se_mix,
