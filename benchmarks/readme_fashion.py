@@ -75,9 +75,10 @@ def training_section(doc: dict[str, Any]) -> list[str]:
              f"Sample: {len(seeds)} seeds ({', '.join(str(s['seed']) for s in seeds)}), {n['test_images']} test images, "
              f"all 10 classes, BN recalibrated on all-class training images; the space spans {lo:.2f}–{hi:.2f} MFLOPs "
              f"({hi / lo:.1f}×). Training took {', '.join(f'{t:.1f}' for t in times)} min (supernet + generator, "
-             f"{cfg['epochs']} epochs; goal ≤ 45), each seed on 1 torch thread while the other seed trained on the "
-             f"other core. The supernets were trained at commit 4976961, whose training code is the head's; the "
-             f"generators were retrained at the commit below, after two changes to how they learn widths and sides.",
+             f"{cfg['epochs']} epochs; goal ≤ 45, on 2 cores for one run: not measured that way), each seed on 1 torch "
+             f"thread while the other seed trained on the other core (the generators while the test suite ran too). The supernets were trained at commit 4976961, whose training code is the head's; the "
+             f"generators were retrained at the commit below, after the changes to how they learn widths and "
+             f"sides, and their picks fill the budget (a greedy step up after repair).",
              "",
              "| sub-network | MFLOPs | all 10 classes, test: mean (seeds) |", "|---|---|---|"]
     for name, key in (("smallest", "smallest_accuracy"), ("largest", "largest_accuracy")):
