@@ -155,35 +155,47 @@ class ArchGenerator:
         self._fill(vecs, logp, b, table)
         return vecs
 
-    # ---- repair -------------------------------------------------------------------------
+    # ---- repair and fill ----------------------------------------------------------------
+    def _steps(self, rows: np.ndarray, cur: np.ndarray, logp: list[np.ndarray], table: SlotCostTable,
+               step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's neighbours with one decision moved one choice by `step` (-1 down, +1 up):
+        (candidates (R, D, D), their costs (R, D), the log-probability each move loses (R, D),
+        which moves exist: the decision has that choice, and a block's decision its block runs)."""
+        lay, n_dec = self.space.decisions, cur.shape[1]
+        sizes, slots = np.array(lay.sizes), lay.decision_slots
+        moved = np.clip(cur + step, 0, sizes - 1)
+        active = table.active(self.space, cur)
+        movable = (moved != cur) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
+        diag = np.arange(n_dec)
+        cands = np.repeat(cur[:, None, :], n_dec, 1)
+        cands[:, diag, diag] = moved  # candidate d: decision d moved
+        costs = table.cost_of_vectors(self.space, cands.reshape(-1, n_dec)).reshape(len(rows), n_dec)
+        loss = np.stack([logp[d][rows, cur[:, d]] - logp[d][rows, moved[:, d]] for d in range(n_dec)], 1)
+        return cands, costs, loss, movable
+
+    @staticmethod
+    def _take(vecs: np.ndarray, rows: np.ndarray, cands: np.ndarray, loss: np.ndarray, amount: np.ndarray,
+              ok: np.ndarray) -> None:
+        """Each row takes its allowed move that loses the least log-probability per unit of cost."""
+        score = np.where(ok, loss / np.where(ok, amount, 1.0), np.inf)
+        vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
+
     def _repair(self, vecs: np.ndarray, logp: list[np.ndarray], budgets: np.ndarray, table: SlotCostTable) -> None:
         """Greedy, in place: while a row is over its budget, step down the one choice that costs
         the least log-probability per unit of cost saved. Every over-budget row takes its steps
         together (one cost-table call per step for all of them, not per row and candidate)."""
-        space, lay = self.space, self.space.decisions
-        n_dec = vecs.shape[1]
-        slots = np.array([-1 if s is None else s for s in (lay.slot_of(d) for d in range(n_dec))])
-        diag = np.arange(n_dec)
         rows = np.arange(len(vecs))
         while len(rows):
-            cur = vecs[rows]
-            cost = table.cost_of_vectors(space, cur)
-            over = cost > budgets[rows]
-            rows, cur, cost = rows[over], cur[over], cost[over]
+            cost = table.cost_of_vectors(self.space, vecs[rows])
+            rows, cost = rows[cost > budgets[rows]], cost[cost > budgets[rows]]
             if not len(rows):
                 return
-            active = table.active(space, cur)
-            movable = (cur > 0) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
-            cands = np.repeat(cur[:, None, :], n_dec, 1)
-            cands[:, diag, diag] = np.maximum(cur - 1, 0)  # candidate d: decision d one choice down
-            saving = cost[:, None] - table.cost_of_vectors(space, cands.reshape(-1, n_dec)).reshape(len(rows), n_dec)
-            loss = np.stack([logp[d][rows, cur[:, d]] - logp[d][rows, np.maximum(cur[:, d] - 1, 0)]
-                             for d in range(n_dec)], 1)
+            cands, costs, loss, movable = self._steps(rows, vecs[rows], logp, table, -1)
+            saving = cost[:, None] - costs
             ok = movable & (saving > 0)
             if not ok.any(1).all():  # cannot happen for a monotone cost; guard against an infinite loop
                 raise RuntimeError("budget repair found no cheaper choice")
-            score = np.where(ok, loss / np.where(ok, saving, 1.0), np.inf)
-            vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
+            self._take(vecs, rows, cands, loss, saving, ok)
 
     def _fill(self, vecs: np.ndarray, logp: list[np.ndarray], budgets: np.ndarray, table: SlotCostTable) -> None:
         """Greedy, in place, the mirror of `_repair`: while a row can step one decision up to its
@@ -191,30 +203,17 @@ class ArchGenerator:
         generator log-probability per unit of cost added. The generator's argmax often left a
         large budget half used (on fashion, 24 px networks of 3.0-3.6 MFLOPs at 5.85), and in
         these spaces the larger choice is the more accurate one."""
-        space, lay = self.space, self.space.decisions
-        n_dec = vecs.shape[1]
-        sizes = np.array(lay.sizes)
-        slots = np.array([-1 if s is None else s for s in (lay.slot_of(d) for d in range(n_dec))])
-        diag = np.arange(n_dec)
         rows = np.arange(len(vecs))
         while len(rows):
-            cur = vecs[rows]
-            cost = table.cost_of_vectors(space, cur)
-            active = table.active(space, cur)
-            movable = (cur < sizes - 1) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
-            cands = np.repeat(cur[:, None, :], n_dec, 1)
-            cands[:, diag, diag] = np.minimum(cur + 1, sizes - 1)  # candidate d: decision d one choice up
-            new_cost = table.cost_of_vectors(space, cands.reshape(-1, n_dec)).reshape(len(rows), n_dec)
-            added = new_cost - cost[:, None]
-            loss = np.stack([logp[d][rows, cur[:, d]] - logp[d][rows, np.minimum(cur[:, d] + 1, sizes[d] - 1)]
-                             for d in range(n_dec)], 1)
-            ok = movable & (added > 0) & (new_cost <= budgets[rows, None])
+            cost = table.cost_of_vectors(self.space, vecs[rows])
+            cands, costs, loss, movable = self._steps(rows, vecs[rows], logp, table, +1)
+            added = costs - cost[:, None]
+            ok = movable & (added > 0) & (costs <= budgets[rows, None])
             grow = ok.any(1)
-            rows, ok, cands, loss, added = rows[grow], ok[grow], cands[grow], loss[grow], added[grow]
+            rows, cands, loss, added, ok = rows[grow], cands[grow], loss[grow], added[grow], ok[grow]
             if not len(rows):
                 return
-            score = np.where(ok, loss / np.where(ok, added, 1.0), np.inf)
-            vecs[rows] = cands[np.arange(len(rows)), score.argmin(1)]
+            self._take(vecs, rows, cands, loss, added, ok)
 
 
 def from_meta(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],

@@ -29,7 +29,6 @@ from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.generator import RESOURCE_KINDS, budget_features, default_cost_tables, generator_inputs
 from edge_eas.host.rundir import RunDir, load_supernet
-from edge_eas.net.space import SearchSpace
 from edge_eas.supernet import SoftArch
 from edge_eas.net.tasks import TaskSampler
 from edge_eas.host.train import MASKED_LOGIT
@@ -87,10 +86,6 @@ class GeneratorNet(nn.Module):
         return list(torch.split(logits, self.decision_sizes, dim=-1))
 
 
-def soft_arch(space: SearchSpace, per_decision: list[torch.Tensor]) -> SoftArch:
-    return SoftArch.from_decisions(space, per_decision)
-
-
 class GeneratorTrainer:
     def __init__(self, run: RunDir, cfg: GeneratorConfig, data: Dataset | None = None) -> None:
         self.run, self.cfg = run, cfg
@@ -146,14 +141,13 @@ class GeneratorTrainer:
         frac = self.step / max(1, self.cfg.steps - 1)
         return self.cfg.tau_start * (self.cfg.tau_end / self.cfg.tau_start) ** frac
 
-    def _task_loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, hard: SoftArch,
-                   side_probs: torch.Tensor | None) -> torch.Tensor:
+    def _task_loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, hard: SoftArch) -> torch.Tensor:
         """Cross-entropy over the task's classes on the task's half of the batch (BN on the whole
         batch's statistics). Input sides do not mix in one pass, and a straight-through gate on
         the sampled side gave the generator no usable signal (its picks stayed at 16 px until the
         largest budget), so every side runs: one pass each, weighted by the straight-through
-        one-hot sample `side_probs` (the sampled side's loss in value; each side's own loss as
-        the gradient of its weight)."""
+        one-hot sample `hard.resolution` (the sampled side's loss in value; each side's own loss
+        as the gradient of its weight)."""
         n_task = len(y) // 2
 
         def loss_at(side: int | None) -> torch.Tensor:
@@ -161,9 +155,9 @@ class GeneratorTrainer:
                 out = self.net.forward_soft(x, hard, side=side)
             return F.cross_entropy(out[:n_task].float().masked_fill(~mask, MASKED_LOGIT), y[:n_task])
 
-        if side_probs is None:
+        if hard.resolution is None:
             return loss_at(None)
-        return sum((p * loss_at(side) for p, side in zip(side_probs, self.space.resolutions)),
+        return sum((p * loss_at(side) for p, side in zip(hard.resolution, self.space.resolutions)),
                    torch.zeros((), device=self.device))
 
     def train_step(self) -> dict[str, float]:
@@ -182,15 +176,14 @@ class GeneratorTrainer:
         for i, (classes, budget) in enumerate(scen):
             segs = self.gen.split(logits[i])
             hard = [F.gumbel_softmax(s, tau=tau, hard=True) for s in segs]
-            probs = [F.softmax(s, -1) for s in segs]
             x, y = self._images(classes)
             mask = torch.zeros(self.num_classes, dtype=torch.bool, device=self.device)
             mask[torch.from_numpy(classes).to(self.device)] = True
             # the cost and the loss of the sampled arch (straight-through), not of the mixture: a
             # generator judged by its expected cost learnt to hedge over input sides, and its
             # argmax then used half its budget at 16 px
-            sp = soft_arch(self.space, hard)
-            ce = self._task_loss(x, y, mask, sp, sp.resolution)
+            sp = SoftArch.from_decisions(self.space, hard)
+            ce = self._task_loss(x, y, mask, sp)
             exp_mflops = expected_macs(self.space, sp.depth, sp.kernel, sp.expand, self.num_classes,
                                        table=self.tables["mflops"],  # built once, in MFLOPs
                                        width_probs=sp.width, resolution_probs=sp.resolution)

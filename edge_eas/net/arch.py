@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -149,6 +150,14 @@ class DecisionLayout:
         if decision < self.n_stages or decision >= self.widths.start:
             return None
         return (decision - self.n_stages) % self.n_slots
+
+    @cached_property
+    def decision_slots(self) -> np.ndarray:
+        """(n_decisions,) the block slot of each decision (`slot_of`), -1 for the others: what
+        budget repair reads on every step, built once per layout."""
+        slots = np.array([-1 if s is None else s for s in map(self.slot_of, range(len(self.sizes)))])
+        slots.flags.writeable = False
+        return slots
 
     def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
         """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
