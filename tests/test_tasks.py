@@ -84,3 +84,33 @@ def test_groups_must_be_disjoint_and_in_range() -> None:
         TaskSampler(10, groups=((0, 1), (1, 2)), in_group_prob=0.5)
     with pytest.raises(ValueError, match="disjoint"):
         TaskSampler(4, groups=((0, 9),), in_group_prob=0.5)
+
+
+def _teacher_step_loss(tmp_path, teacher_all_classes: bool) -> tuple[float, float, float]:
+    """One supernet step on digits: the loss it reports for the largest, and that network's
+    full-class and task-masked cross-entropy on the same batch, computed before the step."""
+    import copy
+
+    import torch
+
+    from edge_eas.host.train import TrainConfig, Trainer, masked
+    cfg = TrainConfig(epochs=1, batch_size=32, random_subnets=0, task_full_prob=0.0, label_smoothing=0.0,
+                      teacher_all_classes=teacher_all_classes)
+    trainer = Trainer(cfg, tmp_path / f"run-{teacher_all_classes}")
+    idx = trainer.epoch_indices()[0]
+    rng = copy.deepcopy(trainer.data_rng)
+    x, y, mask = trainer._batch(idx)
+    trainer.data_rng = rng  # the step draws the same augmentation and the same tasks
+    with torch.no_grad():
+        raw = trainer._forward(x, trainer.space.largest())
+    full = masked_cross_entropy(masked(raw, None), y, None).item()
+    task = masked_cross_entropy(masked(raw, mask), y, mask).item()
+    return trainer.train_step(idx)["loss"], full, task
+
+
+def test_teacher_learns_every_class_or_only_the_task(tmp_path) -> None:
+    reported, full, task = _teacher_step_loss(tmp_path, True)
+    assert task < full - 1e-3  # tasks of 2-5 of 10 classes: the masked loss is the smaller one
+    assert abs(reported - full) < 1e-4
+    reported, full, task = _teacher_step_loss(tmp_path, False)
+    assert abs(reported - task) < 1e-4
