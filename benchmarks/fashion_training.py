@@ -9,6 +9,10 @@ from the shared evaluator (BN recalibrated on all-class training images), test s
 
     python -m benchmarks.fashion_training --out DIR --seeds 0 1   # trains DIR/seed0, DIR/seed1 (unless complete)
     python -m benchmarks.fashion_training --run RUN0 --run RUN1   # measures existing runs only
+        [--wall-seconds S0 S1] [--conditions "how the runs were trained"]
+
+The all-class front is also scored on the validation split, which is what a preset setting may be
+chosen by; the test split only reports.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def measure(path: Path, wall: float | None) -> dict[str, Any]:
     lo, hi = accuracy["smallest"]["mflops"], accuracy["largest"]["mflops"]
     front = pareto_front(run, None, split="test", steps=STEPS)
     front_acc = [p.accuracy for p in front]
+    front_val = pareto_front(run, None, split="val", steps=STEPS)
     plot = plot_front(front, Path(__file__).parent / "results" / f"fashion_front_seed{meta['config']['seed']}.png",
                       f"Fashion-MNIST, all 10 classes, test split, seed {meta['config']['seed']}")
     gen = G.load(run.path)
@@ -91,6 +96,8 @@ def measure(path: Path, wall: float | None) -> dict[str, Any]:
             "accuracy": accuracy,
             "front": {"points": [p.to_dict() for p in front], "rising": rises(front_acc), "span_pp": span_pp(front),
                       "plot": str(plot.relative_to(Path(__file__).resolve().parents[1]))},
+            "front_val": {"accuracy": [p.accuracy for p in front_val], "rising": rises([p.accuracy for p in front_val]),
+                          "span_pp": span_pp(front_val), "val_images": int(len(data.y_val))},
             "tops": {"tasks": tops, "mean_span_pp": float(np.mean([t["span_pp"] for t in tops]))},
             "generator_distinct": distinct, "test_images": int(len(data.y_test)), "history": meta.get("history")}
 
@@ -106,6 +113,9 @@ def summary(seeds: list[dict[str, Any]]) -> dict[str, Any]:
            "tops_mean_span_pp": both(lambda s: s["tops"]["mean_span_pp"]),
            "front_rising": [s["front"]["rising"] for s in seeds]}
     out["front_by_step"] = [both(lambda s, i=i: s["front"]["points"][i]["accuracy"]) for i in range(STEPS)]
+    out["val_front_by_step"] = [both(lambda s, i=i: s["front_val"]["accuracy"][i]) for i in range(STEPS)]
+    out["train_minutes"] = both(lambda s: (s["train_wall_seconds"] if s["train_wall_seconds"] is not None
+                                           else s["supernet_seconds"] + (s["generator_seconds"] or 0)) / 60)
     return out
 
 
@@ -115,16 +125,21 @@ def main() -> None:
     where.add_argument("--out", type=Path, help="train the default fashion runs here, one per seed (skipped if complete)")
     where.add_argument("--run", type=Path, action="append", help="an existing run to measure (repeat per seed)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--wall-seconds", type=float, nargs="+",
+                    help="with --run: each run's measured `edge_eas train` wall clock, in --run order")
+    ap.add_argument("--conditions", default="", help="how the runs were trained (threads, what else ran), for the README")
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
+    if args.wall_seconds and (not args.run or len(args.wall_seconds) != len(args.run)):
+        ap.error("--wall-seconds needs one value per --run")
     runs: list[tuple[Path, float | None]] = []
     if args.out:
         for seed in args.seeds:
             path = args.out / f"seed{seed}"
             runs.append((path, train(path, seed) if not RunDir(path).is_complete() else None))
     else:
-        runs = [(p, None) for p in args.run]
+        runs = list(zip(args.run, args.wall_seconds or [None] * len(args.run)))
     seeds = [measure(path, wall) for path, wall in runs]
     for s in seeds:
         a = s["accuracy"]
@@ -138,7 +153,7 @@ def main() -> None:
         "data": first["config"]["data"], "config": first["config"],
         "sample": {"test_images": first["test_images"], "seeds": [s["seed"] for s in seeds], "front_budgets": STEPS,
                    "tops_tasks": list(TOPS_TASKS), "in_group_tasks": list(IN_GROUP_TASKS)},
-        "summary": summary(seeds), "seeds": seeds}, allow_dirty=args.allow_dirty)
+        "conditions": args.conditions, "summary": summary(seeds), "seeds": seeds}, allow_dirty=args.allow_dirty)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def _both(v: dict[str, Any], scale: float = 100.0, digits: int = 2) -> str:
 
 def training_section(doc: dict[str, Any]) -> list[str]:
     su, seeds, cfg, n = doc["summary"], doc["seeds"], doc["config"], doc["sample"]
-    times = [(s["supernet_seconds"] + (s["generator_seconds"] or 0)) / 60 for s in seeds]
+    times = [(s["train_wall_seconds"] or s["supernet_seconds"] + (s["generator_seconds"] or 0)) / 60 for s in seeds]
     lo, hi = seeds[0]["mflops_range"]
     big = su["largest_accuracy"]["mean"] >= 0.92
     span, tops = su["front_span_pp"]["mean"], su["tops_mean_span_pp"]["mean"]
@@ -71,14 +71,17 @@ def training_section(doc: dict[str, Any]) -> list[str]:
                f"({100 * su['largest_accuracy']['mean']:.2f} %, mean of {len(seeds)} seeds); the all-class front "
                f"{'rises at every step' if rising else 'does not rise at every step'} and spans {span:.2f} pp "
                f"({'≥' if span >= 5 else '<'} 5); the tops-group span is {tops:.2f} pp ({'≥' if tops >= 5 else '<'} 5).")
+    legacy = ("each seed on 1 torch thread while the other seed trained on the other core (the generators while the "
+              "test suite ran too). The supernets were trained at commit 4976961, whose training code is the head's; the "
+              "generators were retrained at the commit below, after the changes to how they learn widths and sides, and "
+              "their picks fill the budget (a greedy step up after repair).")
+    timed = "the `edge_eas train` wall clock" if any(s["train_wall_seconds"] for s in seeds) else "supernet + generator"
     lines = ["### Fashion-MNIST: the default training on 2 CPU cores", "", verdict, "",
              f"Sample: {len(seeds)} seeds ({', '.join(str(s['seed']) for s in seeds)}), {n['test_images']} test images, "
              f"all 10 classes, BN recalibrated on all-class training images; the space spans {lo:.2f}–{hi:.2f} MFLOPs "
-             f"({hi / lo:.1f}×). Training took {', '.join(f'{t:.1f}' for t in times)} min (supernet + generator, "
-             f"{cfg['epochs']} epochs; goal ≤ 45, on 2 cores for one run: not measured that way), each seed on 1 torch "
-             f"thread while the other seed trained on the other core (the generators while the test suite ran too). The supernets were trained at commit 4976961, whose training code is the head's; the "
-             f"generators were retrained at the commit below, after the changes to how they learn widths and "
-             f"sides, and their picks fill the budget (a greedy step up after repair).",
+             f"({hi / lo:.1f}×). Training took {', '.join(f'{t:.1f}' for t in times)} min ({timed}, "
+             f"{cfg['epochs']} epochs, {cfg['random_subnets']} random sub-networks a step; goal ≤ 45 on 2 cores): "
+             f"{doc.get('conditions') or legacy}",
              "",
              "| sub-network | MFLOPs | all 10 classes, test: mean (seeds) |", "|---|---|---|"]
     for name, key in (("smallest", "smallest_accuracy"), ("largest", "largest_accuracy")):
@@ -90,6 +93,11 @@ def training_section(doc: dict[str, Any]) -> list[str]:
     for i, step in enumerate(su["front_by_step"]):
         picks = " | ".join(f"{s['front']['points'][i]['mflops']:.2f}" for s in seeds)
         lines.append(f"| {seeds[0]['front']['points'][i]['budget_mflops']:.2f} | {picks} | {_both(step)} |")
+    if "val_front_by_step" in su:
+        val = su["val_front_by_step"]
+        lines += ["", f"The same budgets on the validation split ({seeds[0]['front_val']['val_images']} images, what "
+                      f"settings may be chosen by), mean (seeds): " + ", ".join(_both(v) for v in val) + " %; rising at "
+                      f"every step: {', '.join('yes' if s['front_val']['rising'] else 'no' for s in seeds)}."]
     lines += ["", f"Tops-group tasks ({', '.join(str(t) for t in n['tops_tasks'])}): the pick at the largest "
                   f"budget minus the pick at the smallest, mean over the tasks: {_both(su['tops_mean_span_pp'], 1)} pp.",
               "", narrow_space_before(), "",
@@ -152,26 +160,39 @@ def scratch_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _per_seed(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A comparison as {seed: CI}: newer results hold one CI per seed (over its tasks); older ones
+    one CI over (seed, task) pairs, shown as such."""
+    return {"pooled": c} if "mean_pp" in c else c
+
+
+def _verdict_word(c: dict[str, Any]) -> str:
+    return {"win": "a win", "loss": "a loss"}.get(c["verdict"], "a tie")
+
+
 def task_dropout_section(doc: dict[str, Any]) -> list[str]:
     n, comp, s = doc["sample"], doc["comparisons"], doc["summary"]
     arms = [a for a in s if a != "none"]
     epochs = f"{n['epochs']} epoch{'s' if n['epochs'] != 1 else ''}{' (reduced from the preset)' if n['reduced_epochs'] else ''}"
-    plain = "; ".join(f"{arm} dropout − none, {size}: {ci(comp[size]['all'][f'{arm} - none'])} "
-                      f"({ {'win': 'a win', 'loss': 'a loss'}.get(comp[size]['all'][f'{arm} - none']['verdict'], 'a tie')})"
-                      for arm in arms for size in comp)
+    pooled = any("mean_pp" in comp[size]["all"][f"{arm} - none"] for arm in arms for size in comp)
+    scope = "95 % CI over seed × task pairs" if pooled else "95 % CI over the tasks, per seed"
+    plain = "; ".join(f"{arm} dropout − none, {size}: " + ", ".join(
+        f"{'' if seed == 'pooled' else f'seed {seed} '}{ci(c)} ({_verdict_word(c)})"
+        for seed, c in _per_seed(comp[size]["all"][f"{arm} - none"]).items()) for arm in arms for size in comp)
     lines = [f"### Task-dropout ablation (Fashion-MNIST, {epochs}, {len(n['seeds'])} seeds × {n['tasks']} tasks)", "",
-             f"On 2–5-class tasks (95 % CI over seed × task pairs): {plain}.", "",
+             f"On 2–5-class tasks ({scope}): {plain}.", "",
              "| sub-network | MFLOPs | " + " | ".join(f"{a}: tasks | {a}: all classes" for a in s) + " | " +
              " | ".join(f"{a} − none, in-group | {a} − none, random" for a in arms) + " |",
              "|---" * (2 + 2 * len(s) + 2 * len(arms)) + "|"]
     for size in ("smallest", "median", "largest"):
         cells = [f"{pct(s[a][size]['mean_task_accuracy'], 2)} | {pct(s[a][size]['mean_all_class_accuracy'], 2)}"
                  for a in s]
-        diffs = [f"{ci(comp[size]['in_group'][f'{a} - none'])} | {ci(comp[size]['random_tasks'][f'{a} - none'])}"
-                 for a in arms]
+        diffs = [" | ".join("; ".join(ci(c) for c in _per_seed(comp[size][sub][f"{a} - none"]).values())
+                            for sub in ("in_group", "random_tasks")) for a in arms]
         lines.append(f"| {size} | {s['none'][size]['mflops']:.2f} | " + " | ".join(cells + diffs) + " |")
     lines += ["", "Arms: " + "; ".join(f"`{a}` = {v}" for a, v in doc["arms"].items()) + ". Tasks of 2–5 classes, "
-              f"{n['in_group_tasks']} of {n['tasks']} inside one superclass; BN recalibrated, test split."]
+              f"{n['in_group_tasks']} of {n['tasks']} inside one superclass; BN recalibrated, test split."
+              + ("" if pooled else " Differences list one CI per seed, in seed order.")]
     return lines
 
 

@@ -4,7 +4,11 @@ default), `random` (task dropout with random tasks only) and `none`. Each run is
 same tasks of 2-5 classes (half inside one superclass where the data has groups) for the
 smallest, a median and the largest sub-network, BN recalibrated, on the test split of each
 task's classes; plus all-class accuracy. Paired differences (arm - none) with 95 % bootstrap
-CIs over (seed, task) pairs.
+CIs over the tasks, within each seed: a seed is one training run, so its tasks share it, and
+(seed, task) pairs are not independent samples.
+
+A complete run already in `--runs-dir` under the arm's name is reused if its training config
+is the arm's (the default `edge_eas train` runs are the `superclass` arm at the preset length).
 
     python -m benchmarks.task_dropout --data fashion-mnist --epochs 2 --seeds 0 1 [--arms superclass none]
 """
@@ -12,6 +16,7 @@ CIs over (seed, task) pairs.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +50,25 @@ def median_arch(space: SearchSpace, seed: int = 0) -> Arch:
     return archs[int(np.argmin(np.abs(costs - np.median(costs))))]
 
 
+def run_name(slug: str, arm: str, epochs: int | None, seed: int) -> str:
+    return f"{slug}-{arm}-e{epochs or 'preset'}-s{seed}"
+
+
 def ensure_run(path: Path, data: str, epochs: int | None, arm: str, seed: int) -> RunDir:
     """Train (or resume, or reuse) one supernet of the ablation."""
     run = RunDir(path)
+    full = TrainConfig.for_preset(preset_of(data))
+    # reduced epochs keep the preset's schedule shape: warm-up shrinks in proportion
+    warmup = full.warmup_epochs * epochs / full.epochs if epochs else None
+    cfg = TrainConfig.for_preset(preset_of(data), data=data, epochs=epochs, warmup_epochs=warmup,
+                                 train_generator=False, seed=seed, **ARMS[arm])
     if not run.is_complete():
-        full = TrainConfig.for_preset(preset_of(data))
-        # reduced epochs keep the preset's schedule shape: warm-up shrinks in proportion
-        warmup = full.warmup_epochs * epochs / full.epochs if epochs else None
-        cfg = TrainConfig.for_preset(preset_of(data), data=data, epochs=epochs, warmup_epochs=warmup,
-                                     train_generator=False, seed=seed, **ARMS[arm])
         train_supernet(cfg, path, resume=(path / "checkpoint" / "state.json").is_file())
+    trained = {k: v for k, v in run.meta()["config"].items() if k != "train_generator"}
+    wanted = {k: v for k, v in asdict(cfg).items() if k != "train_generator"}
+    if trained != wanted:
+        diff = sorted(k for k in wanted if trained.get(k) != wanted[k])
+        raise SystemExit(f"{path}: trained with another config than arm {arm!r} (differs in {', '.join(diff)})")
     return run
 
 
@@ -104,8 +118,7 @@ def main() -> None:
     tasks: list[dict[str, Any]] = []
     for seed in args.seeds:
         for arm in args.arms:
-            run = ensure_run(args.runs_dir / f"{slug}-{arm}-e{args.epochs or 'preset'}-s{seed}", args.data,
-                             args.epochs, arm, seed)
+            run = ensure_run(args.runs_dir / run_name(slug, arm, args.epochs, seed), args.data, args.epochs, arm, seed)
             meta = run.meta()
             if not tasks:
                 tasks = make_tasks(len(meta["class_names"]), meta.get("class_groups", {}), args.tasks, 1000)
@@ -115,25 +128,29 @@ def main() -> None:
                 f"{s} {100 * np.mean(r[s]['task_accuracy']):.2f}%" for s in SIZES), flush=True)
     epochs = TrainConfig.for_preset(preset_of(args.data), epochs=args.epochs).epochs
 
-    # Paired rows: one per (seed, task); subsets: all tasks, in-group tasks, random tasks.
-    pairs = [(s, i) for s in args.seeds for i in range(len(tasks))]
+    # Paired rows: one per task, within each seed; subsets: all tasks, in-group tasks, random tasks.
+    subsets = {"all": list(range(len(tasks))),
+               "in_group": [i for i, t in enumerate(tasks) if t["in_group"]],
+               "random_tasks": [i for i, t in enumerate(tasks) if not t["in_group"]]}
     comparisons: dict[str, Any] = {}
     for size in SIZES:
-        rows = {arm: [{"test_accuracy": results[arm][s][size]["task_accuracy"][i]} for s, i in pairs]
-                for arm in args.arms}
-        subsets = {"all": list(range(len(pairs))),
-                   "in_group": [k for k, (_, i) in enumerate(pairs) if tasks[i]["in_group"]],
-                   "random_tasks": [k for k, (_, i) in enumerate(pairs) if not tasks[i]["in_group"]]}
         comparisons[size] = {}
         for subset, ids in subsets.items():
             if not ids:
                 continue
-            comparisons[size][subset] = {
-                f"{arm} - none": paired({arm: rows[arm], "none": rows["none"]}, arm, ids, 0)["none"]
-                for arm in args.arms if arm != "none"}
-            for name, c in comparisons[size][subset].items():
-                print(f"[{size}, {subset}] {name}: {c['mean_pp']:+.2f} pp, 95% CI [{c['ci95_pp'][0]:+.2f}, "
-                      f"{c['ci95_pp'][1]:+.2f}] ({c['verdict']})")
+            comparisons[size][subset] = {}
+            for arm in args.arms:
+                if arm == "none":
+                    continue
+                per_seed = {}
+                for seed in args.seeds:
+                    rows = {a: [{"test_accuracy": acc} for acc in results[a][seed][size]["task_accuracy"]]
+                            for a in (arm, "none")}
+                    per_seed[str(seed)] = paired(rows, arm, ids, seed)["none"]
+                comparisons[size][subset][f"{arm} - none"] = per_seed
+                for seed, c in per_seed.items():
+                    print(f"[{size}, {subset}, seed {seed}] {arm} - none: {c['mean_pp']:+.2f} pp, 95% CI "
+                          f"[{c['ci95_pp'][0]:+.2f}, {c['ci95_pp'][1]:+.2f}] ({c['verdict']})")
     summary = {arm: {size: {"mean_task_accuracy": float(np.mean([results[arm][s][size]["task_accuracy"]
                                                                   for s in args.seeds])),
                             "mean_all_class_accuracy": float(np.mean([results[arm][s][size]["all_class_accuracy"]
@@ -145,7 +162,9 @@ def main() -> None:
         "sample": {"seeds": args.seeds, "tasks": len(tasks), "in_group_tasks": sum(t["in_group"] for t in tasks),
                    "epochs": epochs, "reduced_epochs": args.epochs is not None},
         "tasks": tasks, "summary": summary, "comparisons": comparisons,
-        "runs": {arm: {str(s): r for s, r in by_seed.items()} for arm, by_seed in results.items()}},
+        "runs": {arm: {str(s): r for s, r in by_seed.items()} for arm, by_seed in results.items()},
+        "run_dirs": {arm: {str(s): str(args.runs_dir / run_name(slug, arm, args.epochs, s)) for s in args.seeds}
+                     for arm in args.arms}},
         allow_dirty=args.allow_dirty)
 
 
