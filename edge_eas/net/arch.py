@@ -170,9 +170,10 @@ class DecisionLayout:
         res = self.resolution_index
         return items[self.widths], (None if res is None else items[res])
 
-    def encode(self, arch: Arch) -> np.ndarray:
-        """A (validated) arch -> its choice indices; inactive block slots are 0, and an arch that
-        names no width (resolution) runs the widest (the native side)."""
+    def encode(self, arch: Arch, widths: Sequence[int], resolution: int) -> np.ndarray:
+        """A validated arch, with the stage widths and input side it runs at (the space fills in
+        the widest and the native one where the arch names none: `SearchSpace.encode`) -> its
+        choice indices; inactive block slots are 0."""
         vec = np.zeros(len(self.sizes), dtype=np.int64)
         slot = 0
         for s, choices in enumerate(self.depth_choices):
@@ -182,10 +183,9 @@ class DecisionLayout:
                 vec[self.expand_index(slot + b)] = self.expand_choices.index(arch.expands[s][b])
             slot += max(choices)
         if self.width_choices:
-            widths = arch.widths or tuple(w[-1] for w in self.width_choices)
             vec[self.widths] = [w.index(x) for w, x in zip(self.width_choices, widths)]
         if self.resolution_choices:
-            vec[self.resolution_index] = self.resolution_choices.index(arch.resolution or self.resolution_choices[-1])
+            vec[self.resolution_index] = self.resolution_choices.index(resolution)
         return vec
 
     def decode(self, vec: Sequence[int], space_name: str = "") -> Arch:

@@ -278,7 +278,8 @@ class SearchSpace:
 
     def encode(self, arch: Arch) -> np.ndarray:
         """Arch -> flat int vector of choice indices; inactive block slots are 0."""
-        return self.decisions.encode(self.validate(arch))
+        arch = self.validate(arch)
+        return self.decisions.encode(arch, self.stage_widths(arch), self.arch_resolution(arch))
 
     def decode(self, vec: Sequence[int]) -> Arch:
         """Flat choice-index vector -> Arch; choices of inactive block slots are ignored."""
