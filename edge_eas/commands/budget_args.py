@@ -9,8 +9,8 @@ import argparse
 from edge_eas.net.budget import Budget
 
 
-def add_budget_arguments(p: argparse.ArgumentParser) -> None:
-    budget = p.add_mutually_exclusive_group(required=True)
+def add_budget_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    budget = p.add_mutually_exclusive_group(required=required)
     budget.add_argument("--budget", metavar="KIND=VALUE",
                         help="mflops=5 (millions of MACs), params=2e5, or ms=3 on --target (needs its calibrated "
                              "latency model)")
@@ -22,10 +22,8 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="threads of the latency model (default: the target's)")
 
 
-def budget_of(args: argparse.Namespace) -> Budget:
-    """The one budget the flags give (argparse lets only one through); a misspelt one is a
-    ValueError, which the CLI prints as one line."""
-    budget = Budget.given(args.budget, args.budget_mflops, args.budget_params, args.budget_ms)
-    assert budget is not None  # the flags are a required group
-    return budget
+def budget_of(args: argparse.Namespace) -> Budget | None:
+    """The one budget the flags give (argparse lets only one through; None when the group is
+    optional and none is given); a misspelt one is a ValueError, which the CLI prints as one line."""
+    return Budget.given(args.budget, args.budget_mflops, args.budget_params, args.budget_ms)
 

@@ -1,4 +1,6 @@
-"""`edge_eas specialize`: the generator's arch for one task and budget, in one forward pass."""
+"""`edge_eas specialize`: the generator's arch for one task and budget, in one forward pass; or,
+with `--min-accuracy`, the cheapest arch the accuracy predictor says is good enough for the task
+(the most accurate within the budget when one is given too)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,18 @@ from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.cost.flops import macs, params
 from edge_eas.data import load_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
-from edge_eas.workflows.specialise import specialise
+from edge_eas.errors import UserError
+from edge_eas.workflows.specialise import specialise, specialise_for_accuracy
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, metavar="RUN_DIR_OR_BUNDLE")
     p.add_argument("--classes", required=True, help="task: comma-separated class ids, e.g. 0,3,7")
-    add_budget_arguments(p)
+    add_budget_arguments(p, required=False)
+    p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
+                   help="the accuracy the task needs, e.g. 95: the cheapest network predicted to reach it (margin "
+                        "included; ms on --target where it has a latency model, else MFLOPs). With a budget too: the "
+                        "most accurate one within it. Needs `edge_eas fit-accuracy RUN` once")
     p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
 
 
@@ -30,12 +37,23 @@ def requires(args: argparse.Namespace) -> list[Need]:
 def run(args: argparse.Namespace) -> int:
     # numpy and the generator load when the command runs, not when the CLI's parser is built
 
-    spec = specialise(args.source, parse_classes(args.classes), budget_of(args), args.target, args.engine,
-                      args.threads)
-    arch, budget, space, n = spec.arch, spec.budget, spec.space, spec.num_classes
-    doc = {"classes": list(spec.task.classes), "budget": budget.to_dict(), "arch": arch.to_dict(),
-           "mflops": macs(space, arch, n) / 1e6, "params": params(space, arch, n),
+    budget = budget_of(args)
+    classes = parse_classes(args.classes)
+    if args.min_accuracy is not None:
+        spec = specialise_for_accuracy(args.source, classes, args.min_accuracy / 100, budget, args.target,
+                                       args.engine, args.threads)
+    elif budget is None:
+        raise UserError("give a budget (--budget KIND=VALUE) or an accuracy target (--min-accuracy PERCENT)")
+    else:
+        spec = specialise(args.source, classes, budget, args.target, args.engine, args.threads)
+    arch, space, n = spec.arch, spec.space, spec.num_classes
+    doc = {"classes": list(spec.task.classes), "budget": spec.budget.to_dict() if spec.budget else None,
+           "arch": arch.to_dict(), "mflops": macs(space, arch, n) / 1e6, "params": params(space, arch, n),
            "generation_ms": spec.generation_ms, "accuracy": None}
+    if spec.min_accuracy is not None:
+        doc["min_accuracy"] = spec.min_accuracy
+    if spec.prediction is not None:
+        doc.update(spec.prediction.to_dict())
     if spec.latency is not None:
         doc["predicted_ms"] = spec.predicted_ms
     doc["untrained"] = spec.untrained
@@ -44,9 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(doc)
         return 0
-    print(f"task {doc['classes']}, budget {budget.value:g} {budget.unit}")
+    wants = [f"budget {spec.budget.value:g} {spec.budget.unit}"] if spec.budget else []
+    wants += [f"at least {100 * spec.min_accuracy:.2f}% accuracy"] if spec.min_accuracy is not None else []
+    print(f"task {doc['classes']}, {', '.join(wants)}")
     print(f"arch {arch.to_json()}")
     print(f"{doc['mflops']:.4f} MFLOPs, {doc['params']:,} params, generated in {spec.generation_ms:.2f} ms")
+    if spec.prediction is not None:
+        p = spec.prediction
+        print(f"predicted task accuracy {100 * p.accuracy:.2f}% (80% interval {100 * p.low:.2f}-{100 * p.high:.2f}%; "
+              f"{100 * p.safe:.2f}% after the margin)")
     if "predicted_ms" in doc:
         print(f"predicted latency on {args.target}: {doc['predicted_ms']:.4f} ms")
     if doc["accuracy"] is not None:

@@ -83,3 +83,24 @@ class TaskEvaluator:
             correct += int((logits.argmax(1) == t).sum())
             loss += float(torch.nn.functional.cross_entropy(logits, t, reduction="sum"))
         return correct / len(y), -loss / len(y)
+
+    @torch.no_grad()
+    def split_logits(self, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
+        """(all-class logits, labels) of every image of the split (at most `per_class` a class),
+        BN recalibrated as `score` does: a task's sub-network computes its classes' rows of
+        these, so any task's accuracy follows from one pass (`task_accuracy`)."""
+        classes = list(range(self.data.num_classes))
+        sub = self.net.extract(arch, classes=classes).to(self.device, memory_format=torch.channels_last)
+        recalibrate_bn(sub, self.calibration_batches())
+        sub.eval()
+        x, y = self._task_split(self.split, classes)
+        out = [sub(self._tensor(x[i:i + self.batch_size])).float().numpy() for i in range(0, len(y), self.batch_size)]
+        return np.concatenate(out), y
+
+
+def task_accuracy(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> float:
+    """Accuracy on the images of `classes` when only their logits compete: what a task's
+    sub-network scores (`TaskEvaluator.score`) from the all-class logits of one pass."""
+    cls = np.asarray(sorted(classes))
+    sel = np.isin(labels, cls)
+    return float(np.mean(cls[logits[sel][:, cls].argmax(1)] == labels[sel]))

@@ -45,6 +45,15 @@ class RunDir:
     def generator_meta_path(self) -> Path:
         return self.path / "generator.json"
 
+    @property
+    def accuracy_path(self) -> Path:
+        """The accuracy predictor's weights (`edge_eas fit-accuracy`)."""
+        return self.path / "accuracy.safetensors"
+
+    @property
+    def accuracy_meta_path(self) -> Path:
+        return self.path / "accuracy.json"
+
     def is_complete(self) -> bool:
         return self.meta_path.is_file() and self.weights_path.is_file()
 

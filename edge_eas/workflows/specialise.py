@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 from edge_eas import generator as G
+from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction
 from edge_eas.archgen.generator import ArchGenerator, from_bundle
+from edge_eas.archgen.targets import meet_target
 from edge_eas.common.paths import models_file
 from edge_eas.cost.latency import LatencyModel, model_key
 from edge_eas.cost.latency_models import LatencyModels
@@ -30,13 +32,15 @@ class Specialisation:
     """The generated arch for one task and budget (`latency`: the model an ms budget used)."""
 
     task: Task
-    budget: Budget
+    budget: Budget | None     # None: an accuracy target alone (`specialise_for_accuracy`)
     arch: Arch
     space: SearchSpace
     num_classes: int
     generation_ms: float
     latency: LatencyModel | None
     untrained: bool
+    prediction: Prediction | None = None   # the accuracy predictor's, where one answered
+    min_accuracy: float | None = None
 
     @property
     def predicted_ms(self) -> float | None:
@@ -62,6 +66,15 @@ class Source:
             bundle = open_bundle(p)
             return cls(p, from_bundle(bundle), bundle.manifest.untrained, bundle.manifest.cost_models)
         raise UserError(f"{p} is neither a run directory nor a bundle file")
+
+    def accuracy_predictor(self) -> AccuracyPredictor:
+        """The predictor `--min-accuracy` answers with: a run's (`edge_eas fit-accuracy`)."""
+        if self.path.is_dir():
+            # lazy: safetensors and torch load only on this path
+            from edge_eas.host.accuracy_fit import load_predictor
+            return load_predictor(RunDir(self.path))
+        raise UserError(f"{self.path}: accuracy targets are answered from a run directory; this bundle carries "
+                        f"no accuracy predictor")
 
     def latency_model(self, target_name: str | None, engine: str | None = None,
                       threads: int | None = None) -> LatencyModel:
@@ -99,3 +112,26 @@ def specialise(source: Union[Path, Source], classes: Sequence[int], budget: Budg
     arch = src.generator.generate([list(task.classes)], [budget.value], budget.kind, table=table)[0]
     return Specialisation(task, budget, arch, src.space, src.num_classes, (time.perf_counter() - start) * 1000,
                           latency, src.untrained)
+
+
+def specialise_for_accuracy(source: Union[Path, Source], classes: Sequence[int], min_accuracy: float,
+                            budget: BudgetLike | None = None, target: str | None = None, engine: str | None = None,
+                            threads: int | None = None) -> Specialisation:
+    """The cheapest sub-network predicted (margin included) to reach `min_accuracy` (in [0, 1])
+    on the task: cheapest in ms on `target` where it has a latency model, else in MFLOPs. With a
+    budget too, the most accurate predicted one within it, which must reach the target as well.
+    A target no candidate reaches raises TargetUnreachable, naming the best there is."""
+    if not 0 < min_accuracy <= 1:
+        raise UserError(f"--min-accuracy must be a percentage in (0, 100], got {100 * min_accuracy:g}")
+    src = source if isinstance(source, Source) else Source.open(Path(source))
+    task = Task.create(classes, src.num_classes)
+    given = Budget.of(budget) if budget is not None else None
+    kind = given.kind if given is not None else ("ms" if target else "mflops")
+    latency = src.latency_model(target, engine, threads) if kind == "ms" else None
+    table = src.generator.cost_table(kind, latency)
+    predictor = src.accuracy_predictor()
+    start = time.perf_counter()
+    answer = meet_target(src.generator, predictor, task.classes, min_accuracy, kind, table,
+                         given.value if given is not None else None)
+    return Specialisation(task, given, answer.arch, src.space, src.num_classes, (time.perf_counter() - start) * 1000,
+                          latency, src.untrained, answer.prediction, min_accuracy)

@@ -1,0 +1,130 @@
+"""The accuracy predictor's inference path, in plain numpy (runs on devices without torch).
+
+(arch, task) -> predicted accuracy on the task's classes. The host fits it on validation
+measurements of the BN-recalibrated supernet (host/accuracy_fit.py) and ships it in the bundle
+next to the generator, so that "the cheapest network good enough for my classes" is answered
+on the device as a budget is. Its error on architectures it never saw gives the safety margin:
+an answer counts as meeting a target only when its prediction minus the margin does, as an ms
+budget is met by a latency prediction raised by the device's learnt margin.
+
+Input: each decision of the space as a one-hot of its choice (a block's kernel and expand only
+while the block runs), then the task's classes as a multi-hot. An MLP (fc1, fc2, ... with ReLU
+between) maps it to a logit; the prediction is its sigmoid. The MLP mirrors
+`host/accuracy_fit.PredictorNet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_eas.net.space import Arch, SearchSpace
+from edge_eas.net.tasks import Task
+
+
+def active_slots(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
+    """(N, n_slots) whether each block slot runs in each choice vector (its stage is deep enough)."""
+    lay = space.decisions
+    out = np.zeros((len(vecs), lay.n_slots), dtype=bool)
+    start = 0
+    for s, choices in enumerate(lay.depth_choices):
+        depth = np.asarray(choices)[vecs[:, s]]
+        for b in range(max(choices)):
+            out[:, start + b] = depth > b
+        start += max(choices)
+    return out
+
+
+def arch_features(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
+    """(N, sum of choice counts) float32: every decision's choice one-hot, a block's kernel and
+    expand zeroed where the block does not run (so archs that differ only there look alike)."""
+    vecs = np.asarray(vecs, dtype=np.int64).reshape(len(vecs), -1)
+    lay = space.decisions
+    active = active_slots(space, vecs)
+    parts = []
+    for d, size in enumerate(lay.sizes):
+        hot = np.zeros((len(vecs), size), dtype=np.float32)
+        hot[np.arange(len(vecs)), vecs[:, d]] = 1.0
+        slot = lay.decision_slots[d]
+        if slot >= 0:
+            hot *= active[:, slot:slot + 1]
+        parts.append(hot)
+    return np.concatenate(parts, 1)
+
+
+def task_features(tasks: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    hot = np.zeros((len(tasks), num_classes), dtype=np.float32)
+    for i, classes in enumerate(tasks):
+        hot[i, list(Task.create(classes, num_classes).classes)] = 1.0
+    return hot
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted accuracy with the interval its held-out residuals give (10th-90th percentile),
+    and `safe`: the prediction lowered by the margin, what a target is checked against."""
+
+    accuracy: float
+    low: float
+    high: float
+    safe: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"predicted_accuracy": self.accuracy, "predicted_interval": [self.low, self.high],
+                "predicted_accuracy_safe": self.safe}
+
+
+@dataclass
+class AccuracyPredictor:
+    space: SearchSpace
+    num_classes: int
+    weights: dict[str, np.ndarray]
+    # held-out residuals (measured - predicted), accuracy units: p10 and p90. The margin is the
+    # p90 over-prediction, -p10 (never below 0).
+    residual_p10: float
+    residual_p90: float
+
+    def __post_init__(self) -> None:
+        self._layers = sorted({k.split(".")[0] for k in self.weights if k.startswith("fc")},
+                              key=lambda name: int(name[2:]))
+
+    @property
+    def margin(self) -> float:
+        return max(0.0, -self.residual_p10)
+
+    def inputs(self, vecs: np.ndarray, tasks: Sequence[Sequence[int]]) -> np.ndarray:
+        """[arch features | task multi-hot], one row per (vector, task) pair."""
+        return np.concatenate([arch_features(self.space, vecs), task_features(tasks, self.num_classes)], 1)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        h = x.astype(np.float32)
+        for i, name in enumerate(self._layers):
+            h = h @ self.weights[f"{name}.weight"].T + self.weights[f"{name}.bias"]
+            if i < len(self._layers) - 1:
+                h = np.maximum(h, 0.0)
+        return h[:, 0]
+
+    def predict_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """(N,) predicted accuracy of each choice vector on one task."""
+        vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
+        z = self.logits(self.inputs(vecs, [classes] * len(vecs))).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def predict(self, arch: Arch, classes: Sequence[int]) -> Prediction:
+        acc = float(self.predict_vectors(self.space.encode(arch)[None, :], classes)[0])
+        return self.interval(acc)
+
+    def interval(self, accuracy: float) -> Prediction:
+        clip = lambda v: float(min(1.0, max(0.0, v)))  # noqa: E731
+        return Prediction(accuracy, clip(accuracy + self.residual_p10), clip(accuracy + self.residual_p90),
+                          clip(accuracy - self.margin))
+
+
+def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
+                meta: dict[str, Any]) -> AccuracyPredictor:
+    """The predictor of a run directory (accuracy.json) or a bundle's manifest entry."""
+    return AccuracyPredictor(SearchSpace.from_dict(space), num_classes,
+                             {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
+                             float(meta["residual_p10"]), float(meta["residual_p90"]))

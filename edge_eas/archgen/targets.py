@@ -1,0 +1,96 @@
+"""Accuracy targets: the cheapest sub-network predicted to be good enough for a task, or the most
+accurate one within a budget. Runs in numpy on the device as on the host.
+
+Candidates: the generator's picks for the task at a ladder of budgets over the whole range (its
+task-conditioned front) and a fixed pool of uniformly sampled archs (OFA's sampling), each
+priced by the budget kind's cost table and scored by the accuracy predictor. A candidate meets a
+target when its prediction minus the predictor's margin (its p90 over-prediction on held-out
+archs) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction, active_slots
+from edge_eas.archgen.generator import ArchGenerator
+from edge_eas.cost.table import SlotCostTable
+from edge_eas.errors import UserError
+from edge_eas.net.budget import UNITS
+from edge_eas.net.space import Arch, SearchSpace
+
+LADDER_STEPS = 48   # generator picks per answer, log-spaced over the cost range
+POOL_SIZE = 1500    # uniformly sampled archs per answer (a fixed seed: the same pool every time)
+
+
+class TargetUnreachable(UserError):
+    """No candidate is predicted to reach the target (within the budget, if one was given)."""
+
+
+@dataclass(frozen=True)
+class TargetAnswer:
+    arch: Arch
+    cost: float          # in the budget kind's unit
+    prediction: Prediction
+    candidates: int
+
+
+def candidate_vectors(generator: ArchGenerator, classes: Sequence[int], kind: str, table: SlotCostTable,
+                      pool_seed: int = 0) -> np.ndarray:
+    """The generator's picks at LADDER_STEPS budgets plus the sampled pool, duplicates removed."""
+    lo, hi = generator.bounds(kind, table)
+    ladder = np.exp(np.linspace(np.log(lo), np.log(hi), LADDER_STEPS))
+    picks = generator.generate_vectors([list(classes)] * LADDER_STEPS, ladder, kind, table=table)
+    sizes = np.asarray(generator.space.decision_sizes())
+    pool = np.random.default_rng(pool_seed).integers(0, sizes, size=(POOL_SIZE, len(sizes)))
+    pool = np.vstack([pool, generator.space.encode(generator.space.smallest())[None, :]])
+    return np.unique(canonical(generator.space, np.vstack([picks, pool])), axis=0)
+
+
+def canonical(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
+    """Choice vectors with the choices of blocks that do not run set to 0, as `encode` writes
+    them: one arch, one row."""
+    slots = space.decisions.decision_slots
+    active = active_slots(space, vecs)
+    out = vecs.copy()
+    block = slots >= 0
+    out[:, block] *= active[:, slots[block]]
+    return out
+
+
+def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes: Sequence[int], target: float,
+                kind: str, table: SlotCostTable, budget: float | None = None) -> TargetAnswer:
+    """Without `budget`: the cheapest candidate whose safe prediction reaches `target` (accuracy
+    in [0, 1]). With it: the most accurate predicted candidate within the budget, which must
+    reach the target too. Either way a miss raises TargetUnreachable naming the best there is."""
+    vecs = candidate_vectors(generator, classes, kind, table)
+    cost = table.cost_of_vectors(generator.space, vecs)
+    pred = predictor.predict_vectors(vecs, classes)
+    safe = pred - predictor.margin
+    unit = UNITS[kind]
+    if budget is not None:
+        inside = cost <= budget
+        if not inside.any():
+            raise TargetUnreachable(f"no sub-network fits {budget:g} {unit}")
+        best = int(np.flatnonzero(inside)[np.argmax(pred[inside])])
+        if safe[best] < target:
+            raise TargetUnreachable(
+                f"no network within {budget:g} {unit} is predicted to reach {100 * target:.2f}%: the best is "
+                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the {100 * predictor.margin:.2f} pp "
+                f"margin) at {cost[best]:.4g} {unit}")
+        pick = best
+    else:
+        ok = np.flatnonzero(safe >= target)
+        if not len(ok):
+            best = int(np.argmax(pred))
+            raise TargetUnreachable(
+                f"no network is predicted to reach {100 * target:.2f}% on classes {list(classes)}: the best is "
+                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the {100 * predictor.margin:.2f} pp "
+                f"margin) at {cost[best]:.4g} {unit}")
+        # the cheapest; among equal costs the better predicted
+        pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
+    return TargetAnswer(generator.space.decode(vecs[pick]), float(cost[pick]),
+                        predictor.interval(float(pred[pick])), len(vecs))

@@ -1,0 +1,112 @@
+"""Accuracy targets: one evaluation pass gives every task's accuracy, the predictor's numpy path
+is its torch twin, its margin comes from held-out archs only, and `specialize --min-accuracy`
+answers with the cheapest predicted-good-enough network, or one clear line when none is."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
+from edge_eas.data import load_dataset
+from edge_eas.host.accuracy_fit import PredictorNet, load_predictor
+from edge_eas.host.evaluate import TaskEvaluator, task_accuracy
+from edge_eas.host.rundir import RunDir, load_supernet
+from edge_eas.net.space import PRESETS, Arch
+from edge_eas.net.tasks import Task
+
+CLI = [sys.executable, "-m", "edge_eas.cli"]
+
+
+def test_one_pass_gives_every_tasks_accuracy(tiny_run: Path) -> None:
+    net, meta = load_supernet(RunDir(tiny_run))
+    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    ev = TaskEvaluator(net, data, split="val")
+    rng = np.random.default_rng(0)
+    for arch in (net.space.smallest(), net.space.largest(), net.space.sample(rng)):
+        logits, labels = ev.split_logits(arch)
+        for classes in ((0, 1), (2, 5, 7), (1, 3, 4, 8, 9), tuple(range(10))):
+            assert task_accuracy(logits, labels, classes) == pytest.approx(ev.accuracy(arch, Task(classes)), abs=1e-12)
+
+
+def test_numpy_predictor_is_the_torch_net() -> None:
+    space = PRESETS["fashion"]
+    rng = np.random.default_rng(1)
+    vecs = np.stack([space.encode(space.sample(rng)) for _ in range(40)])
+    torch.manual_seed(0)
+    net = PredictorNet(arch_features(space, vecs[:1]).shape[1] + 10, 32).eval()
+    for p in net.parameters():  # spread the outputs so the comparison is not made near a flat sigmoid
+        torch.nn.init.normal_(p, std=0.3)
+    pred = AccuracyPredictor(space, 10, {k: v.detach().numpy() for k, v in net.state_dict().items()}, -0.02, 0.01)
+    task = [0, 2, 4, 6]
+    with torch.no_grad():
+        want = torch.sigmoid(net(torch.from_numpy(pred.inputs(vecs, [task] * len(vecs))))).numpy()
+    assert np.abs(pred.predict_vectors(vecs, task) - want).max() < 1e-5
+    assert pred.margin == pytest.approx(0.02)
+    p = pred.predict(space.decode(vecs[0]), task)
+    assert p.low <= p.accuracy <= p.high and p.safe == pytest.approx(max(0.0, p.accuracy - 0.02))
+
+
+def test_inactive_blocks_do_not_change_the_features() -> None:
+    space = PRESETS["fashion"]
+    arch = space.smallest()
+    vec = space.encode(arch)
+    other = vec.copy()
+    other[space.decisions.kernel_index(space.decisions.n_slots - 1)] = 1  # a slot the smallest does not run
+    assert np.array_equal(arch_features(space, vec[None]), arch_features(space, other[None]))
+
+
+@pytest.mark.slow
+def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    fit = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--json"], capture_output=True, text=True)
+    assert fit.returncode == 0, fit.stderr
+    doc = json.loads((run / "accuracy.json").read_text())
+
+    # the margin is the p10 residual of the held-out archs (never fitted) on the fitted tasks
+    predictor = load_predictor(RunDir(run))
+    net, meta = load_supernet(RunDir(run))
+    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    ev = TaskEvaluator(net, data, split="val")
+    held = [Arch.from_dict(a) for a in doc["archs"]["held_out"]]
+    assert len(held) == 6 and doc["archs"]["fit"] == 24
+    res = []
+    for arch in held:
+        logits, labels = ev.split_logits(arch)
+        vec = net.space.encode(arch)[None]
+        res += [task_accuracy(logits, labels, t) - predictor.predict_vectors(vec, t)[0] for t in doc["tasks"]["fit"]]
+    assert np.percentile(res, 10) == pytest.approx(doc["residual_p10"], abs=1e-5)
+    assert predictor.margin == pytest.approx(max(0.0, -np.percentile(res, 10)), abs=1e-5)
+
+    # a reachable target: the answer names its prediction, and its safe prediction reaches the target
+    target = 100 * (predictor.predict(net.space.smallest(), [0, 1]).safe - 0.001)
+    ok = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--min-accuracy", f"{target:.3f}",
+                         "--no-eval", "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    answer = json.loads(ok.stdout)
+    assert answer["predicted_accuracy_safe"] >= target / 100 - 1e-9
+    assert answer["predicted_interval"][0] <= answer["predicted_accuracy"] <= answer["predicted_interval"][1]
+    # nothing cheaper than the smallest, which already reaches it
+    assert answer["arch"] == net.space.smallest().to_dict()
+
+    # with a budget too: the most accurate predicted within it
+    both = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--min-accuracy", "1",
+                           "--budget", "mflops=0.5", "--no-eval", "--json"], capture_output=True, text=True)
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout)["mflops"] <= 0.5
+
+    # an unreachable target: one line, the best there is, non-zero exit, no traceback
+    bad = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--min-accuracy", "100", "--no-eval"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the best is" in lines[0], bad.stderr
+
+    neither = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1"], capture_output=True, text=True)
+    assert neither.returncode != 0 and "--min-accuracy" in neither.stderr and "Traceback" not in neither.stderr
