@@ -109,7 +109,8 @@ class AccuracyPredictor:
     def predict_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """(N,) predicted accuracy of each choice vector on one task."""
         vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
-        z = self.logits(self.inputs(vecs, [classes] * len(vecs))).astype(np.float64)
+        task = np.broadcast_to(task_features([classes], self.num_classes), (len(vecs), self.num_classes))
+        z = self.logits(np.concatenate([arch_features(self.space, vecs), task], 1)).astype(np.float64)
         return 1.0 / (1.0 + np.exp(-z))
 
     def predict(self, arch: Arch, classes: Sequence[int]) -> Prediction:

@@ -22,7 +22,7 @@ from edge_eas.errors import UserError
 from edge_eas.net.budget import UNITS
 from edge_eas.net.space import Arch, SearchSpace
 
-LADDER_STEPS = 48   # generator picks per answer, log-spaced over the cost range
+LADDER_STEPS = 24   # generator picks per answer, log-spaced over the cost range
 POOL_SIZE = 1500    # uniformly sampled archs per answer (a fixed seed: the same pool every time)
 
 
@@ -40,14 +40,15 @@ class TargetAnswer:
 
 def candidate_vectors(generator: ArchGenerator, classes: Sequence[int], kind: str, table: SlotCostTable,
                       pool_seed: int = 0) -> np.ndarray:
-    """The generator's picks at LADDER_STEPS budgets plus the sampled pool, duplicates removed."""
+    """The generator's picks at LADDER_STEPS budgets plus the sampled pool, in canonical form
+    (duplicates are left in: they cost and score the same, and removing them costs more)."""
     lo, hi = generator.bounds(kind, table)
     ladder = np.exp(np.linspace(np.log(lo), np.log(hi), LADDER_STEPS))
     picks = generator.generate_vectors([list(classes)] * LADDER_STEPS, ladder, kind, table=table)
     sizes = np.asarray(generator.space.decision_sizes())
     pool = np.random.default_rng(pool_seed).integers(0, sizes, size=(POOL_SIZE, len(sizes)))
     pool = np.vstack([pool, generator.space.encode(generator.space.smallest())[None, :]])
-    return np.unique(canonical(generator.space, np.vstack([picks, pool])), axis=0)
+    return canonical(generator.space, np.vstack([picks, pool]))
 
 
 def canonical(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
