@@ -101,6 +101,20 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert both.returncode == 0, both.stderr
     assert json.loads(both.stdout)["mflops"] <= 0.5
 
+    # the bundle carries the predictor: the device answers as the host does
+    from edge_eas.host.bundle import export_bundle
+    from edge_eas.runtime import Runtime
+    bundle = tmp_path / "model.eas"
+    export_bundle(run, bundle)
+    on_device = Runtime.load(bundle).specialize([0, 1], min_accuracy=target / 100, engine="numpy")
+    assert on_device.arch.to_dict() == answer["arch"]
+    assert on_device.prediction is not None
+    assert on_device.prediction.accuracy == pytest.approx(answer["predicted_accuracy"], abs=1e-6)
+    from_bundle = subprocess.run([*CLI, "specialize", str(bundle), "--classes", "0,1", "--min-accuracy",
+                                  f"{target:.3f}", "--json"], capture_output=True, text=True)
+    assert from_bundle.returncode == 0, from_bundle.stderr
+    assert json.loads(from_bundle.stdout)["arch"] == answer["arch"]
+
     # an unreachable target: one line, the best there is, non-zero exit, no traceback
     bad = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--min-accuracy", "100", "--no-eval"],
                          capture_output=True, text=True)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_eas.format.bundle_reader import Bundle
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
 
@@ -129,3 +130,12 @@ def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.n
     return AccuracyPredictor(SearchSpace.from_dict(space), num_classes,
                              {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
                              float(meta["residual_p10"]), float(meta["residual_p90"]))
+
+
+def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
+    """The predictor a verified bundle carries; None when it was exported without one."""
+    m = bundle.manifest
+    if m.accuracy is None or "accuracy.safetensors" not in m.members:
+        return None
+    return from_arrays(m.space, len(m.class_names), bundle.tensors("accuracy.safetensors"),
+                       {"residual_p10": m.accuracy.residual_p10, "residual_p90": m.accuracy.residual_p90})

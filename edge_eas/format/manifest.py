@@ -45,6 +45,14 @@ class GeneratorMeta:
 
 
 @dataclass(frozen=True)
+class AccuracyMeta:
+    """What the numpy accuracy predictor needs beside its weights (accuracy.safetensors): the
+    held-out residuals (measured - predicted) its interval and margin come from."""
+    residual_p10: float
+    residual_p90: float
+
+
+@dataclass(frozen=True)
 class Created:
     time: str
     edge_eas: str
@@ -66,7 +74,8 @@ class CalibrationInfo:
 _KINDS: dict[str, type] = {"space": dict, "class_names": list, "preprocess": dict, "cost_models": dict,
                            "untrained": bool, "generator.cost_tables": dict, "generator.budget_bounds": dict}
 _RECORDS: dict[str, Any] = {"generator": GeneratorMeta, "created": Created, "weights": Weights,
-                            "calibration": CalibrationInfo}
+                            "calibration": CalibrationInfo, "accuracy": AccuracyMeta}
+_OMITTED_WHEN_NONE = ("accuracy",)  # later optional fields: a bundle without one keeps its earlier bytes
 
 
 @dataclass(frozen=True)
@@ -85,11 +94,16 @@ class Manifest:
     calibration: CalibrationInfo | None = None
     cost_models: dict[str, Any] = field(default_factory=dict)
     untrained: bool = False              # an `edge_eas init` run: latency work only
+    accuracy: AccuracyMeta | None = None  # the accuracy predictor, where the run has one (accuracy.safetensors)
     format: str = FORMAT
     version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for name in _OMITTED_WHEN_NONE:
+            if doc[name] is None:
+                del doc[name]
+        return doc
 
     def to_bytes(self) -> bytes:
         """The manifest.json bytes the bundle stores (and a signature covers)."""

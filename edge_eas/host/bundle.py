@@ -18,7 +18,7 @@ from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.errors import UserError
 from edge_eas.host.rundir import RunDir
 from edge_eas.format import safetensors_io
-from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE, CalibrationInfo, Created,
+from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE, AccuracyMeta, CalibrationInfo, Created,
                                       GeneratorMeta, Manifest, Member, Weights)
 from edge_eas.format.quant import compress
 from edge_eas.format.signing import sign
@@ -77,6 +77,12 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
         "generator.safetensors": safetensors_io.dumps(gen_w),
         "calibration.safetensors": safetensors_io.dumps(calib),
     }
+    accuracy = None
+    if run.accuracy_path.is_file() and run.accuracy_meta_path.is_file():
+        acc_meta = json.loads(run.accuracy_meta_path.read_text())
+        members["accuracy.safetensors"] = safetensors_io.dumps(
+            {k: v.float().numpy() for k, v in load_tensors(run.accuracy_path, acc_meta.get("weights_sha256")).items()})
+        accuracy = AccuracyMeta(float(acc_meta["residual_p10"]), float(acc_meta["residual_p90"]))
     # What leaves this machine: weights, the generator, the calibration images asked for, and
     # facts about the model. No host name, user name or path of this machine.
     manifest = Manifest(
@@ -85,7 +91,7 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
         data=data_label(meta["data"]) if meta.get("data") else None,
         weights=Weights(dtype, "symmetric per-output-channel" if dtype == "int8" else None),
         generator=GeneratorMeta(cost_tables=gen_meta["cost_tables"], budget_bounds=gen_meta["budget_bounds"]),
-        cost_models=cost_models or {}, untrained=untrained,
+        cost_models=cost_models or {}, untrained=untrained, accuracy=accuracy,
         calibration=CalibrationInfo(images_per_class=calib_per_class, images=int(len(calib["labels"]))),
         members={n: Member.of(b) for n, b in members.items()},
     )

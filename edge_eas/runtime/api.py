@@ -16,7 +16,10 @@ from edge_eas.net.budget import Budget, BudgetLike
 from edge_eas.net.preprocess import Preprocess
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
+from edge_eas.archgen.accuracy import Prediction
+from edge_eas.archgen.accuracy import from_bundle as accuracy_from_bundle
 from edge_eas.archgen.generator import from_bundle
+from edge_eas.archgen.targets import meet_target
 from edge_eas.format.bundle_reader import Bundle, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
 from edge_eas.runtime.engines import create_engine, pick_engine
@@ -51,6 +54,7 @@ class SpecializedModel:
     folded: FoldedNet
     preprocess: Preprocess
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prediction: Prediction | None = None  # the predicted task accuracy, when asked for by min_accuracy
     _engines: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def _engine(self, batch: int) -> Any:
@@ -155,6 +159,7 @@ class Runtime:
         self.num_classes = len(self.classes)
         self.preprocess = Preprocess.from_dict(m.preprocess)
         self.generator = from_bundle(bundle)
+        self.accuracy_predictor = accuracy_from_bundle(bundle)  # None: exported without one
         self._state: dict[str, np.ndarray] | None = None
         self._calib: np.ndarray | None = None
         models: dict[str, Any] = dict(m.cost_models)
@@ -254,25 +259,50 @@ class Runtime:
 
     def _generate(self, task: Task, budget: Budget | None, engine: str, threads: int | None) -> Arch:
         if budget is None:
-            raise ValueError("give exactly one budget: budget='mflops=1.5' (or 'params=2e5', 'ms=4')")
-        model = self.latency_model(engine, threads) if budget.kind == "ms" else None
-        if budget.kind == "ms" and model is None:
+            raise ValueError("give exactly one budget: budget='mflops=1.5' (or 'params=2e5', 'ms=4'), or min_accuracy")
+        return self.generator.generate_for(task.classes, budget, self._ms_model(budget.kind, engine, threads))
+
+    def _ms_model(self, kind: str, engine: str, threads: int | None) -> Any:
+        model = self.latency_model(engine, threads) if kind == "ms" else None
+        if kind == "ms" and model is None:
             raise ValueError(f"no latency model for engine {engine!r} with {threads or 'default'} threads in "
                              f"this bundle: calibrate the target (edge_eas calibrate) or budget in MFLOPs")
-        return self.generator.generate_for(task.classes, budget, model)
+        return model
+
+    def _meet(self, task: Task, min_accuracy: float, budget: Budget | None, engine: str,
+              threads: int | None) -> tuple[Arch, Prediction]:
+        """The cheapest arch predicted to reach `min_accuracy` (ms where this engine has a latency
+        model, else MFLOPs), or with a budget the most accurate predicted within it."""
+        if self.accuracy_predictor is None:
+            raise ValueError("this bundle carries no accuracy predictor: run `edge_eas fit-accuracy RUN` on the "
+                             "host and export the bundle again")
+        if not 0 < min_accuracy <= 1:
+            raise ValueError(f"min_accuracy is a fraction in (0, 1], got {min_accuracy!r}")
+        kind = budget.kind if budget is not None else ("ms" if self.latency_model(engine, threads) else "mflops")
+        table = self.generator.cost_table(kind, self._ms_model(kind, engine, threads))
+        answer = meet_target(self.generator, self.accuracy_predictor, task.classes, min_accuracy, kind, table,
+                             budget.value if budget is not None else None)
+        return answer.arch, answer.prediction
 
     def specialize(self, classes: Sequence[int], budget: BudgetLike | None = None, *, engine: str = "auto",
                    threads: int | None = None, arch: Arch | None = None, budget_mflops: float | None = None,
-                   budget_params: float | None = None, budget_ms: float | None = None) -> SpecializedModel:
+                   budget_params: float | None = None, budget_ms: float | None = None,
+                   min_accuracy: float | None = None) -> SpecializedModel:
         """Generate (or take) an arch for the task within the budget (a Budget, "ms=4",
         {"ms": 4}, or the older budget_mflops= / budget_params= / budget_ms=), extract it,
         recalibrate its BN on the bundle's calibration images of all classes (the distribution the
-        supernet trained on), and prepare the engine."""
+        supernet trained on), and prepare the engine. With `min_accuracy` (a fraction, e.g. 0.95)
+        the arch is the cheapest the bundle's accuracy predictor says reaches it on the task,
+        margin included (with a budget too: the most accurate predicted within it); the answer
+        carries the prediction, and a target nothing reaches raises TargetUnreachable."""
         t0 = time.perf_counter()
         task = Task.create(classes, self.num_classes)
         name = self._pick_engine(engine)
         chosen = Budget.given(budget, budget_mflops, budget_params, budget_ms)
-        if arch is None:
+        prediction = None
+        if arch is None and min_accuracy is not None:
+            arch, prediction = self._meet(task, min_accuracy, chosen, name, threads)
+        elif arch is None:
             arch = self._generate(task, chosen, name, threads)
         else:
             self.space.validate(arch)
@@ -291,7 +321,8 @@ class Runtime:
                               mflops=macs(self.space, arch, len(task.classes)) / 1e6,
                               params=params(self.space, arch, len(task.classes)),
                               predicted_ms=model.predict(self.space, arch) if model else None,
-                              engine=name, threads=threads, folded=folded, preprocess=self.preprocess)
+                              engine=name, threads=threads, folded=folded, preprocess=self.preprocess,
+                              prediction=prediction)
         sm._engine(1)
         sm.timings_ms = {"generate": (t1 - t0) * 1000, "extract": (t2 - t1) * 1000,
                          "engine_build": (time.perf_counter() - t2) * 1000}

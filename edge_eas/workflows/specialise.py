@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from edge_eas import generator as G
 from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction
+from edge_eas.archgen.accuracy import from_bundle as accuracy_from_bundle
 from edge_eas.archgen.generator import ArchGenerator, from_bundle
 from edge_eas.archgen.targets import meet_target
 from edge_eas.common.paths import models_file
@@ -68,13 +69,17 @@ class Source:
         raise UserError(f"{p} is neither a run directory nor a bundle file")
 
     def accuracy_predictor(self) -> AccuracyPredictor:
-        """The predictor `--min-accuracy` answers with: a run's (`edge_eas fit-accuracy`)."""
+        """The predictor `--min-accuracy` answers with: a run's (`edge_eas fit-accuracy`) or the one
+        a bundle carries."""
         if self.path.is_dir():
             # lazy: safetensors and torch load only on this path
             from edge_eas.host.accuracy_fit import load_predictor
             return load_predictor(RunDir(self.path))
-        raise UserError(f"{self.path}: accuracy targets are answered from a run directory; this bundle carries "
-                        f"no accuracy predictor")
+        predictor = accuracy_from_bundle(open_bundle(self.path))
+        if predictor is None:
+            raise UserError(f"{self.path} carries no accuracy predictor: run `edge_eas fit-accuracy RUN` and export "
+                            f"the bundle again")
+        return predictor
 
     def latency_model(self, target_name: str | None, engine: str | None = None,
                       threads: int | None = None) -> LatencyModel:
