@@ -188,7 +188,9 @@ def task_dropout_section(doc: dict[str, Any]) -> list[str]:
         f"{'' if seed == 'pooled' else f'seed {seed} '}{ci(c)} ({_verdict_word(c)})"
         for seed, c in _per_seed(comp[size]["all"][f"{arm} - none"]).items()) for arm in arms for size in comp)
     lines = [f"### Task-dropout ablation (Fashion-MNIST, {epochs}, {len(n['seeds'])} seeds × {n['tasks']} tasks)", "",
-             f"On 2–5-class tasks ({scope}): {plain}.", "",
+             f"On 2–5-class tasks ({scope}): {plain}."
+             + (" One seed per arm only: this is one training run each, so a CI over tasks says nothing about how "
+                "another seed's run would differ." if len(n["seeds"]) < 2 else ""), "",
              "| sub-network | MFLOPs | " + " | ".join(f"{a}: tasks | {a}: all classes" for a in s) + " | " +
              " | ".join(f"{a} − none, in-group | {a} − none, random" for a in arms) + " |",
              "|---" * (2 + 2 * len(s) + 2 * len(arms)) + "|"]
