@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_eas.archgen.mlp import layer_names, mlp_forward
 from edge_eas.format.bundle_reader import Bundle
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
@@ -88,8 +89,7 @@ class AccuracyPredictor:
     residual_p90: float
 
     def __post_init__(self) -> None:
-        self._layers = sorted({k.split(".")[0] for k in self.weights if k.startswith("fc")},
-                              key=lambda name: int(name[2:]))
+        self._layers = layer_names(self.weights)
 
     @property
     def margin(self) -> float:
@@ -100,12 +100,7 @@ class AccuracyPredictor:
         return np.concatenate([arch_features(self.space, vecs), task_features(tasks, self.num_classes)], 1)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        h = x.astype(np.float32)
-        for i, name in enumerate(self._layers):
-            h = h @ self.weights[f"{name}.weight"].T + self.weights[f"{name}.bias"]
-            if i < len(self._layers) - 1:
-                h = np.maximum(h, 0.0)
-        return h[:, 0]
+        return mlp_forward(self.weights, self._layers, x.astype(np.float32))[:, 0]
 
     def predict_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """(N,) predicted accuracy of each choice vector on one task."""

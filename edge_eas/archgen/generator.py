@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edge_eas.archgen.mlp import layer_names, mlp_forward
 from edge_eas.cost.flops import macs_table, params_table
 from edge_eas.cost.latency import LatencyModel
 from edge_eas.cost.table import SlotCostTable
@@ -71,7 +72,7 @@ class ArchGenerator:
     def __post_init__(self) -> None:
         if not self.cost_tables:
             self.cost_tables = default_cost_tables(self.space, self.num_classes)
-        self._layers = sorted({k.split(".")[0] for k in self.weights if k.startswith("fc")})
+        self._layers = layer_names(self.weights)
         self._split = np.cumsum(self.space.decision_sizes())[:-1]
         self._smallest_vec = self.space.encode(self.space.smallest())
         self._largest_vec = self.space.encode(self.space.largest())
@@ -101,12 +102,7 @@ class ArchGenerator:
 
     # ---- forward ------------------------------------------------------------------------
     def logits(self, inputs: np.ndarray) -> np.ndarray:
-        h = inputs
-        for i, name in enumerate(self._layers):
-            h = h @ self.weights[f"{name}.weight"].T + self.weights[f"{name}.bias"]
-            if i < len(self._layers) - 1:
-                h = np.maximum(h, 0.0)
-        return h
+        return mlp_forward(self.weights, self._layers, inputs)
 
     def task_matrix(self, tasks: Sequence[Sequence[int]]) -> np.ndarray:
         hot = np.zeros((len(tasks), self.num_classes), dtype=np.float32)
