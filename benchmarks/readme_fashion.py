@@ -187,7 +187,7 @@ def task_dropout_section(doc: dict[str, Any]) -> list[str]:
     plain = "; ".join(f"{arm} dropout − none, {size}: " + ", ".join(
         f"{'' if seed == 'pooled' else f'seed {seed} '}{ci(c)} ({_verdict_word(c)})"
         for seed, c in _per_seed(comp[size]["all"][f"{arm} - none"]).items()) for arm in arms for size in comp)
-    lines = [f"### Task-dropout ablation (Fashion-MNIST, {epochs}, {len(n['seeds'])} seeds × {n['tasks']} tasks)", "",
+    lines = [f"### Task-dropout ablation (Fashion-MNIST, {epochs}, {len(n['seeds'])} seed{'s' if len(n['seeds']) != 1 else ''} × {n['tasks']} tasks)", "",
              f"On 2–5-class tasks ({scope}): {plain}."
              + (" One seed per arm only: this is one training run each, so a CI over tasks says nothing about how "
                 "another seed's run would differ." if len(n["seeds"]) < 2 else ""), "",
