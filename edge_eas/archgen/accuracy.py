@@ -20,10 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_eas.archgen.mlp import layer_names, mlp_forward
+from edge_eas.archgen.mlp import layer_names, mlp_forward, task_features
 from edge_eas.format.bundle_reader import Bundle
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.tasks import Task
 
 
 def active_slots(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
@@ -54,13 +53,6 @@ def arch_features(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
             hot *= active[:, slot:slot + 1]
         parts.append(hot)
     return np.concatenate(parts, 1)
-
-
-def task_features(tasks: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
-    hot = np.zeros((len(tasks), num_classes), dtype=np.float32)
-    for i, classes in enumerate(tasks):
-        hot[i, list(Task.create(classes, num_classes).classes)] = 1.0
-    return hot
 
 
 @dataclass(frozen=True)

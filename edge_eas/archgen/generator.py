@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_eas.archgen.mlp import layer_names, mlp_forward
+from edge_eas.archgen.mlp import layer_names, mlp_forward, task_features
 from edge_eas.cost.flops import macs_table, params_table
 from edge_eas.cost.latency import LatencyModel
 from edge_eas.cost.table import SlotCostTable
@@ -22,7 +22,6 @@ from edge_eas.errors import UserError
 from edge_eas.format.bundle_reader import Bundle
 from edge_eas.net.budget import KINDS, UNITS, Budget
 from edge_eas.net.space import Arch, SearchSpace
-from edge_eas.net.tasks import Task
 
 RESOURCE_KINDS = KINDS  # the generator's one-hot input order
 
@@ -105,10 +104,7 @@ class ArchGenerator:
         return mlp_forward(self.weights, self._layers, inputs)
 
     def task_matrix(self, tasks: Sequence[Sequence[int]]) -> np.ndarray:
-        hot = np.zeros((len(tasks), self.num_classes), dtype=np.float32)
-        for i, classes in enumerate(tasks):
-            hot[i, list(Task.create(classes, self.num_classes).classes)] = 1.0
-        return hot
+        return task_features(tasks, self.num_classes)
 
     def log_probs(self, tasks: Sequence[Sequence[int]], budgets: np.ndarray, kind: str,
                   table: SlotCostTable | None = None) -> list[np.ndarray]:

@@ -7,6 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from edge_eas.net.tasks import Task
+
 
 def layer_names(weights: Mapping[str, np.ndarray]) -> list[str]:
     """fc1, fc2, ... in order (fc10 after fc9)."""
@@ -20,3 +22,11 @@ def mlp_forward(weights: Mapping[str, np.ndarray], layers: Sequence[str], x: np.
         if i < len(layers) - 1:
             h = np.maximum(h, 0.0)
     return h
+
+
+def task_features(tasks: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    """(N, num_classes) float32 multi-hot of each task's classes: both MLPs' task input."""
+    hot = np.zeros((len(tasks), num_classes), dtype=np.float32)
+    for i, classes in enumerate(tasks):
+        hot[i, list(Task.create(classes, num_classes).classes)] = 1.0
+    return hot

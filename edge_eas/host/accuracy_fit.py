@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features, task_features
+from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
+from edge_eas.archgen.mlp import task_features
 from edge_eas.common.console import Progress, info
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.data import load_dataset
