@@ -4,13 +4,17 @@
 measurements of the BN-recalibrated supernet (host/accuracy_fit.py) and ships it in the bundle
 next to the generator, so that "the cheapest network good enough for my classes" is answered
 on the device as a budget is. Its error on architectures it never saw gives the safety margin:
-an answer counts as meeting a target only when its prediction minus the margin does, as an ms
-budget is met by a latency prediction raised by the device's learnt margin.
+an answer counts as meeting a target only when its prediction lowered by the margin does, as an
+ms budget is met by a latency prediction raised by the device's learnt margin. Errors and margin
+live in logit space: 0.5 pp off at 99.5 % is as wrong as 5 pp off at 75 %, so one margin fits
+easy and hard tasks alike.
 
 Input: each decision of the space as a one-hot of its choice (a block's kernel and expand only
 while the block runs), then the task's classes as a multi-hot. An MLP (fc1, fc2, ... with ReLU
-between) maps it to a logit; the prediction is its sigmoid. The MLP mirrors
-`host/accuracy_fit.PredictorNet`.
+between; `host/accuracy_fit.PredictorNet` is its torch twin) maps it to a logit. A few such
+MLPs, fitted from different seeds (weights m0.fc1..., m1.fc1...), average their logits: the
+ensemble ranks held-out archs better and over-predicts less than one. The prediction is the
+mean logit's sigmoid.
 """
 
 from __future__ import annotations
@@ -25,25 +29,12 @@ from edge_eas.format.bundle_reader import Bundle
 from edge_eas.net.space import Arch, SearchSpace
 
 
-def active_slots(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
-    """(N, n_slots) whether each block slot runs in each choice vector (its stage is deep enough)."""
-    lay = space.decisions
-    out = np.zeros((len(vecs), lay.n_slots), dtype=bool)
-    start = 0
-    for s, choices in enumerate(lay.depth_choices):
-        depth = np.asarray(choices)[vecs[:, s]]
-        for b in range(max(choices)):
-            out[:, start + b] = depth > b
-        start += max(choices)
-    return out
-
-
 def arch_features(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
     """(N, sum of choice counts) float32: every decision's choice one-hot, a block's kernel and
     expand zeroed where the block does not run (so archs that differ only there look alike)."""
     vecs = np.asarray(vecs, dtype=np.int64).reshape(len(vecs), -1)
     lay = space.decisions
-    active = active_slots(space, vecs)
+    active = lay.active(vecs)
     parts = []
     for d, size in enumerate(lay.sizes):
         hot = np.zeros((len(vecs), size), dtype=np.float32)
@@ -75,40 +66,56 @@ class AccuracyPredictor:
     space: SearchSpace
     num_classes: int
     weights: dict[str, np.ndarray]
-    # held-out residuals (measured - predicted), accuracy units: p10 and p90. The margin is the
-    # p90 over-prediction, -p10 (never below 0).
-    residual_p10: float
-    residual_p90: float
+    # held-out residuals, logit(measured) - logit(predicted): p10 and p90. The margin is the p90
+    # over-prediction, -p10 (never below 0).
+    logit_residual_p10: float
+    logit_residual_p90: float
 
     def __post_init__(self) -> None:
-        self._layers = layer_names(self.weights)
+        # an ensemble: members m0., m1., ... (one member may have no prefix); the logit is their mean
+        prefixes = sorted({k.split(".")[0] + "." if not k.startswith("fc") else "" for k in self.weights})
+        self._members = [({k[len(p):]: v for k, v in self.weights.items() if k.startswith(p) and
+                           k[len(p):].startswith("fc")}) for p in prefixes]
+        self._layers = [layer_names(m) for m in self._members]
 
     @property
     def margin(self) -> float:
-        return max(0.0, -self.residual_p10)
+        """The safety margin, in logits."""
+        return max(0.0, -self.logit_residual_p10)
 
     def inputs(self, vecs: np.ndarray, tasks: Sequence[Sequence[int]]) -> np.ndarray:
         """[arch features | task multi-hot], one row per (vector, task) pair."""
         return np.concatenate([arch_features(self.space, vecs), task_features(tasks, self.num_classes)], 1)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return mlp_forward(self.weights, self._layers, x.astype(np.float32))[:, 0]
+        x = x.astype(np.float32)
+        return np.mean([mlp_forward(m, names, x)[:, 0] for m, names in zip(self._members, self._layers)], 0)
+
+    def vector_logits(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """(N,) the predicted accuracy's logit for each choice vector on one task."""
+        vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
+        task = np.broadcast_to(task_features([classes], self.num_classes), (len(vecs), self.num_classes))
+        return self.logits(np.concatenate([arch_features(self.space, vecs), task], 1)).astype(np.float64)
 
     def predict_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """(N,) predicted accuracy of each choice vector on one task."""
-        vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
-        task = np.broadcast_to(task_features([classes], self.num_classes), (len(vecs), self.num_classes))
-        z = self.logits(np.concatenate([arch_features(self.space, vecs), task], 1)).astype(np.float64)
-        return 1.0 / (1.0 + np.exp(-z))
+        return sigmoid(self.vector_logits(vecs, classes))
+
+    def safe_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """(N,) the predictions lowered by the margin: what a target is checked against."""
+        return sigmoid(self.vector_logits(vecs, classes) - self.margin)
 
     def predict(self, arch: Arch, classes: Sequence[int]) -> Prediction:
-        acc = float(self.predict_vectors(self.space.encode(arch)[None, :], classes)[0])
-        return self.interval(acc)
+        return self.interval(float(self.vector_logits(self.space.encode(arch)[None, :], classes)[0]))
 
-    def interval(self, accuracy: float) -> Prediction:
-        clip = lambda v: float(min(1.0, max(0.0, v)))  # noqa: E731
-        return Prediction(accuracy, clip(accuracy + self.residual_p10), clip(accuracy + self.residual_p90),
-                          clip(accuracy - self.margin))
+    def interval(self, logit: float) -> Prediction:
+        """The prediction of one logit, with its held-out interval and safe value."""
+        return Prediction(sigmoid(logit), sigmoid(logit + self.logit_residual_p10),
+                          sigmoid(logit + self.logit_residual_p90), sigmoid(logit - self.margin))
+
+
+def sigmoid(z: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64))) if np.ndim(z) else float(1.0 / (1.0 + np.exp(-z)))
 
 
 def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
@@ -116,7 +123,7 @@ def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.n
     """The predictor of a run directory (accuracy.json) or a bundle's manifest entry."""
     return AccuracyPredictor(SearchSpace.from_dict(space), num_classes,
                              {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
-                             float(meta["residual_p10"]), float(meta["residual_p90"]))
+                             float(meta["logit_residual_p10"]), float(meta["logit_residual_p90"]))
 
 
 def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
@@ -125,4 +132,5 @@ def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
     if m.accuracy is None or "accuracy.safetensors" not in m.members:
         return None
     return from_arrays(m.space, len(m.class_names), bundle.tensors("accuracy.safetensors"),
-                       {"residual_p10": m.accuracy.residual_p10, "residual_p90": m.accuracy.residual_p90})
+                       {"logit_residual_p10": m.accuracy.logit_residual_p10,
+                        "logit_residual_p90": m.accuracy.logit_residual_p90})

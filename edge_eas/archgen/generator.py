@@ -156,7 +156,7 @@ class ArchGenerator:
         lay, n_dec = self.space.decisions, cur.shape[1]
         sizes, slots = np.array(lay.sizes), lay.decision_slots
         moved = np.clip(cur + step, 0, sizes - 1)
-        active = table.active(self.space, cur)
+        active = self.space.decisions.active(cur)
         movable = (moved != cur) & np.where(slots < 0, True, active[:, np.maximum(slots, 0)])
         diag = np.arange(n_dec)
         cands = np.repeat(cur[:, None, :], n_dec, 1)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction, active_slots
+from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction, sigmoid
 from edge_eas.archgen.generator import ArchGenerator
 from edge_eas.cost.table import SlotCostTable
 from edge_eas.errors import UserError
@@ -55,7 +55,7 @@ def canonical(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
     """Choice vectors with the choices of blocks that do not run set to 0, as `encode` writes
     them: one arch, one row."""
     slots = space.decisions.decision_slots
-    active = active_slots(space, vecs)
+    active = space.decisions.active(vecs)
     out = vecs.copy()
     block = slots >= 0
     out[:, block] *= active[:, slots[block]]
@@ -69,8 +69,8 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
     reach the target too. Either way a miss raises TargetUnreachable naming the best there is."""
     vecs = candidate_vectors(generator, classes, kind, table)
     cost = table.cost_of_vectors(generator.space, vecs)
-    pred = predictor.predict_vectors(vecs, classes)
-    safe = pred - predictor.margin
+    z = predictor.vector_logits(vecs, classes)
+    pred, safe = sigmoid(z), sigmoid(z - predictor.margin)
     unit = UNITS[kind]
     if budget is not None:
         inside = cost <= budget
@@ -80,8 +80,8 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
         if safe[best] < target:
             raise TargetUnreachable(
                 f"no network within {budget:g} {unit} is predicted to reach {100 * target:.2f}%: the best is "
-                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the {100 * predictor.margin:.2f} pp "
-                f"margin) at {cost[best]:.4g} {unit}")
+                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
+                f"held-out margin) at {cost[best]:.4g} {unit}")
         pick = best
     else:
         ok = np.flatnonzero(safe >= target)
@@ -89,9 +89,9 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
             best = int(np.argmax(pred))
             raise TargetUnreachable(
                 f"no network is predicted to reach {100 * target:.2f}% on classes {list(classes)}: the best is "
-                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the {100 * predictor.margin:.2f} pp "
-                f"margin) at {cost[best]:.4g} {unit}")
+                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
+                f"held-out margin) at {cost[best]:.4g} {unit}")
         # the cheapest; among equal costs the better predicted
         pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
     return TargetAnswer(generator.space.decode(vecs[pick]), float(cost[pick]),
-                        predictor.interval(float(pred[pick])), len(vecs))
+                        predictor.interval(float(z[pick])), len(vecs))

@@ -87,12 +87,6 @@ class SlotCostTable:
                    np.asarray(d["slot_pos"]))
 
     # ---- hard choices -------------------------------------------------------------------
-    def active(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
-        """(N, max_blocks) bool: which block slots each choice vector runs."""
-        lay = space.decisions
-        depths = space.depth_values[np.arange(lay.n_stages)[None, :], vecs[:, lay.depths]]     # (N, n_stages)
-        return self.slot_pos[None, :] < depths[:, self.slot_stage]
-
     def _widths_and_resolution(self, space: SearchSpace, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, n_stages) width choice indices and (N,) resolution indices, 0 where none."""
         lay = space.decisions
@@ -116,7 +110,7 @@ class SlotCostTable:
 
     def cost_of_vectors(self, space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
         vecs = np.atleast_2d(np.asarray(vecs, dtype=np.int64))
-        return self.fixed_costs(space, vecs) + (self.active(space, vecs) * self.block_costs(space, vecs)).sum(1)
+        return self.fixed_costs(space, vecs) + (space.decisions.active(vecs) * self.block_costs(space, vecs)).sum(1)
 
     def cost(self, space: SearchSpace, arch: Arch) -> float:
         return float(self.cost_of_vectors(space, space.encode(arch)[None, :])[0])

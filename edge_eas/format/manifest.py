@@ -47,9 +47,9 @@ class GeneratorMeta:
 @dataclass(frozen=True)
 class AccuracyMeta:
     """What the numpy accuracy predictor needs beside its weights (accuracy.safetensors): the
-    held-out residuals (measured - predicted) its interval and margin come from."""
-    residual_p10: float
-    residual_p90: float
+    held-out residuals, logit(measured) - logit(predicted), its interval and margin come from."""
+    logit_residual_p10: float
+    logit_residual_p90: float
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
@@ -28,7 +30,7 @@ from edge_eas.common.fileio import atomic_write_json
 from edge_eas.data import load_dataset
 from edge_eas.host.arch_spread import arch_key, spread_archs
 from edge_eas.host.checkpoint import save_tensors
-from edge_eas.host.evaluate import TaskEvaluator, task_accuracy
+from edge_eas.host.evaluate import TaskEvaluator, task_hits
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.space import Arch, SearchSpace
 
@@ -40,6 +42,7 @@ class AccuracyFitConfig:
     held_out_tasks: float = 0.2     # share of tasks the fit never sees (reported apart)
     max_tasks: int = 800            # every 2-5-class task where there are fewer, else a random sample
     hidden: int = 128
+    members: int = 3                # MLPs from different seeds whose logits are averaged
     steps: int = 3000
     batch_size: int = 1024
     lr: float = 3e-3
@@ -69,15 +72,72 @@ def all_tasks(num_classes: int, max_tasks: int, rng: np.random.Generator) -> lis
     return [tuple(range(num_classes)), *small]
 
 
-def measure(evaluator: TaskEvaluator, archs: Sequence[Arch], tasks: Sequence[tuple[int, ...]]) -> np.ndarray:
-    """(archs, tasks) accuracy matrix, one evaluator pass per arch."""
-    out = np.zeros((len(archs), len(tasks)))
+@dataclass
+class Measurements:
+    """Right answers of each measured arch on each task's images, counted in two halves
+    (alternate images), so that the measurement's own noise can be told apart from the
+    predictor's error (`noise_tau`). Kept in the run, so that refitting measures nothing again."""
+
+    vecs: np.ndarray               # (archs, decisions) choice vectors
+    tasks: list[tuple[int, ...]]
+    hits: np.ndarray               # (archs, tasks, 2) right answers in each half
+    images: np.ndarray             # (tasks, 2) images in each half
+
+    def accuracy(self) -> np.ndarray:
+        """(archs, tasks) accuracy on all the task's images."""
+        return self.hits.sum(2) / self.images.sum(1)
+
+    def half(self, h: int) -> np.ndarray:
+        return self.hits[:, :, h] / self.images[:, h]
+
+    def save(self, path: Path, key: dict[str, str]) -> None:
+        multi_hot = task_features(self.tasks, int(max(max(t) for t in self.tasks)) + 1)
+        save_tensors(path, {"vecs": torch.from_numpy(self.vecs), "tasks": torch.from_numpy(multi_hot),
+                            "hits": torch.from_numpy(self.hits), "images": torch.from_numpy(self.images)},
+                     metadata=key)
+
+    @classmethod
+    def load(cls, path: Path, key: dict[str, str]) -> "Measurements | None":
+        """The saved measurements when they were taken with `key` (split, supernet digest), else None."""
+        if not path.is_file():
+            return None
+        with safe_open(str(path), "np") as f:
+            if f.metadata() != key:
+                return None
+            t = {k: f.get_tensor(k) for k in f.keys()}
+        tasks = [tuple(int(c) for c in np.flatnonzero(row)) for row in t["tasks"]]
+        return cls(t["vecs"], tasks, t["hits"], t["images"])
+
+
+def measure(evaluator: TaskEvaluator, archs: Sequence[Arch], tasks: Sequence[tuple[int, ...]]) -> Measurements:
+    """One evaluator pass per arch gives its right answers on every task."""
+    space = evaluator.net.space
+    hits = np.zeros((len(archs), len(tasks), 2), dtype=np.int64)
+    images = np.zeros((len(tasks), 2), dtype=np.int64)
     with Progress(len(archs), "accuracy predictor: measuring archs") as bar:
         for i, arch in enumerate(archs):
             logits, labels = evaluator.split_logits(arch)
-            out[i] = [task_accuracy(logits, labels, t) for t in tasks]
+            for j, t in enumerate(tasks):
+                right = task_hits(logits, labels, t)
+                hits[i, j] = right[0::2].sum(), right[1::2].sum()
+                images[j] = len(right[0::2]), len(right[1::2])
             bar.advance(1)
-    return out
+    return Measurements(np.stack([space.encode(a) for a in archs]), list(tasks), hits, images)
+
+
+def measurements_for(run: RunDir, evaluator: TaskEvaluator, archs: Sequence[Arch],
+                     tasks: Sequence[tuple[int, ...]], split: str) -> Measurements:
+    """The run's saved measurements when they cover exactly these archs and tasks on this split
+    and supernet; otherwise measure and save them."""
+    key = {"split": split, "supernet_sha256": str(run.meta().get("weights_sha256"))}
+    saved = Measurements.load(run.accuracy_measurements_path, key)
+    vecs = np.stack([evaluator.net.space.encode(a) for a in archs])
+    if saved is not None and np.array_equal(saved.vecs, vecs) and saved.tasks == list(tasks):
+        info(f"accuracy predictor: reusing the measurements in {run.accuracy_measurements_path}")
+        return saved
+    m = measure(evaluator, archs, tasks)
+    m.save(run.accuracy_measurements_path, key)
+    return m
 
 
 def kendall_within_tasks(pred: np.ndarray, real: np.ndarray) -> float:
@@ -94,14 +154,25 @@ def errors(pred: np.ndarray, real: np.ndarray) -> dict[str, float]:
             "p90_over_prediction_pp": float(100 * max(0.0, -np.percentile(res, 10))), "pairs": int(res.size)}
 
 
-def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig) -> PredictorNet:
-    torch.manual_seed(cfg.seed)
+def logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def logit_residuals(m: Measurements, rows: np.ndarray, cols: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """logit(measured) - logit(predicted); a measured 0 or 100 % counts as half an image off it."""
+    eps = 0.5 / m.images[cols].sum(1)
+    real = np.clip(m.accuracy()[np.ix_(rows, cols)], eps, 1 - eps)
+    return logit(real) - logit(np.clip(pred, 1e-7, 1 - 1e-7))
+
+
+def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int) -> PredictorNet:
+    torch.manual_seed(seed)
     net = PredictorNet(x.shape[1], cfg.hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    with Progress(cfg.steps, "accuracy predictor: fitting") as bar:
+    gen = torch.Generator().manual_seed(seed)
+    with Progress(cfg.steps, f"accuracy predictor: fitting (seed {seed})") as bar:
         for _ in range(cfg.steps):
             idx = torch.randint(0, len(xt), (cfg.batch_size,), generator=gen)
             loss = nn.functional.binary_cross_entropy_with_logits(net(xt[idx]), yt[idx])
@@ -111,6 +182,14 @@ def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig) -> Predictor
             sched.step()
             bar.advance(1)
     return net.eval()
+
+
+def train_ensemble(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig) -> dict[str, torch.Tensor]:
+    """The members' weights under m0., m1., ... (what `AccuracyPredictor` averages)."""
+    out = {}
+    for i in range(cfg.members):
+        out.update({f"m{i}.{k}": v.detach().float() for k, v in train_net(x, y, cfg, cfg.seed + i).state_dict().items()})
+    return out
 
 
 def pairs(space: SearchSpace, vecs: np.ndarray, tasks: Sequence[tuple[int, ...]], acc: np.ndarray,
@@ -137,7 +216,8 @@ def measured_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
 
 
 def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> dict[str, Any]:
-    """Measure, fit, score on held-out archs and tasks, and write RUN/accuracy.{safetensors,json}."""
+    """Measure (or reuse the run's measurements), fit, score on held-out archs and tasks, and
+    write RUN/accuracy.{safetensors,json}."""
     start = time.perf_counter()
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])
@@ -145,8 +225,8 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     rng = np.random.default_rng(cfg.seed)
     archs = measured_archs(space, cfg.archs, cfg.seed)
     tasks = all_tasks(n_cls, cfg.max_tasks, rng)
-    acc = measure(TaskEvaluator(net, data, split=cfg.split), archs, tasks)
-    vecs = np.stack([space.encode(a) for a in archs])
+    m = measurements_for(run, TaskEvaluator(net, data, split=cfg.split), archs, tasks, cfg.split)
+    acc, vecs = m.accuracy(), m.vecs
 
     # held out by architecture (never the smallest or largest: the fit should span the range) and by task
     order = 2 + rng.permutation(len(archs) - 2)
@@ -158,31 +238,33 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     fit_tasks = [tasks[j] for j in t_fit]
 
     x, y = pairs(space, vecs[fit], fit_tasks, acc[np.ix_(fit, t_fit)], n_cls)
-    model = train_net(x, y, cfg)
-    weights = {k: v.detach().float() for k, v in model.state_dict().items()}
+    weights = train_ensemble(x, y, cfg)
+    predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()}, 0.0, 0.0)
 
     def predict(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        xs, _ = pairs(space, vecs[rows], [tasks[j] for j in cols], np.zeros((len(rows), len(cols))), n_cls)
-        with torch.no_grad():
-            z = model(torch.from_numpy(xs)).numpy()
-        return (1 / (1 + np.exp(-z))).reshape(len(rows), len(cols))
+        return np.stack([predictor.predict_vectors(vecs[rows], tasks[j]) for j in cols], 1)
 
-    held_pred, held_real = predict(held, t_fit), acc[np.ix_(held, t_fit)]
-    res = (held_real - held_pred).reshape(-1)
-    scores = {"held_out_archs": errors(held_pred, held_real),
+    held_pred = predict(held, t_fit)
+    res = logit_residuals(m, held, t_fit, held_pred).reshape(-1)
+    scores = {"held_out_archs": errors(held_pred, acc[np.ix_(held, t_fit)]),
               "held_out_tasks": errors(predict(held, t_held), acc[np.ix_(held, t_held)]),
-              "fit": errors(predict(fit, t_fit), acc[np.ix_(fit, t_fit)])}
-    doc = {"format": 1, "config": asdict(cfg), "residual_p10": float(np.percentile(res, 10)),
-           "residual_p90": float(np.percentile(res, 90)), "scores": scores,
+              "fit": errors(predict(fit, t_fit), acc[np.ix_(fit, t_fit)]),
+              # the ceiling noise sets: how well one half of the images ranks the held-out archs
+              # against the other half, beside how well the predictor ranks them against that half
+              "noise": {"kendall_tau_half_vs_half": kendall_within_tasks(m.half(0)[np.ix_(held, t_fit)],
+                                                                         m.half(1)[np.ix_(held, t_fit)]),
+                        "kendall_tau_predictor_vs_half": kendall_within_tasks(held_pred,
+                                                                              m.half(1)[np.ix_(held, t_fit)])}}
+    doc = {"format": 2, "config": asdict(cfg), "logit_residual_p10": float(np.percentile(res, 10)),
+           "logit_residual_p90": float(np.percentile(res, 90)), "scores": scores,
            "archs": {"fit": int(len(fit)), "held_out": [archs[i].to_dict() for i in held]},
            "tasks": {"fit": [list(tasks[j]) for j in t_fit], "held_out": [list(tasks[j]) for j in t_held]},
-           "images": int(len(data.split(cfg.split)[1])), "seconds": time.perf_counter() - start}
+           "images": int(m.images.sum(1)[0]), "seconds": time.perf_counter() - start}
     doc["weights_sha256"] = save_tensors(run.accuracy_path, weights)
     atomic_write_json(run.accuracy_meta_path, doc)
     h = scores["held_out_archs"]
     info(f"accuracy predictor on {len(held)} held-out archs: MAE {h['mae_pp']:.2f} pp, Kendall tau "
-         f"{h['kendall_tau_within_task']:.3f} within a task, margin (p90 over-prediction) "
-         f"{h['p90_over_prediction_pp']:.2f} pp")
+         f"{h['kendall_tau_within_task']:.3f} within a task, p90 over-prediction {h['p90_over_prediction_pp']:.2f} pp")
     return doc
 
 

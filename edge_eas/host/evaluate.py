@@ -98,9 +98,14 @@ class TaskEvaluator:
         return np.concatenate(out), y
 
 
+def task_hits(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Per image of `classes` (in split order), whether it is right when only their logits compete."""
+    cls = np.asarray(sorted(classes))
+    sel = np.isin(labels, cls)
+    return cls[logits[sel][:, cls].argmax(1)] == labels[sel]
+
+
 def task_accuracy(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> float:
     """Accuracy on the images of `classes` when only their logits compete: what a task's
     sub-network scores (`TaskEvaluator.score`) from the all-class logits of one pass."""
-    cls = np.asarray(sorted(classes))
-    sel = np.isin(labels, cls)
-    return float(np.mean(cls[logits[sel][:, cls].argmax(1)] == labels[sel]))
+    return float(np.mean(task_hits(logits, labels, classes)))

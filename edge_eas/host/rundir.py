@@ -54,6 +54,11 @@ class RunDir:
     def accuracy_meta_path(self) -> Path:
         return self.path / "accuracy.json"
 
+    @property
+    def accuracy_measurements_path(self) -> Path:
+        """What the predictor was fitted on: each measured arch's right answers per task."""
+        return self.path / "accuracy_measurements.safetensors"
+
     def is_complete(self) -> bool:
         return self.meta_path.is_file() and self.weights_path.is_file()
 

@@ -159,6 +159,24 @@ class DecisionLayout:
         slots.flags.writeable = False
         return slots
 
+    @cached_property
+    def _slot_stage_and_depth(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n_slots,) each block slot's stage and position in it, and (n_stages, most depth
+        choices) the depth each stage's choice index means, 0-padded."""
+        stage = np.concatenate([np.full(max(c), s) for s, c in enumerate(self.depth_choices)])
+        pos = np.concatenate([np.arange(max(c)) for c in self.depth_choices])
+        most = max(len(c) for c in self.depth_choices)
+        depth = np.array([list(c) + [0] * (most - len(c)) for c in self.depth_choices])
+        for a in (stage, pos, depth):
+            a.flags.writeable = False
+        return stage, pos, depth
+
+    def active(self, vecs: np.ndarray) -> np.ndarray:
+        """(N, n_slots) bool: which block slots each choice vector runs (its stage is deep enough)."""
+        stage, pos, depth = self._slot_stage_and_depth
+        depths = depth[np.arange(self.n_stages)[None, :], np.asarray(vecs)[:, self.depths]]    # (N, n_stages)
+        return pos[None, :] < depths[:, stage]
+
     def split(self, per_decision: Sequence[Any]) -> tuple[list[Any], list[Any], list[Any]]:
         """Any per-decision sequence (choices, logits, probabilities) -> (depths, kernels, expands)."""
         items = list(per_decision)
