@@ -3,6 +3,7 @@ is its torch twin, its margin comes from held-out archs only, and `specialize --
 answers with the cheapest predicted-good-enough network, or one clear line when none is."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,21 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert on_device.arch.to_dict() == answer["arch"]
     assert on_device.prediction is not None
     assert on_device.prediction.accuracy == pytest.approx(answer["predicted_accuracy"], abs=1e-6)
+    # bench scenarios may carry a target (here one every scenario's task can reach): each line
+    # reports the prediction, stored with it
+    from edge_eas.remote.scenarios import make_scenarios
+    tasks = [sc["classes"] for sc in make_scenarios(net.space, 10, 3, 0, min_accuracy=0.5)]
+    reach = 100 * min(predictor.predict(net.space.largest(), t).safe for t in tasks) - 0.01
+    bench = subprocess.run([*CLI, "bench", "--target", "local", "--bundle", str(bundle), "--scenarios", "3",
+                            "--min-accuracy", f"{reach:.3f}", "--runs", "30", "--warmup", "1", "--engine", "numpy",
+                            "--threads", "1", "--store", str(tmp_path / "m.sqlite"), "--json"],
+                           capture_output=True, text=True, env={**os.environ, "EDGE_EAS_HOME": str(tmp_path / "home")})
+    report = json.loads(bench.stdout)
+    rows = report["devices"][0]["rows"]
+    assert len(rows) == 3 and [r["classes"] for r in rows] == tasks, bench.stderr
+    for r in rows:
+        assert r["min_accuracy"] == pytest.approx(round(reach, 3) / 100)
+        assert r["predicted_accuracy_safe"] >= r["min_accuracy"] - 1e-9 and "budget_mflops" not in r
     from_bundle = subprocess.run([*CLI, "specialize", str(bundle), "--classes", "0,1", "--min-accuracy",
                                   f"{target:.3f}", "--json"], capture_output=True, text=True)
     assert from_bundle.returncode == 0, from_bundle.stderr

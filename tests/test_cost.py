@@ -42,6 +42,23 @@ def test_store_is_idempotent_and_versioned(tmp_path: Path) -> None:
         MeasurementStore(path)
 
 
+def test_a_version_1_store_gains_the_prediction_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite"
+    with MeasurementStore(path) as st:
+        st.insert(_m(0))
+    db = sqlite3.connect(path)  # the store as version 1 wrote it: no prediction_json column
+    db.execute("ALTER TABLE measurements DROP COLUMN prediction_json")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    target = {"min_accuracy": 0.9, "predicted_accuracy": 0.93, "predicted_interval": [0.91, 0.95],
+              "predicted_accuracy_safe": 0.91}
+    with MeasurementStore(path) as st:
+        assert st.insert(_m(1, prediction=target))
+        rows = {r["scenario"]: r for r in st.measurements()}
+    assert rows["s0"]["prediction"] is None and rows["s1"]["prediction"] == target
+
+
 WRITER = """
 import sys, time
 from edge_eas.cost.store import Measurement, MeasurementStore

@@ -10,6 +10,7 @@ from edge_eas.common.console import emit_json, info, print_table
 from edge_eas.common.paths import default_store
 from edge_eas.commands.ssh_flags import add_ssh_arguments, ssh_overrides
 from edge_eas.common.requirements import REMOTE, Need, modules
+from edge_eas.errors import UserError
 from edge_eas.net.budget import KINDS, UNITS
 from edge_eas.remote.fleet import BenchRequest, expand_targets, run_bench
 
@@ -23,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what the scenarios' budgets count: mflops (default) or params, log-uniform between the "
                         "smallest and the largest sub-network; ms: over the range the target's calibrated latency "
                         "model predicts (run with --calibrate first; deploy again so the device has the model)")
+    p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
+                   help="scenarios ask for this accuracy on their task instead of a budget: the device answers with "
+                        "the cheapest network its bundle's accuracy predictor says reaches it (fit-accuracy before "
+                        "export); a task it cannot reach is reported as an error, the others are measured")
     p.add_argument("--engine", help="engine on the device (default: the target's)")
     p.add_argument("--threads", type=int, help="threads on the device (default: the target's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per scenario (>= 30)")
@@ -42,12 +47,19 @@ def requires(args: argparse.Namespace) -> list[Need]:
     return need + (modules("scipy", why="--calibrate") if args.calibrate else [])
 
 
+def target_fraction(percent: float) -> float:
+    if not 0 < percent <= 100:
+        raise UserError(f"--min-accuracy must be a percentage in (0, 100], got {percent:g}")
+    return percent / 100
+
+
 def request(args: argparse.Namespace) -> BenchRequest:
     """The flags as a typed request: the library below the CLI never sees a Namespace."""
     return BenchRequest(target=args.target, bundle=args.bundle, scenarios=args.scenarios, seed=args.seed,
                         budget_kind=args.budget_kind, engine=args.engine, threads=args.threads, runs=args.runs,
                         warmup=args.warmup, store=args.store, calibrate=args.calibrate, run=args.run,
-                        prepare=args.prepare, ssh=ssh_overrides(args))
+                        prepare=args.prepare, ssh=ssh_overrides(args),
+                        min_accuracy=None if args.min_accuracy is None else target_fraction(args.min_accuracy))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,13 +68,19 @@ def run(args: argparse.Namespace) -> int:
         emit_json(result)
         return 0 if not result["failed_devices"] else 1
     column = f"budget_{args.budget_kind}"
+    targets = args.min_accuracy is not None
     for dev in result["devices"]:
-        rows = [(r["scenario"], ",".join(map(str, r["classes"])), f"{r[column]:.3f}", f"{r['mflops']:.3f}",
-                 "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
-                 "yes" if r["in_budget"] else "NO") for r in dev["rows"]]
+        rows = [(r["scenario"], ",".join(map(str, r["classes"])),
+                 f"{100 * r['predicted_accuracy']:.2f}% [{100 * r['predicted_interval'][0]:.2f}, "
+                 f"{100 * r['predicted_interval'][1]:.2f}]" if targets else f"{r[column]:.3f}",
+                 f"{r['mflops']:.3f}", "-" if r["predicted_ms"] is None else f"{r['predicted_ms']:.3f}",
+                 f"{r['measured_ms']:.3f}", *([] if targets else ["yes" if r["in_budget"] else "NO"]))
+                for r in dev["rows"]]
+        first = (f"predicted accuracy (target {args.min_accuracy:g}%)" if targets
+                 else f"budget {UNITS[args.budget_kind]}")
         print_table(f"{dev['device']} ({dev['target']}): {dev['stored']} stored, {dev['resent']} re-sent, "
-                    f"{len(dev['errors'])} errors", ["scenario", "task", f"budget {UNITS[args.budget_kind]}",
-                                                       "MFLOPs", "predicted ms", "measured ms", "in budget"], rows)
+                    f"{len(dev['errors'])} errors", ["scenario", "task", first, "MFLOPs", "predicted ms",
+                                                       "measured ms", *([] if targets else ["in budget"])], rows)
         prep = dev.get("bench_prepare") or {}
         if prep.get("prepare"):
             p, r = prep["prepare"], prep.get("restore") or {}

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from edge_eas.errors import UserError
 from edge_eas.cost.latency import latency_ms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: prediction_json (scenarios with accuracy targets)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS measurements (
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS measurements (
     environment_json TEXT,
     bundle_sha256    TEXT,
     runtime_version  TEXT,
-    created_at       TEXT NOT NULL
+    created_at       TEXT NOT NULL,
+    prediction_json  TEXT
 );
 CREATE INDEX IF NOT EXISTS by_model ON measurements (target, engine, threads, batch_size);
 CREATE INDEX IF NOT EXISTS by_run ON measurements (bench_run, device_id);
@@ -94,6 +95,7 @@ class Measurement:
     environment: dict[str, Any] | None = None
     bundle_sha256: str | None = None
     runtime_version: str | None = None
+    prediction: dict[str, Any] | None = None  # accuracy target and predicted accuracy, for target scenarios
 
     @classmethod
     def from_agent(cls, line: dict[str, Any], device_id: str, target: str, bench_run: str | None) -> "Measurement":
@@ -104,7 +106,15 @@ class Measurement:
                    scenario=line.get("scenario"), classes=line.get("classes"), mflops=line.get("mflops"),
                    params=line.get("params"), predicted_ms=line.get("predicted_ms"),
                    environment=line.get("environment"), bundle_sha256=line.get("bundle_sha256"),
-                   runtime_version=line.get("runtime_version"))
+                   runtime_version=line.get("runtime_version"), prediction=target_prediction(line))
+
+
+def target_prediction(line: dict[str, Any]) -> dict[str, Any] | None:
+    """A target scenario's line: {min_accuracy, predicted_accuracy, predicted_interval,
+    predicted_accuracy_safe}; None for a budget scenario."""
+    if line.get("min_accuracy") is None:
+        return None
+    return {"min_accuracy": line["min_accuracy"], **(line.get("prediction") or {})}
 
 
 class MeasurementStore:
@@ -124,6 +134,8 @@ class MeasurementStore:
                             f"edge_eas supports ({SCHEMA_VERSION}): upgrade edge_eas to read it")
         if version < SCHEMA_VERSION:
             with self._tx():  # executescript would commit early; run the DDL inside one transaction
+                if version == 1:  # a store from before targets: add the column, keep every row
+                    self.db.execute("ALTER TABLE measurements ADD COLUMN prediction_json TEXT")
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
@@ -146,12 +158,13 @@ class MeasurementStore:
         """Store one measurement; False when its id was already stored (a re-send)."""
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.measurement_id, m.device_id, m.target, m.engine, m.threads, m.batch_size, m.bench_run, m.scenario,
              json.dumps(m.arch, sort_keys=True), json.dumps(m.classes), m.mflops, m.params, m.predicted_ms,
              m.median_ms, m.stats.get("p90_ms"), m.stats.get("cv"), int(bool(m.stats.get("noisy"))),
              json.dumps(m.stats), json.dumps(m.environment) if m.environment is not None else None,
-             m.bundle_sha256, m.runtime_version, now))
+             m.bundle_sha256, m.runtime_version, now,
+             json.dumps(m.prediction, sort_keys=True) if m.prediction is not None else None))
         return cur.rowcount == 1
 
     def put_bundle(self, sha256: str, space: dict[str, Any], class_names: list[str]) -> None:
@@ -235,7 +248,7 @@ class MeasurementStore:
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
-        for col in ("arch_json", "classes_json", "stats_json", "environment_json"):
+        for col in ("arch_json", "classes_json", "stats_json", "environment_json", "prediction_json"):
             value = row.pop(col)
             row[col[:-5]] = json.loads(value) if value is not None else None
         row["latency_ms"] = latency_ms({"median_ms": row["median_ms"], **row["stats"]})

@@ -46,6 +46,7 @@ class BenchRequest:
     concurrency: int | None = None
     ssh: SSHOverrides = field(default_factory=SSHOverrides)
     budget_kind: str = "mflops"  # ms: spread over the (first) target's calibrated latency model's range
+    min_accuracy: float | None = None  # a fraction: scenarios ask for it instead of a budget
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,11 @@ def plan_bench(req: BenchRequest) -> BenchPlan:
     first = targets[0]
     latency = None if req.budget_kind != "ms" else target_model(
         first.name, req.engine or first.engine, req.threads or first.threads, space)
+    if req.min_accuracy is not None and bundle.manifest.accuracy is None:
+        raise UserError(f"{bundle_path} carries no accuracy predictor, so its scenarios cannot take accuracy "
+                        f"targets: run `edge_eas fit-accuracy RUN` and export the bundle again")
     scenarios = make_scenarios(space, len(bundle.manifest.class_names), req.scenarios, req.seed,
-                               kind=req.budget_kind, latency=latency)
+                               kind=req.budget_kind, latency=latency, min_accuracy=req.min_accuracy)
     store = req.store or default_store()
     with MeasurementStore(store) as st:
         st.put_bundle(bundle.sha256, bundle.manifest.space, bundle.manifest.class_names)
@@ -210,7 +214,7 @@ def bench_report(plan: BenchPlan, results: dict[str, DeviceReport]) -> dict[str,
                       **budget_column(by_id[r["scenario"]]), "mflops": r["mflops"],
                       "predicted_ms": _host_prediction(t.name, r, plan.space), "measured_ms": r["latency_ms"],
                       "median_ms": r["median_ms"], "engine": r["engine"], "threads": r["threads"],
-                      "in_budget": in_budget(by_id[r["scenario"]], r)}
+                      "in_budget": in_budget(by_id[r["scenario"]], r), **(r["prediction"] or {})}
                      for r in rows if r["scenario"] in by_id]
             devices.append({**rep.to_dict(), "board": t.board, "resolved_from": t.resolved_from,
                             "rows": sorted(table, key=lambda r: r["scenario"])})

@@ -51,10 +51,12 @@ def budget_range(space: SearchSpace, num_classes: int, kind: str = "mflops",
 
 
 def make_scenarios(space: SearchSpace, num_classes: int, n: int, seed: int = 0, min_task: int = 2,
-                   max_task: int = 5, kind: str = "mflops", latency: LatencyModel | None = None
-                   ) -> list[dict[str, Any]]:
+                   max_task: int = 5, kind: str = "mflops", latency: LatencyModel | None = None,
+                   min_accuracy: float | None = None) -> list[dict[str, Any]]:
     """n scenarios `{id, classes, budget}`: tasks of min_task..max_task classes, budgets of
-    `kind` log-uniform over `budget_range` (ms through the target's `latency` model)."""
+    `kind` log-uniform over `budget_range` (ms through the target's `latency` model). With
+    `min_accuracy` (a fraction) each asks for that accuracy instead of a budget: the device
+    answers with the cheapest network its bundle predicts reaches it."""
     if n < 1:
         raise ValueError("--scenarios must be >= 1")
     lo, hi = budget_range(space, num_classes, kind, latency)
@@ -64,7 +66,9 @@ def make_scenarios(space: SearchSpace, num_classes: int, n: int, seed: int = 0, 
         size = int(rng.integers(min_task, min(max_task, num_classes) + 1))
         classes = sorted(int(c) for c in rng.choice(num_classes, size=size, replace=False))
         budget = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        out.append({"id": f"s{i:03d}", "classes": classes, "budget": Budget(kind, round(budget, 6)).to_dict()})
+        ask: dict[str, Any] = ({"min_accuracy": min_accuracy} if min_accuracy is not None
+                               else {"budget": Budget(kind, round(budget, 6)).to_dict()})
+        out.append({"id": f"s{i:03d}", "classes": classes, **ask})
     return out
 
 

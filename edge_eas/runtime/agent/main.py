@@ -61,7 +61,7 @@ def prepare_scenario(rt: Any, sc: dict[str, Any], settings: AgentSettings) -> An
     """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine)."""
     arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
     return rt.specialize(sc["classes"], Budget.in_scenario(sc), engine=settings.engine, threads=settings.threads,
-                         arch=arch)
+                         arch=arch, min_accuracy=sc.get("min_accuracy"))
 
 
 def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
@@ -79,7 +79,8 @@ def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
         arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
         threads=ran, batch_size=settings.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
         bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
-        warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [])
+        warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [],
+        min_accuracy=sc.get("min_accuracy"), prediction=m.prediction.to_dict() if m.prediction is not None else None)
 
 
 def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
@@ -131,8 +132,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m edge_eas.runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", type=Path, required=True)
-    p.add_argument("--scenarios", type=Path, help='JSON list of {id, classes, budget|arch}, budget as {"ms": 12} '
-                                                  '(or "ms=12"; the older budget_mflops|budget_params|budget_ms read too)')
+    p.add_argument("--scenarios", type=Path, help='JSON list of {id, classes, budget|arch|min_accuracy}, budget as '
+                                                  '{"ms": 12} (or "ms=12"; the older budget_mflops|budget_params|'
+                                                  'budget_ms read too), min_accuracy a fraction (with or without '
+                                                  'a budget)')
     p.add_argument("--engine", default="auto", help=f"one of {', '.join(ENGINE_NAMES)}, or auto: the first "
                                                    f"installed of {', '.join(auto_engines())} (the default)")
     p.add_argument("--threads", type=int)

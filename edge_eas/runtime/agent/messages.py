@@ -52,6 +52,10 @@ class MeasurementLine:
     runtime_version: str
     threads_requested: Optional[int] = None  # `threads` is what ran (read back from the engine)
     warnings: List[str] = field(default_factory=list)
+    # a scenario with an accuracy target: the target (a fraction) and the answer's prediction
+    # (`Prediction.to_dict()`: predicted_accuracy, predicted_interval, predicted_accuracy_safe)
+    min_accuracy: Optional[float] = None
+    prediction: Optional[Dict[str, Any]] = None
 
     def scenario_budget(self) -> Optional[Budget]:
         """The scenario's budget; None for a given arch. `budget` is `Budget.to_dict()` (lines
