@@ -276,6 +276,9 @@ def load_predictor(run: RunDir) -> AccuracyPredictor:
     if not run.accuracy_path.is_file() or not run.accuracy_meta_path.is_file():
         raise UserError(f"{run.path} has no accuracy predictor; fit one with `edge_eas fit-accuracy {run.path}`")
     meta = json.loads(run.accuracy_meta_path.read_text())
+    if meta.get("format") != 2:
+        raise UserError(f"{run.accuracy_meta_path} was written by an older edge_eas (margins in other units): run "
+                        f"`edge_eas fit-accuracy {run.path}` again")
     weights = {k: v.numpy() for k, v in load_tensors(run.accuracy_path, meta.get("weights_sha256")).items()}
     run_meta = run.meta()
     return from_arrays(run_meta["space"], len(run_meta["class_names"]), weights, meta)
