@@ -1,14 +1,15 @@
 """Task-dropout ablation: the same training budget with and without task dropout, over several
-seeds. Arms: `superclass` (task dropout whose tasks are half inside one superclass, the
-default), `random` (task dropout with random tasks only) and `none`. Each run is scored on the
-same tasks of 2-5 classes (half inside one superclass where the data has groups) for the
-smallest, a median and the largest sub-network, BN recalibrated, on the test split of each
-task's classes; plus all-class accuracy. Paired differences (arm - none) with 95 % bootstrap
+seeds. Arms: `superclass` (task dropout whose tasks are half inside one superclass, the digits
+default), `random` (task dropout with random tasks only) and `none` (the fashion default, set
+from this ablation). Each run is scored on the same tasks of 2-5 classes (half inside one
+superclass where the data has groups) for the smallest, a median and the largest sub-network,
+BN recalibrated, on the test split of each task's classes (`--split val`: the validation split,
+what a preset's setting is chosen by); plus all-class accuracy. Paired differences (arm - none) with 95 % bootstrap
 CIs over the tasks, within each seed: a seed is one training run, so its tasks share it, and
 (seed, task) pairs are not independent samples.
 
 A complete run already in `--runs-dir` under the arm's name is reused if its training config
-is the arm's (the default `edge_eas train` runs are the `superclass` arm at the preset length).
+is the arm's (the default `edge_eas train` runs are the preset's arm at the preset length).
 
     python -m benchmarks.task_dropout --data fashion-mnist --epochs 2 --seeds 0 1 [--arms superclass none]
 """
@@ -84,10 +85,10 @@ def make_tasks(n_cls: int, groups: dict[str, list[int]], n: int, seed: int) -> l
     return out
 
 
-def evaluate(run: RunDir, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate(run: RunDir, tasks: list[dict[str, Any]], split: str) -> dict[str, Any]:
     net, meta = load_supernet(run)
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
-    ev = TaskEvaluator(net, data, split="test")
+    ev = TaskEvaluator(net, data, split=split)
     space = net.space
     everything = Task(tuple(range(data.num_classes)))
     out: dict[str, Any] = {"train_seconds": meta["throughput"]["seconds"]}
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["superclass", "none"])
     ap.add_argument("--runs-dir", type=Path, default=Path("benchmarks/runs"))
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test reports; val is what the preset's setting is chosen by (written as *_val.json)")
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
@@ -122,7 +125,7 @@ def main() -> None:
             meta = run.meta()
             if not tasks:
                 tasks = make_tasks(len(meta["class_names"]), meta.get("class_groups", {}), args.tasks, 1000)
-            results[arm][seed] = evaluate(run, tasks)
+            results[arm][seed] = evaluate(run, tasks, args.split)
             r = results[arm][seed]
             print(f"seed {seed} {arm:10s} " + "  ".join(
                 f"{s} {100 * np.mean(r[s]['task_accuracy']):.2f}%" for s in SIZES), flush=True)
@@ -157,8 +160,8 @@ def main() -> None:
                                                                       for s in args.seeds])),
                             "mflops": results[arm][args.seeds[0]][size]["mflops"]} for size in SIZES}
                for arm in args.arms}
-    save_result(f"task_dropout_{data_name}", {
-        "data": args.data, "arms": {a: ARMS[a] for a in args.arms},
+    save_result(f"task_dropout_{data_name}" + ("_val" if args.split == "val" else ""), {
+        "data": args.data, "split": args.split, "arms": {a: ARMS[a] for a in args.arms},
         "sample": {"seeds": args.seeds, "tasks": len(tasks), "in_group_tasks": sum(t["in_group"] for t in tasks),
                    "epochs": epochs, "reduced_epochs": args.epochs is not None},
         "tasks": tasks, "summary": summary, "comparisons": comparisons,

@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
-    p.add_argument("--no-task-dropout", action="store_true", help="ablation: plain all-class loss")
+    p.add_argument("--task-dropout", action=argparse.BooleanOptionalAction, default=None,
+                   help="train each sub-network on a sampled task's classes (--task-dropout) or on all classes "
+                        "(--no-task-dropout); default: the preset's")
     p.add_argument("--task-in-group", type=float, help="share of task-dropout tasks drawn inside one superclass, "
                                                        "for data sets that declare class groups (default 0.5)")
     p.add_argument("--no-generator", action="store_true", help="skip generator training at the end")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and args.force and not args.resume:
         shutil.rmtree(out)  # only now: a bad --data must not cost the user their old run
     cfg = TrainConfig.for_preset(space.name, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-                                 lr=args.lr, seed=args.seed, task_dropout=not args.no_task_dropout,
+                                 lr=args.lr, seed=args.seed, task_dropout=args.task_dropout,
                                  train_generator=not args.no_generator, augment=args.augment,
                                  resolution=args.resolution, task_in_group=args.task_in_group)
     info(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images, "
