@@ -122,6 +122,22 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert both.returncode == 0, both.stderr
     assert json.loads(both.stdout)["mflops"] <= 0.5
 
+    # a plain budget answer reports its predicted accuracy too, on the host and on the device
+    plain = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--budget", "mflops=0.5", "--no-eval",
+                            "--json"], capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    plain_doc = json.loads(plain.stdout)
+    assert plain_doc["predicted_accuracy"] == pytest.approx(
+        predictor.predict(Arch.from_dict(plain_doc["arch"]), [0, 1]).accuracy, abs=1e-9)
+
+    # the pareto front of a run with a predictor shows its predictions beside the measurements
+    front = subprocess.run([*CLI, "pareto", str(run), "--classes", "0,1", "--steps", "2", "--plot",
+                            str(tmp_path / "front.png"), "--json"], capture_output=True, text=True)
+    assert front.returncode == 0, front.stderr
+    for point in json.loads(front.stdout)["points"]:
+        assert point["predicted_accuracy"] == pytest.approx(
+            predictor.predict(Arch.from_dict(point["arch"]), [0, 1]).accuracy, abs=1e-9)
+
     # the bundle carries the predictor: the device answers as the host does
     from edge_eas.host.bundle import export_bundle
     from edge_eas.runtime import Runtime
@@ -131,6 +147,10 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert on_device.arch.to_dict() == answer["arch"]
     assert on_device.prediction is not None
     assert on_device.prediction.accuracy == pytest.approx(answer["predicted_accuracy"], abs=1e-6)
+    by_budget = Runtime.load(bundle).specialize([0, 1], "mflops=0.5", engine="numpy")
+    assert by_budget.arch.to_dict() == plain_doc["arch"]
+    assert by_budget.prediction is not None
+    assert by_budget.prediction.accuracy == pytest.approx(plain_doc["predicted_accuracy"], abs=1e-6)
     # bench scenarios may carry a target (here one every scenario's task can reach): each line
     # reports the prediction, stored with it
     from edge_eas.remote.scenarios import make_scenarios

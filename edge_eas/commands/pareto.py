@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
         emit_json(doc)
         return 0
     print_table(f"pareto front: {task}, {args.split} split (the generator's pick per MFLOPs budget)",
-                ["budget", "MFLOPs", "params", "ms", "accuracy", "arch"],
+                ["budget", "MFLOPs", "params", "ms", "accuracy", "predicted", "arch"],
                 [(f"{p.budget_mflops:.3g}", f"{p.mflops:.3f}", f"{p.params:,}",
-                  f"{p.ms:.4f}" if p.ms is not None else "-", f"{100 * p.accuracy:.2f}%", arch_summary(p.arch))
+                  f"{p.ms:.4f}" if p.ms is not None else "-", f"{100 * p.accuracy:.2f}%",
+                  f"{100 * p.predicted:.2f}%" if p.predicted is not None else "-", arch_summary(p.arch))
                  for p in points])
     print(f"{'rising' if doc['rising'] else 'NOT rising'} with the budget; accuracy spans {doc['span_pp']:.2f} pp; "
           f"plot: {plot}")

@@ -95,7 +95,7 @@ class Measurement:
     environment: dict[str, Any] | None = None
     bundle_sha256: str | None = None
     runtime_version: str | None = None
-    prediction: dict[str, Any] | None = None  # accuracy target and predicted accuracy, for target scenarios
+    prediction: dict[str, Any] | None = None  # accuracy target and predicted accuracy (`target_prediction`)
 
     @classmethod
     def from_agent(cls, line: dict[str, Any], device_id: str, target: str, bench_run: str | None) -> "Measurement":
@@ -110,11 +110,13 @@ class Measurement:
 
 
 def target_prediction(line: dict[str, Any]) -> dict[str, Any] | None:
-    """A target scenario's line: {min_accuracy, predicted_accuracy, predicted_interval,
-    predicted_accuracy_safe}; None for a budget scenario."""
-    if line.get("min_accuracy") is None:
+    """What a line says about accuracy: the scenario's target (min_accuracy) where it had one,
+    and the answer's predicted accuracy, interval and safe value where the bundle predicts;
+    None when neither."""
+    target, prediction = line.get("min_accuracy"), line.get("prediction")
+    if target is None and prediction is None:
         return None
-    return {"min_accuracy": line["min_accuracy"], **(line.get("prediction") or {})}
+    return {**({"min_accuracy": target} if target is not None else {}), **(prediction or {})}
 
 
 class MeasurementStore:

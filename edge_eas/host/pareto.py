@@ -35,10 +35,11 @@ class ParetoPoint:
     params: int
     accuracy: float
     ms: float | None = None
+    predicted: float | None = None  # the run's accuracy predictor's figure (validation accuracy), where it has one
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget_mflops": self.budget_mflops, "arch": self.arch.to_dict(), "mflops": self.mflops,
-                "params": self.params, "accuracy": self.accuracy, "ms": self.ms}
+                "params": self.params, "accuracy": self.accuracy, "ms": self.ms, "predicted_accuracy": self.predicted}
 
 
 def budget_ladder(lo: float, hi: float, steps: int) -> list[float]:
@@ -68,6 +69,10 @@ def pareto_front(run: RunDir, classes: Sequence[int] | None, split: str = "val",
     budgets = budget_ladder(lo, hi, steps)
     data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
     evaluator = TaskEvaluator(net, data, split=split)
+    predictor = None
+    if run.accuracy_meta_path.is_file():
+        from edge_eas.host.accuracy_fit import load_predictor  # lazy: torch and safetensors, host only
+        predictor = load_predictor(run)
     scored: dict[Arch, float] = {}
     points = []
     with Progress(len(budgets), "pareto front", enabled=None if progress else False) as bar:
@@ -76,8 +81,9 @@ def pareto_front(run: RunDir, classes: Sequence[int] | None, split: str = "val",
             if arch not in scored:
                 scored[arch] = evaluator.accuracy(arch, task, recalibrate=True)
             ms = latency.predict(space, arch) if latency is not None else None
+            predicted = predictor.predict(arch, task.classes).accuracy if predictor is not None else None
             points.append(ParetoPoint(budget, arch, macs(space, arch, n) / 1e6, params(space, arch, n),
-                                      scored[arch], ms))
+                                      scored[arch], ms, predicted))
             bar.advance(1, f"{budget:.3g} MFLOPs -> {100 * scored[arch]:.1f}%")
     return points
 
@@ -133,7 +139,11 @@ def plot_front(points: Sequence[ParetoPoint], path: str | Path, title: str) -> P
     acc = [100 * p.accuracy for p in pts]
     for ax, (field, label) in zip(axes[0], panels):
         xs = [getattr(p, field) for p in pts]
-        ax.plot(*zip(*sorted(zip(xs, acc))), "o-", ms=5)
+        ax.plot(*zip(*sorted(zip(xs, acc))), "o-", ms=5, label="measured")
+        if all(p.predicted is not None for p in pts):
+            ax.plot(*zip(*sorted(zip(xs, [100 * p.predicted for p in pts]))), "x--", ms=5, alpha=0.7,
+                    label="predicted (validation)")
+            ax.legend(fontsize=7)
         labels: dict[tuple[float, float], list[str]] = {}  # budgets that picked the same network share one label
         for p, x, a in zip(pts, xs, acc):
             labels.setdefault((x, a), []).append(f"{p.budget_mflops:.3g}")

@@ -54,7 +54,7 @@ class SpecializedModel:
     folded: FoldedNet
     preprocess: Preprocess
     timings_ms: dict[str, float] = field(default_factory=dict)
-    prediction: Prediction | None = None  # the predicted task accuracy, when asked for by min_accuracy
+    prediction: Prediction | None = None  # the predicted task accuracy, where the bundle carries a predictor
     _engines: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def _engine(self, batch: int) -> Any:
@@ -306,6 +306,8 @@ class Runtime:
             arch = self._generate(task, chosen, name, threads)
         else:
             self.space.validate(arch)
+        if prediction is None and self.accuracy_predictor is not None:  # every answer says what it should reach
+            prediction = self.accuracy_predictor.predict(arch, task.classes)
         t1 = time.perf_counter()
         weights = slice_subnet(self.state, self.space, arch, task.classes)
         # BN statistics from the calibration images of *all* classes: the distribution the supernet

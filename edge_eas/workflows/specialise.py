@@ -71,15 +71,22 @@ class Source:
     def accuracy_predictor(self) -> AccuracyPredictor:
         """The predictor `--min-accuracy` answers with: a run's (`edge_eas fit-accuracy`) or the one
         a bundle carries."""
+        predictor = self.optional_predictor()
+        if predictor is None:
+            fix = (f"fit one with `edge_eas fit-accuracy {self.path}`" if self.path.is_dir()
+                   else "run `edge_eas fit-accuracy RUN` and export the bundle again")
+            raise UserError(f"{self.path} has no accuracy predictor: {fix}")
+        return predictor
+
+    def optional_predictor(self) -> AccuracyPredictor | None:
+        """The run's or bundle's accuracy predictor; None where there is none (budget answers then
+        carry no prediction)."""
         if self.path.is_dir():
             # lazy: safetensors and torch load only on this path
             from edge_eas.host.accuracy_fit import load_predictor
-            return load_predictor(RunDir(self.path))
-        predictor = accuracy_from_bundle(open_bundle(self.path))
-        if predictor is None:
-            raise UserError(f"{self.path} carries no accuracy predictor: run `edge_eas fit-accuracy RUN` and export "
-                            f"the bundle again")
-        return predictor
+            run = RunDir(self.path)
+            return load_predictor(run) if run.accuracy_meta_path.is_file() else None
+        return accuracy_from_bundle(open_bundle(self.path))
 
     def latency_model(self, target_name: str | None, engine: str | None = None,
                       threads: int | None = None) -> LatencyModel:
@@ -115,8 +122,11 @@ def specialise(source: Union[Path, Source], classes: Sequence[int], budget: Budg
     table = src.generator.cost_table(budget.kind, latency)  # what the budget is met against (margin included)
     start = time.perf_counter()
     arch = src.generator.generate([list(task.classes)], [budget.value], budget.kind, table=table)[0]
-    return Specialisation(task, budget, arch, src.space, src.num_classes, (time.perf_counter() - start) * 1000,
-                          latency, src.untrained)
+    generation_ms = (time.perf_counter() - start) * 1000
+    predictor = src.optional_predictor()
+    prediction = predictor.predict(arch, task.classes) if predictor is not None else None
+    return Specialisation(task, budget, arch, src.space, src.num_classes, generation_ms, latency, src.untrained,
+                          prediction)
 
 
 def specialise_for_accuracy(source: Union[Path, Source], classes: Sequence[int], min_accuracy: float,

@@ -52,7 +52,8 @@ class MeasurementLine:
     runtime_version: str
     threads_requested: Optional[int] = None  # `threads` is what ran (read back from the engine)
     warnings: List[str] = field(default_factory=list)
-    # a scenario with an accuracy target: the target (a fraction) and the answer's prediction
+    # the scenario's accuracy target (a fraction) if it had one, and the answer's prediction where the
+    # bundle carries a predictor
     # (`Prediction.to_dict()`: predicted_accuracy, predicted_interval, predicted_accuracy_safe)
     min_accuracy: Optional[float] = None
     prediction: Optional[Dict[str, Any]] = None
