@@ -44,6 +44,22 @@ def narrow_space_before() -> str:
             f"test-split figure, in an earlier session; the current preset keeps that share (0.4).")
 
 
+def task_dropout_before() -> str:
+    """One line on the same preset with task dropout (fashion_training_task_dropout.json), the
+    default until its ablation: the figures the current preset gave up, and its solo timing."""
+    path = Path(__file__).parent / "results" / "fashion_training_task_dropout.json"
+    if not path.is_file():
+        return ""
+    doc = json.loads(path.read_text())
+    su = doc["summary"]
+    return (f"With task dropout, the default until the ablation below ([`fashion_training_task_dropout.json`]"
+            f"(benchmarks/results/fashion_training_task_dropout.json), commit {doc['commit']}, 2 seeds): smallest "
+            f"{_both(su['smallest_accuracy'])} %, largest {_both(su['largest_accuracy'])} %, front span "
+            f"{_both(su['front_span_pp'], 1)} pp, tops span {_both(su['tops_mean_span_pp'], 1)} pp; training took "
+            f"{_both(su['train_minutes'], 1, 1)} min (seed 0 alone on the 2 cores). Its larger spans came from "
+            f"weaker small networks, not from stronger large ones.")
+
+
 PRESET_CHOICE = (
     "How the current preset was set: its epochs are what fits 45 minutes on 2 cores. Its first version on this "
     "space (one random sub-network a step, a teacher trained on task-masked labels, 12 epochs) was measured on "
@@ -118,7 +134,7 @@ def training_section(doc: dict[str, Any]) -> list[str]:
         lines += ["", f"**These runs predate the current preset**, which differs in {', '.join(differs)}."]
     lines += ["", f"Tops-group tasks ({', '.join(str(t) for t in n['tops_tasks'])}): the pick at the largest "
                   f"budget minus the pick at the smallest, mean over the tasks: {_both(su['tops_mean_span_pp'], 1)} pp.",
-              "", narrow_space_before(), "", PRESET_CHOICE, "",
+              "", task_dropout_before(), "", narrow_space_before(), "", PRESET_CHOICE, "",
               f"![all-class front, seed {seeds[0]['seed']}]({seeds[0]['front']['plot']})"]
     return lines
 
