@@ -9,6 +9,8 @@ from pathlib import Path
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from edge_eas.host.train import TrainConfig
 
 VERB = {"win": "beats", "loss": "loses to", "tie": "ties with"}
@@ -159,11 +161,18 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
              f"\"unreachable\"); the cheapest network this benchmark found that reaches it costs "
              f"{orc['mflops_ratio']['median']:.2f}×.", ""]
     if met is not None and met < 0.9:
-        lines += [f"The targets are met less often than the 90 % goal: the predictor learns validation accuracy, "
-                  f"and the all-class picks score {doc['val_minus_test_pp_all_class_picks']['mean']:+.2f} pp higher on "
-                  f"validation than on test (mean over {doc['val_minus_test_pp_all_class_picks']['pairs']} task × "
-                  f"budget pairs), so a network predicted to reach a test-measured target falls short of it as "
-                  f"often as the gap exceeds the margin.", ""]
+        answers = [c["specialised"] for c in doc["cases"] if c["specialised"]]
+        below = 100 * float(np.mean([a["test_accuracy"] - a["predicted_accuracy"] for a in answers]))
+        below_safe = 100 * float(np.mean([a["test_accuracy"] - a["predicted_accuracy_safe"] for a in answers]))
+        gap = doc["val_minus_test_pp_all_class_picks"]
+        lines += [f"That misses the 90 % goal. The answers score on test {below:+.2f} pp against their predicted "
+                  f"accuracy and {below_safe:+.2f} pp against their margin-lowered one (means over the answers). The "
+                  f"all-class picks score {gap['mean']:+.2f} pp higher on validation than on test (mean over "
+                  f"{gap['pairs']} task × budget pairs), which accounts for part of it; the rest is selection: the "
+                  f"margin is the 90th-percentile over-prediction of random held-out networks measured on the same "
+                  f"validation images, while an answer is the cheapest candidate (the generator's ladder and a fixed random pool) "
+                  f"that clears it, which favours the ones the predictor over-rates, and is then scored on other "
+                  f"images.", ""]
     lines += [f"Sample: {n['tasks']} tasks of 2–5 classes ({n['in_group_tasks']} inside one superclass), budgets at "
               f"{', '.join(f'{b:.2f}' for b in doc['budgets_mflops'])} MFLOPs, one run (seed {n['seeds'][0]}), "
               f"{n['test_images']:,} test images; target = test accuracy of the generator's all-class pick at the "
