@@ -90,8 +90,8 @@ class Measurements:
     def half(self, h: int) -> np.ndarray:
         return self.hits[:, :, h] / self.images[:, h]
 
-    def save(self, path: Path, key: dict[str, str]) -> None:
-        multi_hot = task_features(self.tasks, int(max(max(t) for t in self.tasks)) + 1)
+    def save(self, path: Path, key: dict[str, str], num_classes: int) -> None:
+        multi_hot = task_features(self.tasks, num_classes)
         save_tensors(path, {"vecs": torch.from_numpy(self.vecs), "tasks": torch.from_numpy(multi_hot),
                             "hits": torch.from_numpy(self.hits), "images": torch.from_numpy(self.images)},
                      metadata=key)
@@ -136,7 +136,7 @@ def measurements_for(run: RunDir, evaluator: TaskEvaluator, archs: Sequence[Arch
         info(f"accuracy predictor: reusing the measurements in {run.accuracy_measurements_path}")
         return saved
     m = measure(evaluator, archs, tasks)
-    m.save(run.accuracy_measurements_path, key)
+    m.save(run.accuracy_measurements_path, key, evaluator.data.num_classes)
     return m
 
 
@@ -268,9 +268,9 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     return doc
 
 
-def load_predictor(run: RunDir) -> AccuracyPredictor:
-    """The run's fitted predictor (`edge_eas fit-accuracy`)."""
-    from edge_eas.archgen.accuracy import from_arrays
+def read_fit(run: RunDir) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The run's accuracy.json and predictor weights (checked against their digest); a fit from
+    an older edge_eas is refused with the command that redoes it."""
     from edge_eas.errors import UserError
     from edge_eas.host.checkpoint import load_tensors
     if not run.accuracy_path.is_file() or not run.accuracy_meta_path.is_file():
@@ -279,6 +279,13 @@ def load_predictor(run: RunDir) -> AccuracyPredictor:
     if meta.get("format") != 2:
         raise UserError(f"{run.accuracy_meta_path} was written by an older edge_eas (margins in other units): run "
                         f"`edge_eas fit-accuracy {run.path}` again")
-    weights = {k: v.numpy() for k, v in load_tensors(run.accuracy_path, meta.get("weights_sha256")).items()}
+    weights = {k: v.float().numpy() for k, v in load_tensors(run.accuracy_path, meta.get("weights_sha256")).items()}
+    return meta, weights
+
+
+def load_predictor(run: RunDir) -> AccuracyPredictor:
+    """The run's fitted predictor (`edge_eas fit-accuracy`)."""
+    from edge_eas.archgen.accuracy import from_arrays
+    meta, weights = read_fit(run)
     run_meta = run.meta()
     return from_arrays(run_meta["space"], len(run_meta["class_names"]), weights, meta)

@@ -79,9 +79,9 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
     }
     accuracy = None
     if run.accuracy_path.is_file() and run.accuracy_meta_path.is_file():
-        acc_meta = json.loads(run.accuracy_meta_path.read_text())
-        members["accuracy.safetensors"] = safetensors_io.dumps(
-            {k: v.float().numpy() for k, v in load_tensors(run.accuracy_path, acc_meta.get("weights_sha256")).items()})
+        from edge_eas.host.accuracy_fit import read_fit  # lazy: the predictor's fitting code, host only
+        acc_meta, acc_weights = read_fit(run)
+        members["accuracy.safetensors"] = safetensors_io.dumps(acc_weights)
         accuracy = AccuracyMeta(float(acc_meta["logit_residual_p10"]), float(acc_meta["logit_residual_p90"]))
     # What leaves this machine: weights, the generator, the calibration images asked for, and
     # facts about the model. No host name, user name or path of this machine.
