@@ -76,7 +76,8 @@ def all_tasks(num_classes: int, max_tasks: int, rng: np.random.Generator) -> lis
 class Measurements:
     """Right answers of each measured arch on each task's images, counted in two halves
     (alternate images), so that the measurement's own noise can be told apart from the
-    predictor's error (`noise_tau`). Kept in the run, so that refitting measures nothing again."""
+    predictor's error (the scores' "noise" ceiling). Kept in the run, so that refitting measures
+    nothing again."""
 
     vecs: np.ndarray               # (archs, decisions) choice vectors
     tasks: list[tuple[int, ...]]
@@ -101,10 +102,13 @@ class Measurements:
         """The saved measurements when they were taken with `key` (split, supernet digest), else None."""
         if not path.is_file():
             return None
-        with safe_open(str(path), "np") as f:
-            if f.metadata() != key:
-                return None
-            t = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            with safe_open(str(path), "np") as f:
+                if f.metadata() != key:
+                    return None
+                t = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception:  # safetensors raises its own types; an unreadable file is measured again
+            return None
         tasks = [tuple(int(c) for c in np.flatnonzero(row)) for row in t["tasks"]]
         return cls(t["vecs"], tasks, t["hits"], t["images"])
 
