@@ -99,7 +99,13 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
             real = np.clip(task_accuracy(logits, labels, t), eps, 1 - eps)
             res.append(np.log(real / (1 - real)) - predictor.vector_logits(vec, t)[0])
     assert np.percentile(res, 10) == pytest.approx(doc["logit_residual_p10"], abs=1e-4)
-    assert predictor.margin == pytest.approx(max(0.0, -np.percentile(res, 10)), abs=1e-4)
+    # ... or the margin calibrated on answers (cross-fitted on the two halves of the images), the larger
+    cal = doc["margin_calibration"]
+    assert predictor.margin == pytest.approx(max(0.0, -np.percentile(res, 10), doc["margin_logit"]), abs=1e-4)
+    assert cal["margin_logit"] == doc["margin_logit"] and f"{doc['margin_logit']:.2f}" in cal["rates"]
+    from edge_eas.host.accuracy_margin import GRID, RATE
+    assert cal["rates"][f"{doc['margin_logit']:.2f}"] >= RATE or doc["margin_logit"] == GRID[-1]
+    assert all(rate < RATE for m, rate in cal["rates"].items() if float(m) < doc["margin_logit"])
     # refitting reuses the measurements the run keeps, and gives the same predictor
     again = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--json"], capture_output=True, text=True)
     assert again.returncode == 0 and "reusing the measurements" in again.stderr, again.stderr

@@ -70,6 +70,8 @@ class AccuracyPredictor:
     # over-prediction, -p10 (never below 0).
     logit_residual_p10: float
     logit_residual_p90: float
+    # the margin calibrated on answers (host/accuracy_margin.py); None: the held-out p90 over-prediction
+    margin_logit: float | None = None
 
     def __post_init__(self) -> None:
         # an ensemble: members m0., m1., ... (one member may have no prefix); the logit is their mean
@@ -80,8 +82,10 @@ class AccuracyPredictor:
 
     @property
     def margin(self) -> float:
-        """The safety margin, in logits."""
-        return max(0.0, -self.logit_residual_p10)
+        """The safety margin, in logits: the calibrated one where the fit made it, never below the
+        held-out networks' p90 over-prediction."""
+        held_out = max(0.0, -self.logit_residual_p10)
+        return held_out if self.margin_logit is None else max(held_out, self.margin_logit)
 
     def inputs(self, vecs: np.ndarray, tasks: Sequence[Sequence[int]]) -> np.ndarray:
         """[arch features | task multi-hot], one row per (vector, task) pair."""
@@ -123,7 +127,8 @@ def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.n
     """The predictor of a run directory (accuracy.json) or a bundle's manifest entry."""
     return AccuracyPredictor(SearchSpace.from_dict(space), num_classes,
                              {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
-                             float(meta["logit_residual_p10"]), float(meta["logit_residual_p90"]))
+                             float(meta["logit_residual_p10"]), float(meta["logit_residual_p90"]),
+                             None if meta.get("margin_logit") is None else float(meta["margin_logit"]))
 
 
 def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
@@ -133,4 +138,5 @@ def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
         return None
     return from_arrays(m.space, len(m.class_names), bundle.tensors("accuracy.safetensors"),
                        {"logit_residual_p10": m.accuracy.logit_residual_p10,
-                        "logit_residual_p90": m.accuracy.logit_residual_p90})
+                        "logit_residual_p90": m.accuracy.logit_residual_p90,
+                        "margin_logit": m.accuracy.margin_logit})

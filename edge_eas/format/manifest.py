@@ -50,6 +50,7 @@ class AccuracyMeta:
     held-out residuals, logit(measured) - logit(predicted), its interval and margin come from."""
     logit_residual_p10: float
     logit_residual_p90: float
+    margin_logit: float | None = None  # calibrated on answers (host/accuracy_margin.py); None: from the residuals
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from edge_eas.archgen.mlp import task_features
 from edge_eas.common.console import Progress, info
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.data import load_dataset
+from edge_eas.host.accuracy_margin import MarginCalibration, calibrate_margin
 from edge_eas.host.arch_spread import arch_key, spread_archs
 from edge_eas.host.checkpoint import save_tensors
 from edge_eas.host.evaluate import TaskEvaluator, task_hits
@@ -43,6 +44,7 @@ class AccuracyFitConfig:
     max_tasks: int = 800            # every 2-5-class task where there are fewer, else a random sample
     hidden: int = 128
     members: int = 3                # MLPs from different seeds whose logits are averaged
+    calibration_tasks: int = 40     # fitted tasks whose answers calibrate the margin (host/accuracy_margin.py)
     steps: int = 3000
     batch_size: int = 1024
     lr: float = 3e-3
@@ -259,8 +261,11 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
                                                                          m.half(1)[np.ix_(held, t_fit)]),
                         "kendall_tau_predictor_vs_half": kendall_within_tasks(held_pred,
                                                                               m.half(1)[np.ix_(held, t_fit)])}}
+    calibration = calibrated_margin(run, net, data, m, fit, t_fit, cfg)
     doc = {"format": 2, "config": asdict(cfg), "logit_residual_p10": float(np.percentile(res, 10)),
-           "logit_residual_p90": float(np.percentile(res, 90)), "scores": scores,
+           "logit_residual_p90": float(np.percentile(res, 90)),
+           "margin_logit": None if calibration is None else calibration.margin_logit,
+           "margin_calibration": None if calibration is None else asdict(calibration), "scores": scores,
            "archs": {"fit": int(len(fit)), "held_out": [archs[i].to_dict() for i in held]},
            "tasks": {"fit": [list(tasks[j]) for j in t_fit], "held_out": [list(tasks[j]) for j in t_held]},
            "images": int(m.images.sum(1)[0]), "seconds": time.perf_counter() - start}
@@ -268,8 +273,38 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     atomic_write_json(run.accuracy_meta_path, doc)
     h = scores["held_out_archs"]
     info(f"accuracy predictor on {len(held)} held-out archs: MAE {h['mae_pp']:.2f} pp, Kendall tau "
-         f"{h['kendall_tau_within_task']:.3f} within a task, p90 over-prediction {h['p90_over_prediction_pp']:.2f} pp")
+         f"{h['kendall_tau_within_task']:.3f} within a task, p90 over-prediction {h['p90_over_prediction_pp']:.2f} pp; "
+         + ("margin not calibrated (the run has no generator)" if calibration is None else
+            f"margin {max(-doc['logit_residual_p10'], calibration.margin_logit):.2f} logits"))
     return doc
+
+
+def calibrated_margin(run: RunDir, net: Any, data: Any, m: Measurements, fit: np.ndarray, t_fit: np.ndarray,
+                      cfg: AccuracyFitConfig) -> MarginCalibration | None:
+    """Cross-fit the targets' margin (host/accuracy_margin.py): a predictor fitted on the even
+    images of the fitted archs and tasks answers targets on `cfg.calibration_tasks` fitted tasks,
+    scored on the odd images. None when the run has no generator (its picks are candidates)."""
+    from edge_eas import generator as G
+    if not run.generator_path.is_file():
+        return None
+    space, n_cls = net.space, data.num_classes
+    fit_tasks = [m.tasks[j] for j in t_fit]
+    x, y = pairs(space, m.vecs[fit], fit_tasks, m.half(0)[np.ix_(fit, t_fit)], n_cls)
+    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg).items()}, 0.0, 0.0)
+    rng = np.random.default_rng(cfg.seed + 2)
+    chosen = [fit_tasks[i] for i in sorted(rng.choice(len(fit_tasks), min(cfg.calibration_tasks, len(fit_tasks)),
+                                                      replace=False))]
+    evaluator = TaskEvaluator(net, data, split=cfg.split)
+    logits: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def odd_images(vec: np.ndarray, classes: Sequence[int]) -> float:
+        key = tuple(int(v) for v in vec)
+        if key not in logits:
+            logits[key] = evaluator.split_logits(space.decode(vec))
+        return float(task_hits(*logits[key], classes)[1::2].mean())
+
+    generator = G.load(run.path)
+    return calibrate_margin(half_a, generator, generator.cost_table("mflops", None), chosen, odd_images)
 
 
 def read_fit(run: RunDir) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -82,7 +82,8 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
         from edge_eas.host.accuracy_fit import read_fit  # lazy: the predictor's fitting code, host only
         acc_meta, acc_weights = read_fit(run)
         members["accuracy.safetensors"] = safetensors_io.dumps(acc_weights)
-        accuracy = AccuracyMeta(float(acc_meta["logit_residual_p10"]), float(acc_meta["logit_residual_p90"]))
+        accuracy = AccuracyMeta(float(acc_meta["logit_residual_p10"]), float(acc_meta["logit_residual_p90"]),
+                                acc_meta.get("margin_logit"))
     # What leaves this machine: weights, the generator, the calibration images asked for, and
     # facts about the model. No host name, user name or path of this machine.
     manifest = Manifest(
