@@ -221,8 +221,9 @@ def main() -> None:
                    "networks_evaluated_on_test": len(test.logits), "latency": "this machine, tflite, 1 thread"},
         "budgets_mflops": budgets,
         "predictor": {"scores": fit_doc["scores"], "logit_residual_p10": fit_doc["logit_residual_p10"],
-                      "logit_residual_p90": fit_doc["logit_residual_p90"], "archs_measured": fit_doc["config"]["archs"],
-                      "fit_seconds": fit_doc["seconds"]},
+                      "logit_residual_p90": fit_doc["logit_residual_p90"], "margin_logit_used": predictor.margin,
+                      "margin_calibration": fit_doc.get("margin_calibration"),
+                      "archs_measured": fit_doc["config"]["archs"], "fit_seconds": fit_doc["seconds"]},
         "summary": summarise(cases, args.seed),
         "by_budget": {f"{b:.4f}": summarise([c for c in cases if c["budget_mflops"] == b], args.seed)["all"]
                       for b in budgets},
