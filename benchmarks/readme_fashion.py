@@ -161,6 +161,12 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
              f"cases (tolerance {n['tolerance_pp']} pp; {a['cases'] - a['answered']} targets were answered "
              f"\"unreachable\"); the cheapest network this benchmark found that reaches it costs "
              f"{orc['mflops_ratio']['median']:.2f}×.", ""]
+    ratio = sp["mflops_ratio"]["median"]
+    if ratio is not None and ratio >= 1:
+        lines += [f"Specialisation does not pay here: with a margin large enough for {pct(met, 0)} of the answers to "
+                  f"reach their target on test, the specialised pick costs more than the all-class one, and "
+                  f"{a['cases'] - a['answered']} of {a['cases']} targets were declared unreachable although the "
+                  f"all-class pick reached them. The oracle shows what an exact predictor would save.", ""]
     if met is not None and met < 0.9:
         answers = [c["specialised"] for c in doc["cases"] if c["specialised"]]
         below = 100 * float(np.mean([a["test_accuracy"] - a["predicted_accuracy"] for a in answers]))
