@@ -41,6 +41,7 @@ from edge_eas.archgen.targets import TargetUnreachable, candidate_vectors, meet_
 from edge_eas.cost.latency import latency_ms
 from edge_eas.data import load_dataset
 from edge_eas.host.accuracy_fit import AccuracyFitConfig, fit_accuracy, load_predictor, measured_archs
+from edge_eas.host.arch_spread import arch_key
 from edge_eas.host.bundle import export_bundle
 from edge_eas.host.evaluate import TaskEvaluator, task_accuracy
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -53,19 +54,15 @@ HONEST_POINTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # honest targets, as fractions of eac
 TOLERANCE_PP = 0.3
 
 
-def key(arch: Arch) -> str:
-    return json.dumps(arch.to_dict(), sort_keys=True)
-
-
-class TestScores:
-    """Test-split logits of each arch evaluated (one pass per arch), so any task's accuracy is a lookup."""
+class SplitScores:
+    """One split's logits of each arch evaluated (one pass per arch), so any task's accuracy is a lookup."""
 
     def __init__(self, evaluator: TaskEvaluator) -> None:
         self.evaluator = evaluator
         self.logits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def accuracy(self, arch: Arch, classes: Sequence[int]) -> float:
-        k = key(arch)
+        k = arch_key(arch)
         if k not in self.logits:
             self.logits[k] = self.evaluator.split_logits(arch)
         return task_accuracy(*self.logits[k], classes)
@@ -127,7 +124,7 @@ def main() -> None:
     net, meta = load_supernet(run)
     n_cls = len(meta["class_names"])
     data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
-    test, val = TestScores(TaskEvaluator(net, data, split="test")), TestScores(TaskEvaluator(net, data, split="val"))
+    test, val = SplitScores(TaskEvaluator(net, data, split="test")), SplitScores(TaskEvaluator(net, data, split="val"))
     mflops = lambda a: float(table.cost_of_vectors(space, space.encode(a)[None])[0])  # noqa: E731
 
     # tasks: distinct, half inside one superclass where the data has that many (Fashion has only 19
@@ -165,9 +162,9 @@ def main() -> None:
             cases.append(case)
 
     # the oracle: the cheapest evaluated arch whose test accuracy reaches the target
-    pool = {key(a): a for a in measured_archs(space, fit_doc["config"]["archs"], fit_doc["config"]["seed"])}
-    pool.update({key(a): a for a in all_picks})
-    pool.update({key(Arch.from_dict(c["specialised"]["arch"])): Arch.from_dict(c["specialised"]["arch"])
+    pool = {arch_key(a): a for a in measured_archs(space, fit_doc["config"]["archs"], fit_doc["config"]["seed"])}
+    pool.update({arch_key(a): a for a in all_picks})
+    pool.update({arch_key(Arch.from_dict(c["specialised"]["arch"])): Arch.from_dict(c["specialised"]["arch"])
                  for c in cases if c["specialised"]})
     pool_cost = {k: mflops(a) for k, a in pool.items()}
     for c in cases:
@@ -176,7 +173,7 @@ def main() -> None:
         c["oracle"] = None if best is None else {"arch": json.loads(best), "mflops": pool_cost[best]}
 
     # latency of every network a row names: this machine as the device, tflite, 1 thread
-    named = {key(Arch.from_dict(c[r]["arch"])) for c in cases for r in ("all_class", "specialised", "oracle") if c[r]}
+    named = {arch_key(Arch.from_dict(c[r]["arch"])) for c in cases for r in ("all_class", "specialised", "oracle") if c[r]}
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "model.eas"
         export_bundle(args.run, bundle)
@@ -188,7 +185,7 @@ def main() -> None:
     for c in cases:
         for r in ("all_class", "specialised", "oracle"):
             if c[r]:
-                c[r]["latency_ms"] = ms[key(Arch.from_dict(c[r]["arch"]))]
+                c[r]["latency_ms"] = ms[arch_key(Arch.from_dict(c[r]["arch"]))]
 
     # honest targets: spread over each task's predicted reachable range
     honest = []

@@ -81,7 +81,7 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
             raise TargetUnreachable(
                 f"no network within {budget:g} {unit} is predicted to reach {100 * target:.2f}%: the best is "
                 f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
-                f"held-out margin) at {cost[best]:.4g} {unit}")
+                f"margin) at {cost[best]:.4g} {unit}")
         pick = best
     else:
         ok = np.flatnonzero(safe >= target)
@@ -90,7 +90,7 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
             raise TargetUnreachable(
                 f"no network is predicted to reach {100 * target:.2f}% on classes {list(classes)}: the best is "
                 f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
-                f"held-out margin) at {cost[best]:.4g} {unit}")
+                f"margin) at {cost[best]:.4g} {unit}")
         # the cheapest; among equal costs the better predicted
         pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
     return TargetAnswer(generator.space.decode(vecs[pick]), float(cost[pick]),

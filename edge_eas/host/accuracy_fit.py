@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -272,10 +272,11 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     doc["weights_sha256"] = save_tensors(run.accuracy_path, weights)
     atomic_write_json(run.accuracy_meta_path, doc)
     h = scores["held_out_archs"]
+    used = replace(predictor, logit_residual_p10=doc["logit_residual_p10"], margin_logit=doc["margin_logit"]).margin
     info(f"accuracy predictor on {len(held)} held-out archs: MAE {h['mae_pp']:.2f} pp, Kendall tau "
          f"{h['kendall_tau_within_task']:.3f} within a task, p90 over-prediction {h['p90_over_prediction_pp']:.2f} pp; "
          + ("margin not calibrated (the run has no generator)" if calibration is None else
-            f"margin {max(-doc['logit_residual_p10'], calibration.margin_logit):.2f} logits"))
+            f"margin {used:.2f} logits"))
     return doc
 
 
