@@ -196,7 +196,7 @@ def main() -> None:
         top = float(safe.max())
         for f in HONEST_POINTS:
             target = low + f * (top - low)
-            ans = meet_target(gen, predictor, t["classes"], target, "mflops", table)
+            ans = meet_target(gen, predictor, t["classes"], target, "mflops", table, candidates=cand)
             real = test.accuracy(ans.arch, t["classes"])
             honest.append({"classes": t["classes"], "in_group": t["in_group"], "target": target,
                            "test_accuracy": real, "mflops": ans.cost, "met": real >= target,

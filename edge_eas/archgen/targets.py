@@ -63,11 +63,13 @@ def canonical(space: SearchSpace, vecs: np.ndarray) -> np.ndarray:
 
 
 def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes: Sequence[int], target: float,
-                kind: str, table: SlotCostTable, budget: float | None = None) -> TargetAnswer:
+                kind: str, table: SlotCostTable, budget: float | None = None,
+                candidates: np.ndarray | None = None) -> TargetAnswer:
     """Without `budget`: the cheapest candidate whose safe prediction reaches `target` (accuracy
     in [0, 1]). With it: the most accurate predicted candidate within the budget, which must
-    reach the target too. Either way a miss raises TargetUnreachable naming the best there is."""
-    vecs = candidate_vectors(generator, classes, kind, table)
+    reach the target too. Either way a miss raises TargetUnreachable naming the best there is.
+    `candidates`: the task's `candidate_vectors`, when the caller already built them."""
+    vecs = candidate_vectors(generator, classes, kind, table) if candidates is None else candidates
     cost = table.cost_of_vectors(generator.space, vecs)
     z = predictor.vector_logits(vecs, classes)
     pred, safe = sigmoid(z), sigmoid(z - predictor.margin)

@@ -56,7 +56,7 @@ def calibrate_margin(predictor: AccuracyPredictor, generator: ArchGenerator, tab
             top = float(p.safe_vectors(candidates[tuple(t)], t).max())
             for level in LEVELS:
                 target = low + level * (top - low)
-                answer = meet_target(generator, p, t, target, "mflops", table)
+                answer = meet_target(generator, p, t, target, "mflops", table, candidates=candidates[tuple(t)])
                 met.append(other_half(space.encode(answer.arch), t) >= target)
         rates[f"{GRID[i]:.2f}"] = float(np.mean(met))
         bar.advance(1, f"margin {GRID[i]:.2f}: {100 * rates[f'{GRID[i]:.2f}']:.0f}% reach their target")
