@@ -173,7 +173,8 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
         below_safe = 100 * float(np.mean([a["test_accuracy"] - a["predicted_accuracy_safe"] for a in answers]))
         gap = doc["val_minus_test_pp_all_class_picks"]
         cal = doc["predictor"].get("margin_calibration")
-        how = (f"the margin ({doc['predictor']['margin_logit_used']:.2f} logits) was calibrated on the validation "
+        how = (f"the margin ({doc['predictor']['margin_se_used']:.1f} binomial standard errors of the task's "
+               f"validation images) was calibrated on the validation "
                f"split alone, so that {pct(RATE, 0)} of a half-image-set predictor's answers reach their target on "
                f"the other half; the test file is harder than that split" if cal else
                "the margin is the 90th-percentile over-prediction of random held-out networks measured on the same "

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
+from edge_eas.format.manifest import AccuracyMeta
 from edge_eas.data import load_dataset
 from edge_eas.host.accuracy_fit import PredictorNet, load_predictor
 from edge_eas.host.evaluate import TaskEvaluator, task_accuracy
@@ -43,7 +44,8 @@ def test_numpy_predictor_is_the_torch_net() -> None:
     net = PredictorNet(arch_features(space, vecs[:1]).shape[1] + 10, 32).eval()
     for p in net.parameters():  # spread the outputs so the comparison is not made near a flat sigmoid
         torch.nn.init.normal_(p, std=0.3)
-    pred = AccuracyPredictor(space, 10, {k: v.detach().numpy() for k, v in net.state_dict().items()}, -0.02, 0.01)
+    errors = AccuracyMeta(images_per_class=500.0, se_residual_p10=-1.3, se_residual_p90=1.1)
+    pred = AccuracyPredictor(space, 10, {k: v.detach().numpy() for k, v in net.state_dict().items()}, errors)
     task = [0, 2, 4, 6]
     with torch.no_grad():
         want = torch.sigmoid(net(torch.from_numpy(pred.inputs(vecs, [task] * len(vecs))))).numpy()
@@ -54,15 +56,23 @@ def test_numpy_predictor_is_the_torch_net() -> None:
     for p in other.parameters():
         torch.nn.init.normal_(p, std=0.3)
     pair = {f"m{i}.{k}": v.detach().numpy() for i, n in enumerate((net, other)) for k, v in n.state_dict().items()}
-    ens = AccuracyPredictor(space, 10, pair, -0.02, 0.01)
+    ens = AccuracyPredictor(space, 10, pair, errors)
     x = torch.from_numpy(pred.inputs(vecs, [task] * len(vecs)))
     with torch.no_grad():
         mean_logit = ((net(x) + other(x)) / 2).numpy()
-    assert np.abs(ens.vector_logits(vecs, task) - mean_logit).max() < 1e-5
-    assert pred.margin == pytest.approx(0.02)
+    assert np.abs(ens.predict_vectors(vecs, task) - torch.sigmoid(torch.from_numpy(mean_logit)).numpy()).max() < 1e-5
+    # the margin is the held-out p90 over-prediction (1.3 standard errors) until a calibrated one is larger
+    assert pred.margin == pytest.approx(1.3)
     p = pred.predict(space.decode(vecs[0]), task)
-    z = np.log(p.accuracy / (1 - p.accuracy))  # the margin is in logits: the safe value is the logit lowered by it
-    assert p.low <= p.safe <= p.accuracy <= p.high and p.safe == pytest.approx(1 / (1 + np.exp(0.02 - z)))
+    se = np.sqrt(p.accuracy * (1 - p.accuracy) / (500 * len(task)))  # the task's 2000 validation images
+    assert p.safe == pytest.approx(p.accuracy - 1.3 * se) and p.high == pytest.approx(p.accuracy + 1.1 * se)
+    assert p.low <= p.safe <= p.accuracy <= p.high
+    from dataclasses import replace
+    wider = replace(pred, errors=replace(errors, margin_se=2.0))
+    assert wider.margin == 2.0 and wider.predict(space.decode(vecs[0]), task).safe == pytest.approx(p.accuracy - 2 * se)
+    # the same prediction is surer on a task with more images: a 2-class task has half the margin's pp of 8 classes
+    two, eight = (float(pred.safe(np.asarray([0.9]), t)[0]) for t in ([0, 1], list(range(8))))
+    assert 0.9 - two == pytest.approx(2 * (0.9 - eight))
 
 
 def test_inactive_blocks_do_not_change_the_features() -> None:
@@ -82,8 +92,8 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert fit.returncode == 0, fit.stderr
     doc = json.loads((run / "accuracy.json").read_text())
 
-    # the margin is the p10 logit residual of the held-out archs (never fitted) on the fitted tasks;
-    # a measured 0 or 100 % counts half an image off it
+    # the margin is the p10 residual of the held-out archs (never fitted) on the fitted tasks, in
+    # binomial standard errors of the task's validation images
     predictor = load_predictor(RunDir(run))
     net, meta = load_supernet(RunDir(run))
     data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
@@ -91,21 +101,22 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     held = [Arch.from_dict(a) for a in doc["archs"]["held_out"]]
     assert len(held) == 6 and doc["archs"]["fit"] == 24
     res = []
+    assert doc["images_per_class"] == len(ev.split_logits(held[0])[1]) / 10
     for arch in held:
         logits, labels = ev.split_logits(arch)
         vec = net.space.encode(arch)[None]
         for t in doc["tasks"]["fit"]:
-            eps = 0.5 / int(np.isin(labels, t).sum())
-            real = np.clip(task_accuracy(logits, labels, t), eps, 1 - eps)
-            res.append(np.log(real / (1 - real)) - predictor.vector_logits(vec, t)[0])
-    assert np.percentile(res, 10) == pytest.approx(doc["logit_residual_p10"], abs=1e-4)
+            n = doc["images_per_class"] * len(t)
+            p = float(np.clip(predictor.predict_vectors(vec, t)[0], 0.5 / n, 1 - 0.5 / n))
+            res.append((task_accuracy(logits, labels, t) - p) / np.sqrt(p * (1 - p) / n))
+    assert np.percentile(res, 10) == pytest.approx(doc["se_residual_p10"], abs=1e-3)
     # ... or the margin calibrated on answers (cross-fitted on the two halves of the images), the larger
     cal = doc["margin_calibration"]
-    assert predictor.margin == pytest.approx(max(0.0, -np.percentile(res, 10), doc["margin_logit"]), abs=1e-4)
-    assert cal["margin_logit"] == doc["margin_logit"] and f"{doc['margin_logit']:.2f}" in cal["rates"]
+    assert predictor.margin == pytest.approx(max(0.0, -np.percentile(res, 10), doc["margin_se"]), abs=1e-3)
+    assert cal["margin_se"] == doc["margin_se"] and f"{doc['margin_se']:.1f}" in cal["rates"]
     from edge_eas.host.accuracy_margin import GRID, RATE
-    assert cal["rates"][f"{doc['margin_logit']:.2f}"] >= RATE or doc["margin_logit"] == GRID[-1]
-    assert all(rate < RATE for m, rate in cal["rates"].items() if float(m) < doc["margin_logit"])
+    assert cal["rates"][f"{doc['margin_se']:.1f}"] >= RATE or doc["margin_se"] == GRID[-1]
+    assert all(rate < RATE for m, rate in cal["rates"].items() if float(m) < doc["margin_se"])
     # refitting reuses the measurements the run keeps, and gives the same predictor
     again = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--json"], capture_output=True, text=True)
     assert again.returncode == 0 and "reusing the measurements" in again.stderr, again.stderr

@@ -6,8 +6,10 @@ next to the generator, so that "the cheapest network good enough for my classes"
 on the device as a budget is. Its error on architectures it never saw gives the safety margin:
 an answer counts as meeting a target only when its prediction lowered by the margin does, as an
 ms budget is met by a latency prediction raised by the device's learnt margin. Errors and margin
-live in logit space: 0.5 pp off at 99.5 % is as wrong as 5 pp off at 75 %, so one margin fits
-easy and hard tasks alike.
+are counted in binomial standard errors, sqrt(p (1 - p) / n) with n the task's validation
+images: measured, the held-out residuals in these units have the same spread from 85 % to
+99.5 % accuracy, where a margin in pp or in logits is several times too wide at one end or too
+narrow at the other.
 
 Input: each decision of the space as a one-hot of its choice (a block's kernel and expand only
 while the block runs), then the task's classes as a multi-hot. An MLP (fc1, fc2, ... with ReLU
@@ -26,6 +28,7 @@ import numpy as np
 
 from edge_eas.archgen.mlp import layer_names, mlp_forward, task_features
 from edge_eas.format.bundle_reader import Bundle
+from edge_eas.format.manifest import AccuracyMeta
 from edge_eas.net.space import Arch, SearchSpace
 
 
@@ -66,12 +69,7 @@ class AccuracyPredictor:
     space: SearchSpace
     num_classes: int
     weights: dict[str, np.ndarray]
-    # held-out residuals, logit(measured) - logit(predicted): p10 and p90. The margin is the p90
-    # over-prediction, -p10 (never below 0).
-    logit_residual_p10: float
-    logit_residual_p90: float
-    # the margin calibrated on answers (host/accuracy_margin.py); None: the held-out p90 over-prediction
-    margin_logit: float | None = None
+    errors: AccuracyMeta   # its held-out residuals and margin, in standard errors
 
     def __post_init__(self) -> None:
         # an ensemble: members m0., m1., ... (one member may have no prefix); the logit is their mean
@@ -82,10 +80,17 @@ class AccuracyPredictor:
 
     @property
     def margin(self) -> float:
-        """The safety margin, in logits: the calibrated one where the fit made it, never below the
-        held-out networks' p90 over-prediction."""
-        held_out = max(0.0, -self.logit_residual_p10)
-        return held_out if self.margin_logit is None else max(held_out, self.margin_logit)
+        """The safety margin, in standard errors: the calibrated one where the fit made it, never
+        below the held-out networks' p90 over-prediction."""
+        held_out = max(0.0, -self.errors.se_residual_p10)
+        return held_out if self.errors.margin_se is None else max(held_out, self.errors.margin_se)
+
+    def standard_error(self, p: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """sqrt(p (1 - p) / n) of a task with n = its validation images; p is kept half an image
+        from 0 and 1, so that a near-certain prediction still has an error."""
+        n = self.errors.images_per_class * len(classes)
+        p = np.clip(p, 0.5 / n, 1 - 0.5 / n)
+        return np.sqrt(p * (1 - p) / n)
 
     def inputs(self, vecs: np.ndarray, tasks: Sequence[Sequence[int]]) -> np.ndarray:
         """[arch features | task multi-hot], one row per (vector, task) pair."""
@@ -95,27 +100,27 @@ class AccuracyPredictor:
         x = x.astype(np.float32)
         return np.mean([mlp_forward(m, names, x)[:, 0] for m, names in zip(self._members, self._layers)], 0)
 
-    def vector_logits(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-        """(N,) the predicted accuracy's logit for each choice vector on one task."""
-        vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
-        task = np.broadcast_to(task_features([classes], self.num_classes), (len(vecs), self.num_classes))
-        return self.logits(np.concatenate([arch_features(self.space, vecs), task], 1)).astype(np.float64)
-
     def predict_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """(N,) predicted accuracy of each choice vector on one task."""
-        return sigmoid(self.vector_logits(vecs, classes))
+        vecs = np.asarray(vecs, dtype=np.int64).reshape(-1, len(self.space.decision_sizes()))
+        task = np.broadcast_to(task_features([classes], self.num_classes), (len(vecs), self.num_classes))
+        return sigmoid(self.logits(np.concatenate([arch_features(self.space, vecs), task], 1)).astype(np.float64))
+
+    def safe(self, p: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """Predictions lowered by the margin: what a target is checked against."""
+        return p - self.margin * self.standard_error(p, classes)
 
     def safe_vectors(self, vecs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-        """(N,) the predictions lowered by the margin: what a target is checked against."""
-        return sigmoid(self.vector_logits(vecs, classes) - self.margin)
+        return self.safe(self.predict_vectors(vecs, classes), classes)
 
     def predict(self, arch: Arch, classes: Sequence[int]) -> Prediction:
-        return self.interval(float(self.vector_logits(self.space.encode(arch)[None, :], classes)[0]))
+        return self.interval(float(self.predict_vectors(self.space.encode(arch)[None, :], classes)[0]), classes)
 
-    def interval(self, logit: float) -> Prediction:
-        """The prediction of one logit, with its held-out interval and safe value."""
-        return Prediction(sigmoid(logit), sigmoid(logit + self.logit_residual_p10),
-                          sigmoid(logit + self.logit_residual_p90), sigmoid(logit - self.margin))
+    def interval(self, p: float, classes: Sequence[int]) -> Prediction:
+        """One prediction with its held-out interval and safe value."""
+        se = float(self.standard_error(np.asarray(p), classes))
+        return Prediction(p, max(0.0, p + self.errors.se_residual_p10 * se),
+                          min(1.0, p + self.errors.se_residual_p90 * se), p - self.margin * se)
 
 
 def sigmoid(z: Any) -> Any:
@@ -123,12 +128,10 @@ def sigmoid(z: Any) -> Any:
 
 
 def from_arrays(space: dict[str, Any], num_classes: int, weights: dict[str, np.ndarray],
-                meta: dict[str, Any]) -> AccuracyPredictor:
+                errors: AccuracyMeta) -> AccuracyPredictor:
     """The predictor of a run directory (accuracy.json) or a bundle's manifest entry."""
     return AccuracyPredictor(SearchSpace.from_dict(space), num_classes,
-                             {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
-                             float(meta["logit_residual_p10"]), float(meta["logit_residual_p90"]),
-                             None if meta.get("margin_logit") is None else float(meta["margin_logit"]))
+                             {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}, errors)
 
 
 def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
@@ -136,7 +139,4 @@ def from_bundle(bundle: Bundle) -> AccuracyPredictor | None:
     m = bundle.manifest
     if m.accuracy is None or "accuracy.safetensors" not in m.members:
         return None
-    return from_arrays(m.space, len(m.class_names), bundle.tensors("accuracy.safetensors"),
-                       {"logit_residual_p10": m.accuracy.logit_residual_p10,
-                        "logit_residual_p90": m.accuracy.logit_residual_p90,
-                        "margin_logit": m.accuracy.margin_logit})
+    return from_arrays(m.space, len(m.class_names), bundle.tensors("accuracy.safetensors"), m.accuracy)

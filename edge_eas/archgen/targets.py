@@ -4,8 +4,8 @@ accurate one within a budget. Runs in numpy on the device as on the host.
 Candidates: the generator's picks for the task at a ladder of budgets over the whole range (its
 task-conditioned front) and a fixed pool of uniformly sampled archs (OFA's sampling), each
 priced by the budget kind's cost table and scored by the accuracy predictor. A candidate meets a
-target when its prediction minus the predictor's margin (its p90 over-prediction on held-out
-archs) does.
+target when its prediction minus the predictor's margin (in standard errors of the task's
+validation images, calibrated on answers: host/accuracy_margin.py) does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction, sigmoid
+from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction
 from edge_eas.archgen.generator import ArchGenerator
 from edge_eas.cost.table import SlotCostTable
 from edge_eas.errors import UserError
@@ -71,8 +71,8 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
     `candidates`: the task's `candidate_vectors`, when the caller already built them."""
     vecs = candidate_vectors(generator, classes, kind, table) if candidates is None else candidates
     cost = table.cost_of_vectors(generator.space, vecs)
-    z = predictor.vector_logits(vecs, classes)
-    pred, safe = sigmoid(z), sigmoid(z - predictor.margin)
+    pred = predictor.predict_vectors(vecs, classes)
+    safe = predictor.safe(pred, classes)
     unit = UNITS[kind]
     if budget is not None:
         inside = cost <= budget
@@ -96,4 +96,4 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
         # the cheapest; among equal costs the better predicted
         pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
     return TargetAnswer(generator.space.decode(vecs[pick]), float(cost[pick]),
-                        predictor.interval(float(z[pick])), len(vecs))
+                        predictor.interval(float(pred[pick]), classes), len(vecs))

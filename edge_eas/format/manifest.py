@@ -46,11 +46,12 @@ class GeneratorMeta:
 
 @dataclass(frozen=True)
 class AccuracyMeta:
-    """What the numpy accuracy predictor needs beside its weights (accuracy.safetensors): the
-    held-out residuals, logit(measured) - logit(predicted), its interval and margin come from."""
-    logit_residual_p10: float
-    logit_residual_p90: float
-    margin_logit: float | None = None  # calibrated on answers (host/accuracy_margin.py); None: from the residuals
+    """What the numpy accuracy predictor needs beside its weights (accuracy.safetensors): how far
+    off it is, in binomial standard errors of the task's validation images (archgen/accuracy.py)."""
+    images_per_class: float            # validation images per class the predictor was fitted on
+    se_residual_p10: float             # held-out archs' (measured - predicted) / SE: 10th percentile
+    se_residual_p90: float             # ... and 90th
+    margin_se: float | None = None     # calibrated on answers (host/accuracy_margin.py); None: from the residuals
 
 
 @dataclass(frozen=True)

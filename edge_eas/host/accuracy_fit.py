@@ -27,6 +27,7 @@ from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
 from edge_eas.archgen.mlp import task_features
 from edge_eas.common.console import Progress, info
 from edge_eas.common.fileio import atomic_write_json
+from edge_eas.format.manifest import AccuracyMeta
 from edge_eas.data import load_dataset
 from edge_eas.host.accuracy_margin import MarginCalibration, calibrate_margin
 from edge_eas.host.arch_spread import arch_key, spread_archs
@@ -34,6 +35,9 @@ from edge_eas.host.checkpoint import save_tensors
 from edge_eas.host.evaluate import TaskEvaluator, task_hits
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.space import Arch, SearchSpace
+
+
+FORMAT = 3  # accuracy.json: 2 counted errors in logits, 3 in standard errors
 
 
 @dataclass
@@ -160,15 +164,11 @@ def errors(pred: np.ndarray, real: np.ndarray) -> dict[str, float]:
             "p90_over_prediction_pp": float(100 * max(0.0, -np.percentile(res, 10))), "pairs": int(res.size)}
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    return np.log(p) - np.log1p(-p)
-
-
-def logit_residuals(m: Measurements, rows: np.ndarray, cols: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """logit(measured) - logit(predicted); a measured 0 or 100 % counts as half an image off it."""
-    eps = 0.5 / m.images[cols].sum(1)
-    real = np.clip(m.accuracy()[np.ix_(rows, cols)], eps, 1 - eps)
-    return logit(real) - logit(np.clip(pred, 1e-7, 1 - 1e-7))
+def se_residuals(m: Measurements, rows: np.ndarray, cols: np.ndarray, predictor: AccuracyPredictor,
+                 pred: np.ndarray) -> np.ndarray:
+    """(measured - predicted) / the predictor's standard error of each task, (rows, cols)."""
+    se = np.stack([predictor.standard_error(pred[:, i], m.tasks[j]) for i, j in enumerate(cols)], 1)
+    return (m.accuracy()[np.ix_(rows, cols)] - pred) / se
 
 
 def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int) -> PredictorNet:
@@ -245,13 +245,15 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
 
     x, y = pairs(space, vecs[fit], fit_tasks, acc[np.ix_(fit, t_fit)], n_cls)
     weights = train_ensemble(x, y, cfg)
-    predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()}, 0.0, 0.0)
+    per_class = float(m.images.sum(1)[0]) / n_cls   # the all-class task holds every validation image
+    predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()},
+                                  AccuracyMeta(per_class, 0.0, 0.0))
 
     def predict(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.stack([predictor.predict_vectors(vecs[rows], tasks[j]) for j in cols], 1)
 
     held_pred = predict(held, t_fit)
-    res = logit_residuals(m, held, t_fit, held_pred).reshape(-1)
+    res = se_residuals(m, held, t_fit, predictor, held_pred).reshape(-1)
     scores = {"held_out_archs": errors(held_pred, acc[np.ix_(held, t_fit)]),
               "held_out_tasks": errors(predict(held, t_held), acc[np.ix_(held, t_held)]),
               "fit": errors(predict(fit, t_fit), acc[np.ix_(fit, t_fit)]),
@@ -262,9 +264,9 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
                         "kendall_tau_predictor_vs_half": kendall_within_tasks(held_pred,
                                                                               m.half(1)[np.ix_(held, t_fit)])}}
     calibration = calibrated_margin(run, net, data, m, fit, t_fit, cfg)
-    doc = {"format": 2, "config": asdict(cfg), "logit_residual_p10": float(np.percentile(res, 10)),
-           "logit_residual_p90": float(np.percentile(res, 90)),
-           "margin_logit": None if calibration is None else calibration.margin_logit,
+    errors_se = AccuracyMeta(per_class, float(np.percentile(res, 10)), float(np.percentile(res, 90)),
+                             None if calibration is None else calibration.margin_se)
+    doc = {"format": FORMAT, "config": asdict(cfg), **asdict(errors_se),
            "margin_calibration": None if calibration is None else asdict(calibration), "scores": scores,
            "archs": {"fit": int(len(fit)), "held_out": [archs[i].to_dict() for i in held]},
            "tasks": {"fit": [list(tasks[j]) for j in t_fit], "held_out": [list(tasks[j]) for j in t_held]},
@@ -272,11 +274,11 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     doc["weights_sha256"] = save_tensors(run.accuracy_path, weights)
     atomic_write_json(run.accuracy_meta_path, doc)
     h = scores["held_out_archs"]
-    used = replace(predictor, logit_residual_p10=doc["logit_residual_p10"], margin_logit=doc["margin_logit"]).margin
+    used = replace(predictor, errors=errors_se).margin
     info(f"accuracy predictor on {len(held)} held-out archs: MAE {h['mae_pp']:.2f} pp, Kendall tau "
          f"{h['kendall_tau_within_task']:.3f} within a task, p90 over-prediction {h['p90_over_prediction_pp']:.2f} pp; "
          + ("margin not calibrated (the run has no generator)" if calibration is None else
-            f"margin {used:.2f} logits"))
+            f"margin {used:.1f} standard errors"))
     return doc
 
 
@@ -291,7 +293,9 @@ def calibrated_margin(run: RunDir, net: Any, data: Any, m: Measurements, fit: np
     space, n_cls = net.space, data.num_classes
     fit_tasks = [m.tasks[j] for j in t_fit]
     x, y = pairs(space, m.vecs[fit], fit_tasks, m.half(0)[np.ix_(fit, t_fit)], n_cls)
-    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg).items()}, 0.0, 0.0)
+    # its standard errors are those of the half it was fitted on
+    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg).items()},
+                               AccuracyMeta(float(m.images[0, 0]) / n_cls, 0.0, 0.0))
     rng = np.random.default_rng(cfg.seed + 2)
     chosen = [fit_tasks[i] for i in sorted(rng.choice(len(fit_tasks), min(cfg.calibration_tasks, len(fit_tasks)),
                                                       replace=False))]
@@ -316,7 +320,7 @@ def read_fit(run: RunDir) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if not run.accuracy_path.is_file() or not run.accuracy_meta_path.is_file():
         raise UserError(f"{run.path} has no accuracy predictor; fit one with `edge_eas fit-accuracy {run.path}`")
     meta = json.loads(run.accuracy_meta_path.read_text())
-    if meta.get("format") != 2:
+    if meta.get("format") != FORMAT:
         raise UserError(f"{run.accuracy_meta_path} was written by an older edge_eas (margins in other units): run "
                         f"`edge_eas fit-accuracy {run.path}` again")
     weights = {k: v.float().numpy() for k, v in load_tensors(run.accuracy_path, meta.get("weights_sha256")).items()}
@@ -328,4 +332,10 @@ def load_predictor(run: RunDir) -> AccuracyPredictor:
     from edge_eas.archgen.accuracy import from_arrays
     meta, weights = read_fit(run)
     run_meta = run.meta()
-    return from_arrays(run_meta["space"], len(run_meta["class_names"]), weights, meta)
+    return from_arrays(run_meta["space"], len(run_meta["class_names"]), weights, errors_of(meta))
+
+
+def errors_of(meta: dict[str, Any]) -> AccuracyMeta:
+    """The predictor's error record in an accuracy.json."""
+    return AccuracyMeta(float(meta["images_per_class"]), float(meta["se_residual_p10"]),
+                        float(meta["se_residual_p90"]), meta.get("margin_se"))

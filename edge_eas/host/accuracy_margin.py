@@ -24,14 +24,14 @@ from edge_eas.archgen.targets import candidate_vectors, meet_target
 from edge_eas.common.console import Progress
 from edge_eas.cost.table import SlotCostTable
 
-GRID = tuple(round(0.05 * i, 2) for i in range(41))  # margins tried, in logits: 0 to 2
+GRID = tuple(round(0.1 * i, 1) for i in range(41))    # margins tried, in standard errors: 0 to 4
 LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)                    # targets, as fractions of a task's reachable range
 RATE = 0.9                                            # share of answers that must reach their target
 
 
 @dataclass(frozen=True)
 class MarginCalibration:
-    margin_logit: float             # the smallest grid margin whose answers reach RATE (the grid's top if none does)
+    margin_se: float                # the smallest grid margin whose answers reach RATE (the grid's top if none does)
     rates: dict[str, float]         # margin -> share of answers that reached their target on the other half
     answers_per_margin: int
     tasks: int
@@ -49,7 +49,7 @@ def calibrate_margin(predictor: AccuracyPredictor, generator: ArchGenerator, tab
     rates: dict[str, float] = {}
 
     def reaches(i: int) -> bool:
-        p = replace(predictor, margin_logit=GRID[i])
+        p = replace(predictor, errors=replace(predictor.errors, margin_se=GRID[i]))
         met = []
         for t in tasks:
             low = float(p.safe_vectors(smallest, t)[0])
@@ -58,9 +58,9 @@ def calibrate_margin(predictor: AccuracyPredictor, generator: ArchGenerator, tab
                 target = low + level * (top - low)
                 answer = meet_target(generator, p, t, target, "mflops", table, candidates=candidates[tuple(t)])
                 met.append(other_half(space.encode(answer.arch), t) >= target)
-        rates[f"{GRID[i]:.2f}"] = float(np.mean(met))
-        bar.advance(1, f"margin {GRID[i]:.2f}: {100 * rates[f'{GRID[i]:.2f}']:.0f}% reach their target")
-        return rates[f"{GRID[i]:.2f}"] >= rate
+        rates[f"{GRID[i]:.1f}"] = float(np.mean(met))
+        bar.advance(1, f"margin {GRID[i]:.1f} SE: {100 * rates[f'{GRID[i]:.1f}']:.0f}% reach their target")
+        return rates[f"{GRID[i]:.1f}"] >= rate
 
     with Progress(int(np.ceil(np.log2(len(GRID)))) + 1, "accuracy predictor: calibrating the margin") as bar:
         lo, hi = -1, len(GRID) - 1          # GRID[hi] reaches the rate (or is the top); GRID[lo] does not

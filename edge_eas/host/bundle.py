@@ -18,7 +18,7 @@ from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.errors import UserError
 from edge_eas.host.rundir import RunDir
 from edge_eas.format import safetensors_io
-from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE, AccuracyMeta, CalibrationInfo, Created,
+from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATURE, CalibrationInfo, Created,
                                       GeneratorMeta, Manifest, Member, Weights)
 from edge_eas.format.quant import compress
 from edge_eas.format.signing import sign
@@ -79,11 +79,10 @@ def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path 
     }
     accuracy = None
     if run.accuracy_path.is_file() and run.accuracy_meta_path.is_file():
-        from edge_eas.host.accuracy_fit import read_fit  # lazy: the predictor's fitting code, host only
+        from edge_eas.host.accuracy_fit import errors_of, read_fit  # lazy: the predictor's fitting code, host only
         acc_meta, acc_weights = read_fit(run)
         members["accuracy.safetensors"] = safetensors_io.dumps(acc_weights)
-        accuracy = AccuracyMeta(float(acc_meta["logit_residual_p10"]), float(acc_meta["logit_residual_p90"]),
-                                acc_meta.get("margin_logit"))
+        accuracy = errors_of(acc_meta)
     # What leaves this machine: weights, the generator, the calibration images asked for, and
     # facts about the model. No host name, user name or path of this machine.
     manifest = Manifest(
