@@ -88,7 +88,7 @@ def test_inactive_blocks_do_not_change_the_features() -> None:
 def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    fit = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--json"], capture_output=True, text=True)
+    fit = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--steps", "1500", "--json"], capture_output=True, text=True)
     assert fit.returncode == 0, fit.stderr
     doc = json.loads((run / "accuracy.json").read_text())
 
@@ -118,7 +118,7 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert cal["rates"][f"{doc['margin_se']:.1f}"] >= RATE or doc["margin_se"] == GRID[-1]
     assert all(rate < RATE for m, rate in cal["rates"].items() if float(m) < doc["margin_se"])
     # refitting reuses the measurements the run keeps, and gives the same predictor
-    again = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--json"], capture_output=True, text=True)
+    again = subprocess.run([*CLI, "fit-accuracy", str(run), "--archs", "30", "--steps", "1500", "--json"], capture_output=True, text=True)
     assert again.returncode == 0 and "reusing the measurements" in again.stderr, again.stderr
     assert json.loads((run / "accuracy.json").read_text())["weights_sha256"] == doc["weights_sha256"]
 

@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN")
     p.add_argument("--archs", type=int, default=240,
                    help="sub-networks measured on the validation split (default 240; a fifth held out)")
+    p.add_argument("--steps", type=int, default=12000, help="fitting steps per ensemble member (default 12000)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -28,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.archs < 10:
         raise ValueError("--archs must be at least 10 (a fifth is held out to measure the predictor)")
+    if args.steps < 1:
+        raise ValueError("--steps must be at least 1")
     run_dir = RunDir(args.run_dir)
     require_trained(run_dir.meta(), args.run_dir, "fit an accuracy predictor on")
-    doc = fit_accuracy(run_dir, AccuracyFitConfig(archs=args.archs, seed=args.seed))
+    doc = fit_accuracy(run_dir, AccuracyFitConfig(archs=args.archs, steps=args.steps, seed=args.seed))
     if args.json:
         emit_json(doc)
     else:

@@ -5,8 +5,8 @@ and from them its accuracy on every task (only the task's logits compete: `task_
 a few hundred archs, spread over the cost range, times every task of 2-5 classes plus the
 all-class one yield the (arch, task) pairs the MLP learns. Archs are split by architecture: the
 predictor never sees the held-out ones, and their residuals alone give the reported error and
-the safety margin (the p90 over-prediction). Tasks are held out too, to report how it does on a
-class set it never saw.
+the safety margin (the p90 over-prediction). The shipped predictor sees every task; one fitted
+without a fifth of them reports how it does on a class set it never saw.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class AccuracyFitConfig:
     hidden: int = 128
     members: int = 3                # MLPs from different seeds whose logits are averaged
     calibration_tasks: int = 40     # fitted tasks whose answers calibrate the margin (host/accuracy_margin.py)
-    steps: int = 3000
-    batch_size: int = 1024
+    steps: int = 12000              # chosen on validation residuals: 3000 left per-task biases up to 1.4 pp
+    batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
     split: str = "val"
@@ -171,16 +171,26 @@ def se_residuals(m: Measurements, rows: np.ndarray, cols: np.ndarray, predictor:
     return (m.accuracy()[np.ix_(rows, cols)] - pred) / se
 
 
-def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int) -> PredictorNet:
+def size_balanced(x: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Sampling weights that give every task size (2, 3, ... classes, all) the same share of the
+    steps: drawn uniformly, the many 4- and 5-class tasks drown the 2-class ones, whose levels
+    the fit then misses by up to 1.4 pp (measured on validation)."""
+    sizes = x[:, -num_classes:].sum(1).round().astype(np.int64)
+    counts = np.bincount(sizes)
+    return torch.from_numpy(1.0 / counts[sizes])
+
+
+def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int, num_classes: int) -> PredictorNet:
     torch.manual_seed(seed)
     net = PredictorNet(x.shape[1], cfg.hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
+    draws = torch.multinomial(size_balanced(x, num_classes), cfg.steps * cfg.batch_size, replacement=True,
+                              generator=gen).view(cfg.steps, cfg.batch_size)
     with Progress(cfg.steps, f"accuracy predictor: fitting (seed {seed})") as bar:
-        for _ in range(cfg.steps):
-            idx = torch.randint(0, len(xt), (cfg.batch_size,), generator=gen)
+        for idx in draws:
             loss = nn.functional.binary_cross_entropy_with_logits(net(xt[idx]), yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -190,11 +200,12 @@ def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int) -
     return net.eval()
 
 
-def train_ensemble(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig) -> dict[str, torch.Tensor]:
+def train_ensemble(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, num_classes: int) -> dict[str, torch.Tensor]:
     """The members' weights under m0., m1., ... (what `AccuracyPredictor` averages)."""
     out = {}
     for i in range(cfg.members):
-        out.update({f"m{i}.{k}": v.detach().float() for k, v in train_net(x, y, cfg, cfg.seed + i).state_dict().items()})
+        net = train_net(x, y, cfg, cfg.seed + i, num_classes)
+        out.update({f"m{i}.{k}": v.detach().float() for k, v in net.state_dict().items()})
     return out
 
 
@@ -243,11 +254,16 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     t_fit = np.setdiff1d(np.arange(len(tasks)), t_held)
     fit_tasks = [tasks[j] for j in t_fit]
 
+    # the shipped predictor sees every task (a user's task is one of them where the data set has
+    # few enough); one fitted without the held-out tasks scores how it does on a class set it never saw
+    x, y = pairs(space, vecs[fit], tasks, acc[fit], n_cls)
+    weights = train_ensemble(x, y, cfg, n_cls)
     x, y = pairs(space, vecs[fit], fit_tasks, acc[np.ix_(fit, t_fit)], n_cls)
-    weights = train_ensemble(x, y, cfg)
+    without = train_ensemble(x, y, replace(cfg, members=1), n_cls)
     per_class = float(m.images.sum(1)[0]) / n_cls   # the all-class task holds every validation image
     predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()},
                                   AccuracyMeta(per_class, 0.0, 0.0))
+    unseen = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in without.items()}, AccuracyMeta(per_class, 0, 0))
 
     def predict(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.stack([predictor.predict_vectors(vecs[rows], tasks[j]) for j in cols], 1)
@@ -255,7 +271,9 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     held_pred = predict(held, t_fit)
     res = se_residuals(m, held, t_fit, predictor, held_pred).reshape(-1)
     scores = {"held_out_archs": errors(held_pred, acc[np.ix_(held, t_fit)]),
-              "held_out_tasks": errors(predict(held, t_held), acc[np.ix_(held, t_held)]),
+              # a one-member predictor fitted without these tasks
+              "held_out_tasks": errors(np.stack([unseen.predict_vectors(vecs[held], tasks[j]) for j in t_held], 1),
+                                       acc[np.ix_(held, t_held)]),
               "fit": errors(predict(fit, t_fit), acc[np.ix_(fit, t_fit)]),
               # the ceiling noise sets: how well one half of the images ranks the held-out archs
               # against the other half, beside how well the predictor ranks them against that half
@@ -292,9 +310,9 @@ def calibrated_margin(run: RunDir, net: Any, data: Any, m: Measurements, fit: np
         return None
     space, n_cls = net.space, data.num_classes
     fit_tasks = [m.tasks[j] for j in t_fit]
-    x, y = pairs(space, m.vecs[fit], fit_tasks, m.half(0)[np.ix_(fit, t_fit)], n_cls)
+    x, y = pairs(space, m.vecs[fit], m.tasks, m.half(0)[fit], n_cls)
     # its standard errors are those of the half it was fitted on
-    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg).items()},
+    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg, n_cls).items()},
                                AccuracyMeta(float(m.images[0, 0]) / n_cls, 0.0, 0.0))
     rng = np.random.default_rng(cfg.seed + 2)
     chosen = [fit_tasks[i] for i in sorted(rng.choice(len(fit_tasks), min(cfg.calibration_tasks, len(fit_tasks)),
