@@ -5,7 +5,8 @@ For each task (2-5 classes, half inside one superclass where the data has that m
 target is what a user gets without specialisation: the test accuracy, on the task, of the
 generator's all-class pick at B. `specialize --min-accuracy TARGET` (the same `meet_target` the
 CLI and the device run) answers with the cheapest network the accuracy predictor says reaches
-it. Reported per case: its MFLOPs and its measured latency (this machine as the device, tflite,
+it (or, when only the margin puts the target out of reach, the likeliest network, flagged and
+counted apart as "uncertain"). Reported per case: its MFLOPs and its measured latency (this machine as the device, tflite,
 1 thread) against the all-class pick's, and whether its test accuracy reaches the target
 (within a stated tolerance). An oracle row gives the upper bound: the cheapest network among all
 those this benchmark evaluated on test (the predictor's measured archs and every pick) whose test
@@ -95,6 +96,12 @@ def summarise(cases: list[dict[str, Any]], seed: int) -> dict[str, Any]:
                 "latency_ratio": median_ci([c["specialised"]["latency_ms"] / c["all_class"]["latency_ms"]
                                             for c in answered], seed),
                 "target_met_on_test": share([c["specialised"]["met"] for c in answered]),
+                # answers the margin does not cover (the prediction reaches the target, the margin does not)
+                "uncertain_answers": sum(not c["specialised"]["certain"] for c in answered),
+                "target_met_on_test_when_certain": share([c["specialised"]["met"] for c in answered
+                                                          if c["specialised"]["certain"]]),
+                "target_met_on_test_when_uncertain": share([c["specialised"]["met"] for c in answered
+                                                            if not c["specialised"]["certain"]]),
                 "shortfall_pp_when_missed": [round(100 * (c["specialised"]["test_accuracy"] - c["target"]), 2)
                                              for c in answered if not c["specialised"]["met"]]},
             "oracle": {
@@ -156,7 +163,8 @@ def main() -> None:
                 answer_ms.append(1000 * (time.perf_counter() - t0))
                 real = test.accuracy(ans.arch, t["classes"])
                 case["specialised"] = {"arch": ans.arch.to_dict(), "mflops": ans.cost, "test_accuracy": real,
-                                       **ans.prediction.to_dict(), "met": real >= target - TOLERANCE_PP / 100}
+                                       **ans.prediction.to_dict(), "certain": bool(ans.prediction.safe >= target),
+                                       "met": real >= target - TOLERANCE_PP / 100}
             except TargetUnreachable as exc:
                 case["unreachable"] = str(exc)
             cases.append(case)

@@ -161,6 +161,11 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
              f"cases (tolerance {n['tolerance_pp']} pp; {a['cases'] - a['answered']} targets were answered "
              f"\"unreachable\"); the cheapest network this benchmark found that reaches it costs "
              f"{orc['mflops_ratio']['median']:.2f}×.", ""]
+    if sp["uncertain_answers"]:
+        lines += [f"{sp['uncertain_answers']} of the answers are flagged as not certain (the prediction reaches the "
+                  f"target, the margin does not; the answer is the likeliest network): they reach it on test in "
+                  f"{pct(sp['target_met_on_test_when_uncertain'], 0)}, the certain ones in "
+                  f"{pct(sp['target_met_on_test_when_certain'], 0)}.", ""]
     ratio = sp["mflops_ratio"]["median"]
     if ratio is not None and ratio >= 1:
         lines += [f"Specialisation does not pay here: with a margin large enough for {pct(met, 0)} of the answers to "
@@ -190,11 +195,11 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
               f"{n['test_images']:,} test images; target = test accuracy of the generator's all-class pick at the "
               f"budget; latency on {n['latency']} ({n['timed_runs']} timed runs); medians with 95 % bootstrap CIs "
               f"over cases; {n['networks_evaluated_on_test']} networks evaluated on test.", "",
-              "| cases | answered | MFLOPs vs all-class | latency vs all-class | target met on test | "
+              "| cases | answered (not certain) | MFLOPs vs all-class | latency vs all-class | target met on test | "
               "oracle MFLOPs | oracle latency |", "|---|---|---|---|---|---|---|"]
     for name, label in (("all", "all"), ("in_group", "in-group"), ("random_tasks", "random tasks")):
         r = s[name]
-        lines.append(f"| {label} ({r['cases']}) | {r['answered']} | {_ratio(r['specialised']['mflops_ratio'])} | "
+        lines.append(f"| {label} ({r['cases']}) | {r['answered']} ({r['specialised']['uncertain_answers']}) | {_ratio(r['specialised']['mflops_ratio'])} | "
                      f"{_ratio(r['specialised']['latency_ratio'])} | {pct(r['specialised']['target_met_on_test'], 0)} | "
                      f"{_ratio(r['oracle']['mflops_ratio'])} | {_ratio(r['oracle']['latency_ratio'])} |")
     lines += ["", "By budget (all tasks):", "", "| budget | MFLOPs vs all-class | latency vs all-class | met |",

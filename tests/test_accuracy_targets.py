@@ -75,6 +75,22 @@ def test_numpy_predictor_is_the_torch_net() -> None:
     assert 0.9 - two == pytest.approx(2 * (0.9 - eight))
 
 
+def test_members_trained_together_learn_as_if_alone() -> None:
+    """The fit trains its MLPs as one stacked model: a member must not feel the others."""
+    from edge_eas.host.accuracy_fit import AccuracyFitConfig, MemberData, train_members
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(300, 6)), np.eye(4)[rng.integers(0, 4, 300)]], 1).astype(np.float32)
+    x[:, -4:] += np.eye(4)[rng.integers(0, 4, 300)]  # a multi-hot task part, as the fit's rows end
+    y = rng.uniform(0.5, 1.0, 300)
+    cfg = AccuracyFitConfig(steps=40, batch_size=32, hidden=16)
+    alone = train_members([MemberData(x, y, 3)], cfg, 4)[0]
+    together = train_members([MemberData(x[:200], 1 - y[:200], 1), MemberData(x, y, 3)], cfg, 4)[1]
+    for k, v in alone.items():
+        assert torch.allclose(v, together[k], atol=1e-5), k
+    net = PredictorNet(10, 16)
+    net.load_state_dict(alone)  # the state of a PredictorNet, what the numpy predictor reads
+
+
 def test_inactive_blocks_do_not_change_the_features() -> None:
     space = PRESETS["fashion"]
     arch = space.smallest()
@@ -194,6 +210,24 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "the best is" in lines[0], bad.stderr
+
+    # a target only the margin puts out of reach: the likeliest network (the highest safe
+    # prediction), flagged as not certain in the JSON and in one stderr line, exit 0
+    from edge_eas import generator as G
+    from edge_eas.archgen.targets import candidate_vectors
+    gen = G.load(run)
+    cand = candidate_vectors(gen, [0, 1], "mflops", gen.cost_table("mflops", None))
+    pred = predictor.predict_vectors(cand, [0, 1])
+    safe = predictor.safe(pred, [0, 1])
+    assert pred.max() - safe.max() > 1e-4
+    between = 100 * (safe.max() + pred.max()) / 2
+    likely = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1", "--min-accuracy", f"{between:.4f}",
+                             "--no-eval", "--json"], capture_output=True, text=True)
+    assert likely.returncode == 0, likely.stderr
+    doc = json.loads(likely.stdout)
+    assert doc["target_certain"] is False and doc["predicted_accuracy_safe"] == pytest.approx(safe.max(), abs=1e-6)
+    assert "not a certain one" in likely.stderr and "Traceback" not in likely.stderr
+    assert answer["target_certain"] is True
 
     neither = subprocess.run([*CLI, "specialize", str(run), "--classes", "0,1"], capture_output=True, text=True)
     assert neither.returncode != 0 and "--min-accuracy" in neither.stderr and "Traceback" not in neither.stderr

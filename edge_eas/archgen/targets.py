@@ -5,7 +5,8 @@ Candidates: the generator's picks for the task at a ladder of budgets over the w
 task-conditioned front) and a fixed pool of uniformly sampled archs (OFA's sampling), each
 priced by the budget kind's cost table and scored by the accuracy predictor. A candidate meets a
 target when its prediction minus the predictor's margin (in standard errors of the task's
-validation images, calibrated on answers: host/accuracy_margin.py) does.
+validation images, calibrated on answers: host/accuracy_margin.py) does; a target only the
+margin puts out of reach gets the likeliest candidate, flagged as not certain.
 """
 
 from __future__ import annotations
@@ -67,8 +68,12 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
                 candidates: np.ndarray | None = None) -> TargetAnswer:
     """Without `budget`: the cheapest candidate whose safe prediction reaches `target` (accuracy
     in [0, 1]). With it: the most accurate predicted candidate within the budget, which must
-    reach the target too. Either way a miss raises TargetUnreachable naming the best there is.
-    `candidates`: the task's `candidate_vectors`, when the caller already built them."""
+    reach the target too. A target that only the margin puts out of reach (some prediction
+    reaches it, no safe one does) is answered with the candidate most likely to reach it (the
+    highest safe prediction; with a budget, the best within it): its `prediction.safe` below the
+    target says the answer is not certain. A target no prediction reaches raises
+    TargetUnreachable naming the best there is. `candidates`: the task's `candidate_vectors`,
+    when the caller already built them."""
     vecs = candidate_vectors(generator, classes, kind, table) if candidates is None else candidates
     cost = table.cost_of_vectors(generator.space, vecs)
     pred = predictor.predict_vectors(vecs, classes)
@@ -78,22 +83,23 @@ def meet_target(generator: ArchGenerator, predictor: AccuracyPredictor, classes:
         inside = cost <= budget
         if not inside.any():
             raise TargetUnreachable(f"no sub-network fits {budget:g} {unit}")
-        best = int(np.flatnonzero(inside)[np.argmax(pred[inside])])
-        if safe[best] < target:
+        pick = int(np.flatnonzero(inside)[np.argmax(pred[inside])])
+        if pred[pick] < target:
             raise TargetUnreachable(
                 f"no network within {budget:g} {unit} is predicted to reach {100 * target:.2f}%: the best is "
-                f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
-                f"margin) at {cost[best]:.4g} {unit}")
-        pick = best
+                f"{100 * pred[pick]:.2f}% (at least {100 * safe[pick]:.2f}% after the "
+                f"margin) at {cost[pick]:.4g} {unit}")
     else:
         ok = np.flatnonzero(safe >= target)
-        if not len(ok):
+        if len(ok):  # the cheapest; among equal costs the better predicted
+            pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
+        elif pred.max() >= target:  # within reach of the prediction, not of its margin
+            pick = int(np.argmax(safe))
+        else:
             best = int(np.argmax(pred))
             raise TargetUnreachable(
                 f"no network is predicted to reach {100 * target:.2f}% on classes {list(classes)}: the best is "
                 f"{100 * pred[best]:.2f}% (at least {100 * safe[best]:.2f}% after the "
                 f"margin) at {cost[best]:.4g} {unit}")
-        # the cheapest; among equal costs the better predicted
-        pick = int(ok[np.lexsort((-pred[ok], cost[ok]))[0]])
     return TargetAnswer(generator.space.decode(vecs[pick]), float(cost[pick]),
                         predictor.interval(float(pred[pick]), classes), len(vecs))

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from edge_eas.commands.budget_args import add_budget_arguments, budget_of
-from edge_eas.common.console import emit_json
+from edge_eas.common.console import emit_json, info
 from edge_eas.net.tasks import Task, parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.cost.flops import macs, params
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
            "generation_ms": spec.generation_ms, "accuracy": None}
     if spec.min_accuracy is not None:
         doc["min_accuracy"] = spec.min_accuracy
+        doc["target_certain"] = spec.target_certain
     if spec.prediction is not None:
         doc.update(spec.prediction.to_dict())
     if spec.latency is not None:
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     doc["untrained"] = spec.untrained
     if args.source.is_dir() and not args.no_eval and not doc["untrained"]:
         doc["accuracy"] = _task_accuracy(args.source, arch, spec.task)
+    if spec.target_certain is False:
+        p = spec.prediction
+        info(f"warning: {100 * spec.min_accuracy:.2f}% is within this network's prediction ({100 * p.accuracy:.2f}%) "
+             f"but not its margin ({100 * p.safe:.2f}%): the likeliest network, not a certain one")
     if args.json:
         emit_json(doc)
         return 0

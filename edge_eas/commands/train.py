@@ -1,4 +1,5 @@
-"""`edge_eas train`: supernet training with task dropout, then (by default) the generator."""
+"""`edge_eas train`: supernet training with task dropout, then (by default) the generator and the
+accuracy predictor."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                        "for data sets that declare class groups (default 0.5)")
     p.add_argument("--no-generator", action="store_true", help="skip generator training at the end")
     p.add_argument("--generator-steps", type=int, help="generator training steps")
+    p.add_argument("--no-accuracy-predictor", action="store_true",
+                   help="skip fitting the accuracy predictor after the generator (what `specialize --min-accuracy` "
+                        "answers with; `edge_eas fit-accuracy RUN` fits it later)")
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
@@ -78,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         from edge_eas.host.generator_train import GeneratorConfig, train_generator
         gcfg = GeneratorConfig.for_preset(space.name, steps=args.generator_steps)
         result["generator"] = train_generator(run_dir, gcfg, resume=args.resume, data=data)
+        if not args.no_accuracy_predictor:
+            # lazy, as above; the predictor's margin is calibrated on the generator's answers, so it comes last
+            from edge_eas.host.accuracy_fit import AccuracyFitConfig, fit_accuracy
+            fit = fit_accuracy(run_dir, AccuracyFitConfig(seed=seed))
+            result["accuracy_predictor"] = {"scores": fit["scores"], "margin_se": fit["margin_se"],
+                                            "seconds": fit["seconds"]}
     if args.json:
         emit_json(result)
     else:

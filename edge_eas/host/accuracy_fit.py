@@ -180,33 +180,62 @@ def size_balanced(x: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[sizes])
 
 
-def train_net(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, seed: int, num_classes: int) -> PredictorNet:
-    torch.manual_seed(seed)
-    net = PredictorNet(x.shape[1], cfg.hidden)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+@dataclass
+class MemberData:
+    """What one ensemble member learns from: its input rows, their measured accuracy, its seed."""
+
+    x: np.ndarray
+    y: np.ndarray
+    seed: int
+
+
+def train_members(members: Sequence[MemberData], cfg: AccuracyFitConfig, num_classes: int) -> list[dict[str, torch.Tensor]]:
+    """Every member's `PredictorNet` weights, all members trained at once: their layers are
+    stacked and each step is one batched matmul per layer, so that 7 tiny MLPs cost about what
+    one does (the fit is a stage of `edge_eas train`). Each member draws its own size-balanced
+    batches from its own rows and starts from its own seed's initialisation."""
+    nets = []
+    for m in members:
+        torch.manual_seed(m.seed)
+        nets.append(PredictorNet(m.x.shape[1], cfg.hidden))
+    layers = ("fc1", "fc2", "fc3")
+    # (members, in, out) weights and (members, 1, out) biases, from each member's own init
+    params = {f"{n}.{k}": nn.Parameter(torch.stack([
+        getattr(net, n).weight.detach().t() if k == "weight" else getattr(net, n).bias.detach()[None]
+        for net in nets])) for n in layers for k in ("weight", "bias")}
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
-    gen = torch.Generator().manual_seed(seed)
-    draws = torch.multinomial(size_balanced(x, num_classes), cfg.steps * cfg.batch_size, replacement=True,
-                              generator=gen).view(cfg.steps, cfg.batch_size)
-    with Progress(cfg.steps, f"accuracy predictor: fitting (seed {seed})") as bar:
-        for idx in draws:
-            loss = nn.functional.binary_cross_entropy_with_logits(net(xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.advance(1)
-    return net.eval()
+    offsets = np.cumsum([0] + [len(m.y) for m in members])
+    xt = torch.from_numpy(np.concatenate([m.x for m in members]).astype(np.float32))
+    yt = torch.from_numpy(np.concatenate([m.y for m in members]).astype(np.float32))
+    weights = [size_balanced(m.x, num_classes) for m in members]
+    gens = [torch.Generator().manual_seed(m.seed) for m in members]
+    chunk = 500
+
+    def draws(n: int) -> torch.Tensor:  # (n, members, batch) row indices into xt
+        return torch.stack([torch.multinomial(w, n * cfg.batch_size, replacement=True, generator=g)
+                            .view(n, cfg.batch_size) + int(off) for w, g, off in zip(weights, gens, offsets)], 1)
+
+    with Progress(cfg.steps, f"accuracy predictor: fitting {len(members)} MLPs") as bar:
+        for first in range(0, cfg.steps, chunk):
+            for idx in draws(min(chunk, cfg.steps - first)):
+                h = xt[idx]
+                for n in layers:
+                    h = torch.baddbmm(params[f"{n}.bias"], h, params[f"{n}.weight"])
+                    h = torch.relu(h) if n != "fc3" else h
+                loss = nn.functional.binary_cross_entropy_with_logits(h.squeeze(2), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                (loss * len(members)).backward()  # each member's mean loss, as if trained alone
+                opt.step()
+                sched.step()
+            bar.advance(min(chunk, cfg.steps - first))
+    return [{f"{n}.{k}": (params[f"{n}.{k}"][i].t() if k == "weight" else params[f"{n}.{k}"][i, 0]).detach().clone()
+             for n in layers for k in ("weight", "bias")} for i in range(len(members))]
 
 
-def train_ensemble(x: np.ndarray, y: np.ndarray, cfg: AccuracyFitConfig, num_classes: int) -> dict[str, torch.Tensor]:
+def ensemble_weights(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The members' weights under m0., m1., ... (what `AccuracyPredictor` averages)."""
-    out = {}
-    for i in range(cfg.members):
-        net = train_net(x, y, cfg, cfg.seed + i, num_classes)
-        out.update({f"m{i}.{k}": v.detach().float() for k, v in net.state_dict().items()})
-    return out
+    return {f"m{i}.{k}": v.float() for i, state in enumerate(states) for k, v in state.items()}
 
 
 def pairs(space: SearchSpace, vecs: np.ndarray, tasks: Sequence[tuple[int, ...]], acc: np.ndarray,
@@ -255,15 +284,25 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     fit_tasks = [tasks[j] for j in t_fit]
 
     # the shipped predictor sees every task (a user's task is one of them where the data set has
-    # few enough); one fitted without the held-out tasks scores how it does on a class set it never saw
+    # few enough); one fitted without the held-out tasks scores how it does on a class set it never
+    # saw; and, where the run has a generator, one fitted on the even images calibrates the margin
     x, y = pairs(space, vecs[fit], tasks, acc[fit], n_cls)
-    weights = train_ensemble(x, y, cfg, n_cls)
-    x, y = pairs(space, vecs[fit], fit_tasks, acc[np.ix_(fit, t_fit)], n_cls)
-    without = train_ensemble(x, y, replace(cfg, members=1), n_cls)
+    seeds = [cfg.seed + i for i in range(cfg.members)]
+    members = [MemberData(x, y, s) for s in seeds]
+    members.append(MemberData(*pairs(space, vecs[fit], fit_tasks, acc[np.ix_(fit, t_fit)], n_cls), cfg.seed))
+    calibrate = run.generator_path.is_file()
+    if calibrate:
+        members += [MemberData(x, pairs(space, vecs[fit], tasks, m.half(0)[fit], n_cls)[1], s) for s in seeds]
+    states = train_members(members, cfg, n_cls)
+    weights = ensemble_weights(states[:cfg.members])
     per_class = float(m.images.sum(1)[0]) / n_cls   # the all-class task holds every validation image
     predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()},
                                   AccuracyMeta(per_class, 0.0, 0.0))
-    unseen = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in without.items()}, AccuracyMeta(per_class, 0, 0))
+    unseen = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in ensemble_weights(states[cfg.members:][:1]).items()},
+                               AccuracyMeta(per_class, 0, 0))
+    # the half-image predictor's standard errors are those of the half it was fitted on
+    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in ensemble_weights(states[cfg.members + 1:]).items()},
+                               AccuracyMeta(float(m.images[0, 0]) / n_cls, 0.0, 0.0)) if calibrate else None
 
     def predict(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.stack([predictor.predict_vectors(vecs[rows], tasks[j]) for j in cols], 1)
@@ -281,7 +320,7 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
                                                                          m.half(1)[np.ix_(held, t_fit)]),
                         "kendall_tau_predictor_vs_half": kendall_within_tasks(held_pred,
                                                                               m.half(1)[np.ix_(held, t_fit)])}}
-    calibration = calibrated_margin(run, net, data, m, fit, t_fit, cfg)
+    calibration = None if half_a is None else calibrated_margin(run, half_a, net, data, m, t_fit, cfg)
     errors_se = AccuracyMeta(per_class, float(np.percentile(res, 10)), float(np.percentile(res, 90)),
                              None if calibration is None else calibration.margin_se)
     doc = {"format": FORMAT, "config": asdict(cfg), **asdict(errors_se),
@@ -300,20 +339,14 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     return doc
 
 
-def calibrated_margin(run: RunDir, net: Any, data: Any, m: Measurements, fit: np.ndarray, t_fit: np.ndarray,
-                      cfg: AccuracyFitConfig) -> MarginCalibration | None:
-    """Cross-fit the targets' margin (host/accuracy_margin.py): a predictor fitted on the even
-    images of the fitted archs and tasks answers targets on `cfg.calibration_tasks` fitted tasks,
-    scored on the odd images. None when the run has no generator (its picks are candidates)."""
+def calibrated_margin(run: RunDir, half_a: AccuracyPredictor, net: Any, data: Any, m: Measurements,
+                      t_fit: np.ndarray, cfg: AccuracyFitConfig) -> MarginCalibration:
+    """Cross-fit the targets' margin (host/accuracy_margin.py): `half_a`, fitted on the even
+    images of the fitted archs, answers targets on `cfg.calibration_tasks` fitted tasks, scored
+    on the odd images. Only for runs with a generator (its picks are the candidates)."""
     from edge_eas import generator as G
-    if not run.generator_path.is_file():
-        return None
-    space, n_cls = net.space, data.num_classes
+    space = net.space
     fit_tasks = [m.tasks[j] for j in t_fit]
-    x, y = pairs(space, m.vecs[fit], m.tasks, m.half(0)[fit], n_cls)
-    # its standard errors are those of the half it was fitted on
-    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in train_ensemble(x, y, cfg, n_cls).items()},
-                               AccuracyMeta(float(m.images[0, 0]) / n_cls, 0.0, 0.0))
     rng = np.random.default_rng(cfg.seed + 2)
     chosen = [fit_tasks[i] for i in sorted(rng.choice(len(fit_tasks), min(cfg.calibration_tasks, len(fit_tasks)),
                                                       replace=False))]

@@ -44,6 +44,14 @@ class Specialisation:
     min_accuracy: float | None = None
 
     @property
+    def target_certain(self) -> bool | None:
+        """Whether the answer reaches `min_accuracy` margin included (False: the prediction
+        reaches it, the margin does not - the likeliest candidate); None without a target."""
+        if self.min_accuracy is None or self.prediction is None:
+            return None
+        return self.prediction.safe >= self.min_accuracy
+
+    @property
     def predicted_ms(self) -> float | None:
         return self.latency.predict(self.space, self.arch) if self.latency is not None else None
 
@@ -135,7 +143,8 @@ def specialise_for_accuracy(source: Union[Path, Source], classes: Sequence[int],
     """The cheapest sub-network predicted (margin included) to reach `min_accuracy` (in [0, 1])
     on the task: cheapest in ms on `target` where it has a latency model, else in MFLOPs. With a
     budget too, the most accurate predicted one within it, which must reach the target as well.
-    A target no candidate reaches raises TargetUnreachable, naming the best there is."""
+    A target only the margin puts out of reach gets the likeliest candidate (`target_certain`
+    False); one no prediction reaches raises TargetUnreachable, naming the best there is."""
     if not 0 < min_accuracy <= 1:
         raise UserError(f"--min-accuracy must be a percentage in (0, 100], got {100 * min_accuracy:g}")
     src = source if isinstance(source, Source) else Source.open(Path(source))
