@@ -168,8 +168,8 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
                   f"{pct(sp['target_met_on_test_when_certain'], 0)}.", ""]
     ratio = sp["mflops_ratio"]["median"]
     if ratio is not None and ratio >= 1:
-        lines += [f"Specialisation does not pay here: with a margin large enough for {pct(met, 0)} of the answers to "
-                  f"reach their target on test, the specialised pick costs more than the all-class one, and "
+        lines += [f"Specialisation does not pay here: with the calibrated margin the specialised pick costs more than "
+                  f"the all-class one, its answers reach their target on test in {pct(met, 0)}, and "
                   f"{a['cases'] - a['answered']} of {a['cases']} targets were declared unreachable although the "
                   f"all-class pick reached them. The oracle shows what an exact predictor would save.", ""]
     if met is not None and met < 0.9:
