@@ -146,13 +146,39 @@ def plot_accuracy_vs_mflops(series: dict[str, list[tuple[float, float]]], path: 
     plt.close(fig)
 
 
-def bootstrap_ci(diff: Any, seed: int, n: int = 10_000) -> tuple[float, float]:
-    """95 % percentile-bootstrap interval of the mean of paired differences (resampling scenarios)."""
+def bootstrap_means(diff: Any, seed: int, n: int = 10_000) -> Any:
+    """Means of `n` bootstrap resamples of the paired differences (resampling scenarios)."""
     import numpy as np
     diff = np.asarray(diff, dtype=float)
     idx = np.random.default_rng(seed).integers(0, len(diff), size=(n, len(diff)))
-    means = diff[idx].mean(1)
+    return diff[idx].mean(1)
+
+
+def bootstrap_ci(diff: Any, seed: int, n: int = 10_000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean of paired differences (resampling scenarios)."""
+    import numpy as np
+    means = bootstrap_means(diff, seed, n)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def bootstrap_p(diff: Any, seed: int, n: int = 10_000) -> float:
+    """Two-sided bootstrap p-value of a zero mean difference: twice the share of resampled means
+    on the far side of 0 (at least 1/n, so that Holm's ordering stays defined)."""
+    import numpy as np
+    means = bootstrap_means(diff, seed, n)
+    return float(min(1.0, max(2 * min(np.mean(means <= 0), np.mean(means >= 0)), 1 / n)))
+
+
+def holm(p_values: dict[str, float], alpha: float = 0.05) -> dict[str, bool]:
+    """Holm's step-down correction over a family of comparisons: which of them stay significant
+    at `alpha` when all of them are counted."""
+    order = sorted(p_values, key=p_values.get)
+    out, m = {}, len(order)
+    still = True
+    for rank, key in enumerate(order):
+        still = still and p_values[key] <= alpha / (m - rank)
+        out[key] = still
+    return out
 
 
 def paired(methods: dict[str, list[dict[str, Any]]], ref: str, subset: list[int], seed: int,
@@ -168,5 +194,5 @@ def paired(methods: dict[str, list[dict[str, Any]]], ref: str, subset: list[int]
         diff = 100 * (base - np.array([rows[i][key] for i in subset]))
         lo, hi = bootstrap_ci(diff, seed)
         out[name] = {"mean_pp": float(diff.mean()), "ci95_pp": [lo, hi], "scenarios": len(subset),
-                     "verdict": "win" if lo > 0 else ("loss" if hi < 0 else "tie")}
+                     "verdict": "win" if lo > 0 else ("loss" if hi < 0 else "tie"), "p_value": bootstrap_p(diff, seed)}
     return out

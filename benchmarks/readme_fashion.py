@@ -230,9 +230,14 @@ def specialisation_section(doc: dict[str, Any]) -> list[str]:
     agn, evo = ig.get("task-agnostic generator"), comp["all"].get("evolutionary search")
     lines = [f"#### At a fixed budget: the generator against other methods ({n['scenarios']} scenarios on "
              f"Fashion-MNIST, {n['in_group']} in-group)", ""]
+    pva = (doc.get("predictor_vs_agnostic") or {}).get("in_group")
+    mc = doc.get("multiple_comparisons")
     if agn:
         lines.append(f"On in-group tasks the generator {VERB[agn['verdict']]} the task-agnostic generator "
-                     f"({ci(agn)}, 95 % CI); over all scenarios it {VERB[evo['verdict']]} evolutionary search "
+                     f"({ci(agn)}, 95 % CI)"
+                     + (f", and the predictor pick {VERB[pva['verdict']]} it ({ci(pva)}); the goal was +1.0 pp with a "
+                        f"CI excluding 0" if pva else "")
+                     + f"; over all scenarios the generator {VERB[evo['verdict']]} evolutionary search "
                      f"({ci(evo)}) at {t['speedup_per_scenario']:,.0f}× less search time per scenario "
                      f"({t['speedup_amortised_1000']:,.0f}× with its training amortised over 1,000 scenarios).")
         means = [m["mean_test_accuracy"] for m in s.values()]
@@ -242,7 +247,9 @@ def specialisation_section(doc: dict[str, Any]) -> list[str]:
     lines += ["", f"Sample: {n['scenarios']} scenarios (tasks of 2–5 classes, budgets log-uniform), one seed, "
                   f"{n['test_images_per_class']} test images per class; searches use {n['search_evaluations']} real "
                   f"evaluations on {n['search_val_images_per_class']} validation images per class; every method timed on "
-                  f"{n.get('threads', 2)} torch thread(s).", "",
+                  f"{n.get('threads', 2)} torch thread(s)."
+              + (f" The tables make {mc['comparisons']} comparisons; a † marks a difference that survives a Holm "
+                 f"correction over all of them ({mc['p_values']})." if mc else ""), "",
               "| method | mean test accuracy | in-group | within budget | budget use | distinct archs | "
               "search time / scenario |", "|---|---|---|---|---|---|---|"]
     for name, m in s.items():
@@ -251,10 +258,16 @@ def specialisation_section(doc: dict[str, Any]) -> list[str]:
                      f"{m['search_seconds_per_scenario'] * 1000:.3g} ms |")
     lines += ["", "Paired differences, generator − method (pp, 95 % bootstrap CI over scenarios):", "",
               "| method | all | in-group | random tasks |", "|---|---|---|---|"]
+    def cell(c: dict[str, Any] | None) -> str:
+        return "–" if not c else ci(c) + f" {c['verdict']}" + (" †" if c.get("holm_significant") else "")
+
     for name in comp["all"]:
-        cells = [ci(comp[k][name]) + f" {comp[k][name]['verdict']}" if comp.get(k) else "–"
-                 for k in ("all", "in_group", "random_tasks")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell((comp.get(k) or {}).get(name))
+                                                  for k in ("all", "in_group", "random_tasks")) + " |")
+    if doc.get("predictor_vs_agnostic"):
+        lines += ["", "Predictor pick − task-agnostic generator:", "", "| all | in-group | random tasks |", "|---|---|---|",
+                  "| " + " | ".join(cell(doc["predictor_vs_agnostic"].get(k)) for k in ("all", "in_group", "random_tasks"))
+                  + " |"]
     lines += ["", f"Generator training: {t['generator_train_seconds']:.0f} s; per scenario amortised over 100: "
                   f"{t['generator_amortised_100_s']:.2f} s, over 1,000: {t['generator_amortised_1000_s']:.3f} s; "
                   f"evolution: {t['evolution_per_scenario_s']:.1f} s.", "",

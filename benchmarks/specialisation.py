@@ -4,15 +4,22 @@ are scored by the same evaluator: test accuracy on the task's classes after BN r
 Scenarios: tasks of 2-5 classes, half inside one superclass (the hard ones), half random;
 budgets log-uniform over the space's MFLOPs range. Methods:
 - generator: the run's task-conditioned generator (one forward pass, repair included);
-- task-agnostic generator: same training, all-class tasks only;
+- task-agnostic generator: same training, all-class tasks only, and asked for all classes;
 - static: one architecture per budget for every task (the largest uniform arch - one depth,
-  kernel and expand everywhere - within budget, as a scaled model family gives);
+  kernel, expand, width step and resolution everywhere - within budget, as a scaled model
+  family gives);
 - evolutionary and random search: the same oracle (validation accuracy after BN
-  recalibration, on a fixed subset of val images) and the same number of real evaluations.
-Reports paired differences (generator - other) with 95 % bootstrap CIs over scenarios, for all
-scenarios and the in-group / random halves, distinct architectures per method, budget
-compliance, and search time per scenario, with the generator's training amortised over 100
-and 1,000 scenarios. Writes benchmarks/results/specialisation_<data>.json and a plot.
+  recalibration) and the same number of real evaluations;
+- predictor pick: the most accurate network the run's accuracy predictor sees within the
+  budget (`specialize --min-accuracy` with a budget: the same candidates and predictor).
+Every method sees the same images: the generator and the predictor learnt from the whole
+validation split, and the searches score on it too (unless --val-per-class cuts it).
+Reports paired differences (generator - other, and predictor pick - task-agnostic generator)
+with 95 % bootstrap CIs over scenarios, for all scenarios and the in-group / random halves,
+with bootstrap p-values and which differences survive a Holm correction over every comparison
+the table makes; distinct architectures per method, budget compliance, and search time per
+scenario, with the generator's training amortised over 100 and 1,000 scenarios. Writes
+benchmarks/results/specialisation_<data>.json and a plot.
 
     python -m benchmarks.specialisation --run RUN [--scenarios 50] [--evo-evaluations 100]
 """
@@ -27,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (add_allow_dirty, paired, plot_accuracy_vs_mflops, require_clean_tree,
+from benchmarks.common import (add_allow_dirty, holm, paired, plot_accuracy_vs_mflops, require_clean_tree,
                                RESULTS, save_result)
 
 import edge_eas.generator as G
+from edge_eas.archgen.targets import meet_target
+from edge_eas.host.accuracy_fit import load_predictor
 from edge_eas.cost.flops import macs
 from edge_eas.data import load_dataset
 from edge_eas.host.evaluate import TaskEvaluator
@@ -56,14 +65,20 @@ def make_scenarios(space: SearchSpace, n_cls: int, groups: dict[str, list[int]],
 
 
 def uniform_family(space: SearchSpace) -> list[Arch]:
-    """Archs with one depth index, one kernel and one expand everywhere: a scaled model family."""
+    """Archs with one depth index, kernel, expand, width step and resolution everywhere: a
+    scaled model family (as MobileNet's width and resolution multipliers give)."""
     out = []
     n_depth = max(len(s.depth_choices) for s in space.stages)
+    n_width = max(len(s.widths) for s in space.stages)
     for di in range(n_depth):
         depths = tuple(s.depth_choices[min(di, len(s.depth_choices) - 1)] for s in space.stages)
-        for k in space.kernel_choices:
-            for e in space.expand_choices:
-                out.append(Arch(depths, tuple((k,) * d for d in depths), tuple((e,) * d for d in depths)))
+        for wi in range(n_width):
+            widths = tuple(s.widths[min(wi, len(s.widths) - 1)] for s in space.stages) if space.has_widths else ()
+            for r in (space.resolutions if space.resolution_choices else (0,)):
+                for k in space.kernel_choices:
+                    for e in space.expand_choices:
+                        out.append(Arch(depths, tuple((k,) * d for d in depths), tuple((e,) * d for d in depths),
+                                        widths, r))
     return out
 
 
@@ -79,7 +94,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--evo-evaluations", type=int, default=100, help="real evaluations per scenario, both searches")
     ap.add_argument("--search-scenarios", type=int, default=None, help="run the searches on the first N only")
-    ap.add_argument("--val-per-class", type=int, default=200, help="validation images per class the searches score")
+    ap.add_argument("--val-per-class", type=int, default=None,
+                    help="validation images per class the searches score (default: all of them, the images the "
+                         "generator and the predictor learnt from)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for every method (timings depend on it)")
     add_allow_dirty(ap)
     args = ap.parse_args()
@@ -108,11 +125,12 @@ def main() -> None:
     def cost(vecs: np.ndarray) -> np.ndarray:
         return table.cost_of_vectors(space, vecs)
 
-    def timed(generator: G.ArchGenerator) -> tuple[list[Arch], float]:
+    def timed(generator: G.ArchGenerator, all_classes: bool = False) -> tuple[list[Arch], float]:
         times = []
+        asked = [list(range(n_cls))] * len(tasks) if all_classes else tasks
         for _ in range(21):
             t = time.perf_counter()
-            archs = generator.generate(tasks, budgets)
+            archs = generator.generate(asked, budgets)
             times.append(time.perf_counter() - t)
         return archs, float(np.median(times)) / len(tasks)
 
@@ -120,8 +138,15 @@ def main() -> None:
     picks: dict[str, tuple[list[Arch], list[float], list[dict[str, Any]]]] = {}
     archs, per = timed(gen)
     picks["generator"] = (archs[:k], [per] * k, [{}] * k)
-    archs, per_a = timed(agnostic)
+    archs, per_a = timed(agnostic, all_classes=True)
     picks["task-agnostic generator"] = (archs[:k], [per_a] * k, [{}] * k)
+    predictor, table_m = load_predictor(run), gen.cost_table("mflops", None)
+    chosen, secs = [], []
+    for i in range(k):
+        t = time.perf_counter()
+        chosen.append(meet_target(gen, predictor, tasks[i], 1e-6, "mflops", table_m, budgets[i]).arch)
+        secs.append(time.perf_counter() - t)
+    picks["predictor pick"] = (chosen, secs, [{}] * k)
     family = uniform_family(space)
     t = time.perf_counter()
     static = [static_arch(space, family, n_cls, b) for b in budgets[:k]]
@@ -179,13 +204,28 @@ def main() -> None:
               "evolution_per_scenario_s": summary["evolutionary search"]["search_seconds_per_scenario"]}
     timing["speedup_per_scenario"] = timing["evolution_per_scenario_s"] / per_gen
     timing["speedup_amortised_1000"] = timing["evolution_per_scenario_s"] / timing["generator_amortised_1000_s"]
-    comparisons = {"all": paired(methods, "generator", ids, args.seed),
-                   "in_group": paired(methods, "generator", in_group, args.seed) if in_group else None,
-                   "random_tasks": paired(methods, "generator", random_ids, args.seed) if random_ids else None}
+    subsets = {"all": ids, "in_group": in_group, "random_tasks": random_ids}
+    comparisons = {name: paired(methods, "generator", sel, args.seed) if sel else None for name, sel in subsets.items()}
+    pair = {m: methods[m] for m in ("predictor pick", "task-agnostic generator")}
+    predictor_vs_agnostic = {name: paired(pair, "predictor pick", sel, args.seed)["task-agnostic generator"]
+                             if sel else None for name, sel in subsets.items()}
+    # Holm over every difference the tables report: generator - each other method and
+    # predictor pick - task-agnostic generator, in each subset
+    family = {f"{subset}|generator|{name}": c["p_value"] for subset, comp in comparisons.items()
+              for name, c in (comp or {}).items()}
+    family.update({f"{subset}|predictor pick|task-agnostic generator": c["p_value"]
+                   for subset, c in predictor_vs_agnostic.items() if c})
+    survives = holm(family)
     for subset, comp in comparisons.items():
         for name, c in (comp or {}).items():
+            c["holm_significant"] = survives[f"{subset}|generator|{name}"]
             print(f"[{subset}] generator - {name}: {c['mean_pp']:+.2f} pp, 95% CI [{c['ci95_pp'][0]:+.2f}, "
-                  f"{c['ci95_pp'][1]:+.2f}] ({c['verdict']})")
+                  f"{c['ci95_pp'][1]:+.2f}] ({c['verdict']}{', Holm' if c['holm_significant'] else ''})")
+    for subset, c in predictor_vs_agnostic.items():
+        if c:
+            c["holm_significant"] = survives[f"{subset}|predictor pick|task-agnostic generator"]
+            print(f"[{subset}] predictor pick - task-agnostic generator: {c['mean_pp']:+.2f} pp "
+                  f"[{c['ci95_pp'][0]:+.2f}, {c['ci95_pp'][1]:+.2f}]")
     data_name = meta["data"].split(":")[0]
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_mflops({n: [(r["mflops"], r["test_accuracy"]) for r in rows] for n, rows in methods.items()},
@@ -195,10 +235,13 @@ def main() -> None:
         "run": str(args.run), "data": meta["data"], "untrained": False, "seed": args.seed,
         "sample": {"scenarios": k, "in_group": len(in_group), "random_tasks": len(random_ids),
                    "test_images_per_class": int(np.bincount(data.y_test).min()),
-                   "search_val_images_per_class": args.val_per_class, "search_evaluations": args.evo_evaluations,
+                   "search_val_images_per_class": args.val_per_class or int(np.bincount(data.y_val).min()), "search_evaluations": args.evo_evaluations,
                    "threads": args.threads},
         "benchmark_wall_seconds": time.perf_counter() - wall_start,
-        "summary": summary, "comparisons": comparisons, "timing": timing, "methods": methods},
+        "summary": summary, "comparisons": comparisons, "predictor_vs_agnostic": predictor_vs_agnostic,
+        "multiple_comparisons": {"comparisons": len(family), "correction": "Holm", "alpha": 0.05,
+                                 "p_values": "two-sided paired bootstrap, 10,000 resamples of scenarios"},
+        "timing": timing, "methods": methods},
         allow_dirty=args.allow_dirty)
 
 
