@@ -6,7 +6,8 @@ target is what a user gets without specialisation: the test accuracy, on the tas
 generator's all-class pick at B. `specialize --min-accuracy TARGET` (the same `meet_target` the
 CLI and the device run) answers with the cheapest network the accuracy predictor says reaches
 it (or, when only the margin puts the target out of reach, the likeliest network, flagged and
-counted apart as "uncertain"). Reported per case: its MFLOPs and its measured latency (this machine as the device, tflite,
+counted apart as "uncertain"); and, to show what the margin costs, the same search on the
+predictor's point estimate (no margin). Reported per case: its MFLOPs and its measured latency (this machine as the device, tflite,
 1 thread) against the all-class pick's, and whether its test accuracy reaches the target
 (within a stated tolerance). An oracle row gives the upper bound: the cheapest network among all
 those this benchmark evaluated on test (the predictor's measured archs and every pick) whose test
@@ -25,6 +26,7 @@ to score; the predictor was fitted on the validation split.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import tempfile
@@ -89,6 +91,7 @@ def summarise(cases: list[dict[str, Any]], seed: int) -> dict[str, Any]:
                       ("random_tasks", [c for c in cases if not c["in_group"]])):
         answered = [c for c in sel if c["specialised"] is not None]
         oracle = [c for c in sel if c["oracle"] is not None]
+        point = [c for c in sel if c.get("point") is not None]
         out[name] = {
             "cases": len(sel), "answered": len(answered),
             "specialised": {
@@ -104,6 +107,10 @@ def summarise(cases: list[dict[str, Any]], seed: int) -> dict[str, Any]:
                                                             if not c["specialised"]["certain"]]),
                 "shortfall_pp_when_missed": [round(100 * (c["specialised"]["test_accuracy"] - c["target"]), 2)
                                              for c in answered if not c["specialised"]["met"]]},
+            # what the margin costs: the same search on the predictor's point estimate
+            "point_prediction": {
+                "mflops_ratio": median_ci([c["point"]["mflops"] / c["all_class"]["mflops"] for c in point], seed),
+                "target_met_on_test": share([c["point"]["met"] for c in point]), "answered": len(point)},
             "oracle": {
                 "mflops_ratio": median_ci([c["oracle"]["mflops"] / c["all_class"]["mflops"] for c in oracle], seed),
                 "latency_ratio": median_ci([c["oracle"]["latency_ms"] / c["all_class"]["latency_ms"] for c in oracle],
@@ -151,6 +158,9 @@ def main() -> None:
     all_picks = [space.decode(gen.generate_vectors([list(range(n_cls))], np.array([b]), "mflops", table=table)[0])
                  for b in budgets]
 
+    # the same predictor without its margin: what the search finds on point estimates alone
+    point_predictor = dataclasses.replace(predictor, errors=dataclasses.replace(predictor.errors, margin_se=0.0,
+                                                                                se_residual_p10=0.0))
     cases, answer_ms = [], []
     for t in tasks:
         for b, allc in zip(budgets, all_picks):
@@ -167,6 +177,13 @@ def main() -> None:
                                        "met": real >= target - TOLERANCE_PP / 100}
             except TargetUnreachable as exc:
                 case["unreachable"] = str(exc)
+            try:
+                pt = meet_target(gen, point_predictor, t["classes"], target, "mflops", table)
+                real = test.accuracy(pt.arch, t["classes"])
+                case["point"] = {"arch": pt.arch.to_dict(), "mflops": pt.cost, "test_accuracy": real,
+                                 "met": real >= target - TOLERANCE_PP / 100}
+            except TargetUnreachable:
+                case["point"] = None
             cases.append(case)
 
     # the oracle: the cheapest evaluated arch whose test accuracy reaches the target

@@ -161,6 +161,11 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
              f"cases (tolerance {n['tolerance_pp']} pp; {a['cases'] - a['answered']} targets were answered "
              f"\"unreachable\"); the cheapest network this benchmark found that reaches it costs "
              f"{orc['mflops_ratio']['median']:.2f}×.", ""]
+    pt = a.get("point_prediction")
+    if pt and pt["mflops_ratio"]["median"] is not None:
+        lines += [f"What the margin costs: the same search on the predictor's point estimate (no margin) picks networks "
+                  f"of {_ratio(pt['mflops_ratio'])} the all-class pick's MFLOPs (median, 95 % CI), which reach the "
+                  f"target on test in {pct(pt['target_met_on_test'], 0)} of {pt['answered']} cases.", ""]
     if sp["uncertain_answers"]:
         lines += [f"{sp['uncertain_answers']} of the answers are flagged as not certain (the prediction reaches the "
                   f"target, the margin does not; the answer is the likeliest network): they reach it on test in "
