@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
                    help="the accuracy the task needs, e.g. 95: the cheapest network predicted to reach it (margin "
                         "included; ms on --target where it has a latency model, else MFLOPs). With a budget too: the "
-                        "most accurate one within it. Needs `edge_eas fit-accuracy RUN` once")
+                        "most accurate one within it. Uses the run's accuracy predictor (fitted by `edge_eas train`, or "
+                        "later by `edge_eas fit-accuracy RUN`)")
     p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
 
 
