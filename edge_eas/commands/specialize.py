@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the accuracy the task needs, e.g. 95: the cheapest network predicted to reach it (margin "
                         "included; ms on --target where it has a latency model, else MFLOPs). With a budget too: the "
                         "most accurate one within it. Uses the run's accuracy predictor (fitted by `edge_eas train`, or "
-                        "later by `edge_eas fit-accuracy RUN`)")
+                        "later by `edge_eas fit-accuracy RUN`). A target the prediction reaches but its margin does not gets "
+                        "the likeliest network, flagged target_certain=false")
     p.add_argument("--no-eval", action="store_true", help="skip the task-accuracy evaluation")
 
 
