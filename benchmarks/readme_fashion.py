@@ -204,7 +204,8 @@ def accuracy_targets_section(doc: dict[str, Any]) -> list[str]:
               "oracle MFLOPs | oracle latency |", "|---|---|---|---|---|---|---|"]
     for name, label in (("all", "all"), ("in_group", "in-group"), ("random_tasks", "random tasks")):
         r = s[name]
-        lines.append(f"| {label} ({r['cases']}) | {r['answered']} ({r['specialised']['uncertain_answers']}) | {_ratio(r['specialised']['mflops_ratio'])} | "
+        lines.append(f"| {label} ({r['cases']}) | {r['answered']} ({r['specialised']['uncertain_answers']}) | "
+                     f"{_ratio(r['specialised']['mflops_ratio'])} | "
                      f"{_ratio(r['specialised']['latency_ratio'])} | {pct(r['specialised']['target_met_on_test'], 0)} | "
                      f"{_ratio(r['oracle']['mflops_ratio'])} | {_ratio(r['oracle']['latency_ratio'])} |")
     lines += ["", "By budget (all tasks):", "", "| budget | MFLOPs vs all-class | latency vs all-class | met |",

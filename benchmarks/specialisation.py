@@ -140,11 +140,11 @@ def main() -> None:
     picks["generator"] = (archs[:k], [per] * k, [{}] * k)
     archs, per_a = timed(agnostic, all_classes=True)
     picks["task-agnostic generator"] = (archs[:k], [per_a] * k, [{}] * k)
-    predictor, table_m = load_predictor(run), gen.cost_table("mflops", None)
+    predictor = load_predictor(run)
     chosen, secs = [], []
     for i in range(k):
         t = time.perf_counter()
-        chosen.append(meet_target(gen, predictor, tasks[i], 1e-6, "mflops", table_m, budgets[i]).arch)
+        chosen.append(meet_target(gen, predictor, tasks[i], 1e-6, "mflops", table, budgets[i]).arch)
         secs.append(time.perf_counter() - t)
     picks["predictor pick"] = (chosen, secs, [{}] * k)
     family = uniform_family(space)
@@ -235,7 +235,8 @@ def main() -> None:
         "run": str(args.run), "data": meta["data"], "untrained": False, "seed": args.seed,
         "sample": {"scenarios": k, "in_group": len(in_group), "random_tasks": len(random_ids),
                    "test_images_per_class": int(np.bincount(data.y_test).min()),
-                   "search_val_images_per_class": args.val_per_class or int(np.bincount(data.y_val).min()), "search_evaluations": args.evo_evaluations,
+                   "search_val_images_per_class": args.val_per_class or int(np.bincount(data.y_val).min()),
+                   "search_evaluations": args.evo_evaluations,
                    "threads": args.threads},
         "benchmark_wall_seconds": time.perf_counter() - wall_start,
         "summary": summary, "comparisons": comparisons, "predictor_vs_agnostic": predictor_vs_agnostic,

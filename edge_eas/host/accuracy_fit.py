@@ -271,7 +271,8 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     rng = np.random.default_rng(cfg.seed)
     archs = measured_archs(space, cfg.archs, cfg.seed)
     tasks = all_tasks(n_cls, cfg.max_tasks, rng)
-    m = measurements_for(run, TaskEvaluator(net, data, split=cfg.split), archs, tasks, cfg.split)
+    evaluator = TaskEvaluator(net, data, split=cfg.split)  # the calibration scores its answers with it too
+    m = measurements_for(run, evaluator, archs, tasks, cfg.split)
     acc, vecs = m.accuracy(), m.vecs
 
     # held out by architecture (never the smallest or largest: the fit should span the range) and by task
@@ -296,13 +297,15 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     states = train_members(members, cfg, n_cls)
     weights = ensemble_weights(states[:cfg.members])
     per_class = float(m.images.sum(1)[0]) / n_cls   # the all-class task holds every validation image
-    predictor = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()},
-                                  AccuracyMeta(per_class, 0.0, 0.0))
-    unseen = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in ensemble_weights(states[cfg.members:][:1]).items()},
-                               AccuracyMeta(per_class, 0, 0))
+
+    def ensemble(weights: dict[str, torch.Tensor], images_per_class: float) -> AccuracyPredictor:
+        return AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in weights.items()},
+                                 AccuracyMeta(images_per_class, 0.0, 0.0))
+
+    predictor = ensemble(weights, per_class)
+    unseen = ensemble(ensemble_weights(states[cfg.members:cfg.members + 1]), per_class)
     # the half-image predictor's standard errors are those of the half it was fitted on
-    half_a = AccuracyPredictor(space, n_cls, {k: v.numpy() for k, v in ensemble_weights(states[cfg.members + 1:]).items()},
-                               AccuracyMeta(float(m.images[0, 0]) / n_cls, 0.0, 0.0)) if calibrate else None
+    half_a = ensemble(ensemble_weights(states[cfg.members + 1:]), float(m.images[0, 0]) / n_cls) if calibrate else None
 
     def predict(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.stack([predictor.predict_vectors(vecs[rows], tasks[j]) for j in cols], 1)
@@ -320,7 +323,7 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
                                                                          m.half(1)[np.ix_(held, t_fit)]),
                         "kendall_tau_predictor_vs_half": kendall_within_tasks(held_pred,
                                                                               m.half(1)[np.ix_(held, t_fit)])}}
-    calibration = None if half_a is None else calibrated_margin(run, half_a, net, data, m, t_fit, cfg)
+    calibration = None if half_a is None else calibrated_margin(run, half_a, evaluator, m, t_fit, cfg)
     errors_se = AccuracyMeta(per_class, float(np.percentile(res, 10)), float(np.percentile(res, 90)),
                              None if calibration is None else calibration.margin_se)
     doc = {"format": FORMAT, "config": asdict(cfg), **asdict(errors_se),
@@ -339,18 +342,17 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     return doc
 
 
-def calibrated_margin(run: RunDir, half_a: AccuracyPredictor, net: Any, data: Any, m: Measurements,
+def calibrated_margin(run: RunDir, half_a: AccuracyPredictor, evaluator: TaskEvaluator, m: Measurements,
                       t_fit: np.ndarray, cfg: AccuracyFitConfig) -> MarginCalibration:
     """Cross-fit the targets' margin (host/accuracy_margin.py): `half_a`, fitted on the even
     images of the fitted archs, answers targets on `cfg.calibration_tasks` fitted tasks, scored
     on the odd images. Only for runs with a generator (its picks are the candidates)."""
     from edge_eas import generator as G
-    space = net.space
+    space = evaluator.net.space
     fit_tasks = [m.tasks[j] for j in t_fit]
     rng = np.random.default_rng(cfg.seed + 2)
     chosen = [fit_tasks[i] for i in sorted(rng.choice(len(fit_tasks), min(cfg.calibration_tasks, len(fit_tasks)),
                                                       replace=False))]
-    evaluator = TaskEvaluator(net, data, split=cfg.split)
     logits: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def odd_images(vec: np.ndarray, classes: Sequence[int]) -> float:
