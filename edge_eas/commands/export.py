@@ -8,7 +8,7 @@ from pathlib import Path
 from edge_eas.common.console import emit_json
 from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.cost.latency_models import LatencyModels
-from edge_eas.host.bundle import export_bundle
+from edge_eas.host.bundle import DEFAULT_CALIBRATION_PER_CLASS, export_bundle
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,10 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dt.add_argument("--fp16", dest="dtype", action="store_const", const="fp16")
     dt.add_argument("--fp32", dest="dtype", action="store_const", const="fp32")
     p.add_argument("--sign", type=Path, metavar="KEYFILE", help="Ed25519 private key from `edge_eas keygen`")
-    p.add_argument("--calibration-images", "--calib-per-class", dest="calib_per_class", type=int, default=32,
-                   metavar="N", help="training images per class the bundle carries for BN recalibration on the "
-                                     "device (default 32); 0 ships none, and the device then needs the user's own "
-                                     "images (Runtime.load(..., calibration=...), agent --calibration)")
+    p.add_argument("--calibration-images", "--calib-per-class", dest="calib_per_class", type=int,
+                   default=DEFAULT_CALIBRATION_PER_CLASS,
+                   metavar="N", help="training images per class the bundle carries for BN recalibration (and int8 "
+                                     "ranges) on the device (default %(default)s); 0 ships none, and the device "
+                                     "then needs the user's own images (Runtime.load(..., calibration=...), agent "
+                                     "--calibration)")
 
 
 def requires(args: argparse.Namespace) -> list[Need]:

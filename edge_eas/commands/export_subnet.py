@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from edge_eas import __version__
 from edge_eas.commands.budget_args import add_budget_arguments, budget_of
@@ -16,7 +17,10 @@ from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
 from edge_eas.cost.flops import macs, params
 from edge_eas.data import load_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
-from edge_eas.net.folded import fold_bn
+from edge_eas.host.bundle import DEFAULT_CALIBRATION_PER_CLASS, calibration_set
+from edge_eas.net.folded import FoldedNet, fold_bn
+from edge_eas.net.preprocess import Preprocess
+from edge_eas.runtime.engines import Calibration
 from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
 from edge_eas.workflows.specialise import specialise
 
@@ -28,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", required=True, choices=["pte", "tflite"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported graph")
+    p.add_argument("--int8", action="store_true",
+                   help="a full-integer graph (tflite): int8 weights per channel and int8 activations at ranges "
+                        f"calibrated on {DEFAULT_CALIBRATION_PER_CLASS} training images per class, as a default bundle "
+                        "carries them; uint8 image in and float probabilities out as ever")
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
@@ -45,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
+    if args.int8 and args.format != "tflite":
+        raise ValueError("--int8 writes a .tflite (--format tflite); ExecuTorch's int8 path needs its own "
+                         "quantiser, not exported yet")
     spec = specialise(args.run_dir, parse_classes(args.classes), budget_of(args), args.target, args.engine,
                       args.threads)
     arch, task = spec.arch, spec.task
@@ -56,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     weights = {k: v.detach().cpu().numpy() for k, v in sub.state_dict().items() if not k.endswith("num_batches_tracked")}
     folded = fold_bn(weights, net.space, arch)
     app = AppIO(mean=tuple(meta["preprocess"]["mean"]), std=tuple(meta["preprocess"]["std"]))
+    ranges = _int8_ranges(folded, meta) if args.int8 else None
     n = len(task.classes)
     doc = sidecar(args.format, app, (args.batch_size, *net.space.input_shape), task.classes,
                   [meta["class_names"][k] for k in task.classes],
                   {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
-                   "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__})
+                   "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__,
+                   "precision": "int8" if args.int8 else "float32"})
     if args.format == "pte":
         # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.executorch_engine import export_pte
@@ -68,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.tflite_engine import build_tflite
-        atomic_write_bytes(args.out, build_tflite(folded, args.batch_size, app=app, metadata=sidecar_bytes(doc)))
+        atomic_write_bytes(args.out, build_tflite(folded, args.batch_size, app=app, metadata=sidecar_bytes(doc),
+                                                  ranges=ranges))
     side = args.out.with_suffix(".json")
     atomic_write_bytes(side, sidecar_bytes(doc))
     result = {"out": str(args.out), "sidecar": str(side), "bytes": args.out.stat().st_size,
@@ -81,3 +95,14 @@ def run(args: argparse.Namespace) -> int:
               f"MFLOPs; input '{doc['input']['name']}' uint8 NHWC {shape} (raw pixels, normalised inside), output "
               f"'{doc['output']['name']}' softmax over {doc['labels']}")
     return 0
+
+
+def _int8_ranges(folded: FoldedNet, meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Activation ranges on the training images a default bundle carries (random images for an
+    untrained run, whose exports are for latency only)."""
+    # lazy: an engine module loads only when that engine is used
+    from edge_eas.runtime.engines.tflite_engine import calibrate
+    if meta.get("untrained"):
+        return calibrate(folded, Calibration.random(folded.input_shape).images)
+    images = calibration_set(meta, DEFAULT_CALIBRATION_PER_CLASS)["images"]
+    return calibrate(folded, Preprocess.from_dict(meta["preprocess"])(images))

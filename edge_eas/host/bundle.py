@@ -31,6 +31,11 @@ from edge_eas.data import load_dataset
 SHARED_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+DEFAULT_CALIBRATION_PER_CLASS = 32
+"""Training images per class a bundle carries unless told otherwise: BN statistics on the device,
+and the int8 engines' activation ranges (export-subnet --int8 calibrates on the same)."""
+
+
 def calibration_set(run_meta: dict[str, Any], per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A few uint8 training images per class, for BN recalibration on the device. With 0 the
     bundle carries none (empty arrays): the device then recalibrates on the user's images."""
@@ -53,7 +58,7 @@ def data_label(spec: str) -> str:
 
 
 def export_bundle(run_dir: Path, out: Path, dtype: str = "int8", sign_key: Path | None = None,
-                  calib_per_class: int = 32, cost_models: dict[str, Any] | None = None) -> dict[str, Any]:
+                  calib_per_class: int = DEFAULT_CALIBRATION_PER_CLASS, cost_models: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write `out` atomically; returns a summary (size, digests, signer)."""
     run = RunDir(run_dir)
     meta = run.meta()

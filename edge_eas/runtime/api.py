@@ -22,7 +22,7 @@ from edge_eas.archgen.generator import from_bundle
 from edge_eas.archgen.targets import meet_target
 from edge_eas.format.bundle_reader import Bundle, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
-from edge_eas.runtime.engines import create_engine, pick_engine
+from edge_eas.runtime.engines import Calibration, create_engine, pick_engine
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.runtime.timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
 from edge_eas.runtime.recalibrate import recalibrate
@@ -55,12 +55,18 @@ class SpecializedModel:
     preprocess: Preprocess
     timings_ms: dict[str, float] = field(default_factory=dict)
     prediction: Prediction | None = None  # the predicted task accuracy, where the bundle carries a predictor
+    calibration: Calibration | None = field(default=None, repr=False)  # images int8 engines calibrate on
     _engines: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def _engine(self, batch: int) -> Any:
         if batch not in self._engines:
-            self._engines[batch] = create_engine(self.engine, self.folded, batch_size=batch, threads=self.threads)
+            self._engines[batch] = self.new_engine(batch)
         return self._engines[batch]
+
+    def new_engine(self, batch: int = 1) -> Any:
+        """A fresh instance of this model's engine (calibrated engines reuse its ranges)."""
+        return create_engine(self.engine, self.folded, batch_size=batch, threads=self.threads,
+                             calibration=self.calibration)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         x = self.preprocess(images)
@@ -112,7 +118,7 @@ def instance_calls(m: SpecializedModel, batch_size: int = 1, instances: int = EN
     fns = [timed_call(m, batch_size)]
     if m.engine != "executorch":
         for _ in range(instances - 1):
-            engine = create_engine(m.engine, m.folded, batch_size=batch_size, threads=m.threads)
+            engine = m.new_engine(batch_size)
             fns.append(on_fixed_input(engine, m.folded.input_shape, batch_size))
     return fns
 
@@ -314,8 +320,11 @@ class Runtime:
         # was trained on (task-only statistics cost ~3 pp on digits' largest arch). An untrained
         # run (edge_eas init) has no such images and keeps its initial statistics: its figures
         # are latencies, which do not depend on them.
-        if not (self.untrained and self._user_calibration is None):
-            weights = recalibrate(weights, self.space, arch, self._calibration_input(self._calibration_images()))
+        if self.untrained and self._user_calibration is None:
+            calibration = Calibration.random(self.space.input_shape)  # int8 ranges: latency work only
+        else:
+            calibration = Calibration(self._calibration_input(self._calibration_images()))
+            weights = recalibrate(weights, self.space, arch, calibration.images)
         folded = fold_bn(weights, self.space, arch)
         t2 = time.perf_counter()
         model = self.latency_model(name, threads)
@@ -324,7 +333,7 @@ class Runtime:
                               params=params(self.space, arch, len(task.classes)),
                               predicted_ms=model.predict(self.space, arch) if model else None,
                               engine=name, threads=threads, folded=folded, preprocess=self.preprocess,
-                              prediction=prediction)
+                              prediction=prediction, calibration=calibration)
         sm._engine(1)
         sm.timings_ms = {"generate": (t1 - t0) * 1000, "extract": (t2 - t1) * 1000,
                          "engine_build": (time.perf_counter() - t2) * 1000}

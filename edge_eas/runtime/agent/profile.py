@@ -22,7 +22,7 @@ from edge_eas.net.space import BlockConfig
 from edge_eas.net.subnet import (ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, head_layers, mbconv_layers, stem_layers,
                       walk)
 from edge_eas.runtime.api import benchmark_many
-from edge_eas.runtime.engines import create_engine
+from edge_eas.runtime.engines import Calibration, create_engine
 from edge_eas.net.folded import FoldedNet, fold_layers
 from edge_eas.runtime.agent.messages import BlockProfile
 from edge_eas.runtime.timing import on_fixed_input
@@ -99,7 +99,9 @@ def distinct_blocks(space: Any) -> list[BlockConfig]:
 
 
 def _timer(net: FoldedNet, engine: str, threads: int | None):  # type: ignore[no-untyped-def]
-    return on_fixed_input(create_engine(engine, net, batch_size=1, threads=threads), net.input_shape)
+    # a probe network's int8 ranges come from random images: its latency does not depend on them
+    return on_fixed_input(create_engine(engine, net, batch_size=1, threads=threads,
+                                        calibration=Calibration.random(net.input_shape)), net.input_shape)
 
 
 INSTANCES = 2  # engine instances per host network; the fastest counts (see profile_blocks)

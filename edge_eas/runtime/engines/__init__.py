@@ -1,4 +1,4 @@
-"""Inference engines for a `FoldedNet`: numpy (always), TFLite/LiteRT, ExecuTorch, torch.
+"""Inference engines for a `FoldedNet`: numpy (always), TFLite/LiteRT (float and int8), ExecuTorch, torch.
 
 `registry.ENGINES` describes them; this package only re-exports. It imports numpy only; each
 engine imports its own library when it is created, so `available_engines()` and the numpy engine
@@ -8,9 +8,9 @@ Every engine takes NCHW float32 images and returns (N, num_classes) float32 logi
 
 from __future__ import annotations
 
-from edge_eas.runtime.engines.base import Engine, EngineUnavailable, as_input
+from edge_eas.runtime.engines.base import Calibration, Engine, EngineUnavailable, as_input
 from edge_eas.runtime.engines.registry import (ENGINE_NAMES, ENGINES, EngineSpec, auto_engines, available_engines,
                                                create_engine, engine_available, pick_engine, preferred_engines)
 
-__all__ = ["ENGINES", "ENGINE_NAMES", "Engine", "EngineSpec", "EngineUnavailable", "as_input", "auto_engines",
+__all__ = ["Calibration", "ENGINES", "ENGINE_NAMES", "Engine", "EngineSpec", "EngineUnavailable", "as_input", "auto_engines",
            "available_engines", "create_engine", "engine_available", "pick_engine", "preferred_engines"]

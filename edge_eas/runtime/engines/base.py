@@ -6,7 +6,8 @@ package has no import loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Optional, Protocol
 
 import numpy as np
 
@@ -18,6 +19,24 @@ if TYPE_CHECKING:
 
 class EngineUnavailable(UserError, RuntimeError):
     """The engine's library is not installed here; the message says what to pip install."""
+
+
+@dataclass
+class Calibration:
+    """Images an engine calibrates on (NCHW float32, normalised as its input: the bundle's
+    calibration images or the user's), and what engines derived from them, kept so that a
+    second instance of an engine for the same network does not calibrate again. `synthetic`:
+    random images, for latency work only (an untrained run, a profiled block)."""
+
+    images: np.ndarray
+    synthetic: bool = False
+    derived: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def random(cls, input_shape: tuple, count: int = 16, seed: int = 0) -> "Calibration":
+        """Standard-normal images: ranges that time like real ones but mean nothing for accuracy."""
+        rng = np.random.default_rng(seed)
+        return cls(rng.standard_normal((count, *input_shape)).astype(np.float32), synthetic=True)
 
 
 class Engine(Protocol):

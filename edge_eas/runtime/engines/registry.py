@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, Optional
 
-from edge_eas.runtime.engines.base import Engine, EngineUnavailable
+from edge_eas.runtime.engines.base import Calibration, Engine, EngineUnavailable
 
 if TYPE_CHECKING:
     from edge_eas.net.folded import FoldedNet
@@ -32,24 +32,28 @@ def has_module(module: str) -> bool:
 class EngineSpec:
     """One engine. `factory` is "module:Class" in this package, imported when an engine is created;
     `requires` lists groups of top-level modules, each group satisfied by any one of them installed;
-    `auto_rank` orders the engines `engine="auto"` may pick (None: never picked)."""
+    `auto_rank` orders the engines `engine="auto"` may pick (None: never picked); `calibrated`
+    engines take calibration images (int8 activation ranges)."""
 
     name: str
     factory: str
     requires: tuple[tuple[str, ...], ...] = ()
     install_hint: str = ""
     auto_rank: Optional[int] = None
+    calibrated: bool = False
 
     def available(self) -> bool:
         """Cheap check (nothing heavy is imported) that `create` can work."""
         return all(any(has_module(m) for m in group) for group in self.requires)
 
-    def create(self, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None) -> Engine:
+    def create(self, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None,
+               calibration: Optional[Calibration] = None) -> Engine:
         """The engine for `folded`; a missing library raises EngineUnavailable with the install hint."""
         module, cls = self.factory.split(":")
+        extra = {"calibration": calibration} if self.calibrated else {}
         try:
             engine = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
-            return engine(folded, batch_size=batch_size, threads=threads)  # type: ignore[no-any-return]
+            return engine(folded, batch_size=batch_size, threads=threads, **extra)  # type: ignore[no-any-return]
         except EngineUnavailable as exc:
             raise EngineUnavailable(f"{exc}: {self.install_hint}") from None
 
@@ -63,6 +67,12 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType({spec.name: spec for spec i
                          ("ai_edge_litert", "tensorflow", "edge_eas_tflite_schema")),
                install_hint="pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)",
                auto_rank=0),
+    # the same graph in full integer; its activation ranges come from calibration images
+    EngineSpec("tflite-int8", "tflite_engine:TFLiteInt8Engine",
+               requires=(("flatbuffers",), ("ai_edge_litert", "tflite_runtime"),
+                         ("ai_edge_litert", "tensorflow", "edge_eas_tflite_schema")),
+               install_hint="pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)",
+               calibrated=True),
     EngineSpec("executorch", "executorch_engine:ExecuTorchEngine", requires=(("executorch",), ("torch",)),
                install_hint="pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"),
     EngineSpec("torch", "torch_engine:TorchEngine", requires=(("torch",),), install_hint="pip install torch"),
@@ -113,12 +123,14 @@ def pick_engine(name: str) -> str:
     return name
 
 
-def create_engine(name: str, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None) -> Engine:
+def create_engine(name: str, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None,
+                  calibration: Optional[Calibration] = None) -> Engine:
     """Build engine `name` for `folded`. `batch_size` is the batch it is prepared for (engines
-    with static shapes re-plan on another batch); `threads=None` keeps the library default."""
+    with static shapes re-plan on another batch); `threads=None` keeps the library default;
+    `calibration`: images for engines that calibrate (others ignore it)."""
     spec = engine_spec(name)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
-    return spec.create(folded, batch_size=batch_size, threads=threads)
+    return spec.create(folded, batch_size=batch_size, threads=threads, calibration=calibration)

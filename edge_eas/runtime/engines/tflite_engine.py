@@ -26,12 +26,14 @@ from edge_eas.net.activations import activation
 from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, FoldedNet, GlobalAvgPool, Linear, Op,
                                  Resize, SqueezeExcite, plan_conv)
 from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
-from edge_eas.runtime.engines.base import EngineUnavailable, as_input
+from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_input
 from edge_eas.runtime.engines.tflite_graph import GraphBuilder, load_schema
+from edge_eas.runtime.engines.tflite_quant import Ranges, activation_params, calibrate_ranges
 
-__all__ = ["TFLiteEngine", "build_tflite", "load_interpreter_class", "load_schema"]
+__all__ = ["TFLiteEngine", "TFLiteInt8Engine", "build_tflite", "calibrate", "load_interpreter_class", "load_schema"]
 
 Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias must work on the device's Python 3.8
+RAW_INPUT = "input"  # the normalised float image the engine's graph takes (its ranges name the int8 input's)
 
 
 def load_interpreter_class() -> type:
@@ -58,8 +60,28 @@ def _separate_activation(g: GraphBuilder, x: int, shape: Shape, act: str, name: 
     op = activation(act).tflite_op
     if op is None:
         return x
-    out = g.tensor(shape, f"{name}/{act}")
+    if g.integer and op == "HARD_SWISH":
+        return _hard_swish_int8(g, x, shape, f"{name}/{act}")
+    out = g.activation(shape, f"{name}/{act}")
     g.op(op, [x], [out])
+    return out
+
+
+def _hard_swish_int8(g: GraphBuilder, x: int, shape: Shape, name: str) -> int:
+    """x * relu6(x + 3) / 6 as ADD (RELU6), MUL, MUL: XNNPACK (LiteRT 2.3) runs an int8 HARD_SWISH
+    on the reference kernel outside its delegate, cutting the graph into a partition per activation.
+    The two intermediates' ranges follow from x's; the output's is HARD_SWISH's, calibrated."""
+    s = g.s
+    lo, hi = g.span(x)
+    shift_span = (min(max(lo + 3, 0.0), 6.0), min(max(hi + 3, 0.0), 6.0))
+    shifted = g.activation(shape, f"{name}/shift", span=shift_span)
+    add = s.AddOptionsT()
+    add.fusedActivationFunction = s.ActivationFunctionType.RELU6
+    g.op("ADD", [x, g.scalar(3.0, f"{name}/three")], [shifted], add, "AddOptions")
+    gate = g.activation(shape, f"{name}/gate", span=(shift_span[0] / 6, shift_span[1] / 6))
+    g.op("MUL", [shifted, g.scalar(1.0 / 6.0, f"{name}/sixth")], [gate], s.MulOptionsT(), "MulOptions")
+    out = g.activation(shape, name)
+    g.op("MUL", [x, gate], [out], s.MulOptionsT(), "MulOptions")
     return out
 
 
@@ -80,17 +102,17 @@ def _conv_fused(g: GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: s
     act = _activation(s, conv.act)
     weight = plan.weight
     if plan.same_padding and len(plan.bands) == 1:
-        out = g.tensor(out_shape, name)
+        out = g.activation(out_shape, name)
         _conv_op(g, x, out, conv, weight, conv.bias, s.Padding.SAME, act, name)
         return out, out_shape
     if plan.pad_before or plan.pad_after:
         before, after = plan.pad_before, plan.pad_after
         pads = g.const(np.array([[0, 0], [before, after], [before, after], [0, 0]], dtype=np.int32), f"{name}/pads")
-        padded = g.tensor((n, plan.padded_size, plan.padded_size, shape[3]), f"{name}/pad")
+        padded = g.activation((n, plan.padded_size, plan.padded_size, shape[3]), f"{name}/pad", like=x)
         g.op("PAD", [x, pads], [padded], s.PadOptionsT(), "PadOptions")
         x = padded
     if len(plan.bands) == 1:
-        out = g.tensor(out_shape, name)
+        out = g.activation(out_shape, name)
         _conv_op(g, x, out, conv, weight, conv.bias, s.Padding.VALID, act, name)
         return out, out_shape
     total = -1
@@ -99,15 +121,15 @@ def _conv_fused(g: GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: s
         start, rows = plan.band_rows(band)
         begin = g.const(np.array([0, start, 0, 0], dtype=np.int32), f"{name}/band{b}/begin")
         size = g.const(np.array([n, rows, plan.padded_size, shape[3]], dtype=np.int32), f"{name}/band{b}/size")
-        sliced = g.tensor((n, rows, plan.padded_size, shape[3]), f"{name}/band{b}/slice")
+        sliced = g.activation((n, rows, plan.padded_size, shape[3]), f"{name}/band{b}/slice", like=x)
         g.op("SLICE", [x, begin, size], [sliced], s.SliceOptionsT(), "SliceOptions")
-        part = g.tensor(out_shape, f"{name}/band{b}")
+        part = g.activation(out_shape, f"{name}/band{b}")
         _conv_op(g, sliced, part, conv, weight[:, :, band[0]:band[1], :], conv.bias if b == 0 else zeros,
                  s.Padding.VALID, s.ActivationFunctionType.NONE, f"{name}/band{b}")
         if total < 0:
             total = part
             continue
-        summed = g.tensor(out_shape, name if b == len(plan.bands) - 1 else f"{name}/sum{b}")
+        summed = g.activation(out_shape, name if b == len(plan.bands) - 1 else f"{name}/sum{b}")
         opts = s.AddOptionsT()
         opts.fusedActivationFunction = act if b == len(plan.bands) - 1 else s.ActivationFunctionType.NONE
         g.op("ADD", [total, part], [summed], opts, "AddOptions")
@@ -119,21 +141,20 @@ def _conv_op(g: GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.nda
              padding: int, act: int, name: str) -> None:
     """One CONV_2D / DEPTHWISE_CONV_2D with an OIHW (torch) weight, re-laid out for TFLite."""
     s = g.s
-    bias_t = g.const(bias.astype(np.float32), f"{name}/bias")
     if conv.depthwise:
-        weight_t = g.const(weight.transpose(1, 2, 3, 0).astype(np.float32), f"{name}/weight")  # (1,kh,kw,C)
+        weight_t = g.weight(weight.transpose(1, 2, 3, 0), f"{name}/weight", axis=3)  # (1,kh,kw,C)
         opts = s.DepthwiseConv2DOptionsT()
         opts.depthMultiplier = 1
         code, opts_type = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
     elif conv.groups == 1:
-        weight_t = g.const(weight.transpose(0, 2, 3, 1).astype(np.float32), f"{name}/weight")  # (O,kh,kw,I)
+        weight_t = g.weight(weight.transpose(0, 2, 3, 1), f"{name}/weight", axis=0)  # (O,kh,kw,I)
         opts = s.Conv2DOptionsT()
         code, opts_type = "CONV_2D", "Conv2DOptions"
     else:
         raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
     opts.padding, opts.strideH, opts.strideW = padding, conv.stride, conv.stride
     opts.fusedActivationFunction = act
-    g.op(code, [x, weight_t, bias_t], [out], opts, opts_type)
+    g.op(code, [x, weight_t, g.bias(bias, f"{name}/bias", x, weight_t)], [out], opts, opts_type)
 
 
 def _emit(g: GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
@@ -147,19 +168,19 @@ def _emit(g: GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
             y, y_shape = _emit(g, sub, y, y_shape)
         if not op.residual:
             return y, y_shape
-        summed = g.tensor(y_shape, f"{op.name}.add")
+        summed = g.activation(y_shape, f"{op.name}.add")
         g.op("ADD", [x, y], [summed], s.AddOptionsT(), "AddOptions")
         return summed, y_shape
     if isinstance(op, GlobalAvgPool):
         axes = g.const(np.array([1, 2], dtype=np.int32), f"{op.name}/axes")
-        pooled = g.tensor((shape[0], shape[3]), op.name)
+        pooled = g.activation((shape[0], shape[3]), op.name)
         g.op("MEAN", [x, axes], [pooled], s.ReducerOptionsT(), "ReducerOptions")
         return pooled, (shape[0], shape[3])
     if isinstance(op, Linear):
-        w = g.const(op.weight.astype(np.float32), f"{op.name}/weight")
-        b = g.const(op.bias.astype(np.float32), f"{op.name}/bias")
+        w = g.weight(op.weight, f"{op.name}/weight", axis=0)
+        b = g.bias(op.bias, f"{op.name}/bias", x, w)
         out_shape = (shape[0], int(op.weight.shape[0]))
-        out = g.tensor(out_shape, op.name)
+        out = g.activation(out_shape, op.name)
         opts = s.FullyConnectedOptionsT()
         opts.fusedActivationFunction = _activation(s, op.act)
         g.op("FULLY_CONNECTED", [x, w, b], [out], opts, "FullyConnectedOptions")
@@ -176,28 +197,26 @@ def _squeeze_excite(g: GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) ->
     s = g.s
     n, c, mid = shape[0], op.channels, int(op.reduce_w.shape[0])
     axes = g.const(np.array([1, 2], dtype=np.int32), f"{op.name}/axes")
-    pooled = g.tensor((n, 1, 1, c), f"{op.name}/pool")
+    pooled = g.activation((n, 1, 1, c), f"{op.name}/pool")
     opts = s.ReducerOptionsT()
     opts.keepDims = True
     g.op("MEAN", [x, axes], [pooled], opts, "ReducerOptions")
-    hidden, gate = g.tensor((n, 1, 1, mid), f"{op.name}/reduce"), g.tensor((n, 1, 1, c), f"{op.name}/expand")
+    hidden, gate = g.activation((n, 1, 1, mid), f"{op.name}/reduce"), g.activation((n, 1, 1, c), f"{op.name}/expand")
     for inp, out, w, b, act, label in ((pooled, hidden, op.reduce_w, op.reduce_b, "RELU", "reduce"),
                                        (hidden, gate, op.expand_w, op.expand_b, "NONE", "expand")):
         conv = s.Conv2DOptionsT()
         conv.padding, conv.strideH, conv.strideW = s.Padding.VALID, 1, 1
         conv.fusedActivationFunction = getattr(s.ActivationFunctionType, act)
-        weight = g.const(np.ascontiguousarray(w.reshape(w.shape[0], 1, 1, w.shape[1]), dtype=np.float32),
-                         f"{op.name}/{label}/weight")
-        g.op("CONV_2D", [inp, weight, g.const(b.astype(np.float32), f"{op.name}/{label}/bias")], [out], conv,
+        weight = g.weight(w.reshape(w.shape[0], 1, 1, w.shape[1]), f"{op.name}/{label}/weight", axis=0)
+        g.op("CONV_2D", [inp, weight, g.bias(b, f"{op.name}/{label}/bias", inp, weight)], [out], conv,
              "Conv2DOptions")
-    shifted = g.tensor((n, 1, 1, c), f"{op.name}/shift")
+    shifted = g.activation((n, 1, 1, c), f"{op.name}/shift")
     add = s.AddOptionsT()
     add.fusedActivationFunction = s.ActivationFunctionType.RELU6
-    g.op("ADD", [gate, g.const(np.full((1,), 3.0, np.float32), f"{op.name}/three")], [shifted], add, "AddOptions")
-    scaled = g.tensor((n, 1, 1, c), f"{op.name}/hsigmoid")
-    g.op("MUL", [shifted, g.const(np.full((1,), 1.0 / 6.0, np.float32), f"{op.name}/sixth")], [scaled],
-         s.MulOptionsT(), "MulOptions")
-    out = g.tensor(shape, op.name)
+    g.op("ADD", [gate, g.scalar(3.0, f"{op.name}/three")], [shifted], add, "AddOptions")
+    scaled = g.activation((n, 1, 1, c), f"{op.name}/hsigmoid")
+    g.op("MUL", [shifted, g.scalar(1.0 / 6.0, f"{op.name}/sixth")], [scaled], s.MulOptionsT(), "MulOptions")
+    out = g.activation(shape, op.name)
     g.op("MUL", [x, scaled], [out], s.MulOptionsT(), "MulOptions")
     return out
 
@@ -208,7 +227,7 @@ def _resize(g: GraphBuilder, op: Resize, x: int, shape: Shape) -> tuple[int, Sha
         raise ValueError(f"{op.name}: resizes a {op.in_size}x{op.in_size} map, got {shape[1]}x{shape[2]}")
     out_shape = (shape[0], op.out_size, op.out_size, shape[3])
     size = g.const(np.array([op.out_size, op.out_size], dtype=np.int32), f"{op.name}/size")
-    out = g.tensor(out_shape, op.name)
+    out = g.activation(out_shape, op.name, like=x)
     opts = g.s.ResizeBilinearOptionsT()
     opts.alignCorners, opts.halfPixelCenters = False, True
     g.op("RESIZE_BILINEAR", [x, size], [out], opts, "ResizeBilinearOptions", version=3)
@@ -216,29 +235,53 @@ def _resize(g: GraphBuilder, op: Resize, x: int, shape: Shape) -> tuple[int, Sha
 
 
 def build_tflite(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None,
-                 metadata: Optional[bytes] = None) -> bytes:
+                 metadata: Optional[bytes] = None, ranges: Optional[Ranges] = None) -> bytes:
     """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input
     and giving logits; with `app` (a standalone export, runtime/app_io.py) it takes uint8 NHWC,
     normalises inside (CAST, MUL, ADD), ends in SOFTMAX, and has a named signature and the
-    `metadata` JSON as a metadata entry."""
-    g = GraphBuilder(load_schema())
+    `metadata` JSON as a metadata entry. With `ranges` (`calibrate`) the network runs in int8:
+    QUANTIZE after the (float) input, DEQUANTIZE before the float logits or SOFTMAX."""
+    g = GraphBuilder(load_schema(), ranges)
     c, h, w = folded.input_shape
     shape: Shape = (batch_size, h, w, c)
     if app is None:
-        inp = x = g.tensor(shape, "input")
+        inp = x = g.tensor(shape, RAW_INPUT)
     else:
         inp, x = _app_input(g, shape, app)
+    if g.integer:
+        x = _quantize(g, x, shape)
     for op in folded.ops:
         x, shape = _emit(g, op, x, shape)
+    if g.integer:
+        logits = g.tensor(shape, "logits")
+        g.op("DEQUANTIZE", [x], [logits])
+        x = logits
+    kind = "int8" if g.integer else "float32"
     if app is None:
-        return g.finish([inp], [x], "edge_eas sub-network (BN folded)")
+        return g.finish([inp], [x], f"edge_eas sub-network (BN folded, {kind})")
     probs = g.tensor(shape, OUTPUT_NAME)
     opts = g.s.SoftmaxOptionsT()
     opts.beta = 1.0
     g.op("SOFTMAX", [x], [probs], opts, "SoftmaxOptions")
-    return g.finish([inp], [probs], "edge_eas sub-network: uint8 NHWC image in, softmax probabilities out",
+    return g.finish([inp], [probs], f"edge_eas sub-network ({kind}): uint8 NHWC image in, softmax probabilities out",
                     signature=(SIGNATURE, INPUT_NAME, OUTPUT_NAME),
                     metadata=None if metadata is None else (METADATA_NAME, metadata))
+
+
+def _quantize(g: GraphBuilder, x: int, shape: Shape) -> int:
+    """The normalised float image as int8, at the range calibrated for the raw graph's input."""
+    assert g.ranges is not None
+    out = g.tensor(shape, f"{RAW_INPUT}/int8", dtype="INT8", quant=activation_params(*g.ranges[RAW_INPUT]))
+    g.op("QUANTIZE", [x], [out])
+    return out
+
+
+def calibrate(folded: FoldedNet, images: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Activation ranges for `build_tflite(..., ranges=)` from NCHW float calibration images
+    (normalised as the engine's input), measured on the float graph."""
+    images = as_input(images, folded)
+    return calibrate_ranges(lambda batch: build_tflite(folded, batch), load_interpreter_class(),
+                            images.transpose(0, 2, 3, 1))
 
 
 def _app_input(g: GraphBuilder, shape: Shape, app: AppIO) -> tuple[int, int]:
@@ -278,9 +321,12 @@ class TFLiteEngine:
         """The .tflite flatbuffer for the build-time batch size."""
         return self._models[self.batch_size]
 
+    def _build(self, batch: int) -> bytes:
+        return build_tflite(self.folded, batch)
+
     def _interpreter(self, batch: int) -> tuple[Any, int, int]:
         if batch not in self._interpreters:
-            self._models[batch] = build_tflite(self.folded, batch)
+            self._models[batch] = self._build(batch)
             kwargs = {} if self.threads is None else {"num_threads": self.threads}
             interp = self._interpreter_class(model_content=self._models[batch], **kwargs)
             interp.allocate_tensors()
@@ -294,3 +340,23 @@ class TFLiteEngine:
         interp.set_tensor(inp, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         interp.invoke()
         return interp.get_tensor(out)
+
+
+class TFLiteInt8Engine(TFLiteEngine):
+    """The same graph in full integer (XNNPACK's QS8 kernels): int8 activations at ranges
+    calibrated on `calibration`'s images (once per network: instances share them), per-channel
+    int8 weights; float images in, float logits out."""
+
+    name = "tflite-int8"
+
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
+                 calibration: Optional[Calibration] = None) -> None:
+        if calibration is None:
+            raise ValueError("the tflite-int8 engine needs calibration images for its activation ranges")
+        if self.name not in calibration.derived:
+            calibration.derived[self.name] = calibrate(folded, calibration.images)
+        self.ranges: Ranges = calibration.derived[self.name]
+        super().__init__(folded, batch_size, threads)
+
+    def _build(self, batch: int) -> bytes:
+        return build_tflite(self.folded, batch, ranges=self.ranges)

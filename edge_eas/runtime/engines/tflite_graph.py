@@ -11,11 +11,16 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_eas.runtime.engines.base import EngineUnavailable
+from edge_eas.runtime.engines.tflite_quant import (QuantParams, Range, Ranges, activation_params, bias_int32, scalar_const,
+                                                   symmetric_weight)
 
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
                    "edge_eas_tflite_schema")
 _BUFFER_ALIGNMENT = 16  # what the TFLite converter uses; keeps constant data aligned for the kernels
+# the operator version an int8 input needs (TFLite's op_version.cc); others stay at 1
+_INT8_VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "ADD": 2, "MUL": 2, "MEAN": 2,
+                  "PAD": 2, "SLICE": 2, "DEQUANTIZE": 2, "SOFTMAX": 2}
 
 
 def load_schema() -> ModuleType:
@@ -47,29 +52,90 @@ class _AlignedBuffer:
 
 
 class GraphBuilder:
-    """Accumulates tensors, constant buffers and operators of a one-subgraph model."""
+    """Accumulates tensors, constant buffers and operators of a one-subgraph model.
 
-    def __init__(self, schema: ModuleType) -> None:
+    With `ranges` (tensor name -> calibrated (min, max), tflite_quant.py) the graph is
+    full-integer: activations are int8, weights int8 per channel, biases int32. Without, float32.
+    The emitting code is the same for both: it asks for activations, weights, biases and scalars,
+    and the builder types them."""
+
+    def __init__(self, schema: ModuleType, ranges: Optional[Ranges] = None) -> None:
         self.s = schema
+        self.ranges = ranges
+        self.quant: dict[int, QuantParams] = {}  # tensor index -> its quantisation (integer graphs)
+        self.names: set[str] = set()
         self.tensors: list[Any] = []
         self.buffers: list[Any] = [schema.BufferT()]  # buffer 0: the empty sentinel
         self.operators: list[Any] = []
         self.opcodes: dict[int, int] = {}
         self.versions: dict[int, int] = {}  # per builtin: the highest version an operator needs
 
+    @property
+    def integer(self) -> bool:
+        """Whether this is a full-integer graph."""
+        return self.ranges is not None
+
     def tensor(self, shape: tuple[int, ...], name: str, data: Optional[np.ndarray] = None,
-               dtype: str = "FLOAT32") -> int:
+               dtype: str = "FLOAT32", quant: Optional[QuantParams] = None) -> int:
+        if name in self.names:
+            raise ValueError(f"two tensors are named {name!r}: calibrated ranges are looked up by name")
+        self.names.add(name)
         t = self.s.TensorT()
         t.shape = np.asarray(shape, dtype=np.int32)
         t.type = getattr(self.s.TensorType, dtype)
         t.name = name
+        if quant is not None:
+            t.quantization = quant.to_schema(self.s)
         if data is not None:
             if tuple(data.shape) != tuple(shape):
                 raise ValueError(f"constant {name}: data shape {data.shape} != tensor shape {shape}")
             self.buffers.append(_AlignedBuffer(self.s, np.ascontiguousarray(data).tobytes()))
             t.buffer = len(self.buffers) - 1
         self.tensors.append(t)
+        if quant is not None:
+            self.quant[len(self.tensors) - 1] = quant
         return len(self.tensors) - 1
+
+    def activation(self, shape: tuple[int, ...], name: str, like: Optional[int] = None,
+                   span: Optional[Range] = None) -> int:
+        """An activation tensor: float32, or in an integer graph int8 with the range calibrated
+        for `name` - or `like`'s parameters, for ops whose int8 kernels keep their input's scale
+        (PAD, SLICE, RESIZE_BILINEAR), or the range `span` that follows from another's."""
+        if not self.integer:
+            return self.tensor(shape, name)
+        if like is not None:
+            return self.tensor(shape, name, dtype="INT8", quant=self.quant[like])
+        assert self.ranges is not None
+        if span is None and name not in self.ranges:
+            raise ValueError(f"no calibrated range for tensor {name!r}")
+        return self.tensor(shape, name, dtype="INT8", quant=activation_params(*(span or self.ranges[name])))
+
+    def span(self, tensor: int) -> Range:
+        """The real range an int8 tensor represents."""
+        q = self.quant[tensor]
+        scale, zero = float(q.scale[0]), int(q.zero_point[0])
+        return scale * (-128 - zero), scale * (127 - zero)
+
+    def weight(self, data: np.ndarray, name: str, axis: Optional[int]) -> int:
+        """A weight: float32, or int8 symmetric with one scale per slice along `axis` (None: per tensor)."""
+        if not self.integer:
+            return self.const(data.astype(np.float32), name)
+        q, params = symmetric_weight(data, axis)
+        return self.tensor(tuple(q.shape), name, q, "INT8", params)
+
+    def bias(self, data: np.ndarray, name: str, x: int, weight: int) -> int:
+        """The bias of the op reading `x` with `weight`: float32, or int32 at their scales' product."""
+        if not self.integer:
+            return self.const(data.astype(np.float32), name)
+        q, params = bias_int32(data, float(self.quant[x].scale[0]), self.quant[weight])
+        return self.tensor(tuple(q.shape), name, q, "INT32", params)
+
+    def scalar(self, value: float, name: str) -> int:
+        """A one-element constant operand (float32, or int8 holding the value at full scale)."""
+        if not self.integer:
+            return self.const(np.full((1,), value, np.float32), name)
+        q, params = scalar_const(value)
+        return self.tensor((1,), name, q, "INT8", params)
 
     def const(self, data: np.ndarray, name: str) -> int:
         dtype = {np.dtype(np.float32): "FLOAT32", np.dtype(np.int32): "INT32"}[data.dtype]
@@ -80,6 +146,8 @@ class GraphBuilder:
         """One operator; `version`: the operator version its options need (e.g. 3 for
         RESIZE_BILINEAR with half_pixel_centers), filed on its operator code."""
         builtin = getattr(self.s.BuiltinOperator, code)
+        if inputs and self.tensors[inputs[0]].type == self.s.TensorType.INT8:
+            version = max(version, _INT8_VERSIONS.get(code, 1))
         self.opcodes.setdefault(builtin, len(self.opcodes))
         self.versions[builtin] = max(version, self.versions.get(builtin, 1))
         o = self.s.OperatorT()

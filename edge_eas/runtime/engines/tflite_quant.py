@@ -1,0 +1,126 @@
+"""What makes a TFLite graph full-integer: TFLite's 8-bit quantisation parameters, and the
+activation ranges they come from, calibrated on images by running the float graph.
+
+TFLite's int8 scheme (its quantization spec): real = scale * (q - zero_point). Weights are
+symmetric int8 in [-127, 127] with zero point 0, one scale per output channel for convolutions
+(and the classifier); activations are asymmetric int8 with one scale and zero point per tensor,
+their range always holding 0 so that zero padding is exact; biases are int32 with scale
+input_scale * weight_scale and zero point 0.
+
+Ranges come from the float graph itself (the same `_emit`, so every int8 tensor has a float
+twin of the same name): LiteRT keeps every intermediate tensor when asked to, without its
+delegates, and each tensor's min/max over the calibration images is its range - the TFLite
+converter's own default. numpy only, besides the interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+Range = Tuple[float, float]
+Ranges = Mapping[str, Range]
+
+CALIBRATION_BATCH = 16      # images per invoke while calibrating (the last chunk repeats earlier images)
+MAX_CALIBRATION_IMAGES = 256  # more only slow calibration down: min/max settle within a few dozen
+_INT32_MAX = 2 ** 31 - 1
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """One tensor's quantisation: per tensor (one scale) or per channel along `axis`."""
+
+    scale: np.ndarray       # float32
+    zero_point: np.ndarray  # int64, same length as scale
+    axis: int = 0
+
+    def to_schema(self, schema: Any) -> Any:
+        q = schema.QuantizationParametersT()
+        q.scale = [float(v) for v in self.scale]
+        q.zeroPoint = [int(v) for v in self.zero_point]
+        q.quantizedDimension = self.axis
+        return q
+
+
+def activation_params(lo: float, hi: float) -> QuantParams:
+    """Asymmetric int8 parameters for values in [lo, hi]; the range is widened to hold 0 (so
+    that 0 - zero padding, ReLU's floor - is exact) and never collapses to a point."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = max((hi - lo) / 255.0, 1e-8)
+    zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return QuantParams(np.array([scale], np.float32), np.array([zero_point], np.int64))
+
+
+def symmetric_weight(w: np.ndarray, axis: Optional[int]) -> tuple[np.ndarray, QuantParams]:
+    """int8 weights, symmetric, one scale per slice along `axis` (None: one for the tensor)."""
+    w = np.asarray(w, dtype=np.float32)
+    if axis is None:
+        peak = np.array([np.abs(w).max(initial=0.0)], np.float32)
+        scale = np.maximum(peak, 1e-12) / 127.0
+        q = np.round(w / scale[0])
+        axis = 0
+    else:
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        scale = (np.maximum(np.abs(moved).max(1, initial=0.0), 1e-12) / 127.0).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.round(w / scale.reshape(shape))
+    return (np.clip(q, -127, 127).astype(np.int8),
+            QuantParams(scale.astype(np.float32), np.zeros(len(scale), np.int64), axis))
+
+
+def bias_int32(bias: np.ndarray, input_scale: float, weight: QuantParams) -> tuple[np.ndarray, QuantParams]:
+    """The int32 bias TFLite adds to the int8 x int8 accumulator: scale input_scale * weight scale."""
+    scale = (np.float64(input_scale) * weight.scale.astype(np.float64))
+    if len(scale) == 1 and len(bias) > 1:
+        scale = np.full(len(bias), scale[0])
+    q = np.round(np.asarray(bias, np.float64) / scale)
+    if np.abs(q).max(initial=0) > _INT32_MAX:
+        raise ValueError("a bias does not fit int32 at its input and weight scales")
+    return q.astype(np.int32), QuantParams(scale.astype(np.float32), np.zeros(len(scale), np.int64), 0)
+
+
+def scalar_const(value: float) -> tuple[np.ndarray, QuantParams]:
+    """A one-element int8 constant holding `value` exactly at full scale (q = 127, or -127)."""
+    scale = max(abs(float(value)), 1e-12) / 127.0
+    q = np.array([127 if value >= 0 else -127], np.int8)
+    return q, QuantParams(np.array([scale], np.float32), np.array([0], np.int64))
+
+
+def calibration_subset(images: np.ndarray, limit: int = MAX_CALIBRATION_IMAGES) -> np.ndarray:
+    """At most `limit` images spread evenly over the set (bundles store them class by class)."""
+    if len(images) <= limit:
+        return images
+    return images[np.linspace(0, len(images) - 1, limit).round().astype(int)]
+
+
+def calibrate_ranges(build_float: Callable[[int], bytes], interpreter_class: type, images: np.ndarray,
+                     batch: int = CALIBRATION_BATCH) -> Dict[str, Range]:
+    """Every float tensor's (min, max) over `images` (NHWC float32), from the float graph that
+    `build_float(batch)` writes, run without delegates so that intermediates are kept."""
+    resolver = importlib.import_module(interpreter_class.__module__).OpResolverType  # LiteRT's or tflite-runtime's
+    images = calibration_subset(np.asarray(images, np.float32))
+    if len(images) == 0:
+        raise ValueError("activation ranges need at least one calibration image")
+    batch = min(batch, len(images))
+    interp = interpreter_class(model_content=build_float(batch), experimental_preserve_all_tensors=True,
+                               experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    floats = [(d["name"], d["index"]) for d in interp.get_tensor_details() if d["dtype"] == np.float32]
+    lo: Dict[str, float] = {}
+    hi: Dict[str, float] = {}
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        if len(chunk) < batch:  # fill the static batch with images already seen: ranges are unchanged
+            chunk = np.concatenate([chunk, images[:batch - len(chunk)]])
+        interp.set_tensor(inp, np.ascontiguousarray(chunk))
+        interp.invoke()
+        for name, index in floats:
+            t = interp.get_tensor(index)
+            lo[name] = min(lo.get(name, np.inf), float(t.min()))
+            hi[name] = max(hi.get(name, -np.inf), float(t.max()))
+    return {name: (lo[name], hi[name]) for name in lo}
