@@ -6,8 +6,8 @@ Per resolution:
 - `Runtime.load` -> first prediction of the largest sub-network in a fresh torch-free process
   (numpy engine, and the tflite engine where LiteRT is installed), with that process's peak RSS;
 - for the smallest, a median (by MACs, of 2,000 random archs) and the largest sub-network, the
-  batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, executorch/1, torch/1 eager where
-  installed):
+  batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, tflite-int8/1, tflite-int8/2,
+  executorch/1, torch/1 eager where installed):
   the protocol of runtime/timing.py (fastest interleaved sample; median and p90 beside it).
 
     python -m benchmarks.mbv3_engines [--resolutions 224 160] [--out /tmp/mbv3-bench]
@@ -76,6 +76,8 @@ def engine_configs() -> list[tuple[str, int]]:
     configs = [("numpy", 1)]
     if "tflite" in have:
         configs += [("tflite", 1), ("tflite", 2)]
+    if "tflite-int8" in have:  # the full-integer graph (ranges from random images: latency does not depend on them)
+        configs += [("tflite-int8", 1), ("tflite-int8", 2)]
     if "executorch" in have:
         configs.append(("executorch", 1))
     if "torch" in have:  # torch eager, the baseline TFLite is held against (<= 0.5x at batch 1)
@@ -106,7 +108,8 @@ def one_resolution(resolution: int, out: Path, runs: int, cold_repeats: int) -> 
     bundle = out / f"mbv3-{resolution}-int8.eas"
     archs = {"smallest": space.smallest(), "median": median_arch(space), "largest": space.largest()}
     rt = Runtime.load(bundle)
-    cold = [cold_start(bundle, e, cold_repeats) for e in ("numpy", "tflite") if e in ("numpy", *available_engines())]
+    cold = [cold_start(bundle, e, cold_repeats) for e in ("numpy", "tflite", "tflite-int8")
+            if e in ("numpy", *available_engines())]
     return {"resolution": resolution,
             "mflops": {k: macs(space, a, 1000) / 1e6 for k, a in archs.items()},
             "archs": {k: a.to_dict() for k, a in archs.items()},

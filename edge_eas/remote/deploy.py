@@ -256,8 +256,9 @@ class Deployer:
 
     def _smoke_engine(self, engine_ok: bool, report: DeployReport) -> str:
         """The target's engine, or numpy when the target asks for tflite and the device has none."""
-        if self.target.engine == "tflite" and not engine_ok:
-            report.warnings.append("target engine 'tflite' is not available on the device: smoke test ran numpy")
+        if self.target.engine in TFLITE_ENGINES and self.target.engine != "auto" and not engine_ok:
+            report.warnings.append(f"target engine {self.target.engine!r} is not available on the device: smoke "
+                                   "test ran numpy")
             return "numpy"
         return self.target.engine
 

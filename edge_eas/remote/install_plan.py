@@ -21,7 +21,7 @@ from edge_eas.remote.wheels import DevicePlatform, EngineOptions, engine_options
 
 # what the device agent imports (cryptography: signatures; threadpoolctl: the numpy engine's threads)
 RUNTIME_DEPS = ("numpy", "cryptography", "threadpoolctl")
-TFLITE_ENGINES = ("tflite", "auto")  # target engines that want a TFLite wheel on the device
+TFLITE_ENGINES = ("tflite", "tflite-int8", "auto")  # target engines that want a TFLite wheel on the device
 
 
 def cache_dir() -> Path:
