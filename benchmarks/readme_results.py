@@ -174,14 +174,15 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                 f"{r['latency_ms']:.2f} / {r['median_ms']:.2f} / {r['p90_ms']:.2f}"
                 for r in (rows[a] for a in ("smallest", "median", "largest"))) + " |")
         lines.append("")
-        for over, under, goal in (("tflite/1", "torch/1", 0.5), ("tflite-int8/1", "torch/1", 0.5),
-                                  ("tflite-int8/1", "tflite/1", 0.6)):
+        archs = ("smallest", "median", "largest")
+        for over, under, goal, judged in (("tflite/1", "torch/1", 0.5, archs), ("tflite-int8/1", "torch/1", 0.5, archs),
+                                          ("tflite-int8/1", "tflite/1", 0.6, ("median",))):
             if over in by_cfg and under in by_cfg:
-                ratios = [by_cfg[over][a]["latency_ms"] / by_cfg[under][a]["latency_ms"]
-                          for a in ("smallest", "median", "largest")]
-                lines += [f"{over} over {under} (goal ≤ {goal}): {' / '.join(f'{r:.2f}' for r in ratios)} "
-                          f"(smallest / median / largest){'' if max(ratios) <= goal else ' — the goal is missed'}.",
-                          ""]
+                ratio = {a: by_cfg[over][a]["latency_ms"] / by_cfg[under][a]["latency_ms"] for a in archs}
+                met = max(ratio[a] for a in judged) <= goal
+                lines += [f"{over} over {under} (goal ≤ {goal} for {', '.join(judged)}): "
+                          f"{' / '.join(f'{ratio[a]:.2f}' for a in archs)} (smallest / median / largest)"
+                          f"{'' if met else ' — the goal is missed'}.", ""]
     lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
                  "in one group; load → first prediction is the median of 3 fresh torch-free processes (a task of 3 "
                  "classes, the generator's arch at an unlimited budget)"
