@@ -38,20 +38,30 @@ from edge_eas.host.bundle import export_bundle
 from edge_eas.cost.flops import macs
 from edge_eas.data import Dataset, load_dataset
 from edge_eas.host.rundir import RunDir
-from edge_eas.runtime import Runtime
+from edge_eas.runtime import Runtime, SpecializedModel
 from edge_eas.format.signing import generate_keypair
 from edge_eas.net.space import SearchSpace
 
 CHUNK = 1000  # images per engine call: bounded memory on large test splits
 
 
+def task_test_split(data: Dataset, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The test images (uint8, as the device gets them) and labels of the task's classes."""
+    x, y = data.split("test")
+    sel = np.isin(y, classes)
+    return x[sel], y[sel]
+
+
+def predicted_classes(m: SpecializedModel, x: np.ndarray) -> np.ndarray:
+    """The model's class ids for `x`, CHUNK images per engine call."""
+    return np.concatenate([m.predict_classes(x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)])
+
+
 def score(rt: Runtime, classes: list[int], budget: float, data: Dataset) -> dict[str, Any]:
     """The runtime's specialised model for the task and budget, scored on the task's test images."""
     m = rt.specialize(classes=classes, budget_mflops=budget, engine="numpy")
-    x, y = data.split("test")
-    sel = np.isin(y, classes)
-    x, y = x[sel], y[sel]
-    pred = np.concatenate([m.predict_classes(x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)])
+    x, y = task_test_split(data, classes)
+    pred = predicted_classes(m, x)
     return {"test_accuracy": float((pred == y).mean()), "mflops": float(m.mflops), "test_images": int(len(y)),
             "arch": m.arch.to_dict()}
 

@@ -17,7 +17,7 @@ from edge_eas.net.folded import fold_bn
 from edge_eas.net.space import Arch
 from edge_eas.runtime import Runtime
 from edge_eas.runtime.engines import Calibration, create_engine
-from edge_eas.runtime.engines.tflite_quant import activation_params, bias_int32, symmetric_weight
+from edge_eas.runtime.engines.tflite_quant import activation_params, bias_int32, bias_scale_floor, symmetric_weight
 
 from .strategies import perturbed_supernet
 
@@ -42,6 +42,12 @@ def test_quantisation_parameters_follow_the_tflite_spec() -> None:
     assert np.abs(q).max() == 127 and np.abs(q * wp.scale - w).max() <= wp.scale.max() / 2 + 1e-7
     b, bp = bias_int32(np.array([0.3, -0.2], np.float32), 0.05, wp)
     assert b.dtype == np.int32 and np.allclose(b * bp.scale, [0.3, -0.2], atol=float(bp.scale.max()))
+    # a channel whose weights are all zero (untrained or pruned) still gets a bias that fits int32
+    w[..., 1] = 0.0
+    bias = np.array([0.3, 5.0], np.float32)
+    _, wp = symmetric_weight(w, axis=3, floor=bias_scale_floor(bias, 0.01))
+    b, bp = bias_int32(bias, 0.01, wp)
+    assert np.all(np.abs(b * bp.scale - bias) <= bp.scale)
 
 
 @pytest.mark.parametrize("preset", ["digits", "fashion", "mbv3"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from edge_eas import __version__
 from edge_eas.commands.budget_args import add_budget_arguments, budget_of
@@ -20,7 +20,6 @@ from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.host.bundle import DEFAULT_CALIBRATION_PER_CLASS, calibration_set
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.net.preprocess import Preprocess
-from edge_eas.runtime.engines import Calibration
 from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
 from edge_eas.workflows.specialise import specialise
 
@@ -97,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int8_ranges(folded: FoldedNet, meta: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """Activation ranges on the training images a default bundle carries (random images for an
-    untrained run, whose exports are for latency only)."""
+def _int8_ranges(folded: FoldedNet, meta: dict[str, Any]) -> Mapping[str, tuple[float, float]]:
+    """Activation ranges on the training images a default bundle carries (one range for every
+    tensor for an untrained run, whose exports are for latency only)."""
     # lazy: an engine module loads only when that engine is used
     from edge_eas.runtime.engines.tflite_engine import calibrate
+    from edge_eas.runtime.engines.tflite_quant import UniformRanges
     if meta.get("untrained"):
-        return calibrate(folded, Calibration.random(folded.input_shape).images)
+        return UniformRanges()
     images = calibration_set(meta, DEFAULT_CALIBRATION_PER_CLASS)["images"]
     return calibrate(folded, Preprocess.from_dict(meta["preprocess"])(images))

@@ -28,7 +28,7 @@ from edge_eas.net.folded import (XNNPACK_MAX_DW_TAPS, FoldedBlock, FoldedConv, F
 from edge_eas.runtime.app_io import INPUT_NAME, METADATA_NAME, OUTPUT_NAME, SIGNATURE, AppIO
 from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_input
 from edge_eas.runtime.engines.tflite_graph import GraphBuilder, load_schema
-from edge_eas.runtime.engines.tflite_quant import Ranges, activation_params, calibrate_ranges
+from edge_eas.runtime.engines.tflite_quant import Ranges, UniformRanges, activation_params, calibrate_ranges
 
 __all__ = ["TFLiteEngine", "TFLiteInt8Engine", "build_tflite", "calibrate", "load_interpreter_class", "load_schema"]
 
@@ -142,19 +142,19 @@ def _conv_op(g: GraphBuilder, x: int, out: int, conv: FoldedConv, weight: np.nda
     """One CONV_2D / DEPTHWISE_CONV_2D with an OIHW (torch) weight, re-laid out for TFLite."""
     s = g.s
     if conv.depthwise:
-        weight_t = g.weight(weight.transpose(1, 2, 3, 0), f"{name}/weight", axis=3)  # (1,kh,kw,C)
+        weight_t, bias_t = g.weight_and_bias(weight.transpose(1, 2, 3, 0), bias, name, x, axis=3)  # (1,kh,kw,C)
         opts = s.DepthwiseConv2DOptionsT()
         opts.depthMultiplier = 1
         code, opts_type = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
     elif conv.groups == 1:
-        weight_t = g.weight(weight.transpose(0, 2, 3, 1), f"{name}/weight", axis=0)  # (O,kh,kw,I)
+        weight_t, bias_t = g.weight_and_bias(weight.transpose(0, 2, 3, 1), bias, name, x, axis=0)  # (O,kh,kw,I)
         opts = s.Conv2DOptionsT()
         code, opts_type = "CONV_2D", "Conv2DOptions"
     else:
         raise ValueError(f"{name}: grouped conv with groups={conv.groups} is not supported")
     opts.padding, opts.strideH, opts.strideW = padding, conv.stride, conv.stride
     opts.fusedActivationFunction = act
-    g.op(code, [x, weight_t, g.bias(bias, f"{name}/bias", x, weight_t)], [out], opts, opts_type)
+    g.op(code, [x, weight_t, bias_t], [out], opts, opts_type)
 
 
 def _emit(g: GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
@@ -177,8 +177,7 @@ def _emit(g: GraphBuilder, op: Op, x: int, shape: Shape) -> tuple[int, Shape]:
         g.op("MEAN", [x, axes], [pooled], s.ReducerOptionsT(), "ReducerOptions")
         return pooled, (shape[0], shape[3])
     if isinstance(op, Linear):
-        w = g.weight(op.weight, f"{op.name}/weight", axis=0)
-        b = g.bias(op.bias, f"{op.name}/bias", x, w)
+        w, b = g.weight_and_bias(op.weight, op.bias, op.name, x, axis=0)
         out_shape = (shape[0], int(op.weight.shape[0]))
         out = g.activation(out_shape, op.name)
         opts = s.FullyConnectedOptionsT()
@@ -207,8 +206,8 @@ def _squeeze_excite(g: GraphBuilder, op: SqueezeExcite, x: int, shape: Shape) ->
         conv = s.Conv2DOptionsT()
         conv.padding, conv.strideH, conv.strideW = s.Padding.VALID, 1, 1
         conv.fusedActivationFunction = getattr(s.ActivationFunctionType, act)
-        weight = g.weight(w.reshape(w.shape[0], 1, 1, w.shape[1]), f"{op.name}/{label}/weight", axis=0)
-        g.op("CONV_2D", [inp, weight, g.bias(b, f"{op.name}/{label}/bias", inp, weight)], [out], conv,
+        weight, bias = g.weight_and_bias(w.reshape(w.shape[0], 1, 1, w.shape[1]), b, f"{op.name}/{label}", inp, axis=0)
+        g.op("CONV_2D", [inp, weight, bias], [out], conv,
              "Conv2DOptions")
     shifted = g.activation((n, 1, 1, c), f"{op.name}/shift")
     add = s.AddOptionsT()
@@ -354,7 +353,8 @@ class TFLiteInt8Engine(TFLiteEngine):
         if calibration is None:
             raise ValueError("the tflite-int8 engine needs calibration images for its activation ranges")
         if self.name not in calibration.derived:
-            calibration.derived[self.name] = calibrate(folded, calibration.images)
+            calibration.derived[self.name] = (UniformRanges() if calibration.synthetic
+                                              else calibrate(folded, calibration.images))
         self.ranges: Ranges = calibration.derived[self.name]
         super().__init__(folded, batch_size, threads)
 

@@ -11,8 +11,8 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_eas.runtime.engines.base import EngineUnavailable
-from edge_eas.runtime.engines.tflite_quant import (QuantParams, Range, Ranges, activation_params, bias_int32, scalar_const,
-                                                   symmetric_weight)
+from edge_eas.runtime.engines.tflite_quant import (QuantParams, Range, Ranges, activation_params, bias_int32,
+                                                   bias_scale_floor, scalar_const, symmetric_weight)
 
 # edge_eas_tflite_schema: ai-edge-litert's schema, shipped by `edge_eas deploy` to tflite-runtime devices.
 _SCHEMA_MODULES = ("ai_edge_litert.schema_py_generated", "tensorflow.lite.python.schema_py_generated",
@@ -116,19 +116,19 @@ class GraphBuilder:
         scale, zero = float(q.scale[0]), int(q.zero_point[0])
         return scale * (-128 - zero), scale * (127 - zero)
 
-    def weight(self, data: np.ndarray, name: str, axis: Optional[int]) -> int:
-        """A weight: float32, or int8 symmetric with one scale per slice along `axis` (None: per tensor)."""
+    def weight_and_bias(self, weight: np.ndarray, bias: np.ndarray, name: str, x: int,
+                        axis: Optional[int]) -> tuple[int, int]:
+        """The weight and bias of the op reading `x` (`name`/weight, `name`/bias): float32, or int8
+        weights symmetric per slice along `axis` (None: per tensor) and the int32 bias at the
+        product of x's scale and the weight's."""
         if not self.integer:
-            return self.const(data.astype(np.float32), name)
-        q, params = symmetric_weight(data, axis)
-        return self.tensor(tuple(q.shape), name, q, "INT8", params)
-
-    def bias(self, data: np.ndarray, name: str, x: int, weight: int) -> int:
-        """The bias of the op reading `x` with `weight`: float32, or int32 at their scales' product."""
-        if not self.integer:
-            return self.const(data.astype(np.float32), name)
-        q, params = bias_int32(data, float(self.quant[x].scale[0]), self.quant[weight])
-        return self.tensor(tuple(q.shape), name, q, "INT32", params)
+            return (self.const(weight.astype(np.float32), f"{name}/weight"),
+                    self.const(bias.astype(np.float32), f"{name}/bias"))
+        input_scale = float(self.quant[x].scale[0])
+        q, params = symmetric_weight(weight, axis, floor=bias_scale_floor(bias, input_scale))
+        w = self.tensor(tuple(q.shape), f"{name}/weight", q, "INT8", params)
+        qb, bias_params = bias_int32(bias, input_scale, params)
+        return w, self.tensor(tuple(qb.shape), f"{name}/bias", qb, "INT32", bias_params)
 
     def scalar(self, value: float, name: str) -> int:
         """A one-element constant operand (float32, or int8 holding the value at full scale)."""

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
 Range = Tuple[float, float]
 Ranges = Mapping[str, Range]
 
-CALIBRATION_BATCH = 16      # images per invoke while calibrating (the last chunk repeats earlier images)
-MAX_CALIBRATION_IMAGES = 256  # more only slow calibration down: min/max settle within a few dozen
+MAX_CALIBRATION_BATCH = 16   # images per invoke while calibrating (the last chunk repeats earlier images)
+CALIBRATION_BATCH_ELEMENTS = 2 ** 16  # ... fewer for big inputs: with every intermediate kept, a batch of
+# 16 at 224 px ran 2.5x slower per image than one image at a time (mbv3, LiteRT 2.3)
+MAX_CALIBRATION_IMAGES = 64  # spread over the classes; an mbv3 at 224 px takes ~0.2 s an image on x86
+SYNTHETIC_RANGE = (-6.0, 6.0)  # every tensor's range when the images are random: latency work only
 _INT32_MAX = 2 ** 31 - 1
 
 
@@ -54,22 +57,35 @@ def activation_params(lo: float, hi: float) -> QuantParams:
     return QuantParams(np.array([scale], np.float32), np.array([zero_point], np.int64))
 
 
-def symmetric_weight(w: np.ndarray, axis: Optional[int]) -> tuple[np.ndarray, QuantParams]:
-    """int8 weights, symmetric, one scale per slice along `axis` (None: one for the tensor)."""
+def symmetric_weight(w: np.ndarray, axis: Optional[int], floor: Optional[np.ndarray] = None
+                     ) -> tuple[np.ndarray, QuantParams]:
+    """int8 weights, symmetric, one scale per slice along `axis` (None: one for the tensor).
+    `floor`: the least scale per slice (`bias_scale_floor`), so that the bias still fits int32."""
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
         peak = np.array([np.abs(w).max(initial=0.0)], np.float32)
         scale = np.maximum(peak, 1e-12) / 127.0
+        if floor is not None:
+            scale = np.maximum(scale, floor.max(initial=0.0))
         q = np.round(w / scale[0])
         axis = 0
     else:
         moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-        scale = (np.maximum(np.abs(moved).max(1, initial=0.0), 1e-12) / 127.0).astype(np.float32)
+        scale = np.maximum(np.abs(moved).max(1, initial=0.0), 1e-12) / 127.0
+        if floor is not None:
+            scale = np.maximum(scale, floor)
         shape = [1] * w.ndim
         shape[axis] = -1
         q = np.round(w / scale.reshape(shape))
     return (np.clip(q, -127, 127).astype(np.int8),
             QuantParams(scale.astype(np.float32), np.zeros(len(scale), np.int64), axis))
+
+
+def bias_scale_floor(bias: np.ndarray, input_scale: float) -> np.ndarray:
+    """The least weight scale per output channel at which the bias fits int32 with room to
+    spare: a channel whose weights are (nearly) all zero - an untrained net's, a pruned one -
+    would otherwise get a scale so small that its bias overflows."""
+    return (np.abs(np.asarray(bias, np.float64)) / (input_scale * 2.0 ** 30)).astype(np.float32)
 
 
 def bias_int32(bias: np.ndarray, input_scale: float, weight: QuantParams) -> tuple[np.ndarray, QuantParams]:
@@ -97,15 +113,36 @@ def calibration_subset(images: np.ndarray, limit: int = MAX_CALIBRATION_IMAGES) 
     return images[np.linspace(0, len(images) - 1, limit).round().astype(int)]
 
 
-def calibrate_ranges(build_float: Callable[[int], bytes], interpreter_class: type, images: np.ndarray,
-                     batch: int = CALIBRATION_BATCH) -> Dict[str, Range]:
+class UniformRanges(Mapping[str, Range]):
+    """The same range for every tensor name: for random calibration images, whose ranges would
+    mean nothing; an int8 graph's speed does not depend on its ranges."""
+
+    def __init__(self, span: Range = SYNTHETIC_RANGE) -> None:
+        self.span = span
+
+    def __getitem__(self, name: str) -> Range:
+        return self.span
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def calibrate_ranges(build_float: Callable[[int], bytes], interpreter_class: type, images: np.ndarray
+                     ) -> Dict[str, Range]:
     """Every float tensor's (min, max) over `images` (NHWC float32), from the float graph that
     `build_float(batch)` writes, run without delegates so that intermediates are kept."""
     resolver = importlib.import_module(interpreter_class.__module__).OpResolverType  # LiteRT's or tflite-runtime's
     images = calibration_subset(np.asarray(images, np.float32))
     if len(images) == 0:
         raise ValueError("activation ranges need at least one calibration image")
-    batch = min(batch, len(images))
+    per_image = int(np.prod(images.shape[1:]))
+    batch = max(1, min(MAX_CALIBRATION_BATCH, len(images), CALIBRATION_BATCH_ELEMENTS // per_image))
     interp = interpreter_class(model_content=build_float(batch), experimental_preserve_all_tensors=True,
                                experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
