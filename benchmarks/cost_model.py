@@ -17,6 +17,10 @@ config (default tflite/1, tflite/2, numpy/1):
   (every 4th/2nd/all of the pool, so each spans the range), the block-profiled table, the
   block-profiled table + 20 measurements, and the OFA-style sum: every block timed as a network
   of its own plus the stem and head timed alone, summed, with no whole-network term.
+  OFA-style tables hold each block's own cost, so two fairer variants sit beside it: the sum of
+  with-minus-without block entries (plus stem and head), and the sum fitted with a scale and an
+  offset to the same 20 pool measurements.
+- The pool and the held-out archs are timed in one shuffled order, mixed in every group.
 - Paired differences (block-profiled + 20 minus each other column) over the held-out archs,
   with 95 % bootstrap CIs, in within-±10 % share and in absolute relative error.
 
@@ -89,6 +93,20 @@ def ofa_sum_ms(space: Any, arch: Any, isolated: dict[str, float]) -> float:
     return isolated["stem"] + isolated["head"] + sum(isolated[block_key(c)] for c in space.active_blocks(arch))
 
 
+def scale_and_offset(predicted: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
+    """(offset, scale) minimising the relative error of offset + scale * predicted: the two-unknown
+    fit the calibrated models get from the same pool measurements."""
+    p, m = np.asarray(predicted, np.float64), np.asarray(measured, np.float64)
+    (offset, scale), *_ = np.linalg.lstsq(np.stack([1 / m, p / m], 1), np.ones(len(m)), rcond=None)
+    return float(offset), float(scale)
+
+
+def interleaved(cal: Sequence[Any], held: Sequence[Any], seed: int) -> list[int]:
+    """An order of [*cal, *held] that mixes the two through every timed group, so that a slow
+    stretch of the machine cannot fall on the pool alone or on the held-out archs alone."""
+    return list(np.random.default_rng(seed).permutation(len(cal) + len(held)))
+
+
 def paired_against(ref_err: np.ndarray, others: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     """Per held-out arch, `ref` minus each other model: within-±10 % (pp) and |relative error|
     (pp; negative = ref closer), means with 95 % bootstrap CIs over the held-out archs."""
@@ -125,9 +143,19 @@ def report_config(space: Any, hardware: Any, target: str, engine: str, threads: 
     models["block_profiled_calibrated_20"] = fit(profiled, space, list(cal), list(cal_ms))
     predictions = {name: [m.predict(space, a) for a in held] for name, m in models.items()}
     if isolated_fixed is not None:
+        # as earlier sessions compared it: each block timed as a whole small network (stem, head,
+        # pool, engine call around it), so that overhead counts once per block, and no fit
         isolated = {**isolated_fixed, **{r["block_key"]: r["with_block_ms"] for r in block_rows
                                          if r["block_key"] != "fixed"}}
         predictions["ofa_sum"] = [ofa_sum_ms(space, a, isolated) for a in held]
+        # what OFA-style tables hold: each block's own cost (with minus without it), beside the
+        # stem and head timed alone
+        delta = {**isolated_fixed, **{r["block_key"]: r["median_ms"] for r in block_rows
+                                      if r["block_key"] != "fixed"}}
+        predictions["ofa_delta_sum"] = [ofa_sum_ms(space, a, delta) for a in held]
+        # and the same 20 pool measurements the compared models get, as a scale and an offset
+        offset, scale = scale_and_offset([ofa_sum_ms(space, a, isolated) for a in cal], cal_ms)
+        predictions["ofa_sum_calibrated_20"] = [offset + scale * p for p in predictions["ofa_sum"]]
     measured = np.asarray(held_ms)
     errors = {name: (np.asarray(p) - measured) / measured for name, p in predictions.items()}
     ref = "block_profiled_calibrated_20"
@@ -146,7 +174,12 @@ def evaluate_config(rt: Runtime, target: str, engine: str, threads: int, cal: li
     isolated = isolated_fixed_ms(rt, engine, threads, runs=runs)
     isolated_s = time.monotonic() - t0
     t0 = time.monotonic()
-    stats = measure_archs(rt, [*cal, *held], engine, threads, runs)
+    both = [*cal, *held]
+    order = interleaved(cal, held, seed)
+    timed = measure_archs(rt, [both[i] for i in order], engine, threads, runs)
+    stats: list[dict[str, Any]] = [{}] * len(both)
+    for i, st in zip(order, timed):
+        stats[i] = st
     measure_s = time.monotonic() - t0
     ms = [latency_ms(st) for st in stats]
     check_disjoint(cal, held, [Arch.from_dict(p) for p in next(r for r in block_rows

@@ -127,8 +127,6 @@ def main() -> None:
     save_result("quickstart_repeat", {
         "quickstart_command": " ".join(cmd[:3]) + " DIR", "repeat": args.repeat, "runs": runs,
         "range": {k: [min(f(r) for r in runs), max(f(r) for r in runs)] for k, f in keys.items()},
-        "kept_never_worse": all(r["latency_model_held_out"]["within_10pct_kept"]
-                                >= r["latency_model_held_out"]["within_10pct_before"] for r in runs),
         "plots": plots}, allow_dirty=args.allow_dirty)
 
 
