@@ -196,6 +196,64 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def int8_accuracy_section(doc: dict[str, Any]) -> list[str]:
+    """What the full-integer engine costs in accuracy against fp32 TFLite, on the same archs."""
+    c = doc["comparisons"]["all"]["tflite-int8"]
+    lo, hi = c["ci95_pp"]
+    big = doc["largest_all_class"]
+    loss_big = 100 * (big["tflite"] - big["tflite-int8"])
+    s = doc["sample"]
+    verdict = ("within the 0.5 pp goal" if c["mean_pp"] <= 0.5 and loss_big <= 0.5 else "over the 0.5 pp goal")
+    lines = ["### Integer execution: what int8 costs in accuracy (Fashion-MNIST)", "",
+             f"The full-integer engine (tflite-int8) scores {c['mean_pp']:+.2f} pp [{lo:+.2f}, {hi:+.2f}] below fp32 "
+             f"TFLite on average over {c['scenarios']} scenarios, and {loss_big:+.2f} pp on the largest network over "
+             f"all 10 classes: {verdict}. The two agree on top-1 for {pct(doc['top1_agreement'], 2)} of "
+             f"{doc['images_compared']:,} test images.", "",
+             "| engine | mean task accuracy | largest network, all classes |", "|---|---|---|"]
+    for engine, summary in doc["summary"].items():
+        lines.append(f"| {engine} | {pct(summary['mean_test_accuracy'], 2)} | {pct(big[engine], 2)} |")
+    lines += ["", f"Sample: {s['scenarios']} scenarios ({s['in_group']} in-group tasks of 2-5 classes, the rest random "
+                  f"tasks and {s['all_class_scenarios']} all-class ones), one seed-0 run, {s['test_images_per_class']:,} "
+                  "test images per class; both engines run the generator's arch for each scenario, from a default "
+                  "bundle (int8 weights; BN statistics and int8 ranges from its 32 training images per class). "
+                  "Differences are paired by scenario with a 95 % bootstrap CI."]
+    return lines
+
+
+def time_split_section(doc: dict[str, Any]) -> list[str]:
+    """Where an mbv3 network's time goes, by op kind, and the 7x7 depthwise counterfactuals."""
+    cf = doc["counterfactual_ms"]
+    res = doc["resolution"]
+
+    def ratio(p: str, variant: str) -> float:
+        return cf[f"largest/{p}/{variant}"] / cf[f"largest/{p}/7x7 as row bands (default)"]
+
+    lines = [f"### Where the time goes (mbv3 at {res} px, TFLite, 1 thread)", "",
+             f"The 7×7 depthwise convolutions are what make the largest network slow: they take "
+             f"{pct(doc['splits']['largest/int8']['by_kind'].get('depthwise 7x7', {}).get('share', 0), 0)} of its int8 "
+             f"time and {pct(doc['splits']['largest/fp32']['by_kind'].get('depthwise 7x7', {}).get('share', 0), 0)} "
+             f"of its fp32 time. Run in one piece, XNNPACK's 49-tap path is {ratio('fp32', '7x7 in one piece'):.1f}× "
+             f"(fp32) and {ratio('int8', '7x7 in one piece'):.1f}× (int8) slower than the row bands edge_eas splits "
+             f"them into; but even split, the same network with 5×5 kernels instead runs in "
+             f"{ratio('fp32', 'every 7x7 a 5x5'):.2f}× (fp32) and {ratio('int8', 'every 7x7 a 5x5'):.2f}× (int8) of "
+             f"its time. Bands of 2 or 1 rows measured slower than the 3-row bands used. What cannot be fixed here: "
+             f"XNNPACK has no fast kernel above 25 taps.", "",
+             "| network / precision | whole ms | top kinds (share of the time) |", "|---|---|---|"]
+    for key, r in doc["splits"].items():
+        top = ", ".join(f"{k} {pct(v['share'], 0)}" for k, v in list(r["by_kind"].items())[:4])
+        lines.append(f"| {key} | {r['whole_ms']:.2f} | {top} |")
+    lines += ["", "| largest network, 7×7 kernels | " + " | ".join(f"{p} ms" for p in ("fp32", "int8")) + " |",
+              "|---|---|---|"]
+    for variant in ("7x7 as row bands (default)", "7x7 in one piece", "every 7x7 a 5x5"):
+        lines.append(f"| {variant} | " + " | ".join(f"{cf[f'largest/{p}/{variant}']:.2f}" for p in ("fp32", "int8"))
+                     + " |")
+    lines += ["", "LiteRT's Python wheel has no op profiler and XNNPACK runs the graph as one node, so an op's time is "
+                  "the difference between the network cut after it and cut before it, all cuts timed interleaved: "
+                  "shares are approximate (a cut also changes what the last op writes), and sum to 100 % with the "
+                  "kinds not shown. Untrained weights; int8 at uniform ranges (its speed does not depend on them)."]
+    return lines
+
+
 def cost_model_mbv3_section(doc: dict[str, Any]) -> list[str]:
     return held_out_models_section(doc, f"### Latency model at MobileNetV3 scale on `{doc['target']}` (mbv3 at "
                                         f"{doc['resolution']} px, untrained weights)")
@@ -327,7 +385,9 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS, ("generator", generator_section),
     ("task_dropout", task_dropout_section),
     # latency at real scale (mbv3) is the headline; the digits tables (µs networks) follow it
-    ("mbv3_engines", mbv3_engines_section), ("cost_model_mbv3", cost_model_mbv3_section),
+    ("mbv3_engines", mbv3_engines_section), ("mbv3_time_split_224", time_split_section),
+    ("int8_accuracy_fashion-mnist", int8_accuracy_section),
+    ("cost_model_mbv3", cost_model_mbv3_section),
     ("fleet_mbv3", lambda d: [fleet_section(d)[0].replace("### Fleet benchmarking", "### Fleet benchmarking, mbv3 "
                                                                                      "networks"), *fleet_section(d)[1:]]),
     ("cost_model_arm64", cost_model_arm64_section),

@@ -97,7 +97,7 @@ def _conv_fused(g: GraphBuilder, x: int, shape: Shape, conv: FoldedConv, name: s
     summed by ADDs, the activation fused into the last ADD."""
     s = g.s
     n = shape[0]
-    plan = plan_conv(conv, shape[1], XNNPACK_MAX_DW_TAPS)
+    plan = plan_conv(conv, shape[1], g.max_dw_taps)
     out_shape = (n, plan.out_size, plan.out_size, conv.out_channels)
     act = _activation(s, conv.act)
     weight = plan.weight
@@ -234,13 +234,15 @@ def _resize(g: GraphBuilder, op: Resize, x: int, shape: Shape) -> tuple[int, Sha
 
 
 def build_tflite(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None,
-                 metadata: Optional[bytes] = None, ranges: Optional[Ranges] = None) -> bytes:
+                 metadata: Optional[bytes] = None, ranges: Optional[Ranges] = None,
+                 max_dw_taps: Optional[int] = XNNPACK_MAX_DW_TAPS) -> bytes:
     """Serialise `folded` as a .tflite flatbuffer taking (batch_size, H, W, C) float32 NHWC input
     and giving logits; with `app` (a standalone export, runtime/app_io.py) it takes uint8 NHWC,
     normalises inside (CAST, MUL, ADD), ends in SOFTMAX, and has a named signature and the
     `metadata` JSON as a metadata entry. With `ranges` (`calibrate`) the network runs in int8:
-    QUANTIZE after the (float) input, DEQUANTIZE before the float logits or SOFTMAX."""
-    g = GraphBuilder(load_schema(), ranges)
+    QUANTIZE after the (float) input, DEQUANTIZE before the float logits or SOFTMAX.
+    `max_dw_taps`: depthwise kernels with more taps run as row bands (None: never split)."""
+    g = GraphBuilder(load_schema(), ranges, max_dw_taps)
     c, h, w = folded.input_shape
     shape: Shape = (batch_size, h, w, c)
     if app is None:

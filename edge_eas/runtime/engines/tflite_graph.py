@@ -57,11 +57,13 @@ class GraphBuilder:
     With `ranges` (tensor name -> calibrated (min, max), tflite_quant.py) the graph is
     full-integer: activations are int8, weights int8 per channel, biases int32. Without, float32.
     The emitting code is the same for both: it asks for activations, weights, biases and scalars,
-    and the builder types them."""
+    and the builder types them. `max_dw_taps`: how the emitting code plans depthwise kernels."""
 
-    def __init__(self, schema: ModuleType, ranges: Optional[Ranges] = None) -> None:
+    def __init__(self, schema: ModuleType, ranges: Optional[Ranges] = None, max_dw_taps: Optional[int] = None
+                 ) -> None:
         self.s = schema
         self.ranges = ranges
+        self.max_dw_taps = max_dw_taps  # depthwise kernels above this many taps are split into row bands
         self.quant: dict[int, QuantParams] = {}  # tensor index -> its quantisation (integer graphs)
         self.names: set[str] = set()
         self.tensors: list[Any] = []
