@@ -7,7 +7,7 @@ Per resolution:
   (numpy engine, and the tflite engine where LiteRT is installed), with that process's peak RSS;
 - for the smallest, a median (by MACs, of 2,000 random archs) and the largest sub-network, the
   batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, tflite-int8/1, tflite-int8/2,
-  executorch/1, torch/1 eager where installed):
+  executorch/1, executorch-int8/1, torch/1 eager where installed):
   the protocol of runtime/timing.py (fastest interleaved sample; median and p90 beside it).
 
     python -m benchmarks.mbv3_engines [--resolutions 224 160] [--out /tmp/mbv3-bench]
@@ -80,6 +80,8 @@ def engine_configs() -> list[tuple[str, int]]:
         configs += [("tflite-int8", 1), ("tflite-int8", 2)]
     if "executorch" in have:
         configs.append(("executorch", 1))
+    if "executorch-int8" in have:
+        configs.append(("executorch-int8", 1))
     if "torch" in have:  # torch eager, the baseline TFLite is held against (<= 0.5x at batch 1)
         configs.append(("torch", 1))
     return configs

@@ -124,3 +124,18 @@ def test_int8_engine_without_images_says_what_it_needs() -> None:
     folded = fold_bn(net.extract_weights(net.space.smallest(), [1, 4]), net.space, net.space.smallest())
     with pytest.raises(ValueError, match="calibration images"):
         create_engine("tflite-int8", folded)
+
+
+def test_executorch_int8_runs_xnnpack_qs8_and_agrees_with_fp32() -> None:
+    if importlib.util.find_spec("executorch") is None:
+        pytest.fail("executorch is not installed (CI installs every engine)")
+    net = perturbed_supernet("digits", seed=1, logit_scale=8.0)
+    arch = net.space.sample(np.random.default_rng(7))
+    folded = fold_bn(net.extract_weights(arch, [1, 4, 7]), net.space, arch)
+    x = np.random.default_rng(3).normal(0.5, 1.0, size=(96, *net.space.input_shape)).astype(np.float32)
+    int8 = create_engine("executorch-int8", folded, batch_size=16, calibration=Calibration(x[:64]))
+    want, got = create_engine("tflite", folded, batch_size=16).run(x[64:80]), int8.run(x[64:80])
+    assert float(np.abs(got - want).max() / np.abs(want).max()) < LOGIT_TOLERANCE
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    fp32_program = create_engine("executorch", folded, batch_size=16).model_bytes
+    assert len(int8.model_bytes) < 0.6 * len(fp32_program)  # int8 weights inside, not float ones

@@ -22,7 +22,7 @@ from edge_eas.archgen.generator import from_bundle
 from edge_eas.archgen.targets import meet_target
 from edge_eas.format.bundle_reader import Bundle, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
-from edge_eas.runtime.engines import Calibration, create_engine, pick_engine
+from edge_eas.runtime.engines import Calibration, create_engine, engine_spec, pick_engine
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.runtime.timing import INTERLEAVE_GROUP, SpeedReference, measure_many, on_fixed_input
 from edge_eas.runtime.recalibrate import recalibrate
@@ -116,7 +116,7 @@ def instance_calls(m: SpecializedModel, batch_size: int = 1, instances: int = EN
     """The model's engine and `instances - 1` fresh ones, each on the fixed batch. ExecuTorch
     gets one: a second instance would lower the network again (seconds)."""
     fns = [timed_call(m, batch_size)]
-    if m.engine != "executorch":
+    if not engine_spec(m.engine).slow_build:
         for _ in range(instances - 1):
             engine = m.new_engine(batch_size)
             fns.append(on_fixed_input(engine, m.folded.input_shape, batch_size))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from edge_eas.runtime.engines.base import Calibration, Engine, EngineUnavailable, as_input
 from edge_eas.runtime.engines.registry import (ENGINE_NAMES, ENGINES, EngineSpec, auto_engines, available_engines,
-                                               create_engine, engine_available, pick_engine, preferred_engines)
+                                               create_engine, engine_available, engine_spec, pick_engine,
+                                               preferred_engines)
 
 __all__ = ["Calibration", "ENGINES", "ENGINE_NAMES", "Engine", "EngineSpec", "EngineUnavailable", "as_input", "auto_engines",
-           "available_engines", "create_engine", "engine_available", "pick_engine", "preferred_engines"]
+           "available_engines", "create_engine", "engine_available", "engine_spec", "pick_engine",
+           "preferred_engines"]

@@ -15,7 +15,8 @@ import numpy as np
 
 from edge_eas.net.folded import FoldedNet
 from edge_eas.runtime.app_io import AppIO
-from edge_eas.runtime.engines.base import EngineUnavailable, as_input
+from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_input
+from edge_eas.runtime.engines.tflite_quant import calibration_subset
 from edge_eas.runtime.engines.torch_engine import build_app_module, build_module, import_torch
 
 
@@ -39,13 +40,18 @@ def _import_runtime():  # type: ignore[no-untyped-def]
     return Runtime
 
 
-def pte_bytes(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None) -> bytes:
+def pte_bytes(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = None,
+              calibration: Optional[np.ndarray] = None) -> bytes:
     """Lower `folded` for a fixed (batch_size, C, H, W) float32 input to an XNNPACK .pte program;
     with `app` (a standalone export) for a (batch_size, H, W, C) uint8 image, normalised inside,
-    softmax out (runtime/app_io.py)."""
+    softmax out (runtime/app_io.py). With `calibration` (NCHW float images) the program is
+    quantised first: XNNPACK's quantiser, int8 per-channel symmetric weights and int8 activations
+    observed on those images (torchao's PT2E flow), then lowered to XNNPACK's QS8 kernels."""
     torch, to_edge_transform_and_lower, XnnpackPartitioner = _import_lowering()
     if app is None:
-        module = build_module(folded, xnnpack=True)
+        # quantised: convs keep their own padding - XNNPACK rejects a QS8 constant pad node
+        # ("StaticConstantPad ... xnn_status_invalid_parameter", ExecuTorch 1.5.1)
+        module = build_module(folded, xnnpack=calibration is None)
         example = (torch.zeros((batch_size, *folded.input_shape), dtype=torch.float32),)
     else:
         c, h, w = folded.input_shape
@@ -55,8 +61,31 @@ def pte_bytes(folded: FoldedNet, batch_size: int = 1, app: Optional[AppIO] = Non
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         exported = torch.export.export(module, example)
+        if calibration is not None:
+            exported = torch.export.export(_quantised(exported, calibration, batch_size), example)
         program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
     return bytes(program.buffer)
+
+
+def _quantised(exported, images: np.ndarray, batch_size: int):  # type: ignore[no-untyped-def]
+    """The exported float module, PT2E-quantised for XNNPACK on `images` (fed in static batches)."""
+    torch = import_torch()
+    try:
+        # lazy: heavy; torchao comes with executorch
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                               get_symmetric_quantization_config)
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError as exc:
+        raise EngineUnavailable(f"the executorch-int8 engine needs ExecuTorch's quantiser ({exc})") from None
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(exported.module(), quantizer)
+    images = calibration_subset(np.asarray(images, np.float32))
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        if len(chunk) < batch_size:  # the static batch, filled with images already seen
+            chunk = np.concatenate([chunk, images[:batch_size - len(chunk)]])
+        prepared(torch.from_numpy(np.ascontiguousarray(chunk)))
+    return convert_pt2e(prepared)
 
 
 def export_pte(folded: FoldedNet, path: Union[str, os.PathLike], batch_size: int = 1,
@@ -107,10 +136,13 @@ class ExecuTorchEngine:
         """The .pte program for the build-time batch size."""
         return self._programs[self.batch_size]
 
+    def _lower(self, batch: int) -> bytes:
+        return pte_bytes(self.folded, batch)
+
     def _method(self, batch: int):  # type: ignore[no-untyped-def]
         if batch not in self._methods:
             if batch not in self._programs:
-                self._programs[batch] = pte_bytes(self.folded, batch)
+                self._programs[batch] = self._lower(batch)
             program = self._runtime.load_program(self._programs[batch])
             # keep the Program alive as long as its Method
             self._methods[batch] = (program, program.load_method("forward"))
@@ -120,3 +152,21 @@ class ExecuTorchEngine:
         x = as_input(x, self.folded)
         (out,) = self._method(x.shape[0]).execute([self._torch.from_numpy(x)])
         return out.numpy().copy()
+
+
+class ExecuTorchInt8Engine(ExecuTorchEngine):
+    """The same program quantised to int8 (XNNPACK's quantiser; PT2E observers on the
+    calibration images), so it runs XNNPACK's QS8 kernels. Random (synthetic) images serve
+    latency work, as for tflite-int8."""
+
+    name = "executorch-int8"
+
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
+                 calibration: Optional[Calibration] = None) -> None:
+        if calibration is None:
+            raise ValueError("the executorch-int8 engine needs calibration images for its activation ranges")
+        self._images = calibration.images
+        super().__init__(folded, batch_size, threads)
+
+    def _lower(self, batch: int) -> bytes:
+        return pte_bytes(self.folded, batch, calibration=self._images)

@@ -33,7 +33,8 @@ class EngineSpec:
     """One engine. `factory` is "module:Class" in this package, imported when an engine is created;
     `requires` lists groups of top-level modules, each group satisfied by any one of them installed;
     `auto_rank` orders the engines `engine="auto"` may pick (None: never picked); `calibrated`
-    engines take calibration images (int8 activation ranges)."""
+    engines take calibration images (int8 activation ranges); `slow_build` engines take seconds to
+    build one (lowering), so benchmarks time one instance rather than several."""
 
     name: str
     factory: str
@@ -41,6 +42,7 @@ class EngineSpec:
     install_hint: str = ""
     auto_rank: Optional[int] = None
     calibrated: bool = False
+    slow_build: bool = False
 
     def available(self) -> bool:
         """Cheap check (nothing heavy is imported) that `create` can work."""
@@ -74,7 +76,12 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType({spec.name: spec for spec i
                install_hint="pip install 'edge-eas[tflite]' (ai-edge-litert; or tflite-runtime where numpy<2)",
                calibrated=True),
     EngineSpec("executorch", "executorch_engine:ExecuTorchEngine", requires=(("executorch",), ("torch",)),
-               install_hint="pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)"),
+               install_hint="pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)",
+               slow_build=True),
+    # the same program PT2E-quantised to int8 for XNNPACK's QS8 kernels (the quantiser needs torch)
+    EngineSpec("executorch-int8", "executorch_engine:ExecuTorchInt8Engine", requires=(("executorch",), ("torch",)),
+               install_hint="pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)",
+               calibrated=True, slow_build=True),
     EngineSpec("torch", "torch_engine:TorchEngine", requires=(("torch",),), install_hint="pip install torch"),
 )})
 """name -> spec, in the order `available_engines` lists them (numpy, which always works, first)."""
