@@ -46,15 +46,20 @@ def test_signed_bundle_specialise_predict(bundle_dir: Path) -> None:
 
 def test_engines_available_here_agree_with_numpy(bundle_dir: Path) -> None:
     from edge_eas.runtime import Runtime
-    from edge_eas.runtime.engines import available_engines
+    from edge_eas.runtime.engines import available_engines, engine_spec
     d = np.load(bundle_dir / "digits.npz")
     rt = Runtime.load(bundle_dir / "model.eas")
     ref = rt.specialize(classes=[1, 2, 3, 4], budget_mflops=2.0, engine="numpy")
     engines = available_engines()
     assert "torch" not in engines and "executorch" not in engines
+    want = ref.logits(d["x"])
     for name in engines:
-        other = rt.specialize(classes=[1, 2, 3, 4], arch=ref.arch, engine=name)
-        assert np.abs(ref.logits(d["x"][:8]) - other.logits(d["x"][:8])).max() < 1e-4, name
+        got = rt.specialize(classes=[1, 2, 3, 4], arch=ref.arch, engine=name).logits(d["x"])
+        if engine_spec(name).calibrated:  # int8: the same answers, logits within its quantisation error
+            assert (got.argmax(1) == want.argmax(1)).mean() >= 0.97, name
+            assert np.abs(got - want).max() < 0.1 * np.abs(want).max(), name
+        else:
+            assert np.abs(got[:8] - want[:8]).max() < 1e-4, name
 
 
 def test_agent_streams_json_lines(bundle_dir: Path, tmp_path: Path) -> None:
