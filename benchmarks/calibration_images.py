@@ -75,25 +75,37 @@ def user_images(data: Dataset, classes: list[int] | None, per_class: int, seed: 
     return np.concatenate([x[rng.permutation(np.flatnonzero(y == c))[:per_class]] for c in classes])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def scenario_arguments(doc: str) -> argparse.Namespace:
+    """--run, --scenarios, --seed and --allow-dirty, parsed; refuses a dirty tree unless allowed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a run from `edge_eas train` (with its generator)")
     ap.add_argument("--scenarios", type=int, default=30)
     ap.add_argument("--seed", type=int, default=2)
     add_allow_dirty(ap)
     args = ap.parse_args()
     require_clean_tree(args.allow_dirty)
+    return args
 
-    run = RunDir(args.run)
-    meta = run.meta()
+
+def runtime_scenarios(meta: dict[str, Any], count: int, seed: int) -> tuple[SearchSpace, Dataset, list[dict[str, Any]]]:
+    """The run's space and data, and the specialisation scenarios plus every class at the
+    smallest and the largest budget."""
     space = SearchSpace.from_dict(meta["space"])
     n_cls = len(meta["class_names"])
     data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
-    scen = make_scenarios(space, n_cls, meta.get("class_groups", {}), args.scenarios, args.seed)
+    scen = make_scenarios(space, n_cls, meta.get("class_groups", {}), count, seed)
     lo, hi = (macs(space, a, n_cls) / 1e6 for a in (space.smallest(), space.largest()))
     everything = list(range(n_cls))
     scen += [{"id": len(scen), "classes": everything, "budget_mflops": lo * 1.0001, "in_group": False},
              {"id": len(scen) + 1, "classes": everything, "budget_mflops": hi, "in_group": False}]
+    return space, data, scen
+
+
+def main() -> None:
+    args = scenario_arguments(__doc__)
+    meta = RunDir(args.run).meta()
+    _, data, scen = runtime_scenarios(meta, args.scenarios, args.seed)
+    n_cls = len(meta["class_names"])
 
     tmp = Path(tempfile.mkdtemp(prefix="eas-calib-bench-"))
     key = tmp / "key"

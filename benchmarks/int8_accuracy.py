@@ -14,46 +14,28 @@ engines is counted over every test image scored.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.calibration_images import predicted_classes, task_test_split
-from benchmarks.common import add_allow_dirty, paired, require_clean_tree, save_result
-from benchmarks.specialisation import make_scenarios
+from benchmarks.calibration_images import predicted_classes, runtime_scenarios, scenario_arguments, task_test_split
+from benchmarks.common import paired, save_result
 
-from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
 from edge_eas.host.bundle import export_bundle
 from edge_eas.host.rundir import RunDir
-from edge_eas.net.space import SearchSpace
 from edge_eas.runtime import Runtime
 
 ENGINES = ("tflite", "tflite-int8")  # the fp32 reference first
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, required=True, help="a run from `edge_eas train` (with its generator)")
-    ap.add_argument("--scenarios", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=2)
-    add_allow_dirty(ap)
-    args = ap.parse_args()
-    require_clean_tree(args.allow_dirty)
-
+    args = scenario_arguments(__doc__)
     meta = RunDir(args.run).meta()
-    space = SearchSpace.from_dict(meta["space"])
-    n_cls = len(meta["class_names"])
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
-    scen = make_scenarios(space, n_cls, meta.get("class_groups", {}), args.scenarios, args.seed)
-    lo, hi = (macs(space, a, n_cls) / 1e6 for a in (space.smallest(), space.largest()))
-    everything = list(range(n_cls))
-    scen += [{"id": len(scen), "classes": everything, "budget_mflops": lo * 1.0001, "in_group": False},
-             {"id": len(scen) + 1, "classes": everything, "budget_mflops": hi, "in_group": False},
-             {"id": len(scen) + 2, "classes": everything, "arch": "largest", "in_group": False}]
+    space, data, scen = runtime_scenarios(meta, args.scenarios, args.seed)
+    scen.append({"id": len(scen), "classes": list(range(len(meta["class_names"]))), "arch": "largest",
+                 "in_group": False})
 
     with tempfile.TemporaryDirectory(prefix="eas-int8-bench-") as tmp:
         bundle = Path(tmp) / "model.eas"
