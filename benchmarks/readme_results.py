@@ -201,6 +201,13 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                 lines += [f"{over} over {under} (goal ≤ {goal} for {', '.join(judged)}): "
                           f"{' / '.join(f'{ratio[a]:.2f}' for a in archs)} (smallest / median / largest)"
                           f"{'' if met else ' — the goal is missed'}.", ""]
+        if "executorch-int8/1" in by_cfg and "executorch/1" in by_cfg:
+            ratio = {a: by_cfg["executorch-int8/1"][a]["latency_ms"] / by_cfg["executorch/1"][a]["latency_ms"]
+                     for a in archs}
+            lines += [f"executorch-int8/1 over executorch/1: {' / '.join(f'{ratio[a]:.2f}' for a in archs)} "
+                      "(smallest / median / largest). Its quantised program keeps torch's own conv padding (XNNPACK "
+                      "rejects a QS8 constant-pad node), so its 5×5 and 7×7 depthwise kernels run untrimmed and "
+                      "unsplit, on XNNPACK's slow path for large kernels.", ""]
     lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
                  "in one group; load → first prediction is the median of 3 fresh torch-free processes (a task of 3 "
                  "classes, the generator's arch at an unlimited budget)"
