@@ -206,8 +206,8 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                      for a in archs}
             lines += [f"executorch-int8/1 over executorch/1: {' / '.join(f'{ratio[a]:.2f}' for a in archs)} "
                       "(smallest / median / largest). Its quantised program keeps torch's own conv padding (XNNPACK "
-                      "rejects a QS8 constant-pad node), so its 5×5 and 7×7 depthwise kernels run untrimmed and "
-                      "unsplit, on XNNPACK's slow path for large kernels.", ""]
+                      "rejects a QS8 constant-pad node), so its 7×7 depthwise kernels run in one piece, on XNNPACK's "
+                      "slow 49-tap path, where tflite-int8 splits them into row bands.", ""]
     lines.append("Latency per the protocol of *How latency is measured*, all networks of one resolution interleaved "
                  "in one group; load → first prediction is the median of 3 fresh torch-free processes (a task of 3 "
                  "classes, the generator's arch at an unlimited budget)"
