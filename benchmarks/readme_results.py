@@ -200,7 +200,8 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                 met = max(ratio[a] for a in judged) <= goal
                 lines += [f"{over} over {under} (goal ≤ {goal} for {', '.join(judged)}): "
                           f"{' / '.join(f'{ratio[a]:.2f}' for a in archs)} (smallest / median / largest)"
-                          f"{'' if met else ' — the goal is missed'}.", ""]
+                          + ("" if met else " — the goal is missed (" + ", ".join(
+                              f"{a} {ratio[a]:.3f}" for a in judged if ratio[a] > goal) + ")") + ".", ""]
         if "executorch-int8/1" in by_cfg and "executorch/1" in by_cfg:
             ratio = {a: by_cfg["executorch-int8/1"][a]["latency_ms"] / by_cfg["executorch/1"][a]["latency_ms"]
                      for a in archs}
