@@ -20,6 +20,7 @@ from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.host.bundle import DEFAULT_CALIBRATION_PER_CLASS, calibration_set
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.net.preprocess import Preprocess
+from edge_eas.runtime.engines.base import Calibration
 from edge_eas.runtime.app_io import AppIO, sidecar, sidecar_bytes
 from edge_eas.workflows.specialise import specialise
 
@@ -100,9 +101,8 @@ def _int8_ranges(folded: FoldedNet, meta: dict[str, Any]) -> Mapping[str, tuple[
     """Activation ranges on the training images a default bundle carries (one range for every
     tensor for an untrained run, whose exports are for latency only)."""
     # lazy: an engine module loads only when that engine is used
-    from edge_eas.runtime.engines.tflite_engine import calibrate
-    from edge_eas.runtime.engines.tflite_quant import UniformRanges
+    from edge_eas.runtime.engines.tflite_engine import ranges_for
     if meta.get("untrained"):
-        return UniformRanges()
+        return ranges_for(folded, Calibration.random(folded.input_shape))
     images = calibration_set(meta, DEFAULT_CALIBRATION_PER_CLASS)["images"]
-    return calibrate(folded, Preprocess.from_dict(meta["preprocess"])(images))
+    return ranges_for(folded, Calibration(Preprocess.from_dict(meta["preprocess"])(images)))

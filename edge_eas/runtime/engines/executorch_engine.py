@@ -15,8 +15,7 @@ import numpy as np
 
 from edge_eas.net.folded import FoldedNet
 from edge_eas.runtime.app_io import AppIO
-from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_input
-from edge_eas.runtime.engines.tflite_quant import calibration_subset
+from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_input, calibration_subset, static_batches
 from edge_eas.runtime.engines.torch_engine import build_app_module, build_module, import_torch
 
 
@@ -79,12 +78,8 @@ def _quantised(exported, images: np.ndarray, batch_size: int):  # type: ignore[n
         raise EngineUnavailable(f"the executorch-int8 engine needs ExecuTorch's quantiser ({exc})") from None
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(exported.module(), quantizer)
-    images = calibration_subset(np.asarray(images, np.float32))
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        if len(chunk) < batch_size:  # the static batch, filled with images already seen
-            chunk = np.concatenate([chunk, images[:batch_size - len(chunk)]])
-        prepared(torch.from_numpy(np.ascontiguousarray(chunk)))
+    for chunk in static_batches(calibration_subset(np.asarray(images, np.float32)), batch_size):
+        prepared(torch.from_numpy(chunk))
     return convert_pt2e(prepared)
 
 
@@ -161,10 +156,8 @@ class ExecuTorchInt8Engine(ExecuTorchEngine):
 
     name = "executorch-int8"
 
-    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
-                 calibration: Optional[Calibration] = None) -> None:
-        if calibration is None:
-            raise ValueError("the executorch-int8 engine needs calibration images for its activation ranges")
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None, *,
+                 calibration: Calibration) -> None:
         self._images = calibration.images
         super().__init__(folded, batch_size, threads)
 

@@ -52,6 +52,8 @@ class EngineSpec:
                calibration: Optional[Calibration] = None) -> Engine:
         """The engine for `folded`; a missing library raises EngineUnavailable with the install hint."""
         module, cls = self.factory.split(":")
+        if self.calibrated and calibration is None:
+            raise ValueError(f"the {self.name} engine needs calibration images for its activation ranges")
         extra = {"calibration": calibration} if self.calibrated else {}
         try:
             engine = getattr(importlib.import_module(f"{__package__}.{module}"), cls)

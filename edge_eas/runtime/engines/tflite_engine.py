@@ -30,7 +30,8 @@ from edge_eas.runtime.engines.base import Calibration, EngineUnavailable, as_inp
 from edge_eas.runtime.engines.tflite_graph import GraphBuilder, load_schema
 from edge_eas.runtime.engines.tflite_quant import Ranges, UniformRanges, activation_params, calibrate_ranges
 
-__all__ = ["TFLiteEngine", "TFLiteInt8Engine", "build_tflite", "calibrate", "load_interpreter_class", "load_schema"]
+__all__ = ["TFLiteEngine", "TFLiteInt8Engine", "build_tflite", "calibrate", "load_interpreter_class", "load_schema",
+           "ranges_for"]
 
 Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias must work on the device's Python 3.8
 RAW_INPUT = "input"  # the normalised float image the engine's graph takes (its ranges name the int8 input's)
@@ -277,6 +278,15 @@ def _quantize(g: GraphBuilder, x: int, shape: Shape) -> int:
     return out
 
 
+def ranges_for(folded: FoldedNet, calibration: Calibration) -> Ranges:
+    """The ranges an int8 graph of `folded` uses: one range for every tensor when the images are
+    random (latency work), else `calibrate`d, once per Calibration (engine instances share them)."""
+    key = TFLiteInt8Engine.name
+    if key not in calibration.derived:
+        calibration.derived[key] = UniformRanges() if calibration.synthetic else calibrate(folded, calibration.images)
+    return calibration.derived[key]  # type: ignore[no-any-return]
+
+
 def calibrate(folded: FoldedNet, images: np.ndarray) -> dict[str, tuple[float, float]]:
     """Activation ranges for `build_tflite(..., ranges=)` from NCHW float calibration images
     (normalised as the engine's input), measured on the float graph."""
@@ -350,14 +360,9 @@ class TFLiteInt8Engine(TFLiteEngine):
 
     name = "tflite-int8"
 
-    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
-                 calibration: Optional[Calibration] = None) -> None:
-        if calibration is None:
-            raise ValueError("the tflite-int8 engine needs calibration images for its activation ranges")
-        if self.name not in calibration.derived:
-            calibration.derived[self.name] = (UniformRanges() if calibration.synthetic
-                                              else calibrate(folded, calibration.images))
-        self.ranges: Ranges = calibration.derived[self.name]
+    def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None, *,
+                 calibration: Calibration) -> None:
+        self.ranges = ranges_for(folded, calibration)
         super().__init__(folded, batch_size, threads)
 
     def _build(self, batch: int) -> bytes:

@@ -21,13 +21,14 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
+from edge_eas.runtime.engines.base import calibration_subset, static_batches
+
 Range = Tuple[float, float]
 Ranges = Mapping[str, Range]
 
 MAX_CALIBRATION_BATCH = 16   # images per invoke while calibrating (the last chunk repeats earlier images)
 CALIBRATION_BATCH_ELEMENTS = 2 ** 16  # ... fewer for big inputs: with every intermediate kept, a batch of
 # 16 at 224 px ran 2.5x slower per image than one image at a time (mbv3, LiteRT 2.3)
-MAX_CALIBRATION_IMAGES = 64  # spread over the classes; an mbv3 at 224 px takes ~0.2 s an image on x86
 SYNTHETIC_RANGE = (-6.0, 6.0)  # every tensor's range when the images are random: latency work only
 _INT32_MAX = 2 ** 31 - 1
 
@@ -106,13 +107,6 @@ def scalar_const(value: float) -> tuple[np.ndarray, QuantParams]:
     return q, QuantParams(np.array([scale], np.float32), np.array([0], np.int64))
 
 
-def calibration_subset(images: np.ndarray, limit: int = MAX_CALIBRATION_IMAGES) -> np.ndarray:
-    """At most `limit` images spread evenly over the set (bundles store them class by class)."""
-    if len(images) <= limit:
-        return images
-    return images[np.linspace(0, len(images) - 1, limit).round().astype(int)]
-
-
 class UniformRanges(Mapping[str, Range]):
     """The same range for every tensor name: for random calibration images, whose ranges would
     mean nothing; an int8 graph's speed does not depend on its ranges."""
@@ -150,11 +144,8 @@ def calibrate_ranges(build_float: Callable[[int], bytes], interpreter_class: typ
     floats = [(d["name"], d["index"]) for d in interp.get_tensor_details() if d["dtype"] == np.float32]
     lo: Dict[str, float] = {}
     hi: Dict[str, float] = {}
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        if len(chunk) < batch:  # fill the static batch with images already seen: ranges are unchanged
-            chunk = np.concatenate([chunk, images[:batch - len(chunk)]])
-        interp.set_tensor(inp, np.ascontiguousarray(chunk))
+    for chunk in static_batches(images, batch):
+        interp.set_tensor(inp, chunk)
         interp.invoke()
         for name, index in floats:
             t = interp.get_tensor(index)
