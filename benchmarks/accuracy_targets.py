@@ -42,7 +42,7 @@ from benchmarks.specialisation import make_scenarios
 
 from edge_eas.archgen.targets import TargetUnreachable, candidate_vectors, meet_target
 from edge_eas.cost.latency import latency_ms
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.accuracy_fit import AccuracyFitConfig, fit_accuracy, load_predictor, measured_archs
 from edge_eas.host.arch_spread import arch_key
 from edge_eas.host.bundle import export_bundle
@@ -137,7 +137,7 @@ def main() -> None:
     table = gen.cost_table("mflops", None)
     net, meta = load_supernet(run)
     n_cls = len(meta["class_names"])
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     test, val = SplitScores(TaskEvaluator(net, data, split="test")), SplitScores(TaskEvaluator(net, data, split="val"))
     mflops = lambda a: float(table.cost_of_vectors(space, space.encode(a)[None])[0])  # noqa: E731
 

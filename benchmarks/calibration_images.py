@@ -36,7 +36,7 @@ from benchmarks.specialisation import make_scenarios
 
 from edge_eas.host.bundle import export_bundle
 from edge_eas.cost.flops import macs
-from edge_eas.data import Dataset, load_dataset
+from edge_eas.data import Dataset, run_dataset
 from edge_eas.host.rundir import RunDir
 from edge_eas.runtime import Runtime, SpecializedModel
 from edge_eas.format.signing import generate_keypair
@@ -92,7 +92,7 @@ def runtime_scenarios(meta: dict[str, Any], count: int, seed: int) -> tuple[Sear
     smallest and the largest budget."""
     space = SearchSpace.from_dict(meta["space"])
     n_cls = len(meta["class_names"])
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     scen = make_scenarios(space, n_cls, meta.get("class_groups", {}), count, seed)
     lo, hi = (macs(space, a, n_cls) / 1e6 for a in (space.smallest(), space.largest()))
     everything = list(range(n_cls))

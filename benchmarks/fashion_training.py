@@ -33,7 +33,7 @@ from benchmarks.task_dropout import median_arch
 
 import edge_eas.generator as G
 from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.host.pareto import budget_ladder, pareto_front, plot_front, span_pp
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -64,7 +64,7 @@ def measure(path: Path, wall: float | None) -> dict[str, Any]:
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])
     gen_meta = json.loads(run.generator_meta_path.read_text())
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     ev = TaskEvaluator(net, data, split="test")
     everything = Task(tuple(range(n_cls)))
     archs = {"smallest": space.smallest(), "median": median_arch(space), "largest": space.largest()}

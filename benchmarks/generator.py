@@ -22,7 +22,7 @@ from benchmarks.common import add_allow_dirty, RESULTS, plot_accuracy_vs_mflops,
 
 import edge_eas.generator as G
 from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.host.generator_train import GeneratorConfig, train_generator
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -75,7 +75,7 @@ def main() -> None:
     agnostic = G.load(run.path, name="generator-agnostic")
     tasks, budgets = scenarios(space, n_cls, args.seed)
     timing = time_generation(gen, tasks, budgets)
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     test_ev = TaskEvaluator(net, data, split="test")
     val_ev = TaskEvaluator(net, data, split="val", calib_images=128)
     cost_table = gen.cost_tables["mflops"]

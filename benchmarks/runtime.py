@@ -23,7 +23,7 @@ from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 
 from edge_eas.host.bundle import export_bundle
 from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.runtime import Runtime
 from edge_eas.runtime.engines import available_engines
@@ -86,7 +86,7 @@ def main() -> None:
     export_bundle(args.run, b8, "int8")
     export_bundle(args.run, b32, "fp32")
     meta = RunDir(args.run).meta()
-    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    data = run_dataset(meta)
     rt = Runtime.load(b8)
     space = rt.space
     lo, hi = macs(space, space.smallest()) / 1e6, macs(space, space.largest()) / 1e6

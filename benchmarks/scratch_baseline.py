@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import edge_eas.generator as G
 from edge_eas.cost.flops import macs
-from edge_eas.data import Dataset, augment, load_dataset
+from edge_eas.data import Dataset, augment, run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.space import Arch, SearchSpace
@@ -98,7 +98,7 @@ def main() -> None:
     run = RunDir(args.run)
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     run_cfg = TrainConfig(**meta["config"])
     cfg = TrainConfig(**{**meta["config"], "epochs": args.epochs or run_cfg.epochs})
     lo, hi = (macs(space, a, n_cls) / 1e6 for a in (space.smallest(), space.largest()))

@@ -41,7 +41,7 @@ import edge_eas.generator as G
 from edge_eas.archgen.targets import meet_target
 from edge_eas.host.accuracy_fit import load_predictor
 from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.host.generator_train import GeneratorConfig, train_generator
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -117,7 +117,7 @@ def main() -> None:
     agnostic = G.load(run.path, name="generator-agnostic")
     scen = make_scenarios(space, n_cls, groups, args.scenarios, args.seed)
     tasks, budgets = [s["classes"] for s in scen], [s["budget_mflops"] for s in scen]
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     test_ev = TaskEvaluator(net, data, split="test")
     val_ev = TaskEvaluator(net, data, split="val", calib_images=256, per_class=args.val_per_class)
     table = gen.cost_tables["mflops"]

@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks.common import add_allow_dirty, paired, require_clean_tree, save_result
 
 from edge_eas.cost.flops import macs
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.space import Arch, SearchSpace
@@ -87,7 +87,7 @@ def make_tasks(n_cls: int, groups: dict[str, list[int]], n: int, seed: int) -> l
 
 def evaluate(run: RunDir, tasks: list[dict[str, Any]], split: str) -> dict[str, Any]:
     net, meta = load_supernet(run)
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     ev = TaskEvaluator(net, data, split=split)
     space = net.space
     everything = Task(tuple(range(data.num_classes)))

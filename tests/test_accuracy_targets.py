@@ -15,7 +15,7 @@ import torch
 
 from edge_eas.archgen.accuracy import AccuracyPredictor, arch_features
 from edge_eas.format.manifest import AccuracyMeta
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.accuracy_fit import PredictorNet, load_predictor
 from edge_eas.host.evaluate import TaskEvaluator, task_accuracy
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -27,7 +27,7 @@ CLI = [sys.executable, "-m", "edge_eas.cli"]
 
 def test_one_pass_gives_every_tasks_accuracy(tiny_run: Path) -> None:
     net, meta = load_supernet(RunDir(tiny_run))
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     ev = TaskEvaluator(net, data, split="val")
     rng = np.random.default_rng(0)
     for arch in (net.space.smallest(), net.space.largest(), net.space.sample(rng)):
@@ -112,7 +112,7 @@ def test_fit_then_min_accuracy_from_the_cli(tiny_run: Path, tmp_path: Path) -> N
     # binomial standard errors of the task's validation images
     predictor = load_predictor(RunDir(run))
     net, meta = load_supernet(RunDir(run))
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     ev = TaskEvaluator(net, data, split="val")
     held = [Arch.from_dict(a) for a in doc["archs"]["held_out"]]
     assert len(held) == 6 and doc["archs"]["fit"] == 24

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.evaluate import TaskEvaluator
 from edge_eas.net.preprocess import Preprocess
 from edge_eas.host.rundir import RunDir, load_supernet
@@ -31,7 +31,7 @@ def _export(run: Path, out: Path, fmt: str, classes: str = "2,5,8") -> dict:
 def _reference(run: Path, doc: dict, images_nchw: np.ndarray) -> np.ndarray:
     """Softmax of the host sub-network on the images, preprocessed as training did."""
     net, meta = load_supernet(RunDir(run))
-    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    data = run_dataset(meta)
     sub = net.extract(Arch.from_dict(doc["arch"]), classes=doc["class_ids"])
     recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())
     x = Preprocess.from_dict(meta["preprocess"])(images_nchw)
@@ -86,7 +86,7 @@ def test_exported_tflite_in_a_plain_litert_app_scores_what_eval_says(tiny_run: P
     out = tmp_path / "digits.tflite"
     doc = _export(tiny_run, out, "tflite", classes="0,3,7,9")
     _, meta = load_supernet(RunDir(tiny_run))
-    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    data = run_dataset(meta)
     pick = np.isin(data.y_test, doc["class_ids"])
     np.savez(tmp_path / "images.npz", x=data.x_test[pick].transpose(0, 2, 3, 1), y=data.y_test[pick])
     app = subprocess.run([sys.executable, "-c", PLAIN_LITERT_APP, str(out), str(tmp_path / "images.npz"),
@@ -107,7 +107,7 @@ def test_the_readme_litert_example_classifies_an_image_file(tiny_run: Path, tmp_
     assert len(example.strip().splitlines()) <= 12
     doc = _export(tiny_run, tmp_path / "subnet.tflite", "tflite", classes="0,3,7")
     _, meta = load_supernet(RunDir(tiny_run))
-    data = load_dataset(meta["data"], seed=meta["config"]["seed"])
+    data = run_dataset(meta)
     i = int(np.flatnonzero(data.y_test == 7)[0])
     Image.fromarray(data.x_test[i, 0]).save(tmp_path / "digit.png")
     res = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ from edge_eas.cost.flops import macs, params
 from edge_eas.net.tasks import Task, parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.commands.space import parse_arch
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     net, meta = load_supernet(RunDir(args.run_dir))
     task = Task.create(parse_classes(args.classes), len(meta["class_names"]))
     arch = parse_arch(net.space, args.arch)
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     ev = TaskEvaluator(net, data, split=args.split)
     acc = ev.accuracy(arch, task, recalibrate=True)
     acc_raw = ev.accuracy(arch, task, recalibrate=False)

@@ -15,7 +15,7 @@ from edge_eas.common.console import emit_json
 from edge_eas.net.tasks import parse_classes
 from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
 from edge_eas.cost.flops import macs, params
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.host.bundle import DEFAULT_CALIBRATION_PER_CLASS, calibration_set
 from edge_eas.net.folded import FoldedNet, fold_bn
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     net, meta = load_supernet(RunDir(args.run_dir))
     sub = net.extract(arch, classes=list(task.classes))
     if not meta.get("untrained"):  # an `edge_eas init` run has no data; its initial statistics stay
-        data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+        data = run_dataset(meta, resolution=net.space.resolution)
         recalibrate_bn(sub, TaskEvaluator(net, data).calibration_batches())  # all-class BN statistics
     weights = {k: v.detach().cpu().numpy() for k, v in sub.state_dict().items() if not k.endswith("num_batches_tracked")}
     folded = fold_bn(weights, net.space, arch)

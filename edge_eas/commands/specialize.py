@@ -12,7 +12,7 @@ from edge_eas.common.console import emit_json, info
 from edge_eas.net.tasks import Task, parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.cost.flops import macs, params
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.errors import UserError
 from edge_eas.workflows.specialise import specialise, specialise_for_accuracy
@@ -93,5 +93,5 @@ def _task_accuracy(run_dir: Path, arch, task: Task) -> float:  # type: ignore[no
     from edge_eas.host.evaluate import TaskEvaluator
 
     net, meta = load_supernet(RunDir(run_dir))
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     return TaskEvaluator(net, data).accuracy(arch, task)

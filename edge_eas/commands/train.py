@@ -12,6 +12,7 @@ from edge_eas.errors import UserError
 from edge_eas.data import load_dataset, SPEC_FORMS
 
 from edge_eas.net.space import PRESETS
+from edge_eas.net.tasks import parse_classes
 from edge_eas.common.requirements import HOST, Need, modules
 from edge_eas.host.space_rule import space_for
 
@@ -37,6 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(--no-task-dropout); default: the preset's")
     p.add_argument("--task-in-group", type=float, help="share of task-dropout tasks drawn inside one superclass, "
                                                        "for data sets that declare class groups (default 0.5)")
+    p.add_argument("--hold-out-classes", metavar="IDS",
+                   help="comma-separated class ids of the data set to leave out of every split (e.g. 4,7,8): a "
+                        "supernet that has never seen them, whose classes are the rest renumbered; for adapting to "
+                        "new classes from examples (specialize --examples)")
     p.add_argument("--no-generator", action="store_true", help="skip generator training at the end")
     p.add_argument("--generator-steps", type=int, help="generator training steps")
     p.add_argument("--no-accuracy-predictor", action="store_true",
@@ -63,14 +68,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.force:
             raise UserError(f"{out} already exists and is not empty; pass --resume to continue it or --force to overwrite")
     seed = 0 if args.seed is None else args.seed
-    data = load_dataset(args.data, resolution=args.resolution, seed=seed, augment=args.augment)
+    hold_out = tuple(sorted(set(parse_classes(args.hold_out_classes)))) if args.hold_out_classes else ()
+    data = load_dataset(args.data, resolution=args.resolution, seed=seed, augment=args.augment, hold_out=hold_out)
     space = space_for(data, args.space)
     if out.exists() and args.force and not args.resume:
         shutil.rmtree(out)  # only now: a bad --data must not cost the user their old run
     cfg = TrainConfig.for_preset(space.name, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                  lr=args.lr, seed=args.seed, task_dropout=args.task_dropout,
                                  train_generator=not args.no_generator, augment=args.augment,
-                                 resolution=args.resolution, task_in_group=args.task_in_group)
+                                 resolution=args.resolution, task_in_group=args.task_in_group,
+                                 hold_out_classes=hold_out)
     info(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images, "
          f"{data.num_classes} classes{f', {len(data.class_groups)} class groups' if data.class_groups else ''}; "
          f"space {space.name} at {space.resolution} px, {space.in_channels} channel(s); augmentation "

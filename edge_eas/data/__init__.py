@@ -10,6 +10,8 @@ declare them as `class_groups` (Fashion-MNIST's tops/footwear/other, CIFAR-100's
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 
 from edge_eas.errors import UserError
@@ -19,18 +21,21 @@ from edge_eas.data.cifar import CIFAR_FORMATS, load_cifar
 from edge_eas.data.folder import IMAGE_EXTENSIONS, load_folder
 from edge_eas.data.idx import load_fashion, load_idx, read_idx
 
-__all__ = ["Dataset", "Augmentation", "load_dataset", "augment", "iterate_batches", "read_idx",
+__all__ = ["Dataset", "Augmentation", "load_dataset", "run_dataset", "augment", "iterate_batches", "read_idx",
            "SPEC_FORMS", "IMAGE_EXTENSIONS", "AUGMENTATIONS"]
 
 SPEC_FORMS = "digits, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR"
 
 
-def load_dataset(spec: str, resolution: int | None = None, seed: int = 0, augment: str | None = None) -> Dataset:
+def load_dataset(spec: str, resolution: int | None = None, seed: int = 0, augment: str | None = None,
+                 hold_out: Sequence[int] = ()) -> Dataset:
     """Load a data set from its spec (see SPEC_FORMS).
 
     ``resolution`` is the network input size: array sources keep native-size arrays and only
     record it in ``preprocess`` (resized at run time); folders are resized to it on load.
     ``augment`` ("flip,crop", "crop", "none", ...) replaces the source's default augmentation.
+    ``hold_out``: class ids removed from every split (the rest renumbered), as a run trained with
+    `--hold-out-classes` saw its data.
     Raises UserError with a one-line message on any bad input.
     """
     if resolution is not None and (isinstance(resolution, bool) or int(resolution) != resolution
@@ -55,7 +60,14 @@ def load_dataset(spec: str, resolution: int | None = None, seed: int = 0, augmen
         raise UserError(f"unknown dataset spec {spec!r}; valid forms: {SPEC_FORMS}")
     if augment is not None:
         data.with_augmentation(Augmentation.parse(augment, data.side))
-    return data
+    return data.without_classes(hold_out) if hold_out else data
+
+
+def run_dataset(meta: Mapping[str, Any], resolution: int | None = None) -> Dataset:
+    """The data a run (its run.json) trained on: its source and seed, without the classes it held out."""
+    config = meta["config"]
+    return load_dataset(meta["data"], resolution=resolution, seed=config["seed"],
+                        hold_out=config.get("hold_out_classes") or ())
 
 
 def _load_digits(resolution: int | None, seed: int) -> Dataset:

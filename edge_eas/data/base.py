@@ -8,7 +8,8 @@ reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -80,6 +81,31 @@ class Dataset:
     def with_augmentation(self, aug: Augmentation) -> "Dataset":
         self.flip, self.crop_padding = aug.flip, aug.crop_padding
         return self
+
+    def without_classes(self, held_out: Sequence[int]) -> "Dataset":
+        """The data set with every image of the `held_out` classes removed from all three splits
+        and the rest renumbered 0..n-1 in their old order: a supernet that has never seen those
+        classes (`train --hold-out-classes`), whose normalisation and class groups are its own."""
+        drop = sorted({int(c) for c in held_out})
+        bad = [c for c in drop if not 0 <= c < self.num_classes]
+        if bad:
+            raise UserError(f"--hold-out-classes: class {bad[0]} does not exist ({self.name} has classes "
+                            f"0..{self.num_classes - 1})")
+        keep = [c for c in range(self.num_classes) if c not in drop]
+        if len(keep) < 2:
+            raise UserError(f"--hold-out-classes leaves {len(keep)} class(es) of {self.num_classes}: keep at least 2")
+        new_id = np.full(self.num_classes, -1, dtype=np.int64)
+        new_id[keep] = np.arange(len(keep))
+        parts = {}
+        for name in SPLITS:
+            x, y = self.split(name)
+            mask = new_id[y] >= 0
+            parts[f"x_{name}"], parts[f"y_{name}"] = np.ascontiguousarray(x[mask]), new_id[y[mask]]
+        mean, std = channel_stats(parts["x_train"])
+        groups = {g: tuple(int(new_id[c]) for c in ids if new_id[c] >= 0) for g, ids in self.class_groups.items()}
+        return replace(self, **parts, class_names=[self.class_names[c] for c in keep],
+                       preprocess=replace(self.preprocess, mean=mean, std=std),
+                       class_groups={g: ids for g, ids in groups.items() if len(ids) >= 2})
 
 
 def make_dataset(name: str, x: np.ndarray, y: np.ndarray, parts: tuple[np.ndarray, ...],

@@ -28,7 +28,7 @@ from edge_eas.archgen.mlp import task_features
 from edge_eas.common.console import Progress, info
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.format.manifest import AccuracyMeta
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.accuracy_margin import MarginCalibration, calibrate_margin
 from edge_eas.host.arch_spread import arch_key, spread_archs
 from edge_eas.host.checkpoint import save_tensors
@@ -267,7 +267,7 @@ def fit_accuracy(run: RunDir, cfg: AccuracyFitConfig = AccuracyFitConfig()) -> d
     start = time.perf_counter()
     net, meta = load_supernet(run)
     space, n_cls = net.space, len(meta["class_names"])
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     rng = np.random.default_rng(cfg.seed)
     archs = measured_archs(space, cfg.archs, cfg.seed)
     tasks = all_tasks(n_cls, cfg.max_tasks, rng)

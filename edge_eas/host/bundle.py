@@ -22,7 +22,7 @@ from edge_eas.format.manifest import (MANIFEST, MANIFEST_DIGEST_PREFIX, SIGNATUR
                                       GeneratorMeta, Manifest, Member, Weights)
 from edge_eas.format.quant import compress
 from edge_eas.format.signing import sign
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 
 
 # The supernet's running BN statistics are an average over all archs seen in training and fit
@@ -43,7 +43,7 @@ def calibration_set(run_meta: dict[str, Any], per_class: int, seed: int = 0) -> 
     if per_class == 0:
         shape = (0, space["in_channels"], space["resolution"], space["resolution"])
         return {"images": np.zeros(shape, np.uint8), "labels": np.zeros(0, np.int64)}
-    data = load_dataset(run_meta["data"], resolution=space["resolution"], seed=run_meta["config"]["seed"])
+    data = run_dataset(run_meta, resolution=space["resolution"])
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.nonzero(data.y_train == c)[0])[:per_class]
                           for c in range(data.num_classes)])

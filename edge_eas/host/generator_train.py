@@ -24,7 +24,7 @@ from edge_eas.host.checkpoint import (load_tensors, optimizer_from_tensors, opti
                          rng_from_tensors, rng_to_tensors, save_tensors, sha256_file)
 from edge_eas.common.console import Progress, info
 from edge_eas.cost.flops import expected_macs
-from edge_eas.data import Dataset, load_dataset
+from edge_eas.data import Dataset, run_dataset
 from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_json
 from edge_eas.generator import RESOURCE_KINDS, budget_features, default_cost_tables, generator_inputs
@@ -96,8 +96,7 @@ class GeneratorTrainer:
             p.requires_grad_(False)
         self.space = self.net.space
         self.num_classes = len(self.meta["class_names"])
-        self.data = data or load_dataset(self.meta["data"], resolution=self.space.resolution,
-                                         seed=self.meta["config"]["seed"])
+        self.data = data or run_dataset(self.meta, resolution=self.space.resolution)
         torch.manual_seed(cfg.seed)
         self.gen = GeneratorNet(self.num_classes, self.space.decision_sizes(), cfg.hidden).to(self.device)
         self.opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr)

@@ -16,7 +16,7 @@ from edge_eas import generator as G
 from edge_eas.common.console import Progress
 from edge_eas.cost.flops import macs, params
 from edge_eas.cost.latency import LatencyModel
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.host.rundir import RunDir, load_supernet
 from edge_eas.net.budget import Budget
 from edge_eas.net.space import Arch
@@ -67,7 +67,7 @@ def pareto_front(run: RunDir, classes: Sequence[int] | None, split: str = "val",
     space = net.space
     lo, hi = generator.bounds("mflops")
     budgets = budget_ladder(lo, hi, steps)
-    data = load_dataset(meta["data"], resolution=space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=space.resolution)
     evaluator = TaskEvaluator(net, data, split=split)
     predictor = None
     if run.accuracy_meta_path.is_file():

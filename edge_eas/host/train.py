@@ -61,6 +61,7 @@ class TrainConfig:
     teacher_all_classes: bool = False  # the largest (the KD teacher) learns every class; task dropout on the rest
     seed: int = 0
     train_generator: bool = True
+    hold_out_classes: tuple[int, ...] = ()  # class ids of the data set never shown to the supernet
 
     @classmethod
     def for_preset(cls, space: str, **overrides: Any) -> "TrainConfig":
@@ -157,7 +158,8 @@ class Trainer:
         self.dist = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
         self.device = pick_device(self.dist)
         self.data = dataset if dataset is not None else load_dataset(cfg.data, resolution=cfg.resolution,
-                                                                     seed=cfg.seed, augment=cfg.augment)
+                                                                     seed=cfg.seed, augment=cfg.augment,
+                                                                     hold_out=cfg.hold_out_classes)
         self.space = space_for(self.data, cfg.space)
         torch.manual_seed(cfg.seed)
         # channels_last: oneDNN's depthwise conv backward is ~2x faster in NHWC on CPU (and AMP on GPU).

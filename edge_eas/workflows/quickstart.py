@@ -19,7 +19,7 @@ from edge_eas.common.console import info, print_table
 from edge_eas.cost.latency_models import LatencyModels
 from edge_eas.net.budget import Budget
 from edge_eas.cost.store import MeasurementStore
-from edge_eas.data import load_dataset
+from edge_eas.data import run_dataset
 from edge_eas.devices.targets import load_target
 from edge_eas.errors import UserError
 from edge_eas.format.signing import generate_keypair
@@ -90,7 +90,7 @@ def task_accuracies(run: Path, rows: list[dict[str, Any]]) -> list[float]:
     # lazy: loads torch only on this path, not when quickstart is imported
     from edge_eas.host.evaluate import TaskEvaluator
     net, meta = load_supernet(RunDir(run))
-    data = load_dataset(meta["data"], resolution=net.space.resolution, seed=meta["config"]["seed"])
+    data = run_dataset(meta, resolution=net.space.resolution)
     ev = TaskEvaluator(net, data)
     return [ev.accuracy(Arch.from_dict(r["arch"]), Task(tuple(r["classes"]))) for r in rows]
 
