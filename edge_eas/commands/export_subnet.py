@@ -12,6 +12,7 @@ from edge_eas import __version__
 from edge_eas.commands.budget_args import add_budget_arguments, budget_of
 from edge_eas.common.fileio import atomic_write_bytes
 from edge_eas.common.console import emit_json
+from edge_eas.errors import UserError
 from edge_eas.net.tasks import parse_classes
 from edge_eas.common.requirements import HOST, Need, modules, tflite_builder
 from edge_eas.cost.flops import macs, params
@@ -26,9 +27,14 @@ from edge_eas.workflows.specialise import specialise
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN")
-    p.add_argument("--classes", required=True, help="task: comma-separated class ids")
-    add_budget_arguments(p)
+    p.add_argument("run_dir", type=Path, metavar="RUN_OR_BUNDLE",
+                   help="a run directory (with --classes and a budget), or with --head the bundle the head was "
+                        "fitted on")
+    p.add_argument("--classes", help="task: comma-separated class ids")
+    p.add_argument("--head", type=Path, metavar="FILE",
+                   help="an adapted head (specialize --examples / Runtime.specialize(examples=...) saved it beside "
+                        "the bundle): its arch and its labels, new classes included, exactly as the runtime runs them")
+    add_budget_arguments(p, required=False)
     p.add_argument("--format", required=True, choices=["pte", "tflite"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported graph")
@@ -39,23 +45,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
-    need = modules(*HOST, why="extracting the sub-network")
+    need = [] if args.head is not None else modules(*HOST, why="extracting the sub-network")
     if args.format == "pte":
         return need + modules("torch", "executorch", why="writing a .pte")
     return need + tflite_builder("writing a .tflite")
 
 
 def run(args: argparse.Namespace) -> int:
-    # torch, the data and the engines' builders load when the command runs, not with the CLI's parser
-    # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
-    from edge_eas.host.evaluate import TaskEvaluator
-    from edge_eas.supernet import recalibrate_bn
-
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     if args.int8 and args.format != "tflite":
         raise ValueError("--int8 writes a .tflite (--format tflite); ExecuTorch's int8 path needs its own "
                          "quantiser, not exported yet")
+    if args.head is not None:
+        if args.classes or budget_of(args) is not None:
+            raise UserError("--head carries its arch and labels: drop --classes and the budget")
+        return _write(args, *_head_model(args))
+    if not args.classes or budget_of(args) is None:
+        raise UserError("give the task and budget (--classes 0,3,7 --budget mflops=5), or --head FILE")
+    # torch, the data and the engines' builders load when the command runs, not with the CLI's parser
+    # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
+    from edge_eas.host.evaluate import TaskEvaluator
+    from edge_eas.supernet import recalibrate_bn
+
     spec = specialise(args.run_dir, parse_classes(args.classes), budget_of(args), args.target, args.engine,
                       args.threads)
     arch, task = spec.arch, spec.task
@@ -69,11 +81,39 @@ def run(args: argparse.Namespace) -> int:
     app = AppIO(mean=tuple(meta["preprocess"]["mean"]), std=tuple(meta["preprocess"]["std"]))
     ranges = _int8_ranges(folded, meta) if args.int8 else None
     n = len(task.classes)
-    doc = sidecar(args.format, app, (args.batch_size, *net.space.input_shape), task.classes,
-                  [meta["class_names"][k] for k in task.classes],
-                  {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
-                   "untrained": bool(meta.get("untrained")), "edge_eas_version": __version__,
-                   "precision": "int8" if args.int8 else "float32"})
+    info = {"arch": arch.to_dict(), "mflops": macs(net.space, arch, n) / 1e6, "params": params(net.space, arch, n),
+            "untrained": bool(meta.get("untrained"))}
+    return _write(args, folded, app, list(task.classes), [meta["class_names"][k] for k in task.classes], info, ranges)
+
+
+def _head_model(args: argparse.Namespace) -> tuple[FoldedNet, AppIO, list[int | None], list[str], dict[str, Any],
+                                                   Mapping[str, tuple[float, float]] | None]:
+    """The runtime's own model for an adapted head: the same extraction, BN statistics and head
+    the device runs, so the file answers as the runtime does."""
+    # lazy: the device runtime loads only on this path
+    from edge_eas.runtime import Runtime
+    if not args.run_dir.is_file():
+        raise UserError(f"--head needs the bundle it was fitted on (a .eas file), not {args.run_dir}")
+    rt = Runtime.load(args.run_dir)
+    m = rt.load_head(args.head, engine="numpy")
+    pre = rt.preprocess
+    ranges = None
+    if args.int8:
+        # lazy: an engine module loads only when that engine is used
+        from edge_eas.runtime.engines.tflite_engine import ranges_for
+        ranges = ranges_for(m.folded, m.calibration)
+    info = {"arch": m.arch.to_dict(), "mflops": m.mflops, "params": m.params, "untrained": rt.untrained,
+            "head": m.head.summary() if m.head else None}
+    ids = [None if c < 0 else c for c in m.classes]
+    return m.folded, AppIO(mean=pre.mean, std=pre.std), ids, list(m.class_names), info, ranges
+
+
+def _write(args: argparse.Namespace, folded: FoldedNet, app: AppIO, class_ids: list[int | None], labels: list[str],
+           info: dict[str, Any], ranges: Mapping[str, tuple[float, float]] | None) -> int:
+    """The standalone file and its NAME.json sidecar."""
+    c, h, w = folded.input_shape
+    doc = sidecar(args.format, app, (args.batch_size, c, h, w), class_ids, labels,
+                  {**info, "edge_eas_version": __version__, "precision": "int8" if args.int8 else "float32"})
     if args.format == "pte":
         # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.executorch_engine import export_pte
@@ -86,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     side = args.out.with_suffix(".json")
     atomic_write_bytes(side, sidecar_bytes(doc))
     result = {"out": str(args.out), "sidecar": str(side), "bytes": args.out.stat().st_size,
-              "classes": list(task.classes), **doc}
+              "classes": class_ids, **doc}
     if args.json:
         emit_json(result)
     else:

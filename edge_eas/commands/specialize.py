@@ -15,12 +15,20 @@ from edge_eas.cost.flops import macs, params
 from edge_eas.data import run_dataset
 from edge_eas.host.rundir import load_supernet, RunDir
 from edge_eas.errors import UserError
-from edge_eas.workflows.specialise import specialise, specialise_for_accuracy
+from edge_eas.workflows.specialise import adapt_to_examples, specialise, specialise_for_accuracy
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, metavar="RUN_DIR_OR_BUNDLE")
-    p.add_argument("--classes", required=True, help="task: comma-separated class ids, e.g. 0,3,7")
+    p.add_argument("--classes", help="task: comma-separated class ids, e.g. 0,3,7 (or --examples)")
+    p.add_argument("--examples", type=Path, metavar="DIR",
+                   help="your own labelled images, one sub-folder per label (a class name of the bundle, or a new "
+                        "one): the task is those labels, and its head is fitted on them in numpy as a device does "
+                        "(Runtime.specialize(examples=...)) and saved beside the bundle (BUNDLE's stem + .heads/)")
+    p.add_argument("--head-name", help="name of the saved head (default: from the labels)")
+    p.add_argument("--new-class-rule", choices=["all", "nearest"], default="all",
+                   help="the generator's task vector for labels the bundle does not know: all classes (default), "
+                        "or the known classes the shared head finds nearest to them")
     add_budget_arguments(p, required=False)
     p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
                    help="the accuracy the task needs, e.g. 95: the cheapest network predicted to reach it (margin "
@@ -33,13 +41,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def requires(args: argparse.Namespace) -> list[Need]:
     """A bundle specialises with numpy alone (as on a device); a run directory needs the host tools."""
-    return [] if args.source.is_file() else modules(*HOST, why="specialising from a run directory")
+    return [] if args.source.is_file() or args.examples is not None else modules(
+        *HOST, why="specialising from a run directory")
 
 
 def run(args: argparse.Namespace) -> int:
     # numpy and the generator load when the command runs, not when the CLI's parser is built
 
     budget = budget_of(args)
+    if args.examples is not None:
+        if args.classes:
+            raise UserError("--examples gives the task (its label folders): drop --classes")
+        return _adapted(args, budget)
+    if not args.classes:
+        raise UserError("give the task: --classes 0,3,7 (class ids), or --examples DIR (your own labelled images)")
     classes = parse_classes(args.classes)
     if args.min_accuracy is not None:
         spec = specialise_for_accuracy(args.source, classes, args.min_accuracy / 100, budget, args.target,
@@ -84,6 +99,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"task accuracy {100 * doc['accuracy']:.2f}% (test split, BN recalibrated)")
     elif doc["untrained"]:
         print("untrained run (edge_eas init): no accuracy; the arch and its cost are what it is for")
+    return 0
+
+
+def _adapted(args: argparse.Namespace, budget) -> int:  # type: ignore[no-untyped-def]
+    m = adapt_to_examples(args.source, args.examples, budget, args.target, args.engine, args.threads,
+                          args.head_name, args.min_accuracy / 100 if args.min_accuracy is not None else None,
+                          args.new_class_rule)
+    doc = m.summary()
+    if m.prediction is not None:
+        doc.update(m.prediction.to_dict())
+    if args.json:
+        emit_json(doc)
+        return 0
+    head = m.head
+    fit = head.fit
+    new = [lab for lab, cid in zip(head.labels, head.class_ids) if cid is None]
+    print(f"labels {list(head.labels)}" + (f" (new: {new})" if new else " (all known to the bundle)"))
+    print(f"arch {m.arch.to_json()} for task vector {list(head.task_classes)}")
+    print(f"{m.mflops:.4f} MFLOPs, {m.params:,} params" +
+          (f", predicted {m.predicted_ms:.4f} ms on {args.target}" if m.predicted_ms is not None else ""))
+    print(f"head fitted on {sum(fit['examples'])} examples in {1000 * fit['seconds']:.0f} ms: accuracy on them "
+          f"{100 * fit['start_accuracy']:.1f}% at the start, {100 * fit['train_accuracy']:.1f}% fitted "
+          f"(examples seen by the fit: not an estimate of accuracy on new images)")
+    print(f"saved {m.head_path} (load it again with Runtime.load_head({head.name!r}); export it with "
+          f"edge_eas export-subnet {args.source} --head {m.head_path} --format tflite --out NAME.tflite)")
     return 0
 
 

@@ -124,14 +124,34 @@ class FoldedNet:
 
     @property
     def num_classes(self) -> int:
-        last = self.ops[-1]
-        if not isinstance(last, Linear):
-            raise ValueError("a FoldedNet ends with its classifier (a Linear op)")
-        return int(last.weight.shape[0])
+        return int(self.classifier().weight.shape[0])
 
     def convs(self) -> list[FoldedConv]:
         """All convolutions in execution order."""
         return list(_convs(self.ops))
+
+    def classifier(self) -> Linear:
+        """The last op, which every FoldedNet ends with."""
+        last = self.ops[-1]
+        if not isinstance(last, Linear):
+            raise ValueError("a FoldedNet ends with its classifier (a Linear op)")
+        return last
+
+    def features(self) -> "FoldedNet":
+        """The net without its classifier: an image -> the features its classifier reads. (Its
+        `num_classes` means nothing; engines run it as any op list.)"""
+        self.classifier()
+        return FoldedNet(self.input_shape, self.ops[:-1])
+
+    def with_classifier(self, weight: np.ndarray, bias: np.ndarray) -> "FoldedNet":
+        """The same net with another classifier (a task head fitted on the device)."""
+        old = self.classifier()
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+        if weight.ndim != 2 or weight.shape[1] != old.weight.shape[1] or bias.shape != (weight.shape[0],):
+            raise ValueError(f"a classifier for this net reads {old.weight.shape[1]} features; got weight "
+                             f"{weight.shape} and bias {bias.shape}")
+        return FoldedNet(self.input_shape, (*self.ops[:-1], Linear(weight, bias, old.name, old.act)))
 
 
 def _walk(ops: tuple[Op, ...]) -> Iterator[Op]:

@@ -31,6 +31,11 @@ from edge_eas.format.signing import KeyLike, SignatureError, verify
 from edge_eas.net.slicing import slice_subnet
 from edge_eas.runtime.trust import TrustError, TrustStore
 from edge_eas.runtime.environment import describe
+from edge_eas.common.fileio import atomic_write_bytes
+from edge_eas.runtime.adapt import fit_examples, nearest_known, task_vector
+from edge_eas.runtime.adapted_head import AdaptedHead, check_name, default_name, head_path, list_heads
+from edge_eas.runtime.examples import ExamplesLike, load_examples
+from edge_eas.runtime.head_fit import HeadFitConfig
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -56,6 +61,8 @@ class SpecializedModel:
     timings_ms: dict[str, float] = field(default_factory=dict)
     prediction: Prediction | None = None  # the predicted task accuracy, where the bundle carries a predictor
     calibration: Calibration | None = field(default=None, repr=False)  # images int8 engines calibrate on
+    head: AdaptedHead | None = None   # a task head fitted on the device from examples (specialize(examples=))
+    head_path: Path | None = None     # where that head is saved beside the bundle
     _engines: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def _engine(self, batch: int) -> Any:
@@ -77,7 +84,15 @@ class SpecializedModel:
         return softmax(self.logits(images))
 
     def predict_classes(self, images: np.ndarray) -> np.ndarray:
+        """The bundle's class id of each image's top column (an adapted head with new classes has
+        no ids for them: use `predict_labels`)."""
+        if any(c < 0 for c in self.classes):
+            raise ValueError("this model's head has new classes, which have no class id: use predict_labels")
         return np.asarray(self.classes)[self.logits(images).argmax(1)]
+
+    def predict_labels(self, images: np.ndarray) -> list[str]:
+        """The label (class name, or a new class's name) of each image's top column."""
+        return [self.class_names[i] for i in self.logits(images).argmax(1)]
 
     def threads_used(self, batch_size: int = 1) -> tuple[int | None, int | None]:
         """(the threads its measurements are filed under, the threads read back from the
@@ -93,9 +108,12 @@ class SpecializedModel:
         return benchmark_many([self], warmup=warmup, runs=runs, batch_size=batch_size)[0]
 
     def summary(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict(), "classes": list(self.classes), "mflops": self.mflops,
-                "params": self.params, "predicted_ms": self.predicted_ms, "engine": self.engine,
-                "threads": self.threads, "timings_ms": self.timings_ms}
+        out = {"arch": self.arch.to_dict(), "classes": list(self.classes), "labels": list(self.class_names),
+               "mflops": self.mflops, "params": self.params, "predicted_ms": self.predicted_ms,
+               "engine": self.engine, "threads": self.threads, "timings_ms": self.timings_ms}
+        if self.head is not None:
+            out["head"] = {**self.head.summary(), "path": str(self.head_path) if self.head_path else None}
+        return out
 
 
 def timed_call(m: SpecializedModel, batch_size: int = 1) -> Callable[[], Any]:
@@ -290,32 +308,60 @@ class Runtime:
                              budget.value if budget is not None else None)
         return answer.arch, answer.prediction
 
-    def specialize(self, classes: Sequence[int], budget: BudgetLike | None = None, *, engine: str = "auto",
-                   threads: int | None = None, arch: Arch | None = None, budget_mflops: float | None = None,
-                   budget_params: float | None = None, budget_ms: float | None = None,
-                   min_accuracy: float | None = None) -> SpecializedModel:
+    def specialize(self, classes: Sequence[int] | None = None, budget: BudgetLike | None = None, *,
+                   engine: str = "auto", threads: int | None = None, arch: Arch | None = None,
+                   budget_mflops: float | None = None, budget_params: float | None = None,
+                   budget_ms: float | None = None, min_accuracy: float | None = None,
+                   examples: ExamplesLike | None = None, head_name: str | None = None, save_head: bool = True,
+                   new_class_rule: str = "all", fit: HeadFitConfig = HeadFitConfig()) -> SpecializedModel:
         """Generate (or take) an arch for the task within the budget (a Budget, "ms=4",
         {"ms": 4}, or the older budget_mflops= / budget_params= / budget_ms=), extract it,
         recalibrate its BN on the bundle's calibration images of all classes (the distribution the
         supernet trained on), and prepare the engine. With `min_accuracy` (a fraction, e.g. 0.95)
         the arch is the cheapest the bundle's accuracy predictor says reaches it on the task,
         margin included (with a budget too: the most accurate predicted within it); the answer
-        carries the prediction, and a target nothing reaches raises TargetUnreachable."""
+        carries the prediction, and a target nothing reaches raises TargetUnreachable.
+
+        With `examples` ({label: images} or a folder of label folders, runtime/examples.py) the
+        task is the examples' labels, known classes or new ones, and its head is fitted here in
+        numpy (runtime/head_fit.py); the arch's task vector covers new classes as
+        `new_class_rule` says (runtime/adapt.py). The head is saved beside the bundle as
+        `head_name` (default: from the labels) unless `save_head` is False; `load_head` brings
+        it back after a restart."""
+        if examples is not None:
+            return self._adapt(examples, classes, Budget.given(budget, budget_mflops, budget_params, budget_ms),
+                               engine, threads, arch, min_accuracy, head_name, save_head, new_class_rule, fit)
+        if classes is None:
+            raise ValueError("give the task: classes=[...] (class ids), or examples={label: images}")
         t0 = time.perf_counter()
         task = Task.create(classes, self.num_classes)
         name = self._pick_engine(engine)
-        chosen = Budget.given(budget, budget_mflops, budget_params, budget_ms)
+        arch, prediction = self._choose(task, Budget.given(budget, budget_mflops, budget_params, budget_ms), name,
+                                        threads, arch, min_accuracy)
+        t1 = time.perf_counter()
+        folded, calibration = self._extract(arch, task.classes)
+        return self._ready(arch, task.classes, [self.classes[c] for c in task.classes], folded, calibration, name,
+                           threads, prediction, {"generate": (t1 - t0) * 1000,
+                                                 "extract": (time.perf_counter() - t1) * 1000})
+
+    def _choose(self, task: Task, budget: Budget | None, engine: str, threads: int | None, arch: Arch | None,
+                min_accuracy: float | None) -> tuple[Arch, Prediction | None]:
+        """The arch for the task (generated, met to an accuracy target, or given) and what the
+        accuracy predictor says of it."""
         prediction = None
         if arch is None and min_accuracy is not None:
-            arch, prediction = self._meet(task, min_accuracy, chosen, name, threads)
+            arch, prediction = self._meet(task, min_accuracy, budget, engine, threads)
         elif arch is None:
-            arch = self._generate(task, chosen, name, threads)
+            arch = self._generate(task, budget, engine, threads)
         else:
             self.space.validate(arch)
         if prediction is None and self.accuracy_predictor is not None:  # every answer says what it should reach
             prediction = self.accuracy_predictor.predict(arch, task.classes)
-        t1 = time.perf_counter()
-        weights = slice_subnet(self.state, self.space, arch, task.classes)
+        return arch, prediction
+
+    def _extract(self, arch: Arch, classes: Sequence[int] | None) -> tuple[FoldedNet, Calibration]:
+        """The arch's weights (classifier rows of `classes`; None: all), BN recalibrated, folded."""
+        weights = slice_subnet(self.state, self.space, arch, classes)
         # BN statistics from the calibration images of *all* classes: the distribution the supernet
         # was trained on (task-only statistics cost ~3 pp on digits' largest arch). An untrained
         # run (edge_eas init) has no such images and keeps its initial statistics: its figures
@@ -325,16 +371,99 @@ class Runtime:
         else:
             calibration = Calibration(self._calibration_input(self._calibration_images()))
             weights = recalibrate(weights, self.space, arch, calibration.images)
-        folded = fold_bn(weights, self.space, arch)
-        t2 = time.perf_counter()
-        model = self.latency_model(name, threads)
-        sm = SpecializedModel(arch=arch, classes=task.classes, class_names=[self.classes[c] for c in task.classes],
-                              mflops=macs(self.space, arch, len(task.classes)) / 1e6,
-                              params=params(self.space, arch, len(task.classes)),
+        return fold_bn(weights, self.space, arch), calibration
+
+    def _ready(self, arch: Arch, classes: Sequence[int], labels: list[str], folded: FoldedNet,
+               calibration: Calibration, engine: str, threads: int | None, prediction: Prediction | None,
+               timings_ms: dict[str, float], head: AdaptedHead | None = None,
+               saved: Path | None = None) -> SpecializedModel:
+        """The model on its engine, built once (its build time is part of the answer's timings)."""
+        t0 = time.perf_counter()
+        model = self.latency_model(engine, threads)
+        n = len(labels)
+        sm = SpecializedModel(arch=arch, classes=tuple(classes), class_names=labels,
+                              mflops=macs(self.space, arch, n) / 1e6, params=params(self.space, arch, n),
                               predicted_ms=model.predict(self.space, arch) if model else None,
-                              engine=name, threads=threads, folded=folded, preprocess=self.preprocess,
-                              prediction=prediction, calibration=calibration)
+                              engine=engine, threads=threads, folded=folded, preprocess=self.preprocess,
+                              prediction=prediction, calibration=calibration, head=head, head_path=saved)
         sm._engine(1)
-        sm.timings_ms = {"generate": (t1 - t0) * 1000, "extract": (t2 - t1) * 1000,
-                         "engine_build": (time.perf_counter() - t2) * 1000}
+        sm.timings_ms = {**timings_ms, "engine_build": (time.perf_counter() - t0) * 1000}
         return sm
+
+    def _adapt(self, source: ExamplesLike, classes: Sequence[int] | None, budget: Budget | None, engine: str,
+               threads: int | None, arch: Arch | None, min_accuracy: float | None, head_name: str | None,
+               save: bool, rule: str, fit: HeadFitConfig) -> SpecializedModel:
+        """specialize(examples=...): every check first (nothing is written on bad input), then the
+        arch for the task vector, the all-class network's features, the fit, the save."""
+        t0 = time.perf_counter()
+        examples = load_examples(source, self.preprocess, self.classes)
+        if classes is not None:
+            missing = sorted(set(int(c) for c in classes) - {c for c in examples.class_ids if c is not None})
+            if missing:
+                raise ValueError(f"class {missing[0]} is in classes but has no examples: an adapted task is its "
+                                 f"examples' labels (drop examples= to use the shared head)")
+        if min_accuracy is not None and examples.new_labels:
+            raise ValueError(f"an accuracy target needs classes the bundle knows: {examples.new_labels[0]!r} is new, "
+                             f"and nothing predicts accuracy on it; give a budget")
+        name = check_name(head_name) if head_name is not None else default_name(examples.labels)
+        target = head_path(self.bundle.path, name) if save else None
+        engine_name = self._pick_engine(engine)
+        t1 = time.perf_counter()
+        vector = task_vector(examples, self.num_classes, rule)
+        chosen, prediction = self._choose(Task.create(vector, self.num_classes), budget, engine_name, threads, arch,
+                                          min_accuracy)
+        folded_all, calibration = self._extract(chosen, None)
+        if rule == "nearest" and examples.new_labels:
+            vector = task_vector(examples, self.num_classes, rule, nearest_known(folded_all, examples))
+            again, prediction = self._choose(Task.create(vector, self.num_classes), budget, engine_name, threads,
+                                             arch, min_accuracy)
+            if again != chosen:
+                chosen = again
+                folded_all, calibration = self._extract(chosen, None)
+        if examples.new_labels:
+            prediction = None  # the predictor knows the bundle's classes only
+        t2 = time.perf_counter()
+        fitted = fit_examples(folded_all, examples, fit)
+        t3 = time.perf_counter()
+        head = AdaptedHead(name, examples.labels, examples.class_ids, fitted.weight, fitted.bias, chosen,
+                           tuple(vector), self.bundle.sha256, examples.hashes,
+                           {**fit.to_dict(), "new_class_rule": rule, "train_accuracy": fitted.train_accuracy,
+                            "start_accuracy": fitted.start_accuracy, "loss": fitted.loss,
+                            "examples": examples.counts(), "seconds": t3 - t2},
+                           budget.to_dict() if budget is not None else None)
+        if target is not None:
+            atomic_write_bytes(target, head.to_bytes())
+        ids = [-1 if c is None else c for c in examples.class_ids]
+        return self._ready(chosen, ids, list(examples.labels), folded_all.with_classifier(fitted.weight, fitted.bias),
+                           calibration, engine_name, threads, prediction,
+                           {"examples": (t1 - t0) * 1000, "generate_extract": (t2 - t1) * 1000,
+                            "fit": (t3 - t2) * 1000}, head, target)
+
+    def heads(self) -> list[str]:
+        """Names of the adapted heads saved beside this bundle."""
+        return list_heads(self.bundle.path)
+
+    def load_head(self, head: str | Path, *, engine: str = "auto", threads: int | None = None) -> SpecializedModel:
+        """A head saved by `specialize(examples=...)` (its name, or a path) on its arch again: after
+        a restart, the same model. A head fitted on another bundle is refused."""
+        path = Path(head) if Path(head).suffix == ".safetensors" or Path(head).is_file() \
+            else head_path(self.bundle.path, str(head))
+        if not path.is_file():
+            have = self.heads()
+            raise ValueError(f"no adapted head {str(head)!r} beside {self.bundle.path} "
+                             f"({'saved: ' + ', '.join(have) if have else 'none saved yet'})")
+        loaded = AdaptedHead.from_bytes(path.read_bytes(), str(path))
+        if loaded.bundle_sha256 != self.bundle.sha256:
+            raise ValueError(f"{path} was fitted on bundle {loaded.bundle_sha256[:12]}, not on this one "
+                             f"({self.bundle.sha256[:12]}): fit it again with specialize(examples=...)")
+        self.space.validate(loaded.arch)
+        t0 = time.perf_counter()
+        folded, calibration = self._extract(loaded.arch, None)
+        prediction = None
+        if self.accuracy_predictor is not None and None not in loaded.class_ids:
+            prediction = self.accuracy_predictor.predict(loaded.arch, tuple(sorted(c for c in loaded.class_ids
+                                                                                   if c is not None)))
+        ids = [-1 if c is None else c for c in loaded.class_ids]
+        return self._ready(loaded.arch, ids, list(loaded.labels), folded.with_classifier(loaded.weight, loaded.bias),
+                           calibration, self._pick_engine(engine), threads, prediction,
+                           {"extract": (time.perf_counter() - t0) * 1000}, loaded, path)

@@ -36,7 +36,7 @@ class AppIO:
         return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
-def sidecar(fmt: str, io: AppIO, input_shape_nchw: Sequence[int], classes: Sequence[int], labels: Sequence[str],
+def sidecar(fmt: str, io: AppIO, input_shape_nchw: Sequence[int], classes: Sequence[int | None], labels: Sequence[str],
             extra: dict[str, Any]) -> dict[str, Any]:
     """What `NAME.json` says: enough for an app to use the file without edge_eas."""
     n, c, h, w = (int(v) for v in input_shape_nchw)
@@ -48,7 +48,7 @@ def sidecar(fmt: str, io: AppIO, input_shape_nchw: Sequence[int], classes: Seque
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [n, len(classes)],
                    "meaning": "softmax probabilities; index i is labels[i]"},
         "labels": list(labels),
-        "class_ids": [int(k) for k in classes],
+        "class_ids": [None if k is None else int(k) for k in classes],  # None: a class fitted on the device
         "normalisation": {"inside_graph": True, "formula": "(x / 255 - mean) / std per channel", **asdict(io)},
         **extra,
     }

@@ -10,9 +10,9 @@ from typing import Union
 import numpy as np
 
 from edge_eas.net.preprocess import Preprocess
+from edge_eas.runtime.image_files import IMAGE_SUFFIXES, image_files, pillow
 
 CalibrationLike = Union[np.ndarray, str, Path]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MIN_IMAGES = 8  # BN statistics from fewer images are noise
 
 
@@ -41,17 +41,13 @@ def load_calibration(source: CalibrationLike, pre: Preprocess) -> np.ndarray:
 
 
 def _read_folder(path: Path, channels: int) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ValueError(f"reading calibration images from {path} needs Pillow (pip install Pillow); or pass a "
-                         f"numpy array / .npy file") from None
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    image = pillow(f"reading calibration images from {path}")
+    files = image_files(path, recursive=True)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
     out = []
-    for f in files:
-        with Image.open(f) as im:
+    for f in files:  # calibration images may be of either kind: BN statistics only
+        with image.open(f) as im:
             a = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
         out.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
     sizes = {a.shape for a in out}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from edge_eas import generator as G
 from edge_eas.archgen.accuracy import AccuracyPredictor, Prediction
@@ -26,6 +26,9 @@ from edge_eas.net.budget import Budget, BudgetLike
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
 from edge_eas.runtime.engines import preferred_engines
+
+if TYPE_CHECKING:
+    from edge_eas.runtime.api import SpecializedModel
 
 
 @dataclass(frozen=True)
@@ -159,3 +162,33 @@ def specialise_for_accuracy(source: Union[Path, Source], classes: Sequence[int],
                          given.value if given is not None else None)
     return Specialisation(task, given, answer.arch, src.space, src.num_classes, (time.perf_counter() - start) * 1000,
                           latency, src.untrained, answer.prediction, min_accuracy)
+
+
+def adapt_to_examples(bundle: Path, examples: Path, budget: BudgetLike | None, target: str | None = None,
+                      engine: str | None = None, threads: int | None = None, head_name: str | None = None,
+                      min_accuracy: float | None = None, new_class_rule: str = "all") -> "SpecializedModel":
+    """`specialize BUNDLE --examples DIR`: what the device does in `Runtime.specialize(examples=...)`,
+    here on the host, with the head saved beside the bundle. An ms budget uses `target`'s latency
+    model (the bundle's, then the one `edge_eas calibrate` wrote on this host)."""
+    # lazy: the device runtime loads only for this command (the CLI imports every command for its parser)
+    from edge_eas.runtime import Runtime
+    if bundle.is_dir():
+        raise UserError(f"--examples fits a head on a bundle, as a device does, and saves it beside the bundle: "
+                        f"export one first (edge_eas export {bundle} --out model.eas) and pass that")
+    if not bundle.is_file():
+        raise UserError(f"{bundle} is neither a run directory nor a bundle file")
+    chosen = Budget.of(budget) if budget is not None else None
+    if chosen is None and min_accuracy is None:
+        raise UserError("give a budget (--budget KIND=VALUE) or an accuracy target (--min-accuracy PERCENT)")
+    spec = load_target(target) if target else None
+    rt = Runtime.load(bundle, target=spec.name if spec else None)
+    if spec is not None:
+        rt.add_latency_models(LatencyModels.read(models_file(spec.name)))
+    if chosen is not None and chosen.kind == "ms" and spec is None:
+        raise UserError("an ms budget needs --target: latency depends on the device")
+    try:
+        return rt.specialize(budget=chosen, examples=examples, engine=engine or (spec.engine if spec else "auto"),
+                             threads=threads or (spec.threads if spec else None), head_name=head_name,
+                             min_accuracy=min_accuracy, new_class_rule=new_class_rule)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
