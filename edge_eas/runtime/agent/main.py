@@ -23,7 +23,7 @@ from edge_eas import __version__
 from edge_eas.net.arch import Arch
 from edge_eas.net.budget import Budget
 from edge_eas.runtime.agent.output import AgentOutput
-from edge_eas.runtime.agent.messages import Done, Fatal, Hello, MeasurementLine, ScenarioError
+from edge_eas.runtime.agent.messages import Adapted, Done, Fatal, Hello, MeasurementLine, ScenarioError
 from edge_eas.runtime.engines.registry import ENGINE_NAMES, auto_engines
 from edge_eas.runtime.timing import INTERLEAVE_GROUP
 
@@ -58,7 +58,10 @@ class AgentSettings:
 
 
 def prepare_scenario(rt: Any, sc: dict[str, Any], settings: AgentSettings) -> Any:
-    """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine)."""
+    """Specialise one scenario (generate or take its arch, extract, recalibrate, build the engine);
+    {"head": NAME} is a head adapted on this device before (`--examples`)."""
+    if sc.get("head"):
+        return rt.load_head(sc["head"], engine=settings.engine, threads=settings.threads)
     arch = Arch.from_dict(sc["arch"]) if sc.get("arch") else None
     return rt.specialize(sc["classes"], Budget.in_scenario(sc), engine=settings.engine, threads=settings.threads,
                          arch=arch, min_accuracy=sc.get("min_accuracy"))
@@ -81,6 +84,17 @@ def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
         bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
         warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [],
         min_accuracy=sc.get("min_accuracy"), prediction=m.prediction.to_dict() if m.prediction is not None else None)
+
+
+def adapt(rt: Any, args: argparse.Namespace, settings: AgentSettings) -> Adapted:
+    """`--examples DIR`: Runtime.specialize(examples=...) with the head saved beside the bundle."""
+    budget = Budget.of(args.budget) if args.budget else None
+    m = rt.specialize(budget=budget, examples=args.examples, engine=settings.engine, threads=settings.threads,
+                      min_accuracy=args.min_accuracy, head_name=args.head_name, new_class_rule=args.new_class_rule)
+    head = m.head
+    return Adapted(head.name, str(m.head_path), list(head.labels), list(head.class_ids), m.arch.to_dict(),
+                   list(head.task_classes), m.mflops, m.params, m.predicted_ms, head.fit, m.timings_ms,
+                   rt.bundle.sha256, __version__)
 
 
 def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
@@ -155,6 +169,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "that starts in a slow stretch is then retimed, not taken as the norm")
     p.add_argument("--calibration", type=Path, metavar="DIR_OR_NPY",
                    help="your own images for BN recalibration (needed when the bundle carries none)")
+    p.add_argument("--examples", type=Path, metavar="DIR",
+                   help="fit a task head on these labelled images (one sub-folder per label: a class name of the "
+                        "bundle or a new one) within --budget or --min-accuracy, save it beside the bundle and "
+                        "print an 'adapted' line")
+    p.add_argument("--budget", metavar="KIND=VALUE", help="with --examples: mflops=5, params=2e5 or ms=3")
+    p.add_argument("--min-accuracy", type=float, metavar="FRACTION",
+                   help="with --examples of known classes only: the accuracy the task needs, e.g. 0.95")
+    p.add_argument("--head-name", help="with --examples: the saved head's name (default: from the labels)")
+    p.add_argument("--new-class-rule", choices=["all", "nearest"], default="all",
+                   help="with --examples: the generator's task vector for new labels")
     p.add_argument("--heartbeat", type=_positive, metavar="SECONDS",
                    help="write a heartbeat line whenever nothing else was written for this long")
     return p.parse_args(argv)
@@ -206,6 +230,14 @@ def _run(args: argparse.Namespace, settings: AgentSettings, out: AgentOutput) ->
         return 2
     out.emit(Hello(__version__, rt.bundle.sha256, describe(settings.threads), len(scenarios), rt.trust_status(),
                    rt.untrained))
+    if args.examples is not None:
+        out.phase("fitting a task head")
+        try:
+            out.emit(adapt(rt, args, settings))
+        except (ValueError, OSError) as exc:  # bad examples or budget: nothing was written
+            out.emit(Fatal(str(exc)))
+            print(f"edge_eas.runtime: error: {exc}", file=sys.stderr)
+            return 2
     if args.profile_blocks:
         # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
         from edge_eas.runtime.agent.profile import profile_blocks

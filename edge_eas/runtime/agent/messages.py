@@ -112,6 +112,26 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class Adapted:
+    """`--examples DIR`: a task head fitted on the device and saved beside the bundle."""
+
+    TYPE: ClassVar[str] = "adapted"
+    head: str                 # its name (scenarios time it as {"head": NAME})
+    path: str
+    labels: List[str]
+    class_ids: List[Optional[int]]   # the bundle's class per label; None: a new class
+    arch: Dict[str, Any]
+    task_classes: List[int]
+    mflops: float
+    params: int
+    predicted_ms: Optional[float]
+    fit: Dict[str, Any]
+    timings_ms: Dict[str, float]
+    bundle_sha256: str
+    runtime_version: str
+
+
+@dataclass(frozen=True)
 class Done:
     """Last line: every scenario was handled, `failed` of them with an error."""
 
@@ -119,9 +139,9 @@ class Done:
     failed: int
 
 
-Message = Union[Hello, MeasurementLine, ScenarioError, Fatal, BlockProfile, Heartbeat, Done]
+Message = Union[Hello, MeasurementLine, ScenarioError, Fatal, BlockProfile, Heartbeat, Adapted, Done]
 MESSAGE_TYPES: Dict[str, Type[Any]] = {cls.TYPE: cls for cls in (Hello, MeasurementLine, ScenarioError, Fatal,
-                                                                  BlockProfile, Heartbeat, Done)}
+                                                                  BlockProfile, Heartbeat, Adapted, Done)}
 
 
 def to_dict(msg: Message) -> Dict[str, Any]:
