@@ -19,9 +19,9 @@ all-class images.
 - Cost: features plus fit for 10 classes x 20 shots at 1 thread (median of 5), peak extra memory
   by tracemalloc.
 
-`--split val` chooses the fit's settings (`--pulls`): the pull with the best mean accuracy over
-new- and known-class tasks at k=10. The test split only reports, with the settings fixed in
-HeadFitConfig.
+`--split val` chooses the fit's settings (`--pulls KNOWN:NEW,...`): the pair with the best mean
+accuracy over new- and known-class tasks at k=10. The test split only reports, with the settings
+fixed in HeadFitConfig.
 
     python -m benchmarks.fewshot --held-out-run RUN_H --full-run RUN_F [--split test]
 """
@@ -42,7 +42,7 @@ from edge_eas.data import load_dataset
 from edge_eas.host.bundle import export_bundle
 from edge_eas.host.rundir import RunDir
 from edge_eas.runtime import Runtime
-from edge_eas.runtime.adapt import features, fit_examples
+from edge_eas.runtime.adapt import features, fit_examples, mean_feature
 from edge_eas.runtime.examples import load_examples
 from edge_eas.runtime.head_fit import HeadFitConfig, accuracy, fit_head, start_head
 
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--split", choices=["val", "test"], default="test")
     p.add_argument("--tasks", type=int, default=30)
     p.add_argument("--draws", type=int, default=10)
-    p.add_argument("--pulls", default="", help="comma-separated pulls to compare (selection on --split val)")
+    p.add_argument("--pulls", default="", help="comma-separated KNOWN:NEW pulls to compare (selection on --split val)")
     p.add_argument("--seed", type=int, default=0)
     add_allow_dirty(p)
     args = p.parse_args()
@@ -69,7 +69,9 @@ def main() -> None:
     data = load_dataset(meta_f["data"], seed=meta_f["config"]["seed"])  # every class, the full run's splits
     if meta_h["config"]["seed"] != meta_f["config"]["seed"]:
         raise SystemExit("the two runs split the data with different seeds: their images would not be comparable")
-    pulls = [float(v) for v in args.pulls.split(",") if v] or [HeadFitConfig().pull]
+    default = HeadFitConfig()
+    pulls = [tuple(float(x) for x in v.split(":")) for v in args.pulls.split(",") if v] or \
+        [(default.pull, default.pull_new)]
     with tempfile.TemporaryDirectory(prefix="eas-fewshot-") as tmp:
         rts = {}
         for name, run in (("held_out", args.held_out_run), ("full", args.full_run)):
@@ -104,19 +106,20 @@ class Bench:
         # the middle of the space (geometric mean of its smallest and largest arch's MFLOPs), the same for every method
         space = rt_h.space
         self.budget = float(np.sqrt(rt_h.generator.cost(space.smallest()) * rt_h.generator.cost(space.largest())))
-        self._cache: dict[tuple[str, str], tuple[Any, np.ndarray]] = {}
+        self._cache: dict[tuple[str, str], tuple[Any, np.ndarray, np.ndarray]] = {}
 
     # ---- features ------------------------------------------------------------------------------
-    def network(self, which: str, classes: list[int]) -> tuple[Any, np.ndarray]:
+    def network(self, which: str, classes: list[int]) -> tuple[Any, np.ndarray, np.ndarray]:
         """(the all-class folded net of the arch the generator picks for `classes` at the budget,
-        features of every image) for run `which`."""
+        features of every image, the mean feature of the bundle's calibration images) for run `which`."""
         rt = self.rt_h if which == "held_out" else self.rt_f
         arch = rt.specialize(classes=classes, budget_mflops=self.budget, engine="numpy").arch
         key = (which, arch.to_json())
         if key not in self._cache:
             folded = rt.specialize(classes=list(range(rt.num_classes)), arch=arch, engine="numpy").folded
             t = time.perf_counter()
-            self._cache[key] = (folded, features(folded, rt.preprocess(self.images)))
+            centre = mean_feature(folded, rt.preprocess(rt.bundle.calibration()[0]))
+            self._cache[key] = (folded, features(folded, rt.preprocess(self.images)), centre)
             print(f"  features of {len(self.images)} images on {which} arch {arch.to_json()} "
                   f"({time.perf_counter() - t:.1f} s)", flush=True)
         return self._cache[key]
@@ -133,21 +136,23 @@ class Bench:
         return idx, np.repeat(np.arange(len(task)), k)
 
     # ---- methods -------------------------------------------------------------------------------
-    def head_scores(self, folded: Any, feats: np.ndarray, task: list[int], known_rows: list[int | None],
-                    pulls: list[float]) -> dict[str, dict[int, list[float]]]:
-        """imprint / fitted (per pull) accuracy per k, one value per draw."""
+    def head_scores(self, net: tuple[Any, np.ndarray, np.ndarray], task: list[int], known_rows: list[int | None],
+                    pulls: list[tuple[float, float]]) -> dict[str, dict[int, list[float]]]:
+        """imprint / fitted (per pull pair) accuracy per k, one value per draw."""
+        folded, feats, centre = net
         ev, ev_y = self.eval_rows(task)
         shared = folded.classifier()
+        new = np.array([r is None for r in known_rows])
         out: dict[str, dict[int, list[float]]] = {"imprint": {k: [] for k in SHOTS}}
-        out.update({f"fit_{p:g}": {k: [] for k in SHOTS} for p in pulls})
+        out.update({fit_key(p): {k: [] for k in SHOTS} for p in pulls})
         for k in SHOTS:
             for d in range(self.args.draws):
                 idx, y = self.shots(task, d, k)
-                w0, b0 = start_head(feats[idx], y, shared.weight, shared.bias, known_rows)
+                w0, b0 = start_head(feats[idx], y, shared.weight, shared.bias, known_rows, centre)
                 out["imprint"][k].append(accuracy(feats[ev], ev_y, w0, b0))
-                for pull in pulls:
-                    fitted = fit_head(feats[idx], y, w0, b0, HeadFitConfig(pull=pull))
-                    out[f"fit_{pull:g}"][k].append(accuracy(feats[ev], ev_y, fitted.weight, fitted.bias))
+                for p in pulls:
+                    fitted = fit_head(feats[idx], y, w0, b0, HeadFitConfig(pull=p[0], pull_new=p[1]), new)
+                    out[fit_key(p)][k].append(accuracy(feats[ev], ev_y, fitted.weight, fitted.bias))
         return out
 
     def pixel_ncm(self, task: list[int]) -> dict[int, list[float]]:
@@ -164,14 +169,14 @@ class Bench:
 
     def masked(self, task: list[int]) -> float:
         """The full-data run's own head for the task (its arch at the budget): the ceiling."""
-        folded, feats = self.network("full", task)
+        folded, feats, _ = self.network("full", task)
         ev, ev_y = self.eval_rows(task)
         shared = folded.classifier()
         return accuracy(feats[ev], ev_y, shared.weight[task], shared.bias[task])
 
-    def nearest_rule(self, task: list[int], known_rows: list[int | None], pull: float) -> list[float]:
+    def nearest_rule(self, task: list[int], known_rows: list[int | None], pull: tuple[float, float]) -> list[float]:
         """The fitted head at RULE_SHOTS with the arch the "nearest" rule picks, per draw."""
-        folded_all, feats_all = self.network("held_out", list(range(self.rt_h.num_classes)))
+        folded_all, feats_all, _ = self.network("held_out", list(range(self.rt_h.num_classes)))
         shared = folded_all.classifier()
         ev, ev_y = self.eval_rows(task)
         out = []
@@ -186,22 +191,23 @@ class Bench:
                     mean = prob[y == row].mean(0)
                     mean[sorted(taken)] = -1
                     taken.add(int(mean.argmax()))
-            folded, feats = self.network("held_out", sorted(taken))
-            w0, b0 = start_head(feats[idx], y, folded.classifier().weight, folded.classifier().bias, known_rows)
-            fitted = fit_head(feats[idx], y, w0, b0, HeadFitConfig(pull=pull))
+            folded, feats, centre = self.network("held_out", sorted(taken))
+            w0, b0 = start_head(feats[idx], y, folded.classifier().weight, folded.classifier().bias, known_rows, centre)
+            fitted = fit_head(feats[idx], y, w0, b0, HeadFitConfig(pull=pull[0], pull_new=pull[1]),
+                              np.array([r is None for r in known_rows]))
             out.append(accuracy(feats[ev], ev_y, fitted.weight, fitted.bias))
         return out
 
     # ---- the run -------------------------------------------------------------------------------
-    def run(self, pulls: list[float]) -> dict[str, Any]:
+    def run(self, pulls: list[tuple[float, float]]) -> dict[str, Any]:
         new_tasks = self.new_class_tasks()
         known_tasks = self.known_class_tasks()
         all_h = list(range(self.rt_h.num_classes))
-        folded_h, feats_h = self.network("held_out", all_h)
+        net_h = self.network("held_out", all_h)
         new_rows: list[dict[str, Any]] = []
         for i, t in enumerate(new_tasks):
             known_rows = [self.h_id.get(self.names[c]) if c not in self.held else None for c in t["classes"]]
-            scores = self.head_scores(folded_h, feats_h, t["classes"], known_rows, pulls)
+            scores = self.head_scores(net_h, t["classes"], known_rows, pulls)
             scores["pixel_ncm"] = self.pixel_ncm(t["classes"])
             row = {**t, "scores": scores, "ceiling": self.masked(t["classes"])}
             if self.args.split == "test" or len(pulls) == 1:
@@ -209,18 +215,17 @@ class Bench:
             new_rows.append(row)
             print(f"new task {i:2d} {[self.names[c] for c in t['classes']]}: pixels "
                   f"{100 * np.mean(scores['pixel_ncm'][10]):.1f} imprint {100 * np.mean(scores['imprint'][10]):.1f} "
-                  f"fit {100 * np.mean(scores[f'fit_{pulls[0]:g}'][10]):.1f} ceiling {100 * row['ceiling']:.1f} (k=10)",
+                  f"fit {100 * np.mean(scores[fit_key(pulls[0])][10]):.1f} ceiling {100 * row['ceiling']:.1f} (k=10)",
                   flush=True)
         known_rows_out: list[dict[str, Any]] = []
         for i, t in enumerate(known_tasks):
-            folded, feats = self.network("full", t["classes"])
-            scores = self.head_scores(folded, feats, t["classes"], list(t["classes"]), pulls)
+            scores = self.head_scores(self.network("full", t["classes"]), t["classes"], list(t["classes"]), pulls)
             known_rows_out.append({**t, "scores": scores, "masked": self.masked(t["classes"])})
             print(f"known task {i:2d}: masked {100 * known_rows_out[-1]['masked']:.2f} fit "
-                  f"{100 * np.mean(scores[f'fit_{pulls[0]:g}'][10]):.2f} (k=10)", flush=True)
+                  f"{100 * np.mean(scores[fit_key(pulls[0])][10]):.2f} (k=10)", flush=True)
         return {"split": self.args.split, "budget_mflops": self.budget, "held_out_classes": self.held,
                 "held_out_names": [self.names[c] for c in self.held], "shots": list(SHOTS), "draws": self.args.draws,
-                "pulls": pulls, "fit_config": HeadFitConfig().to_dict(), "seed": self.args.seed,
+                "pulls": [list(p) for p in pulls], "fit_config": HeadFitConfig().to_dict(), "seed": self.args.seed,
                 "sample": {"new_class_tasks": len(new_tasks), "known_class_tasks": len(known_tasks),
                            "draws": self.args.draws, "eval_images_per_class":
                                int(np.bincount(self.y_eval).min())},
@@ -287,17 +292,17 @@ class Bench:
         classes = list(range(len(self.names)))
         images = {self.names[c] if c in self.held else self.h_id[self.names[c]]:
                   self.images[self.pool_at[c][0, :20]] for c in classes}
-        folded, _ = self.network("held_out", list(range(self.rt_h.num_classes)))
+        folded, _, centre = self.network("held_out", list(range(self.rt_h.num_classes)))
         examples = load_examples(images, self.rt_h.preprocess, self.rt_h.classes)
         with threadpool_limits(limits=1, user_api="blas"):
-            fit_examples(folded, examples)  # warm
+            fit_examples(folded, examples, centre)  # warm
             times = []
             for _ in range(5):
                 t = time.perf_counter()
-                fit_examples(folded, examples)
+                fit_examples(folded, examples, centre)
                 times.append(time.perf_counter() - t)
             tracemalloc.start()
-            fit_examples(folded, examples)
+            fit_examples(folded, examples, centre)
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
         return {"labels": len(images), "shots": 20, "threads": 1, "seconds_median": float(np.median(times)),
@@ -309,9 +314,13 @@ def task_means(rows: list[dict[str, Any]], method: str, k: int) -> list[dict[str
     return [{"test_accuracy": float(np.mean(r["scores"][method][k]))} for r in rows]
 
 
-def summarise_new(rows: list[dict[str, Any]], pulls: list[float], names: list[str], held: list[int],
+def fit_key(pull: tuple[float, float]) -> str:
+    return f"fit_{pull[0]:g}_{pull[1]:g}"
+
+
+def summarise_new(rows: list[dict[str, Any]], pulls: list[tuple[float, float]], names: list[str], held: list[int],
                   seed: int) -> dict[str, Any]:
-    fit = f"fit_{pulls[0]:g}"
+    fit = fit_key(pulls[0])
     out: dict[str, Any] = {}
     subsets = {"all": list(range(len(rows)))}
     for g in sorted({r["group"] for r in rows if r["group"]}):
@@ -333,8 +342,8 @@ def summarise_new(rows: list[dict[str, Any]], pulls: list[float], names: list[st
     return out
 
 
-def summarise_known(rows: list[dict[str, Any]], pulls: list[float], seed: int) -> dict[str, Any]:
-    fit = f"fit_{pulls[0]:g}"
+def summarise_known(rows: list[dict[str, Any]], pulls: list[tuple[float, float]], seed: int) -> dict[str, Any]:
+    fit = fit_key(pulls[0])
     out = {}
     for k in SHOTS:
         methods = {fit: task_means(rows, fit, k), "masked": [{"test_accuracy": r["masked"]} for r in rows]}
@@ -345,17 +354,17 @@ def summarise_known(rows: list[dict[str, Any]], pulls: list[float], seed: int) -
     return out
 
 
-def select_pull(new_rows: list[dict[str, Any]], known_rows: list[dict[str, Any]], pulls: list[float]
+def select_pull(new_rows: list[dict[str, Any]], known_rows: list[dict[str, Any]], pulls: list[tuple[float, float]]
                 ) -> dict[str, Any]:
-    """Mean accuracy at k=10 over new- and known-class tasks (each half the weight) per pull."""
+    """Mean accuracy at k=10 over new- and known-class tasks (each half the weight) per pull pair."""
     score = {}
     for p in pulls:
-        m = f"fit_{p:g}"
+        m = fit_key(p)
         new = np.mean([np.mean(r["scores"][m][RULE_SHOTS]) for r in new_rows])
         known = np.mean([np.mean(r["scores"][m][RULE_SHOTS]) for r in known_rows])
-        score[f"{p:g}"] = {"new": float(new), "known": float(known), "mean": float((new + known) / 2)}
+        score[m] = {"new": float(new), "known": float(known), "mean": float((new + known) / 2)}
     best = max(score, key=lambda k: score[k]["mean"])
-    return {"rule": "best mean of new- and known-class accuracy at k=10", "scores": score, "best_pull": float(best)}
+    return {"rule": "best mean of new- and known-class accuracy at k=10", "scores": score, "best": best}
 
 
 def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,19 +32,21 @@ def features(folded: FoldedNet, inputs: np.ndarray, batch: int = FEATURE_BATCH) 
         len(inputs), -1)
 
 
-def fit_examples(folded_all: FoldedNet, examples: Examples, config: HeadFitConfig = HeadFitConfig()
-                 ) -> FittedHead:
+def fit_examples(folded_all: FoldedNet, examples: Examples, centre: np.ndarray,
+                 config: HeadFitConfig = HeadFitConfig()) -> FittedHead:
     """The head for the examples' labels on `folded_all` (a net whose classifier has a row for
-    every class of the bundle): shared rows for known labels, imprinted for new, then the fit."""
+    every class of the bundle): shared rows for known labels, imprinted about `centre` (see
+    `mean_feature`) for new ones, then the fit."""
     f = features(folded_all, examples.inputs)
     shared = folded_all.classifier()
-    w0, b0 = start_head(f, examples.targets, shared.weight, shared.bias, list(examples.class_ids))
-    return fit_head(f, examples.targets, w0, b0, config)
+    w0, b0 = start_head(f, examples.targets, shared.weight, shared.bias, list(examples.class_ids), centre)
+    return fit_head(f, examples.targets, w0, b0, config, np.array([c is None for c in examples.class_ids]))
 
 
-def imprint_only(folded_all: FoldedNet, examples: Examples) -> FittedHead:
-    """The starting head itself (no fit): the imprinting baseline."""
-    return fit_examples(folded_all, examples, HeadFitConfig(steps=0))
+def mean_feature(folded_all: FoldedNet, calibration_inputs: np.ndarray) -> np.ndarray:
+    """The mean feature of the bundle's calibration images (every class the supernet knows): the
+    centre new classes are imprinted about."""
+    return features(folded_all, calibration_inputs).mean(axis=0)
 
 
 def nearest_known(folded_all: FoldedNet, examples: Examples) -> list[int]:

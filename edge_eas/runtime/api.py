@@ -32,7 +32,7 @@ from edge_eas.net.slicing import slice_subnet
 from edge_eas.runtime.trust import TrustError, TrustStore
 from edge_eas.runtime.environment import describe
 from edge_eas.common.fileio import atomic_write_bytes
-from edge_eas.runtime.adapt import fit_examples, nearest_known, task_vector
+from edge_eas.runtime.adapt import fit_examples, mean_feature, nearest_known, task_vector
 from edge_eas.runtime.adapted_head import AdaptedHead, check_name, default_name, head_path, list_heads
 from edge_eas.runtime.examples import ExamplesLike, load_examples
 from edge_eas.runtime.head_fit import HeadFitConfig
@@ -423,7 +423,7 @@ class Runtime:
         if examples.new_labels:
             prediction = None  # the predictor knows the bundle's classes only
         t2 = time.perf_counter()
-        fitted = fit_examples(folded_all, examples, fit)
+        fitted = fit_examples(folded_all, examples, mean_feature(folded_all, calibration.images), fit)
         t3 = time.perf_counter()
         head = AdaptedHead(name, examples.labels, examples.class_ids, fitted.weight, fitted.bias, chosen,
                            tuple(vector), self.bundle.sha256, examples.hashes,

@@ -7,9 +7,14 @@ with imprinted weights", 2018), scaled like the shared rows. A softmax regressio
 every row to the examples, with a pull back toward that start:
 
     minimise  mean_i CE(softmax(W f_i + b), y_i)
-              + lam / 2 * (s2 * ||W - W0||^2 + ||b - b0||^2),     s2 = mean_i ||f_i||^2
+              + sum_r lam_r / 2 * (s2 * ||W_r - W0_r||^2 + (b_r - b0_r)^2),     s2 = mean_i ||f_i||^2
 
-s2 makes `lam` scale-free (features scaled by a, weights by 1/a: the same problem). The
+s2 makes the pulls scale-free (features scaled by a, weights by 1/a: the same problem). A row
+the supernet trained on thousands of images is pulled hard (`pull`); an imprinted row, a guess
+from k examples, lightly (`pull_new`). Features after ReLU-family activations all point into one
+orthant, so new rows are imprinted on features centred at the mean feature of the bundle's
+all-class calibration images, with the bias that puts that mean at the shared rows' median
+logit: then an imprinted row does not outbid the shared rows on every image. The
 objective is strongly convex, so accelerated gradient descent with the step 1/L (L from the
 features' largest singular value) converges in a fixed number of steps with nothing to tune
 but `lam`. Every setting is fixed in `HeadFitConfig` and was chosen on validation data
@@ -28,9 +33,9 @@ import numpy as np
 class HeadFitConfig:
     """The fit's settings, fixed before any test figure was looked at (see the module docstring)."""
 
-    pull: float = 0.1           # lam: the pull toward the starting head, relative to the features' scale
+    pull: float = 0.1           # lam for a known class's row (the shared classifier's), relative to the features' scale
+    pull_new: float = 0.001     # lam for a new class's imprinted row
     steps: int = 300            # accelerated gradient steps (the fit is strongly convex: 300 reach ~1e-6)
-    imprint_scale: str = "shared_rows"  # new rows get the shared classifier's median row norm and bias
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,25 +52,29 @@ class FittedHead:
     loss: float
 
 
-def imprint(features: np.ndarray, labels: np.ndarray, rows: int, norm: float, bias: float
+def imprint(features: np.ndarray, labels: np.ndarray, rows: int, norm: float, bias: float, centre: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-    """One row per label 0..rows-1: the mean of its examples' L2-normalised features, normalised
-    and scaled to `norm`, with the common `bias`."""
-    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    """One row per label 0..rows-1: the mean of its examples' L2-normalised features about
+    `centre`, normalised and scaled to `norm`; its bias puts `centre` at logit `bias`."""
+    centred = features - centre
+    unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
     weight = np.zeros((rows, features.shape[1]), dtype=np.float64)
     for r in range(rows):
         mean = unit[labels == r].mean(axis=0)
         weight[r] = norm * mean / max(float(np.linalg.norm(mean)), 1e-12)
-    return weight, np.full(rows, bias, dtype=np.float64)
+    return weight, bias - weight @ centre
 
 
 def start_head(features: np.ndarray, labels: np.ndarray, shared_weight: np.ndarray, shared_bias: np.ndarray,
-               known_rows: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+               known_rows: list[int | None], centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The head a fit starts from: for label r, row known_rows[r] of the shared classifier, or
-    (None: a class the supernet never saw) its imprinted row at the shared rows' median norm and bias."""
+    (None: a class the supernet never saw) its imprinted row at the shared rows' median norm, about
+    `centre` (the mean feature of the bundle's calibration images; None: the origin) at the
+    shared rows' median logit there."""
+    centre = np.zeros(features.shape[1]) if centre is None else np.asarray(centre, dtype=np.float64)
     norm = float(np.median(np.linalg.norm(shared_weight, axis=1)))
-    bias = float(np.median(shared_bias))
-    imprinted_w, imprinted_b = imprint(features, labels, len(known_rows), norm, bias)
+    bias = float(np.median(shared_weight @ centre + shared_bias))
+    imprinted_w, imprinted_b = imprint(features, labels, len(known_rows), norm, bias, centre)
     weight, b = imprinted_w.copy(), imprinted_b.copy()
     for r, row in enumerate(known_rows):
         if row is not None:
@@ -78,20 +87,24 @@ def accuracy(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias:
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, weight0: np.ndarray, bias0: np.ndarray,
-             config: HeadFitConfig = HeadFitConfig()) -> FittedHead:
-    """Softmax regression on (features, labels) pulled toward (weight0, bias0); see the module
-    docstring. float64 inside: the fit is tiny, and its result must not depend on summation order."""
+             config: HeadFitConfig = HeadFitConfig(), new_rows: np.ndarray | None = None) -> FittedHead:
+    """Softmax regression on (features, labels) pulled toward (weight0, bias0); `new_rows` (bool
+    per row) take `pull_new`, the rest `pull`. See the module docstring. float64 inside: the fit
+    is tiny, and its result must not depend on summation order."""
     f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     w0, b0 = np.asarray(weight0, dtype=np.float64), np.asarray(bias0, dtype=np.float64)
     n, k = len(f), len(w0)
     s2 = float(np.mean(np.sum(f * f, axis=1))) or 1.0
-    lam_w, lam_b = config.pull * s2, config.pull
+    new = np.zeros(k, dtype=bool) if new_rows is None else np.asarray(new_rows, dtype=bool)
+    lam_b = np.where(new, config.pull_new, config.pull)
+    lam_w = (lam_b * s2)[:, None]
     onehot = np.zeros((n, k))
     onehot[np.arange(n), y] = 1.0
     # Lipschitz constant of the gradient: softmax CE's Hessian is below 1/2 per sample
-    lipschitz = 0.5 * float(np.linalg.norm(np.hstack([f, np.ones((n, 1))]), 2)) ** 2 / n + max(lam_w, lam_b)
-    strong = min(lam_w, lam_b)
+    lipschitz = 0.5 * float(np.linalg.norm(np.hstack([f, np.ones((n, 1))]), 2)) ** 2 / n + \
+        max(float(lam_w.max()), float(lam_b.max()))
+    strong = min(float(lam_w.min()), float(lam_b.min()))
     q = np.sqrt(strong / lipschitz)
     momentum = (1 - q) / (1 + q)
     step = 1.0 / lipschitz
