@@ -48,7 +48,7 @@ from edge_eas.cost.calibrate import accuracy_report, fit
 from edge_eas.cost.flops import mflops
 from edge_eas.cost.latency import LatencyModel, block_key, latency_ms
 from edge_eas.runtime import Runtime
-from edge_eas.runtime.api import benchmark_many
+from edge_eas.runtime.model import benchmark_many
 from edge_eas.runtime.engines import engine_available
 from edge_eas.runtime.agent.messages import to_dict
 from edge_eas.runtime.agent.profile import fixed_probes, isolated_fixed_ms, profile_blocks

@@ -30,7 +30,7 @@ from benchmarks.common import add_allow_dirty, require_clean_tree, save_result
 from edge_eas.host.bundle import export_bundle
 from edge_eas.cost.flops import macs
 from edge_eas.runtime import Runtime
-from edge_eas.runtime.api import timed_call
+from edge_eas.runtime.model import timed_call
 from edge_eas.runtime.engines import available_engines
 from edge_eas.runtime.timing import measure_many
 from edge_eas.net.space import Arch, SearchSpace

@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmarks import readme_fashion
 from benchmarks.readme_fashion import pct
+from benchmarks.readme_fewshot import fewshot_section
 from edge_eas.host.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,7 +405,8 @@ def quickstart_repeat_section(doc: dict[str, Any]) -> list[str]:
 
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
-    ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS, ("generator", generator_section),
+    ("quickstart_repeat", quickstart_repeat_section), *readme_fashion.SECTIONS,
+    ("fewshot_fashion-mnist", fewshot_section), ("generator", generator_section),
     ("task_dropout", task_dropout_section),
     # latency at real scale (mbv3) is the headline; the digits tables (µs networks) follow it
     ("mbv3_engines", mbv3_engines_section), ("mbv3_time_split_224", time_split_section),

@@ -20,7 +20,7 @@ from edge_eas.net.folded import FoldedConv, FoldedNet, GlobalAvgPool, Linear, Re
 from edge_eas.net.preprocess import Preprocess
 from edge_eas.net.space import Arch, SearchSpace, StageSpec
 from edge_eas.net.subnet import ResizeLayer, subnet_layers
-from edge_eas.runtime.api import SpecializedModel
+from edge_eas.runtime.model import SpecializedModel
 from edge_eas.runtime.app_io import INPUT_NAME, OUTPUT_NAME, SIGNATURE, AppIO
 from edge_eas.runtime.engines import create_engine, engine_available
 from edge_eas.runtime.recalibrate import recalibrate

@@ -18,13 +18,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edge_eas.runtime.api import Runtime, SpecializedModel
+    from edge_eas.runtime.api import Runtime
+    from edge_eas.runtime.model import SpecializedModel
     from edge_eas.format.bundle_reader import BundleError
     from edge_eas.runtime.engines import ENGINE_NAMES, EngineUnavailable
 
 __all__ = ["Runtime", "SpecializedModel", "BundleError", "EngineUnavailable", "ENGINE_NAMES"]
 
-_WHERE = {"Runtime": ".api", "SpecializedModel": ".api", "BundleError": "edge_eas.format.bundle_reader",
+_WHERE = {"Runtime": ".api", "SpecializedModel": ".model", "BundleError": "edge_eas.format.bundle_reader",
           "EngineUnavailable": ".engines", "ENGINE_NAMES": ".engines"}
 
 

@@ -17,7 +17,10 @@ from edge_eas.runtime.engines.numpy_engine import NumpyEngine
 from edge_eas.runtime.examples import Examples
 from edge_eas.runtime.head_fit import FittedHead, HeadFitConfig, fit_head, start_head
 
-FEATURE_BATCH = 256
+FEATURE_BATCH = 16
+"""Images per numpy forward when computing features: small, because the fit's extra memory is
+mostly the widest activation map times the batch (at 28 px a 6x expansion of 96 channels is
+1.8 MB per image)."""
 NEW_CLASS_RULES = ("all", "nearest")
 """How the generator's task vector covers classes it never saw:
 - "all": the all-class vector (plus nothing else to decide: new classes could be anything);

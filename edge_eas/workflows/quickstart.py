@@ -32,7 +32,7 @@ from edge_eas.remote.fleet import BenchRequest, run_bench
 from edge_eas.remote.scenarios import budget_range
 from edge_eas.remote.ssh_options import ssh_options
 from edge_eas.runtime import Runtime
-from edge_eas.runtime.api import benchmark_many
+from edge_eas.runtime.model import benchmark_many
 from edge_eas.sim.ssh_lab import DeviceLab, have_sshd
 
 

@@ -28,7 +28,7 @@ from edge_eas.net.tasks import Task
 from edge_eas.runtime.engines import preferred_engines
 
 if TYPE_CHECKING:
-    from edge_eas.runtime.api import SpecializedModel
+    from edge_eas.runtime.model import SpecializedModel
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def run_group(rt: Any, group: list[dict[str, Any]], settings: AgentSettings,
     """Specialise a group of scenarios, then time them interleaved; one line per scenario, in
     order. A scenario that fails is an 'error' line; the others are still measured."""
     # lazy: the agent's first line goes out before numpy and the bundle reader load (slow boards)
-    from edge_eas.runtime.api import benchmark_many
+    from edge_eas.runtime.model import benchmark_many
     lines: dict[str, MeasurementLine | ScenarioError] = {}
     ready: list[tuple[dict[str, Any], Any]] = []
     for sc in group:

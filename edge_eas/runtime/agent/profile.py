@@ -21,7 +21,7 @@ from edge_eas.cost.latency import block_key, latency_ms
 from edge_eas.net.space import BlockConfig
 from edge_eas.net.subnet import (ConvLayer, Layer, LinearLayer, PoolLayer, SELayer, head_layers, mbconv_layers, stem_layers,
                       walk)
-from edge_eas.runtime.api import benchmark_many
+from edge_eas.runtime.model import benchmark_many
 from edge_eas.runtime.engines import Calibration, create_engine
 from edge_eas.net.folded import FoldedNet, fold_layers
 from edge_eas.runtime.agent.messages import BlockProfile
