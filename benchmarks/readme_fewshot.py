@@ -3,6 +3,8 @@ device from k examples per class, against pixel nearest-class-mean, imprinting a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from benchmarks.readme_fashion import ci, pct
@@ -70,7 +72,7 @@ def fewshot_section(doc: dict[str, Any]) -> list[str]:
     lines += ["", f"Cost on `local` (x86-64, 1 thread): features and fit for {c['labels']} classes × {c['shots']} "
                   f"examples take {1000 * c['seconds_median']:.0f} ms (median of 5; goal ≤ 500 ms) and "
                   f"{c['peak_extra_mib']:.1f} MiB of extra peak memory by tracemalloc (goal ≤ 20 MiB), on "
-                  f"{c['feature_dim']} features. The arm64 stand-in was not measured for this issue.", "",
+                  f"{c['feature_dim']} features. " + arm64_line(), "",
               f"Sample: {s['new_class_tasks']} new-class tasks of 2–5 classes (half inside one superclass) and "
               f"{s['known_class_tasks']} known-class tasks, {s['draws']} draws of the shots per task and k (the 5 "
               f"shots are the first 5 of the 10), {s['eval_images_per_class']:,} {doc['split']} images per class; one "
@@ -82,3 +84,16 @@ def fewshot_section(doc: dict[str, Any]) -> list[str]:
               + (f", chosen on the validation split ({sel['rule']}; [`{sel['file']}`](benchmarks/results/{sel['file']}), "
                  f"commit {sel['commit']})." if sel else ".")]
     return lines
+
+
+def arm64_line() -> str:
+    """The same fit on the arm64 stand-in (benchmarks/fewshot_arm64.py), when it was measured."""
+    path = Path(__file__).parent / "results" / "fewshot_arm64.json"
+    if not path.is_file():
+        return "The arm64 stand-in was not measured."
+    d = json.loads(path.read_text())
+    return (f"Through the device agent (`--examples`, whose timing also covers the features of the bundle's "
+            f"calibration images), {d['labels']} labels × {d['shots']} images at 1 thread took "
+            f"{d['local_median_s']:.2f} s here and {d['arm64_median_s']:.2f} s on the arm64 stand-in under qemu, "
+            f"{d['slowdown']:.1f}× slower (median of {d['repeats']}; [`fewshot_arm64.json`]"
+            f"(benchmarks/results/fewshot_arm64.json), commit {d['commit']}).")

@@ -2,7 +2,9 @@
 
 Given as {label: images} (uint8 or 0..1 float arrays, NCHW, CHW-per-image lists, or NHW for grey)
 or as a folder with one sub-folder of images per label (the folder loader's rules: a label's
-images lie directly inside its folder; dot-files and non-image files are skipped).
+images lie directly inside its folder; dot-files and other files are skipped). A `.npy` file in a
+label folder is a stack of that label's images as a numpy array (what a device without Pillow
+reads; no pickle).
 
 A label is a class the bundle knows when it is an int (a class id) or a string equal to a class
 name (case-insensitive); any other string names a new class. Folder names are strings, so a
@@ -153,7 +155,16 @@ def _from_folder(root: Path, channels: int) -> dict[Label, list[np.ndarray]]:
                          f"train on the host for more (edge_eas train --data folder:DIR)")
     for folder in folders:
         files = image_files(folder)
-        if not files:
-            raise ValueError(f"label folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)} directly inside it)")
-        out[folder.name] = [_square(folder.name, read_image(f, channels), f) for f in files]
+        stacks = sorted(p for p in folder.glob("*.npy") if p.is_file() and not p.name.startswith("."))
+        if not files and not stacks:
+            raise ValueError(f"label folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)} or .npy directly "
+                             f"inside it)")
+        images = [_square(folder.name, read_image(f, channels), f) for f in files]
+        for stack in stacks:
+            try:
+                array = np.load(stack, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise ValueError(f"cannot read {stack}: {str(exc).splitlines()[0]}") from None
+            images += _checked_images(folder.name, array, channels)
+        out[folder.name] = images
     return out
