@@ -7,8 +7,9 @@ user who could retrain would get). Both are exported as default bundles and used
 device's own code (runtime/adapt.py, runtime/head_fit.py), numpy engine, BN on the bundle's
 all-class images.
 
-- New-class tasks: `--tasks` tasks of 2-5 classes with at least one held-out class, half inside
-  one superclass. Methods: nearest class mean on raw pixels; imprinting only; the fitted head
+- New-class tasks: `--tasks` tasks of 2-5 classes with at least one held-out class: every task
+  inside one superclass that holds its held-out class (13 on Fashion with Coat, Sneaker and Bag
+  held out, one per superclass), the rest across superclasses. Methods: nearest class mean on raw pixels; imprinting only; the fitted head
   (held-out run, task vector by the "all" rule; the "nearest" rule at k=10 too); the masked head
   of the full-data run on the same task at the same budget (the ceiling).
 - Known-class tasks: `--tasks` tasks of known classes; the fitted head against the masked head,
@@ -241,55 +242,48 @@ class Bench:
                 "cost": self.cost(), "new_tasks": strip(new_rows), "known_tasks": strip(known_rows_out)}
 
     def new_class_tasks(self) -> list[dict[str, Any]]:
-        """Half inside one superclass (each with its held-out class), half across superclasses;
-        every task holds at least one held-out class. Drawn once from --seed."""
-        rng = np.random.default_rng(self.args.seed + 101)
-        groups = {g: list(ids) for g, ids in self.data.class_groups.items() if set(ids) & set(self.held)}
+        """Every task inside one superclass that holds its held-out class (with one held-out class
+        per superclass there are only 7 + 3 + 3 of them on Fashion), then tasks across superclasses,
+        each with a held-out class, drawn from --seed, up to --tasks. Every task holds at least
+        one held-out class."""
+        from itertools import combinations
         tasks: list[dict[str, Any]] = []
-        seen: set[tuple[int, ...]] = set()
+        for g, ids in sorted(self.data.class_groups.items()):
+            for new in (c for c in ids if c in self.held):
+                rest = [c for c in ids if c != new]
+                for size in range(1, len(rest) + 1):
+                    for more in combinations(rest, size):
+                        tasks.append({"classes": sorted([new, *more]), "group": g})
+        tasks = tasks[:self.args.tasks // 2] if len(tasks) > self.args.tasks // 2 else tasks
+        rng = np.random.default_rng(self.args.seed + 101)
+        seen = {tuple(t["classes"]) for t in tasks}
         while len(tasks) < self.args.tasks:
-            in_group = len(tasks) % 2 == 0 and bool(groups)
-            if in_group:
-                g = sorted(groups)[len(tasks) // 2 % len(groups)]
-                members = groups[g]
-                size = int(rng.integers(2, len(members) + 1))
-                must = [c for c in members if c in self.held][:1]
-                rest = [c for c in members if c not in must]
-                classes = sorted(must + list(rng.choice(rest, size - 1, replace=False)))
-            else:
-                g = None
-                size = int(rng.integers(2, 6))
-                must = [int(rng.choice(self.held))]
-                rest = [c for c in range(len(self.names)) if c not in must]
-                classes = sorted(must + [int(c) for c in rng.choice(rest, size - 1, replace=False)])
-                if any(set(classes) <= set(ids) for ids in self.data.class_groups.values()):
-                    continue
-            key = tuple(int(c) for c in classes)
-            if key in seen:
+            must = [int(rng.choice(self.held))]
+            rest = [c for c in range(len(self.names)) if c not in must]
+            key = tuple(sorted(must + [int(c) for c in rng.choice(rest, int(rng.integers(1, 5)), replace=False)]))
+            if key in seen or any(set(key) <= set(ids) for ids in self.data.class_groups.values()):
                 continue
             seen.add(key)
-            tasks.append({"id": len(tasks), "classes": list(key), "group": g,
-                          "new": [c for c in key if c in self.held]})
-        return tasks
+            tasks.append({"classes": list(key), "group": None})
+        return [{"id": i, **t, "new": [c for c in t["classes"] if c in self.held]} for i, t in enumerate(tasks)]
 
     def known_class_tasks(self) -> list[dict[str, Any]]:
+        """Tasks of 2-5 classes the full-data run knows: half inside one superclass (drawn from all
+        such tasks), half across, from --seed."""
+        from itertools import combinations
         rng = np.random.default_rng(self.args.seed + 202)
-        groups = {g: list(ids) for g, ids in self.data.class_groups.items()}
-        tasks: list[dict[str, Any]] = []
-        seen: set[tuple[int, ...]] = set()
+        inside = [(g, list(c)) for g, ids in sorted(self.data.class_groups.items())
+                  for size in range(2, min(5, len(ids)) + 1) for c in combinations(ids, size)]
+        picked = rng.permutation(len(inside))[:self.args.tasks // 2] if inside else []
+        tasks = [{"classes": inside[i][1], "group": inside[i][0]} for i in sorted(picked)]
+        seen = {tuple(t["classes"]) for t in tasks}
         while len(tasks) < self.args.tasks:
-            if len(tasks) % 2 == 0 and groups:
-                g = sorted(groups)[len(tasks) // 2 % len(groups)]
-                members = groups[g]
-                classes = rng.choice(members, int(rng.integers(2, len(members) + 1)), replace=False)
-            else:
-                g = None
-                classes = rng.choice(len(self.names), int(rng.integers(2, 6)), replace=False)
-            key = tuple(sorted(int(c) for c in classes))
-            if key not in seen:
-                seen.add(key)
-                tasks.append({"id": len(tasks), "classes": list(key), "group": g})
-        return tasks
+            key = tuple(sorted(int(c) for c in rng.choice(len(self.names), int(rng.integers(2, 6)), replace=False)))
+            if key in seen or any(set(key) <= set(ids) for ids in self.data.class_groups.values()):
+                continue
+            seen.add(key)
+            tasks.append({"classes": list(key), "group": None})
+        return [{"id": i, **t} for i, t in enumerate(tasks)]
 
     def cost(self) -> dict[str, Any]:
         """Features + fit for 10 classes x 20 shots (the held-out run's classes known, its held-out
