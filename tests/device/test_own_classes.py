@@ -1,6 +1,11 @@
 """Your own classes, torch-free: a supernet trained without digits 3 and 8 (tests/device/make_bundle.py)
 adapts on the device to all ten digits from 10 images per class, two of them new to it, and
-scores above nearest class mean on raw pixels with the same images."""
+scores above nearest class mean on raw pixels with the same images over the task's classes.
+
+On the two new digits alone raw pixels do better (0.85 against 0.80 when this was written): 8x8
+digits are the case where pixels are nearly a perfect representation, and a 10-epoch supernet's
+features for digits it never saw are not. The test prints both and holds the new digits to a
+floor well above chance; benchmarks/fewshot.py measures the real case (Fashion-MNIST)."""
 
 import os
 import subprocess
