@@ -16,6 +16,7 @@ from edge_eas.net.folded import FoldedNet
 from edge_eas.runtime.engines.numpy_engine import NumpyEngine
 from edge_eas.runtime.examples import Examples
 from edge_eas.runtime.head_fit import FittedHead, HeadFitConfig, fit_head, start_head
+from edge_eas.runtime.model import softmax
 
 FEATURE_BATCH = 16
 """Images per numpy forward when computing features: small, because the fit's extra memory is
@@ -30,9 +31,13 @@ NEW_CLASS_RULES = ("all", "nearest")
 
 def features(folded: FoldedNet, inputs: np.ndarray, batch: int = FEATURE_BATCH) -> np.ndarray:
     """(N, features) for preprocessed NCHW inputs, in batches (bounded memory for big folders)."""
-    engine = NumpyEngine(folded.features(), batch_size=batch)
-    return np.concatenate([engine.run(inputs[i:i + batch]) for i in range(0, len(inputs), batch)]).reshape(
-        len(inputs), -1)
+    return _run_batched(folded.features(), inputs, batch).reshape(len(inputs), -1)
+
+
+def _run_batched(folded: FoldedNet, inputs: np.ndarray, batch: int) -> np.ndarray:
+    """`folded` on the numpy engine, `batch` inputs at a time."""
+    engine = NumpyEngine(folded, batch_size=batch)
+    return np.concatenate([engine.run(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
 
 
 def fit_examples(folded_all: FoldedNet, examples: Examples, centre: np.ndarray,
@@ -56,11 +61,7 @@ def nearest_known(folded_all: FoldedNet, examples: Examples) -> list[int]:
     """Per new label, the known class (not already a label) the shared classifier puts the most
     mean probability on over the label's examples."""
     taken = {c for c in examples.class_ids if c is not None}
-    logits = np.concatenate([NumpyEngine(folded_all, batch_size=FEATURE_BATCH).run(examples.inputs[i:i + FEATURE_BATCH])
-                             for i in range(0, len(examples.inputs), FEATURE_BATCH)])
-    z = logits - logits.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
+    p = softmax(_run_batched(folded_all, examples.inputs, FEATURE_BATCH))
     out: list[int] = []
     for row, cid in enumerate(examples.class_ids):
         if cid is not None:
