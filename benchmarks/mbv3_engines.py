@@ -7,7 +7,7 @@ Per resolution:
   (numpy engine, and the tflite engine where LiteRT is installed), with that process's peak RSS;
 - for the smallest, a median (by MACs, of 2,000 random archs) and the largest sub-network, the
   batch-1 latency of each engine (numpy/1, tflite/1, tflite/2, tflite-int8/1, tflite-int8/2,
-  executorch/1, executorch-int8/1, torch/1 eager where installed):
+  executorch/1, executorch-int8/1, torch/1 eager, onnxruntime:cpu/1 and /2 where installed):
   the protocol of runtime/timing.py (fastest interleaved sample; median and p90 beside it).
 
     python -m benchmarks.mbv3_engines [--resolutions 224 160] [--out /tmp/mbv3-bench]
@@ -84,6 +84,8 @@ def engine_configs() -> list[tuple[str, int]]:
         configs.append(("executorch-int8", 1))
     if "torch" in have:  # torch eager, the baseline TFLite is held against (<= 0.5x at batch 1)
         configs.append(("torch", 1))
+    if "onnxruntime" in have:  # the CPU provider: this machine has no GPU
+        configs += [("onnxruntime:cpu", 1), ("onnxruntime:cpu", 2)]
     return configs
 
 
@@ -110,7 +112,7 @@ def one_resolution(resolution: int, out: Path, runs: int, cold_repeats: int) -> 
     bundle = out / f"mbv3-{resolution}-int8.eas"
     archs = {"smallest": space.smallest(), "median": median_arch(space), "largest": space.largest()}
     rt = Runtime.load(bundle)
-    cold = [cold_start(bundle, e, cold_repeats) for e in ("numpy", "tflite", "tflite-int8")
+    cold = [cold_start(bundle, e, cold_repeats) for e in ("numpy", "tflite", "tflite-int8", "onnxruntime")
             if e in ("numpy", *available_engines())]
     return {"resolution": resolution,
             "mflops": {k: macs(space, a, 1000) / 1e6 for k, a in archs.items()},

@@ -40,7 +40,7 @@ fi
 "$VENV/bin/pip" install -q --upgrade pip >/dev/null
 # torch only as the local CPU wheel; the extras' torch range is satisfied by it, so nothing else is pulled.
 "$VENV/bin/pip" install -q torch==2.13.0
-"$VENV/bin/pip" install -q -e ".[host,remote,serial,tflite,executorch,dev]"
+"$VENV/bin/pip" install -q -e ".[host,remote,serial,tflite,executorch,onnx,dev]"
 
 # A second, torch-free environment: what a device has (numpy + a native engine, no torch).
 DEVICE_VENV=${EDGE_EAS_DEVICE_VENV:-.venv-device}
@@ -48,7 +48,7 @@ if [ ! -x "$DEVICE_VENV/bin/python" ]; then
   "$PY" -m venv "$DEVICE_VENV"
 fi
 "$DEVICE_VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$DEVICE_VENV/bin/pip" install -q ".[runtime,tflite]" pytest hypothesis
+"$DEVICE_VENV/bin/pip" install -q ".[runtime,tflite,onnx]" pytest hypothesis
 if "$DEVICE_VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "error: the device venv has torch: the runtime extras pull it in" >&2
   exit 1

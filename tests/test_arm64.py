@@ -307,6 +307,54 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
     assert "ai-edge-litert" not in rep["smoke"]["versions"]
 
 
+# Runs on the device: the onnxruntime engine's probabilities for the scenarios, and the provider that ran.
+DEVICE_PREDICT_ONNX = r"""
+import json, sys
+import numpy as np
+from edge_eas.runtime import Runtime
+rt = Runtime.load(sys.argv[1])
+x = np.load(sys.argv[2])
+out = []
+for sc in json.loads(sys.argv[3]):
+    m = rt.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="onnxruntime", threads=1)
+    out.append({"engine": m.engine, "arch": m.arch.to_dict(), "probs": m.predict(x).tolist()})
+print(json.dumps(out))
+"""
+NO_ORT_WHEEL = "onnxruntime: no aarch64 wheel for this device could be fetched and installed offline"
+
+
+def test_arm64_onnxruntime_engine_matches_host_numpy(lab: Arm64Lab, deployed: dict[str, Any], env: dict[str, str],
+                                                     tiny_bundle: Path, digits_uint8: Any, tmp_path: Path) -> None:
+    """An onnxruntime target deployed into a second runtime dir of the device: PyPI's aarch64
+    onnxruntime (CPU provider) installed offline, the smoke filed under onnxruntime:cpu, and its
+    predictions those of the host's numpy engine. Where no aarch64 wheel can be fetched, deploy
+    falls back to TFLite and this test is skipped, saying so (NO_ORT_WHEEL)."""
+    from edge_eas.runtime import Runtime
+    target = lab.write_target(tmp_path / "ort.toml", engine="onnxruntime", command_timeout=300.0)
+    target.write_text(target.read_text().replace('runtime_dir = "/root/.edge_eas"', 'runtime_dir = "/root/.edge_eas-ort"'))
+    res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    if rep["engine_package"] != "onnxruntime":
+        assert rep["engine_package"] == "ai-edge-litert" and rep["smoke"]["engine"] == "tflite", rep
+        pytest.skip(NO_ORT_WHEEL)
+    assert rep["smoke"]["engine"] == "onnxruntime:cpu" and "CPUExecutionProvider" in rep["providers"], rep
+    images = digits_uint8[0][:16]
+    np.save(tmp_path / "x.npy", images)
+    scenarios = [{"classes": [0, 3, 7], "budget_mflops": 0.35}, {"classes": [1, 2, 4, 5, 6, 8, 9], "budget_mflops": 1.0}]
+    with ssh(target) as s:
+        remote = "/root/.edge_eas-ort/test-x.npy"
+        s.upload(tmp_path / "x.npy", remote)
+        out = json.loads(s.check(["/root/.edge_eas-ort/venv/bin/python", "-c", DEVICE_PREDICT_ONNX,
+                                  "/root/.edge_eas-ort/current/model.eas", remote, json.dumps(scenarios)],
+                                 "predict with onnxruntime on the device", timeout=300).strip().splitlines()[-1])
+    host = Runtime.load(tiny_bundle)
+    for sc, got in zip(scenarios, out):
+        m = host.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="numpy", threads=1)
+        assert got["engine"] == "onnxruntime:cpu" and got["arch"] == m.arch.to_dict()
+        np.testing.assert_allclose(np.asarray(got["probs"]), m.predict(images), atol=1e-4)
+
+
 def test_arm64_bench_calibrate_stores_each_measurement_once(lab: Arm64Lab, deployed: dict[str, Any], target: Path,
                                                             env: dict[str, str], tiny_bundle: Path,
                                                             tmp_path: Path) -> None:

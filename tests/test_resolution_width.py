@@ -114,7 +114,7 @@ def test_torch_bilinear_is_the_numpy_reference(x: np.ndarray) -> None:
         assert float(np.abs(bilinear_resize(x, side) - want).max()) < 1e-5
 
 
-@pytest.mark.parametrize("engine", ["numpy", "tflite", "executorch", "torch"])
+@pytest.mark.parametrize("engine", ["numpy", "tflite", "executorch", "torch", "onnxruntime"])
 def test_every_engine_runs_every_resolution_and_width(supernet: Supernet, x: np.ndarray,
                                                       reference: dict[str, np.ndarray], engine: str) -> None:
     # the test venv (tests/run.sh) installs every engine: a missing one is a broken setup, not a skip
@@ -140,7 +140,7 @@ def _readout_net(side: int, rng: np.random.Generator) -> tuple[FoldedNet, torch.
     return FoldedNet((3, 16, 16), ops), torch.from_numpy(w), torch.from_numpy(b)
 
 
-@pytest.mark.parametrize("engine", ["numpy", "tflite", "executorch", "torch"])
+@pytest.mark.parametrize("engine", ["numpy", "tflite", "executorch", "torch", "onnxruntime"])
 def test_every_engine_resizes_as_torch_does(x: np.ndarray, engine: str) -> None:
     """Each engine's resize alone against torch's F.interpolate(bilinear, align_corners=False):
     a resize off by a sub-pixel shift (align_corners, TFLite's legacy centres) fails here by ~0.1."""
@@ -191,10 +191,10 @@ def test_device_recalibration_resizes_as_the_host_does(supernet: Supernet) -> No
             assert np.allclose(want[k], got[k], rtol=1e-4, atol=1e-5), (name, k)
 
 
-@pytest.mark.parametrize("fmt", ["tflite", "pte"])
+@pytest.mark.parametrize("fmt", ["tflite", "pte", "onnx"])
 def test_standalone_export_takes_the_native_image_and_answers_as_predict(supernet: Supernet, fmt: str,
                                                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
-    arch = ARCHS["r13-0" if fmt == "tflite" else "r10-1"]
+    arch = ARCHS[{"tflite": "r13-0", "pte": "r10-1", "onnx": "r13-1"}[fmt]]
     folded = _folded(supernet, arch)
     app = AppIO(mean=PREPROCESS.mean, std=PREPROCESS.std)
     images = np.random.default_rng(6).integers(0, 256, size=(1, 3, 16, 16), dtype=np.uint8)  # NCHW, native side
@@ -206,6 +206,17 @@ def test_standalone_export_takes_the_native_image_and_answers_as_predict(superne
         interp = Interpreter(model_content=build_tflite(folded, 1, app=app))
         assert list(interp.get_input_details()[0]["shape"]) == [1, 16, 16, 3]
         got = interp.get_signature_runner(SIGNATURE)(**{INPUT_NAME: nhwc})[OUTPUT_NAME]
+    elif fmt == "onnx":
+        import onnx
+        import onnxruntime
+
+        from edge_eas.runtime.engines.onnx_engine import build_onnx
+        data = build_onnx(folded, app=app, metadata='{"labels": []}')
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)  # the writer's protobuf is valid ONNX
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
+        assert session.get_modelmeta().custom_metadata_map == {"edge_eas": '{"labels": []}'}
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: nhwc})[0]
     else:
         from executorch.runtime import Runtime
 

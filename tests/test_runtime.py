@@ -100,7 +100,8 @@ HIDE_ENGINES = """
 import sys
 class HideEngines:  # as on a device without them: find_spec and import both fail
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"torch", "executorch", "ai_edge_litert", "tflite_runtime", "tensorflow"}:
+        if name.split(".")[0] in {"torch", "executorch", "ai_edge_litert", "tflite_runtime", "tensorflow",
+                                    "onnxruntime"}:
             raise ImportError(name + " is not installed here")
 sys.meta_path.insert(0, HideEngines())
 """
@@ -114,7 +115,7 @@ from edge_eas.runtime import Runtime
 from edge_eas.runtime.engines import EngineUnavailable, available_engines
 assert available_engines() == ["numpy"], available_engines()
 rt = Runtime.load({str(tiny_bundle)!r})
-for name in ("tflite", "executorch", "torch"):
+for name in ("tflite", "executorch", "torch", "onnxruntime", "onnxruntime:cuda"):
     try:
         rt.specialize(classes=[1, 2], budget_mflops=1.0, engine=name)
     except EngineUnavailable as exc:
@@ -124,7 +125,8 @@ for name in ("tflite", "executorch", "torch"):
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["tflite", "True", "executorch", "True", "torch", "True"]
+    assert out.stdout.split() == ["tflite", "True", "executorch", "True", "torch", "True", "onnxruntime", "True",
+                                  "onnxruntime:cuda", "True"]
 
 
 @pytest.mark.parametrize("engine", ["numpy", "tflite", "torch"])

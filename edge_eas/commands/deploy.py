@@ -79,7 +79,9 @@ def print_summary(r: dict[str, Any]) -> None:
         print(f"  board     {b.get('model') or 'no device-tree model'}"
               + (f", JetPack {b['jetpack']}" if b.get("jetpack") else "")
               + (f" (target {r['resolved_from']} -> profile {r['target']})" if r.get("resolved_from") else ""))
-    print(f"  engine    {r.get('engine_package') or 'numpy only (no TFLite wheel)'}")
+    providers = r.get("providers")
+    print(f"  engine    {r.get('engine_package') or 'numpy only (no engine wheel)'}"
+          + (f" (execution providers: {', '.join(providers)})" if providers else ""))
     tr = r.get("trust") or {}
     if r.get("rolled_back"):
         print("  trust     unchanged (rollback)")

@@ -1,6 +1,7 @@
-"""`edge_eas export-subnet`: one generated sub-network as a standalone .pte (ExecuTorch) or
-.tflite file, for apps that run a native runtime but not edge_eas itself: uint8 NHWC image in,
-softmax probabilities out, labels and layout in NAME.json beside it (runtime/app_io.py)."""
+"""`edge_eas export-subnet`: one generated sub-network as a standalone .pte (ExecuTorch), .tflite
+or .onnx file, for apps that run a native runtime but not edge_eas itself: uint8 NHWC image in,
+softmax probabilities out, labels and layout in NAME.json beside it (runtime/app_io.py; inside a
+.tflite as a metadata entry, inside an .onnx as the metadata property `edge_eas`)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,19 @@ from edge_eas.workflows.specialise import specialise
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_OR_BUNDLE",
-                   help="a run directory (with --classes and a budget), or with --head the bundle the head was "
-                        "fitted on")
+                   help="a run directory or a bundle (with --classes and a budget: from a bundle, exactly the "
+                        "network Runtime.specialize gives, and no torch needed), or with --head the bundle the head "
+                        "was fitted on")
     p.add_argument("--classes", help="task: comma-separated class ids")
     p.add_argument("--head", type=Path, metavar="FILE",
                    help="an adapted head (specialize --examples / Runtime.specialize(examples=...) saved it beside "
                         "the bundle): its arch and its labels, new classes included, exactly as the runtime runs them")
     add_budget_arguments(p, required=False)
-    p.add_argument("--format", required=True, choices=["pte", "tflite"])
+    p.add_argument("--format", required=True, choices=["pte", "tflite", "onnx"],
+                   help="onnx: any batch (its first dimension is N), for onnxruntime, TensorRT and the rest")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--batch-size", type=int, default=1, help="static batch size of the exported graph")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="static batch size of the exported graph (pte, tflite; an .onnx takes any batch)")
     p.add_argument("--int8", action="store_true",
                    help="a full-integer graph (tflite): int8 weights per channel and int8 activations at ranges "
                         f"calibrated on {DEFAULT_CALIBRATION_PER_CLASS} training images per class, as a default bundle "
@@ -45,9 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def requires(args: argparse.Namespace) -> list[Need]:
-    need = [] if args.head is not None else modules(*HOST, why="extracting the sub-network")
+    from_bundle = args.head is not None or args.run_dir.is_file()
+    need = [] if from_bundle else modules(*HOST, why="extracting the sub-network")
     if args.format == "pte":
         return need + modules("torch", "executorch", why="writing a .pte")
+    if args.format == "onnx":
+        return need  # the .onnx writer is edge_eas's own, numpy only (runtime/engines/onnx_graph.py)
     return need + tflite_builder("writing a .tflite")
 
 
@@ -55,14 +62,16 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     if args.int8 and args.format != "tflite":
-        raise ValueError("--int8 writes a .tflite (--format tflite); ExecuTorch's int8 path needs its own "
-                         "quantiser, not exported yet")
+        raise ValueError("--int8 writes a .tflite (--format tflite); ExecuTorch's and ONNX's int8 paths need "
+                         "their own quantisers, not exported yet")
     if args.head is not None:
         if args.classes or budget_of(args) is not None:
             raise UserError("--head carries its arch and labels: drop --classes and the budget")
-        return _write(args, *_head_model(args))
+        return _write(args, *_runtime_model(args))
     if not args.classes or budget_of(args) is None:
         raise UserError("give the task and budget (--classes 0,3,7 --budget mflops=5), or --head FILE")
+    if args.run_dir.is_file():  # a bundle: the device runtime's own model, no torch needed
+        return _write(args, *_runtime_model(args))
     # torch, the data and the engines' builders load when the command runs, not with the CLI's parser
     # lazy: loads torch only when this command runs (the CLI imports every command for its parser)
     from edge_eas.host.evaluate import TaskEvaluator
@@ -86,16 +95,23 @@ def run(args: argparse.Namespace) -> int:
     return _write(args, folded, app, list(task.classes), [meta["class_names"][k] for k in task.classes], info, ranges)
 
 
-def _head_model(args: argparse.Namespace) -> tuple[FoldedNet, AppIO, list[int | None], list[str], dict[str, Any],
-                                                   Mapping[str, tuple[float, float]] | None]:
-    """The runtime's own model for an adapted head: the same extraction, BN statistics and head
-    the device runs, so the file answers as the runtime does."""
+def _runtime_model(args: argparse.Namespace) -> tuple[FoldedNet, AppIO, list[int | None], list[str], dict[str, Any],
+                                                      Mapping[str, tuple[float, float]] | None]:
+    """The runtime's own model from a bundle, for an adapted head (--head) or a task and budget:
+    the same generation, extraction, BN statistics and head the device runs, so the file answers
+    as `Runtime.specialize` does."""
     # lazy: the device runtime loads only on this path
     from edge_eas.runtime import Runtime
     if not args.run_dir.is_file():
         raise UserError(f"--head needs the bundle it was fitted on (a .eas file), not {args.run_dir}")
     rt = Runtime.load(args.run_dir)
-    m = rt.load_head(args.head, engine="numpy")
+    if args.head is not None:
+        m = rt.load_head(args.head, engine="numpy")
+    else:
+        if budget_of(args).kind == "ms":
+            raise UserError("export from a bundle with an MFLOPs or params budget (ms budgets need the device's "
+                            "engine: Runtime.specialize on the device)")
+        m = rt.specialize(parse_classes(args.classes), budget_of(args), engine="numpy")
     pre = rt.preprocess
     ranges = None
     if args.int8:
@@ -112,9 +128,14 @@ def _write(args: argparse.Namespace, folded: FoldedNet, app: AppIO, class_ids: l
            info: dict[str, Any], ranges: Mapping[str, tuple[float, float]] | None) -> int:
     """The standalone file and its NAME.json sidecar."""
     c, h, w = folded.input_shape
-    doc = sidecar(args.format, app, (args.batch_size, c, h, w), class_ids, labels,
+    batch = "N" if args.format == "onnx" else args.batch_size
+    doc = sidecar(args.format, app, (batch, c, h, w), class_ids, labels,
                   {**info, "edge_eas_version": __version__, "precision": "int8" if args.int8 else "float32"})
-    if args.format == "pte":
+    if args.format == "onnx":
+        # lazy: an engine module loads only when that engine is used
+        from edge_eas.runtime.engines.onnx_engine import build_onnx
+        atomic_write_bytes(args.out, build_onnx(folded, app=app, metadata=sidecar_bytes(doc).decode()))
+    elif args.format == "pte":
         # lazy: an engine module loads only when that engine is used
         from edge_eas.runtime.engines.executorch_engine import export_pte
         export_pte(folded, args.out, batch_size=args.batch_size, app=app)

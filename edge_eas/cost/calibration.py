@@ -203,7 +203,9 @@ def calibrate_target(target_name: str | Target, store_path: Path, engine: str | 
         return spaces[sha]
 
     for tgt, eng, thr in store.iter_models():
-        if tgt != target.name or (engine and eng != engine) or (threads is not None and thr != threads):
+        # an engine named without its variant ("onnxruntime") covers each (onnxruntime:cuda, :cpu)
+        if tgt != target.name or (engine and eng != engine and not eng.startswith(engine + ":")) or \
+                (threads is not None and thr != threads):
             continue
         # noisy rows stay: their figure is the fastest interleaved sample, which a noisy spread of
         # samples does not move (runtime/timing.py); dropping them emptied small benches

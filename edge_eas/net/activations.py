@@ -2,7 +2,8 @@
 
 Adding an activation is one `ActivationSpec` here: its numpy op (the numpy engine and BN
 recalibration run it), the name of its torch module (resolved by `edge_eas.torchnet`, because
-net/ never imports torch) and its TFLite form (fused into the producing op, or an op of its own).
+net/ never imports torch), its TFLite form (fused into the producing op, or an op of its own) and
+its ONNX operator.
 """
 
 from __future__ import annotations
@@ -47,15 +48,16 @@ class ActivationSpec:
     numpy: Callable[[np.ndarray], np.ndarray]  # applies it in place to a float32 array, returns it
     torch: str                                 # the torch.nn module class (torchnet resolves it)
     tflite_fused: str                          # ActivationFunctionType fused into the producing op
+    onnx: str                                  # the ONNX operator ("" for none; Clip takes bounds 0 and 6)
     tflite_op: Optional[str] = None            # BuiltinOperator applied after it, when TFLite cannot fuse it
     extra_pass: bool = False                   # computes a gate tensor: one more pass over the activations
 
 
 ACTIVATIONS: Mapping[str, ActivationSpec] = MappingProxyType({spec.name: spec for spec in (
-    ActivationSpec("none", _none, "Identity", "NONE"),
-    ActivationSpec("relu", _relu, "ReLU", "RELU"),
-    ActivationSpec("relu6", _relu6, "ReLU6", "RELU6"),
-    ActivationSpec("hswish", _hswish, "Hardswish", "NONE", tflite_op="HARD_SWISH", extra_pass=True),
+    ActivationSpec("none", _none, "Identity", "NONE", ""),
+    ActivationSpec("relu", _relu, "ReLU", "RELU", "Relu"),
+    ActivationSpec("relu6", _relu6, "ReLU6", "RELU6", "Clip"),
+    ActivationSpec("hswish", _hswish, "Hardswish", "NONE", "HardSwish", tflite_op="HARD_SWISH", extra_pass=True),
 )})
 """name -> spec; iterating gives the names (the order layers' `act` fields are documented in)."""
 

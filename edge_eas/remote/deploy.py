@@ -39,8 +39,8 @@ from edge_eas.remote.ssh import SSHSession
 from edge_eas.remote.device_steps import resolve_target, run_helper
 from edge_eas.remote.ssh_options import SSHOptions
 from edge_eas.remote.trust_store import StorePlan, kept_pins, plan_store
-from edge_eas.remote.install_plan import RUNTIME_DEPS, TFLITE_ENGINES, RuntimePlan, last_line, plan_runtime, runtime_wheel
-from edge_eas.remote.wheels import SCHEMA_DIST, SCHEMA_MODULE, DevicePlatform, wheel_name
+from edge_eas.remote.install_plan import RUNTIME_DEPS, RuntimePlan, last_line, plan_runtime, runtime_wheel
+from edge_eas.remote.wheels import CHECKS, SCHEMA_DIST, SCHEMA_MODULE, DevicePlatform, engine_families, family_of, wheel_name
 from edge_eas.remote.scenarios import make_scenarios
 from edge_eas.format.bundle_reader import BundleError, open_bundle
 from edge_eas.net.space import SearchSpace
@@ -59,7 +59,8 @@ class DeployReport:
     rolled_back: bool = False
     switched: bool = False
     runtime_installed: bool = False
-    engine_package: str | None = None  # the TFLite wheel installed on the device; None: numpy engine only
+    engine_package: str | None = None  # the engine wheel installed on the device; None: numpy engine only
+    providers: list[str] | None = None  # onnxruntime's execution providers there (the smoke line names the one that ran)
     numpy_source: str = "wheel"        # "system": Debian's python3-numpy through --system-site-packages
     warnings: list[str] = field(default_factory=list)
     board: dict[str, Any] | None = None    # what the device reported (boards.BoardInfo)
@@ -108,7 +109,7 @@ class Deployer:
                                 f"names no [trust] keys: add them to the target (or --trust-key KEY.pub)")
             plan = replace(plan, pins=tuple(sorted(set(plan.pins) | set(kept_pins(
                 probe.get("trust_store"), [probe.get("current"), probe.get("previous")])))))
-            report.runtime_installed, engine_ok = self._ensure_runtime(s, layout, probe, report)
+            report.runtime_installed = self._ensure_runtime(s, layout, probe, report)
             if probe["release_sha256"] != sha:
                 s.upload(bundle, f"{layout.root}/{release}/model.eas")
                 report.bundle_uploaded = True
@@ -121,7 +122,7 @@ class Deployer:
             switched = self._helper(s, "activate", layout.root, release)
             report.switched, report.current, report.previous = switched["changed"], release, switched["previous"]
             try:
-                report.smoke = self._smoke(s, layout, self._smoke_engine(engine_ok, report))
+                report.smoke = self._smoke(s, layout, self._smoke_engine(report))
             except UserError as exc:
                 if switched["changed"] and switched["previous"]:
                     self._helper(s, "rollback", layout.root)
@@ -143,8 +144,9 @@ class Deployer:
             report.bundle_sha256 = s.sha256(layout.bundle)
             installed = json.loads(s.read_text(f"{layout.root}/installed.json") or "{}")
             report.engine_package = installed.get("engine_installed")
+            report.providers = installed.get("providers")
             try:
-                report.smoke = self._smoke(s, layout, self._smoke_engine(report.engine_package is not None, report))
+                report.smoke = self._smoke(s, layout, self._smoke_engine(report))
             except UserError as exc:  # e.g. the trust store no longer accepts the old release: keep what ran
                 self._helper(s, "rollback", layout.root)
                 raise UserError(f"{exc}; kept {swapped['previous']}") from None
@@ -187,9 +189,9 @@ class Deployer:
         return run_helper(s, self.target.python, *args)
 
     def _ensure_runtime(self, s: SSHSession, layout: DeviceLayout, probe: dict[str, Any],
-                        report: DeployReport) -> tuple[bool, bool]:
+                        report: DeployReport) -> bool:
         """Create the venv and install the runtime (+ engine) offline, unless exactly this is
-        installed. Returns (installed now, a TFLite engine works on the device)."""
+        installed. Returns whether it was installed now."""
         dev = DevicePlatform.from_probe(probe)
         wheel = runtime_wheel(self.wheels_dir)
         plan = plan_runtime(dev, self.target.engine, self.wheels_dir)
@@ -199,8 +201,9 @@ class Deployer:
         if (probe["venv"] and all(installed.get(k) == v for k, v in want.items())
                 and bool(probe.get("venv_system_site")) == plan.system_numpy):
             report.engine_package = installed.get("engine_installed")
+            report.providers = installed.get("providers")
             report.warnings += installed.get("warnings", [])
-            return False, report.engine_package is not None
+            return False
         remote_wheels = f"{layout.root}/wheels"
         for w in [*plan.wheels, wheel]:
             self._put_wheel(s, w, f"{remote_wheels}/{w.name}")
@@ -222,19 +225,17 @@ class Deployer:
         s.check([*pip, "--no-deps", "--force-reinstall", remote_wheel], "installing the edge_eas wheel", timeout)
         s.check([*pip, f"{remote_wheel}[runtime]"], "installing the runtime dependencies", timeout)
         report.engine_package = self._install_engine(s, layout, plan, pip, report, timeout)
-        done = {**want, "engine_installed": report.engine_package, "warnings": report.warnings}
+        done = {**want, "engine_installed": report.engine_package, "providers": report.providers,
+                "warnings": report.warnings}
         s.write_bytes(json.dumps(done, indent=1).encode(), f"{layout.root}/installed.json")
-        return True, report.engine_package is not None
+        return True
 
     def _install_engine(self, s: SSHSession, layout: DeviceLayout, plan: RuntimePlan, pip: list[str],
                         report: DeployReport, timeout: float) -> str | None:
-        """Try the plan's TFLite engines in order: install, check the runtime can load it, else
-        uninstall and try the next. None of them working is a warning: numpy always works."""
-        if self.target.engine not in TFLITE_ENGINES:
-            return None
+        """Try the plan's engine wheels in order (onnxruntime ones, then TFLite ones): install,
+        check the runtime can use it, else uninstall and try the next. Falling back to another
+        family than the target's first is a warning; none working is one too: numpy always works."""
         failed: list[str] = []
-        check = ("from edge_eas.runtime.engines.tflite_engine import load_interpreter_class, load_schema; "
-                 "load_interpreter_class(); load_schema()")
         for cand in plan.engines.candidates:
             for w in cand.wheels:
                 self._put_wheel(s, w, f"{layout.root}/wheels/{w.name}")
@@ -244,23 +245,38 @@ class Deployer:
             info(f"[{self.target.name}] installing {cand.package} offline")
             res = s.run([*pip, *pkgs], timeout)
             if res.rc == 0:
-                res = s.run([layout.venv_python, "-c", check], timeout)
+                res = s.run([layout.venv_python, "-c", CHECKS[cand.family]], timeout)
                 if res.rc == 0:
+                    if cand.family != plan.engines.families[0]:
+                        self._warn(report, plan.engines.fallback_warning(cand.family, failed))
+                    detail = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
+                    report.providers = detail if cand.family == "onnxruntime" else None
                     return cand.package
                 s.run([*pip[:3], "uninstall", "-y", "-q", *pkgs[:1], *pkgs[2:]], timeout)
             failed.append(f"{cand.package} does not work there: {last_line(res.stderr)}")
-        msg = plan.engines.warning(failed)
-        report.warnings.append(msg)
-        info(f"[{self.target.name}] warning: {msg}")
+        if plan.engines.families:
+            self._warn(report, plan.engines.warning(failed))
         return None
 
-    def _smoke_engine(self, engine_ok: bool, report: DeployReport) -> str:
-        """The target's engine, or numpy when the target asks for tflite and the device has none."""
-        if self.target.engine in TFLITE_ENGINES and self.target.engine != "auto" and not engine_ok:
+    def _warn(self, report: DeployReport, msg: str) -> None:
+        report.warnings.append(msg)
+        info(f"[{self.target.name}] warning: {msg}")
+
+    def _smoke_engine(self, report: DeployReport) -> str:
+        """The target's engine, or what the device got instead: TFLite for an onnxruntime target
+        without onnxruntime, numpy where no engine wheel works."""
+        families = engine_families(self.target.engine)
+        if not families:
+            return self.target.engine  # numpy, torch, executorch: nothing of deploy's to check
+        got = family_of(report.engine_package) if report.engine_package else None
+        if got == families[0]:
+            return self.target.engine
+        if got is not None:
+            return "tflite"
+        if self.target.engine != "auto":
             report.warnings.append(f"target engine {self.target.engine!r} is not available on the device: smoke "
                                    "test ran numpy")
-            return "numpy"
-        return self.target.engine
+        return "numpy" if self.target.engine != "auto" else "auto"
 
     @staticmethod
     def _put_wheel(s: SSHSession, local: Path, remote: str) -> None:

@@ -17,11 +17,10 @@ from typing import Any
 
 from edge_eas.common.console import info
 from edge_eas.errors import UserError
-from edge_eas.remote.wheels import DevicePlatform, EngineOptions, engine_options, wheel_name, wheel_version
+from edge_eas.remote.wheels import DevicePlatform, EngineOptions, engine_families, engine_options, wheel_name, wheel_version
 
 # what the device agent imports (cryptography: signatures; threadpoolctl: the numpy engine's threads)
 RUNTIME_DEPS = ("numpy", "cryptography", "threadpoolctl")
-TFLITE_ENGINES = ("tflite", "tflite-int8", "auto")  # target engines that want a TFLite wheel on the device
 
 
 def cache_dir() -> Path:
@@ -134,7 +133,7 @@ class RuntimePlan:
     wheels: list[Path]        # dependencies to upload (not the edge_eas wheel, not the engines)
     system_numpy: bool
     numpy_version: str
-    engines: EngineOptions    # TFLite engines to try on the device, best first
+    engines: EngineOptions    # engine wheels to try on the device, best first (wheels.FAMILIES)
 
     def want(self) -> dict[str, Any]:
         """What installed.json must say for this plan to count as installed."""
@@ -144,7 +143,7 @@ class RuntimePlan:
 
 def plan_runtime(dev: DevicePlatform, target_engine: str, wheels_dir: Path | None = None) -> RuntimePlan:
     """Dependency wheels for the device, Debian's numpy where it fits, and the engine wheels worth
-    trying when the target wants TFLite (`engine = "tflite"` or `"auto"`)."""
+    trying for the target's engine (`wheels.engine_families`: onnxruntime, then TFLite)."""
     deps = dependency_wheels(dev, wheels_dir)
     system = dev.uses_distro_numpy()
     if system:
@@ -154,10 +153,11 @@ def plan_runtime(dev: DevicePlatform, target_engine: str, wheels_dir: Path | Non
     else:
         numpy_wheels = [w for w in deps if wheel_name(w) == "numpy"]
         numpy_version = wheel_version(numpy_wheels[-1]) if numpy_wheels else "0"
-    engines = EngineOptions()
-    if target_engine in TFLITE_ENGINES:
+    families = engine_families(target_engine)
+    engines = EngineOptions(families=families)
+    if families:
         engines = engine_options(dev, numpy_version, not system, cache_dir() / "wheels" / dev.tag, wheels_dir,
-                                 pip_platform_args(dev))
+                                 pip_platform_args(dev), families)
     return RuntimePlan(deps, system, numpy_version, engines)
 
 

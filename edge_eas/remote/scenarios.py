@@ -15,13 +15,13 @@ from edge_eas.devices.targets import Target
 from edge_eas.errors import UserError
 from edge_eas.net.budget import KINDS, Budget
 from edge_eas.net.space import SearchSpace
-from edge_eas.runtime.engines import preferred_engines
+from edge_eas.runtime.engines import engine_candidates
 
 
 def target_model(target: str, engine: str, threads: int | None, space: SearchSpace) -> LatencyModel | None:
     """The target's calibrated model on this host for `space` (engine "auto": the first
     calibrated of those the device would pick)."""
-    engines = preferred_engines() if engine == "auto" else (engine,)
+    engines = engine_candidates(engine)
     return LatencyModels.read(models_file(target)).for_space(space).first(engines, threads)
 
 

@@ -1,11 +1,13 @@
 """Which inference engine a device gets, as wheels fetched on the host for the device's platform
 (the device installs with `pip --no-index`: it needs no internet).
 
-ai-edge-litert is preferred; tflite-runtime (numpy<2 only: it is built against NumPy 1.x) is the
-fallback for devices LiteRT has no wheel for, e.g. older Pythons. tflite-runtime ships no TFLite
-schema, which the tflite engine needs to write models, so the host packages its own schema (from
-its ai-edge-litert) as a tiny pure-Python wheel, `edge_eas_tflite_schema`. When neither engine
-fits, deploy warns and the device runs the numpy engine.
+TFLite: ai-edge-litert is preferred; tflite-runtime (numpy<2 only: it is built against NumPy 1.x)
+is the fallback for devices LiteRT has no wheel for, e.g. older Pythons. tflite-runtime ships no
+TFLite schema, which the tflite engine needs to write models, so the host packages its own schema
+(from its ai-edge-litert) as a tiny pure-Python wheel, `edge_eas_tflite_schema`.
+ONNX Runtime: onnxruntime-gpu where `--wheels DIR` holds one (a Jetson's comes from its JetPack's
+index, not PyPI), else PyPI's onnxruntime (CPU provider); a target that wants it and gets neither
+falls back to TFLite, and says so. When no engine fits, deploy warns and the device runs numpy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,31 @@ from edge_eas.common.console import info
 
 SCHEMA_MODULE = "edge_eas_tflite_schema"
 SCHEMA_DIST = canonicalize_name(SCHEMA_MODULE)
-ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "onnxruntime": "onnxruntime",
+                  "onnxruntime-gpu": "onnxruntime"}
+# engine family -> its wheels, best first; `fetched` ones come from the package index for the device
+FAMILIES = {"onnxruntime": ("onnxruntime-gpu", "onnxruntime"), "tflite": ("ai-edge-litert", "tflite-runtime")}
+_FETCHED = ("ai-edge-litert", "tflite-runtime", "onnxruntime")  # onnxruntime-gpu: only from --wheels DIR
+# what the deployed runtime must be able to do with a family's wheel (prints a JSON detail)
+CHECKS = {
+    "tflite": ("from edge_eas.runtime.engines.tflite_engine import load_interpreter_class, load_schema; "
+               "load_interpreter_class(); load_schema(); print('null')"),
+    "onnxruntime": ("import json; from edge_eas.runtime.engines.onnx_engine import load_onnxruntime; "
+                    "print(json.dumps(load_onnxruntime().get_available_providers()))"),
+}
+
+
+def engine_families(target_engine: str) -> tuple[str, ...]:
+    """The engine families a target's engine wants installed, best first: onnxruntime falls back
+    to TFLite; tflite, tflite-int8 and auto want TFLite; numpy, torch, executorch nothing."""
+    base = target_engine.partition(":")[0]
+    if base == "onnxruntime":
+        return ("onnxruntime", "tflite")
+    return ("tflite",) if base in ("tflite", "tflite-int8", "auto") else ()
+
+
+def family_of(package: str) -> str:
+    return next(f for f, pkgs in FAMILIES.items() if package in pkgs)
 UNAVAILABLE = "unavailable.txt"  # a definitive "no wheel for this platform", cached per platform
 _NO_MATCH = ("No matching distribution", "Could not find a version that satisfies")
 MIN_NUMPY = ">=1.21"  # the runtime extra's numpy requirement (pyproject.toml)
@@ -86,16 +112,33 @@ class EngineCandidate:
     package: str              # pip name
     wheels: list[Path]        # the engine, flatbuffers and their dependencies, never numpy
 
+    @property
+    def family(self) -> str:
+        return family_of(self.package)
+
 
 @dataclass
 class EngineOptions:
     """Engines worth trying on the device, best first, and why the others were dropped."""
     candidates: list[EngineCandidate] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    families: tuple[str, ...] = ("tflite",)  # what the target wants, best first
+
+    def reasons_for(self, family: str, tried: list[str] = ()) -> str:  # type: ignore[assignment]
+        pkgs = FAMILIES[family]
+        return "; ".join(r for r in [*self.reasons, *tried] if any(p in r for p in pkgs)) or "none requested"
 
     def warning(self, tried: list[str] = ()) -> str:  # type: ignore[assignment]
+        """Why no engine the target wants installed: the device runs numpy."""
         why = "; ".join([*self.reasons, *tried]) or "none requested"
-        return f"no TFLite engine for this device ({why}): it runs the numpy engine"
+        what = " or ".join("ONNX Runtime" if f == "onnxruntime" else "TFLite" for f in self.families) or "TFLite"
+        return f"no {what} engine for this device ({why}): it runs the numpy engine"
+
+    def fallback_warning(self, family: str, tried: list[str] = ()) -> str:  # type: ignore[assignment]
+        """Why the device runs `family` (TFLite) instead of the first family the target wants."""
+        first = self.families[0]
+        return (f"no {first} for this device ({self.reasons_for(first, tried)}): it runs the {family} engine "
+                f"instead")
 
 
 def wheel_name(path: Path) -> str:
@@ -158,18 +201,21 @@ def numpy_fits(version: str, reqs: list[Requirement]) -> bool:
 
 
 def engine_options(dev: DevicePlatform, numpy_version: str, numpy_pinned: bool, cache: Path,
-                   wheels_dir: Path | None, pip_platform_args: list[str]) -> EngineOptions:
-    """Engines whose wheels exist for the device and accept the numpy it will run (its numpy is
-    pinned for the download, so the resolver picks dependency versions that work with it)."""
-    packages = ["ai-edge-litert"]
-    if _major(numpy_version) < 2:
-        packages.append("tflite-runtime")
+                   wheels_dir: Path | None, pip_platform_args: list[str],
+                   families: tuple[str, ...] = ("tflite",)) -> EngineOptions:
+    """Engines of `families` whose wheels exist for the device and accept the numpy it will run
+    (its numpy is pinned for the download, so the resolver picks dependency versions that work
+    with it), best first."""
+    # tflite-runtime is built against NumPy 1.x
+    packages = [p for f in families for p in FAMILIES[f] if p != "tflite-runtime" or _major(numpy_version) < 2]
     pin = f"numpy=={numpy_version}" if numpy_pinned else f"numpy<={numpy_version}"
-    out = EngineOptions()
+    out = EngineOptions(families=families)
     for pkg in packages:
-        if wheels_dir is not None:
-            got: list[Path] | str = sorted(wheels_dir.glob("*.whl"))
+        if wheels_dir is not None or pkg not in _FETCHED:
+            got: list[Path] | str = sorted(wheels_dir.glob("*.whl")) if wheels_dir is not None else []
             if not any(wheel_name(w) == pkg for w in got):
+                if wheels_dir is None:
+                    continue  # onnxruntime-gpu: only a wheel the user brings (--wheels DIR)
                 got = f"no {pkg} wheel in {wheels_dir}"
         else:
             got = fetch(pkg, pin, dev, cache / "engines" / pkg / pin.replace("<=", "-le-").replace("==", "-eq-"),

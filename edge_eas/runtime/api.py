@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -22,7 +23,7 @@ from edge_eas.archgen.generator import from_bundle
 from edge_eas.archgen.targets import meet_target
 from edge_eas.format.bundle_reader import Bundle, open_bundle
 from edge_eas.runtime.calibration_images import CalibrationLike, load_calibration
-from edge_eas.runtime.engines import Calibration, pick_engine
+from edge_eas.runtime.engines import Calibration, engine_warning, pick_engine, split_engine
 from edge_eas.runtime.model import SpecializedModel, timed_call
 from edge_eas.net.folded import FoldedNet, fold_bn
 from edge_eas.runtime.timing import SpeedReference
@@ -137,8 +138,13 @@ class Runtime:
         return self.latency_models.for_space(self.space).get(engine, threads)
 
     def _pick_engine(self, engine: str) -> str:
-        """`engine`, or for "auto" the best one installed (the engines registry decides)."""
-        return pick_engine(engine)
+        """What will run for `engine`: for "auto" the best one installed, for "onnxruntime" the best
+        execution provider (the engines registry decides). A pinned variant that is missing
+        ("onnxruntime:tensorrt" without TensorRT) runs the next one down, with a warning."""
+        picked = pick_engine(engine)
+        if split_engine(engine)[1] is not None and picked != engine:
+            warnings.warn(engine_warning(engine, picked), stacklevel=3)
+        return picked
 
     def speed_reference(self, engine: str = "auto", threads: int | None = None, batch_size: int = 1,
                         warmup: int = 10, runs: int = 50, hints: dict[str, float] | None = None) -> SpeedReference:
@@ -249,14 +255,18 @@ class Runtime:
                saved: Path | None = None) -> SpecializedModel:
         """The model on its engine, built once (its build time is part of the answer's timings)."""
         t0 = time.perf_counter()
-        model = self.latency_model(engine, threads)
         n = len(labels)
         sm = SpecializedModel(arch=arch, classes=tuple(classes), class_names=labels,
                               mflops=macs(self.space, arch, n) / 1e6, params=params(self.space, arch, n),
-                              predicted_ms=model.predict(self.space, arch) if model else None,
-                              engine=engine, threads=threads, folded=folded, preprocess=self.preprocess,
-                              prediction=prediction, calibration=calibration, head=head, head_path=saved)
-        sm._engine(1)
+                              predicted_ms=None, engine=engine, threads=threads, folded=folded,
+                              preprocess=self.preprocess, prediction=prediction, calibration=calibration, head=head,
+                              head_path=saved)
+        built = sm._engine(1)
+        if built.name != engine:  # a provider its library lists but could not load: filed under what ran
+            warnings.warn(getattr(built, "warning", None) or f"{engine} ran as {built.name}", stacklevel=3)
+            sm.engine = built.name
+        model = self.latency_model(sm.engine, threads)
+        sm.predicted_ms = model.predict(self.space, arch) if model else None
         sm.timings_ms = {**timings_ms, "engine_build": (time.perf_counter() - t0) * 1000}
         return sm
 

@@ -36,10 +36,13 @@ class AppIO:
         return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
-def sidecar(fmt: str, io: AppIO, input_shape_nchw: Sequence[int], classes: Sequence[int | None], labels: Sequence[str],
-            extra: dict[str, Any]) -> dict[str, Any]:
-    """What `NAME.json` says: enough for an app to use the file without edge_eas."""
-    n, c, h, w = (int(v) for v in input_shape_nchw)
+def sidecar(fmt: str, io: AppIO, input_shape_nchw: Sequence[int | str], classes: Sequence[int | None],
+            labels: Sequence[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """What `NAME.json` says: enough for an app to use the file without edge_eas. A batch given
+    as a name ("N") is dynamic: any batch."""
+    batch, *chw = input_shape_nchw
+    n = batch if isinstance(batch, str) else int(batch)
+    c, h, w = (int(v) for v in chw)
     return {
         "format": fmt,
         "signature": SIGNATURE,

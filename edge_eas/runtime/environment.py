@@ -40,7 +40,8 @@ def temperature_c(sys_dir: Path) -> float | None:
 def library_versions() -> dict[str, str]:
     from importlib import metadata
     out = {}
-    for dist in ("numpy", "threadpoolctl", "edge-eas", "ai-edge-litert", "tflite-runtime", "executorch", "torch"):
+    for dist in ("numpy", "threadpoolctl", "edge-eas", "ai-edge-litert", "tflite-runtime", "executorch", "torch",
+                 "onnxruntime", "onnxruntime-gpu"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -25,7 +25,7 @@ from edge_eas.host.rundir import RunDir
 from edge_eas.net.budget import Budget, BudgetLike
 from edge_eas.net.space import Arch, SearchSpace
 from edge_eas.net.tasks import Task
-from edge_eas.runtime.engines import preferred_engines
+from edge_eas.runtime.engines import engine_candidates
 
 if TYPE_CHECKING:
     from edge_eas.runtime.model import SpecializedModel
@@ -109,7 +109,7 @@ class Source:
         target = load_target(target_name)
         engine, threads = engine or target.engine, threads or target.threads
         # "auto" is resolved on the device (the best engine installed there): take whichever was calibrated
-        engines = preferred_engines() if engine == "auto" else (engine,)
+        engines = engine_candidates(engine)
         sources = [LatencyModels.from_dict(self.cost_models.get(target.name, {})),
                    LatencyModels.read(models_file(target.name))]
         for name in engines:

@@ -24,7 +24,7 @@ from edge_eas.net.arch import Arch
 from edge_eas.net.budget import Budget
 from edge_eas.runtime.agent.output import AgentOutput
 from edge_eas.runtime.agent.messages import Adapted, Done, Fatal, Hello, MeasurementLine, ScenarioError
-from edge_eas.runtime.engines.registry import ENGINE_NAMES, auto_engines
+from edge_eas.runtime.engines.registry import auto_engines, engine_choices, engine_warning, split_engine
 from edge_eas.runtime.timing import INTERLEAVE_GROUP
 
 
@@ -82,7 +82,7 @@ def measurement_line(rt: Any, sc: dict[str, Any], m: Any, stats: dict[str, Any],
         arch=m.arch.to_dict(), mflops=m.mflops, params=m.params, predicted_ms=m.predicted_ms, engine=m.engine,
         threads=ran, batch_size=settings.batch_size, stats=stats, timings_ms=m.timings_ms, environment=env,
         bundle_sha256=rt.bundle.sha256, runtime_version=__version__, threads_requested=asked,
-        warnings=[threads_warning(m.engine, asked, ran)] if asked != ran else [],
+        warnings=measurement_warnings(settings.engine, m.engine, asked, ran),
         min_accuracy=sc.get("min_accuracy"), prediction=m.prediction.to_dict() if m.prediction is not None else None)
 
 
@@ -95,6 +95,17 @@ def adapt(rt: Any, args: argparse.Namespace, settings: AgentSettings) -> Adapted
     return Adapted(head.name, str(m.head_path), list(head.labels), list(head.class_ids), m.arch.to_dict(),
                    list(head.task_classes), m.mflops, m.params, m.predicted_ms, head.fit, m.timings_ms,
                    rt.bundle.sha256, __version__)
+
+
+def measurement_warnings(engine_asked: str, engine_ran: str, threads_asked: int | None,
+                         threads_ran: int | None) -> list[str]:
+    """Why a measurement is filed under another engine variant or other threads than were asked."""
+    out = []
+    if split_engine(engine_asked)[1] is not None and engine_ran != engine_asked:
+        out.append(engine_warning(engine_asked, engine_ran))
+    if threads_asked != threads_ran:
+        out.append(threads_warning(engine_ran, threads_asked, threads_ran))
+    return out
 
 
 def threads_warning(engine: str, asked: int | None, ran: int | None) -> str:
@@ -150,7 +161,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                   '{"ms": 12} (or "ms=12"; the older budget_mflops|budget_params|'
                                                   'budget_ms read too), min_accuracy a fraction (with or without '
                                                   'a budget)')
-    p.add_argument("--engine", default="auto", help=f"one of {', '.join(ENGINE_NAMES)}, or auto: the first "
+    p.add_argument("--engine", default="auto", help=f"one of {', '.join(engine_choices())}, or auto: the first "
                                                    f"installed of {', '.join(auto_engines())} (the default)")
     p.add_argument("--threads", type=int)
     p.add_argument("--warmup", type=int, default=10)

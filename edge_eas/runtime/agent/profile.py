@@ -126,6 +126,7 @@ def profile_blocks(rt: Any, engine: str = "auto", threads: int | None = None, wa
     reference = rt.speed_reference(name, threads, warmup=warmup, runs=runs, hints=reference_hints)
     probes = fixed_probes(rt.space)
     models = [rt.specialize(classes=list(range(rt.num_classes)), arch=a, engine=name, threads=threads) for a in probes]
+    name = models[0].engine  # what ran: an execution provider that failed to load fell back (onnxruntime)
     ran = models[0].threads_used()[0]  # rows are filed under the threads that ran, read back
     by_input: dict[tuple[int, int], list[BlockConfig]] = {}
     for cfg in distinct_blocks(rt.space):

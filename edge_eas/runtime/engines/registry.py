@@ -15,9 +15,16 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from edge_eas.runtime.engines.base import Calibration, Engine, EngineUnavailable
+from edge_eas.runtime.engines.onnx_providers import PREFERENCE
 
 if TYPE_CHECKING:
     from edge_eas.net.folded import FoldedNet
+
+
+def split_engine(name: str) -> tuple[str, Optional[str]]:
+    """"onnxruntime:cuda" -> ("onnxruntime", "cuda"); a name without a variant -> (name, None)."""
+    base, sep, variant = name.partition(":")
+    return base, (variant if sep else None)
 
 
 def has_module(module: str) -> bool:
@@ -34,7 +41,10 @@ class EngineSpec:
     `requires` lists groups of top-level modules, each group satisfied by any one of them installed;
     `auto_rank` orders the engines `engine="auto"` may pick (None: never picked); `calibrated`
     engines take calibration images (int8 activation ranges); `slow_build` engines take seconds to
-    build one (lowering), so benchmarks time one instance rather than several."""
+    build one (lowering), so benchmarks time one instance rather than several. `variants` are what
+    may follow the name after a colon (onnxruntime:cuda: the execution provider), passed to the
+    engine as `variant`; `resolver` ("module:function", variant -> full name) names the variant
+    that will run, so that everything keyed by engine name files it under that."""
 
     name: str
     factory: str
@@ -43,23 +53,49 @@ class EngineSpec:
     auto_rank: Optional[int] = None
     calibrated: bool = False
     slow_build: bool = False
+    variants: tuple[str, ...] = ()
+    resolver: str = ""
 
     def available(self) -> bool:
         """Cheap check (nothing heavy is imported) that `create` can work."""
         return all(any(has_module(m) for m in group) for group in self.requires)
 
+    def check_variant(self, variant: Optional[str]) -> None:
+        if variant is not None and variant not in self.variants:
+            choices = ", ".join(f"{self.name}:{v}" for v in self.variants) or f"{self.name} (it has no variants)"
+            raise ValueError(f"unknown engine {self.name}:{variant}; choose from {choices}")
+
+    def resolve(self, variant: Optional[str]) -> str:
+        """The full name of what will run for `name[:variant]` (the name itself without variants)."""
+        self.check_variant(variant)
+        if not self.variants:
+            return self.name
+        return _load(self.resolver, self)(variant)  # type: ignore[no-any-return]
+
     def create(self, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None,
-               calibration: Optional[Calibration] = None) -> Engine:
+               calibration: Optional[Calibration] = None, variant: Optional[str] = None) -> Engine:
         """The engine for `folded`; a missing library raises EngineUnavailable with the install hint."""
-        module, cls = self.factory.split(":")
         if self.calibrated and calibration is None:
             raise ValueError(f"the {self.name} engine needs calibration images for its activation ranges")
-        extra = {"calibration": calibration} if self.calibrated else {}
+        self.check_variant(variant)
+        extra: dict[str, object] = {"calibration": calibration} if self.calibrated else {}
+        if self.variants:
+            extra["variant"] = variant
+        return _load(self.factory, self)(folded, batch_size=batch_size, threads=threads,  # type: ignore[no-any-return]
+                                         **extra)
+
+
+def _load(ref: str, spec: EngineSpec):  # type: ignore[no-untyped-def]
+    """"module:attr" of this package, imported now; EngineUnavailable carries the install hint."""
+    module, attr = ref.split(":")
+    target = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+    def call(*args, **kwargs):  # type: ignore[no-untyped-def]
         try:
-            engine = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
-            return engine(folded, batch_size=batch_size, threads=threads, **extra)  # type: ignore[no-any-return]
+            return target(*args, **kwargs)
         except EngineUnavailable as exc:
-            raise EngineUnavailable(f"{exc}: {self.install_hint}") from None
+            raise EngineUnavailable(f"{exc}: {spec.install_hint}") from None
+    return call
 
 
 ENGINES: Mapping[str, EngineSpec] = MappingProxyType({spec.name: spec for spec in (
@@ -85,6 +121,10 @@ ENGINES: Mapping[str, EngineSpec] = MappingProxyType({spec.name: spec for spec i
                install_hint="pip install 'edge-eas[executorch]' (it also needs torch: pip install torch)",
                calibrated=True, slow_build=True),
     EngineSpec("torch", "torch_engine:TorchEngine", requires=(("torch",),), install_hint="pip install torch"),
+    # the execution provider is the variant: onnxruntime:tensorrt, :cuda, :cpu (onnx_providers.py)
+    EngineSpec("onnxruntime", "onnx_engine:OnnxRuntimeEngine", requires=(("onnxruntime",),),
+               install_hint="pip install 'edge-eas[onnx]' (onnxruntime; on a Jetson, its JetPack's onnxruntime-gpu)",
+               variants=PREFERENCE, resolver="onnx_engine:resolve_provider"),
 )})
 """name -> spec, in the order `available_engines` lists them (numpy, which always works, first)."""
 
@@ -104,11 +144,31 @@ def preferred_engines() -> tuple[str, ...]:
     return auto + tuple(name for name in ENGINES if name not in auto)
 
 
+def engine_choices() -> tuple[str, ...]:
+    """Every name an engine may be asked for by: the engines, then their variants."""
+    return ENGINE_NAMES + tuple(f"{spec.name}:{v}" for spec in ENGINES.values() for v in spec.variants)
+
+
+def engine_candidates(name: str) -> tuple[str, ...]:
+    """The names a host looks measurements and latency models up by, best first, for what a device
+    resolves `name` to: "auto" -> every engine in `preferred_engines` order; an engine with
+    variants -> each variant ("onnxruntime" -> onnxruntime:tensorrt, :cuda, :cpu); else `name`."""
+    if name == "auto":
+        return preferred_engines()
+    base, variant = split_engine(name)
+    spec = ENGINES.get(base)
+    if spec is None or variant is not None or not spec.variants:
+        return (name,)
+    return tuple(f"{base}:{v}" for v in spec.variants)
+
+
 def engine_spec(name: str) -> EngineSpec:
-    """The spec of engine `name`, or ValueError naming the choices."""
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINE_NAMES)}")
-    return ENGINES[name]
+    """The spec of engine `name` (a variant, "onnxruntime:cpu", names its engine's), or ValueError."""
+    base, variant = split_engine(name)
+    if base not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(engine_choices())}")
+    ENGINES[base].check_variant(variant)
+    return ENGINES[base]
 
 
 def engine_available(name: str) -> bool:
@@ -122,14 +182,22 @@ def available_engines() -> list[str]:
 
 
 def pick_engine(name: str) -> str:
-    """`name` when it is installed; for "auto" the best installed engine."""
+    """What will run for `name`, when it is installed: for "auto" the best installed engine; for an
+    engine with variants the variant that will run ("onnxruntime" -> "onnxruntime:cuda" where
+    CUDA is offered; a missing "onnxruntime:tensorrt" -> the next one down)."""
     if name == "auto":
         return next((n for n in auto_engines() if engine_available(n)), "numpy")
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose from auto, {', '.join(ENGINE_NAMES)}")
-    if not engine_available(name):
-        raise EngineUnavailable(f"engine {name!r} is not installed here: {ENGINES[name].install_hint}")
-    return name
+    if split_engine(name)[0] not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose from auto, {', '.join(engine_choices())}")
+    spec = engine_spec(name)
+    if not spec.available():
+        raise EngineUnavailable(f"engine {name!r} is not installed here: {spec.install_hint}")
+    return spec.resolve(split_engine(name)[1])
+
+
+def engine_warning(asked: str, ran: str) -> str:
+    """Why a measurement is filed under another engine variant than was asked for (as threads)."""
+    return f"{asked} is not available here: ran {ran}, and its measurements are filed under {ran}"
 
 
 def create_engine(name: str, folded: "FoldedNet", batch_size: int = 1, threads: Optional[int] = None,
@@ -138,8 +206,9 @@ def create_engine(name: str, folded: "FoldedNet", batch_size: int = 1, threads: 
     with static shapes re-plan on another batch); `threads=None` keeps the library default;
     `calibration`: images for engines that calibrate (others ignore it)."""
     spec = engine_spec(name)
+    variant = split_engine(name)[1]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
-    return spec.create(folded, batch_size=batch_size, threads=threads, calibration=calibration)
+    return spec.create(folded, batch_size=batch_size, threads=threads, calibration=calibration, variant=variant)
