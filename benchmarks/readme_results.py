@@ -203,6 +203,8 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                           f"{' / '.join(f'{ratio[a]:.2f}' for a in archs)} (smallest / median / largest)"
                           + ("" if met else " — the goal is missed (" + ", ".join(
                               f"{a} {ratio[a]:.3f}" for a in judged if ratio[a] > goal) + ")") + ".", ""]
+        if "onnxruntime:cpu/1" in by_cfg:
+            lines += [onnxruntime_line(by_cfg, res["cold_start"]), ""]
         if "executorch-int8/1" in by_cfg and "executorch/1" in by_cfg:
             ratio = {a: by_cfg["executorch-int8/1"][a]["latency_ms"] / by_cfg["executorch/1"][a]["latency_ms"]
                      for a in archs}
@@ -217,6 +219,22 @@ def mbv3_engines_section(doc: dict[str, Any]) -> list[str]:
                     ". The JSON's `peak_rss_mib` is not shown: it was read with RUSAGE_SELF in a child of the large "
                     "benchmark process, and Linux carries ru_maxrss across exec, so it reports the parent's size."))
     return lines
+
+
+def onnxruntime_line(by_cfg: dict[str, dict[str, Any]], cold: list[dict[str, Any]]) -> str:
+    """ONNX Runtime (CPU provider) beside TFLite and torch, and its cold start against its goals."""
+    archs = ("smallest", "median", "largest")
+    ort = by_cfg["onnxruntime:cpu/1"]
+    ratios = "; ".join(f"over {ref}: " + " / ".join(f"{ort[a]['latency_ms'] / by_cfg[ref][a]['latency_ms']:.2f}"
+                                                      for a in archs)
+                       for ref in ("tflite/1", "torch/1") if ref in by_cfg)
+    c = next((c for c in cold if c["engine"] == "onnxruntime"), None)
+    start = "" if c is None else (
+        f" Load → first prediction {c['load_to_first_prediction_ms']:.0f} ms (goal ≤ 1000 ms: "
+        f"{'met' if c['load_to_first_prediction_ms'] <= 1000 else 'missed'}), peak RSS {c['peak_rss_mib']} MiB "
+        f"(goal ≤ 300 MiB: {'met' if c['peak_rss_mib'] <= 300 else 'missed'}).")
+    return (f"onnxruntime:cpu/1 (ONNX Runtime's CPU provider; no GPU here) {ratios} (smallest / median / largest)."
+            + start)
 
 
 def int8_accuracy_section(doc: dict[str, Any]) -> list[str]:
@@ -412,6 +430,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("mbv3_engines", mbv3_engines_section), ("mbv3_time_split_224", time_split_section),
     ("int8_accuracy_fashion-mnist", int8_accuracy_section),
     ("cost_model_mbv3", cost_model_mbv3_section),
+    ("cost_model_mbv3_onnxruntime", lambda d: [cost_model_mbv3_section(d)[0].replace(
+        "untrained weights)", "untrained weights), ONNX Runtime", 1), *cost_model_mbv3_section(d)[1:]]),
     ("fleet_mbv3", lambda d: [fleet_section(d)[0].replace("### Fleet benchmarking", "### Fleet benchmarking, mbv3 "
                                                                                      "networks"), *fleet_section(d)[1:]]),
     ("cost_model_arm64", cost_model_arm64_section),

@@ -1,5 +1,7 @@
 """Shared test helpers: hypothesis strategies for archs, and non-trivial supernets."""
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
@@ -19,6 +21,18 @@ def archs(draw: st.DrawFn, space: SearchSpace) -> Arch:
     widths = tuple(draw(st.sampled_from(stage.widths)) for stage in space.stages) if space.has_widths else ()
     side = draw(st.sampled_from(space.resolution_choices)) if space.resolution_choices else 0
     return Arch(tuple(depths), tuple(kernels), tuple(expands), widths, side)
+
+
+def every_side_and_width(space: SearchSpace, seed: int) -> dict[str, Arch]:
+    """The largest and the smallest arch, and at every input side two sampled archs whose stage
+    widths alternate narrowest / full in opposite phase: every width of every stage at every side."""
+    rng = np.random.default_rng(seed)
+    archs = {"largest": space.largest(), "smallest": space.smallest()}
+    for side in space.resolutions:
+        for phase in (0, 1):
+            widths = tuple(s.widths[0] if (i + phase) % 2 else s.widths[-1] for i, s in enumerate(space.stages))
+            archs[f"r{side}-{phase}"] = replace(space.sample(rng), widths=widths, resolution=side)
+    return archs
 
 
 TEST_RESOLUTION = {"mbv3": 64}  # mbv3's layers at 64 px instead of 224: the same ops, ~12x less work

@@ -34,7 +34,7 @@ SCRIPT = ROOT / "firmware_scripts" / "make_arm64_device.sh"
 BENCH_SCENARIOS = 6
 PI_MODEL = "Raspberry Pi 4 Model B Rev 1.4"  # what the bookworm device's device-tree says (pi_tree)
 
-# Runs on the device with the deployed venv: specialise two tasks with both engines, predict.
+# Runs on the device with the deployed venv: specialise the tasks with each engine, predict.
 DEVICE_PREDICT = r"""
 import json, platform, sys
 import numpy as np
@@ -43,7 +43,7 @@ rt = Runtime.load(sys.argv[1])
 x = np.load(sys.argv[2])
 out = {"machine": platform.machine(), "numpy": np.__version__, "numpy_file": np.__file__, "results": []}
 for sc in json.loads(sys.argv[3]):
-    for engine in ("numpy", "tflite"):
+    for engine in json.loads(sys.argv[4]):
         m = rt.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine=engine, threads=1)
         out["results"].append({"engine": m.engine, "arch": m.arch.to_dict(), "probs": m.predict(x).tolist()})
 print(json.dumps(out))
@@ -253,27 +253,36 @@ def test_raspberry_pi_target_as_written_deploys_and_benches_the_bookworm_device(
     assert {r["engine"] for r in doc["devices"][0]["rows"]} == {"tflite"}
 
 
+PREDICT_SCENARIOS = [{"classes": [0, 3, 7], "budget_mflops": 0.35},
+                     {"classes": [1, 2, 4, 5, 6, 8, 9], "budget_mflops": 1.0}]
+
+
+def predict_on_device(target: Path, root: str, engines: list[str], images: np.ndarray, bundle: Path,
+                      tmp_path: Path) -> dict[str, Any]:
+    """DEVICE_PREDICT with the runtime deployed under `root`, each of its results checked against
+    the host's numpy engine (the same arch, probabilities within 1e-4); returns its output."""
+    from edge_eas.runtime import Runtime
+    np.save(tmp_path / "x.npy", images)
+    with ssh(target) as s:
+        remote = f"{root}/test-x.npy"
+        s.upload(tmp_path / "x.npy", remote)
+        out = json.loads(s.check([f"{root}/venv/bin/python", "-c", DEVICE_PREDICT, f"{root}/current/model.eas", remote,
+                                  json.dumps(PREDICT_SCENARIOS), json.dumps(engines)],
+                                 "predict on the device", timeout=300).strip().splitlines()[-1])
+    host = Runtime.load(bundle)
+    for i, sc in enumerate(PREDICT_SCENARIOS):
+        m = host.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="numpy", threads=1)
+        for got in out["results"][len(engines) * i:len(engines) * (i + 1)]:
+            assert got["arch"] == m.arch.to_dict()
+            np.testing.assert_allclose(np.asarray(got["probs"]), m.predict(images), atol=1e-4, err_msg=got["engine"])
+    return out  # type: ignore[no-any-return]
+
+
 def test_arm64_specialise_and_predict_on_aarch64_match_host_numpy(deployed: dict[str, Any], target: Path,
                                                                   tiny_bundle: Path, digits_uint8: Any,
                                                                   tmp_path: Path) -> None:
-    from edge_eas.runtime import Runtime
-    images = digits_uint8[0][:16]
-    np.save(tmp_path / "x.npy", images)
-    scenarios = [{"classes": [0, 3, 7], "budget_mflops": 0.35}, {"classes": [1, 2, 4, 5, 6, 8, 9], "budget_mflops": 1.0}]
-    with ssh(target) as s:
-        remote = "/root/.edge_eas/test-x.npy"
-        s.upload(tmp_path / "x.npy", remote)
-        out = json.loads(s.check(["/root/.edge_eas/venv/bin/python", "-c", DEVICE_PREDICT,
-                                  "/root/.edge_eas/current/model.eas", remote, json.dumps(scenarios)],
-                                 "predict on the device", timeout=300).strip().splitlines()[-1])
+    out = predict_on_device(target, "/root/.edge_eas", ["numpy", "tflite"], digits_uint8[0][:16], tiny_bundle, tmp_path)
     assert out["machine"] == "aarch64" and out["numpy_file"].startswith("/usr/lib/python3/dist-packages/")
-    host = Runtime.load(tiny_bundle)
-    for i, sc in enumerate(scenarios):
-        m = host.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="numpy", threads=1)
-        want = m.predict(images)
-        for got in out["results"][2 * i:2 * i + 2]:
-            assert got["arch"] == m.arch.to_dict()
-            np.testing.assert_allclose(np.asarray(got["probs"]), want, atol=1e-4, err_msg=got["engine"])
     assert [r["engine"] for r in out["results"]] == ["numpy", "tflite"] * 2
 
 
@@ -307,19 +316,6 @@ def test_arm64_tflite_runtime_fallback_runs_with_the_shipped_schema(lab: Arm64La
     assert "ai-edge-litert" not in rep["smoke"]["versions"]
 
 
-# Runs on the device: the onnxruntime engine's probabilities for the scenarios, and the provider that ran.
-DEVICE_PREDICT_ONNX = r"""
-import json, sys
-import numpy as np
-from edge_eas.runtime import Runtime
-rt = Runtime.load(sys.argv[1])
-x = np.load(sys.argv[2])
-out = []
-for sc in json.loads(sys.argv[3]):
-    m = rt.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="onnxruntime", threads=1)
-    out.append({"engine": m.engine, "arch": m.arch.to_dict(), "probs": m.predict(x).tolist()})
-print(json.dumps(out))
-"""
 NO_ORT_WHEEL = "onnxruntime: no aarch64 wheel for this device could be fetched and installed offline"
 
 
@@ -329,7 +325,6 @@ def test_arm64_onnxruntime_engine_matches_host_numpy(lab: Arm64Lab, deployed: di
     onnxruntime (CPU provider) installed offline, the smoke filed under onnxruntime:cpu, and its
     predictions those of the host's numpy engine. Where no aarch64 wheel can be fetched, deploy
     falls back to TFLite and this test is skipped, saying so (NO_ORT_WHEEL)."""
-    from edge_eas.runtime import Runtime
     target = lab.write_target(tmp_path / "ort.toml", engine="onnxruntime", command_timeout=300.0)
     target.write_text(target.read_text().replace('runtime_dir = "/root/.edge_eas"', 'runtime_dir = "/root/.edge_eas-ort"'))
     res = cli(env, "deploy", "--target", str(target), "--bundle", str(tiny_bundle), "--allow-unsigned", "--json")
@@ -339,20 +334,9 @@ def test_arm64_onnxruntime_engine_matches_host_numpy(lab: Arm64Lab, deployed: di
         assert rep["engine_package"] == "ai-edge-litert" and rep["smoke"]["engine"] == "tflite", rep
         pytest.skip(NO_ORT_WHEEL)
     assert rep["smoke"]["engine"] == "onnxruntime:cpu" and "CPUExecutionProvider" in rep["providers"], rep
-    images = digits_uint8[0][:16]
-    np.save(tmp_path / "x.npy", images)
-    scenarios = [{"classes": [0, 3, 7], "budget_mflops": 0.35}, {"classes": [1, 2, 4, 5, 6, 8, 9], "budget_mflops": 1.0}]
-    with ssh(target) as s:
-        remote = "/root/.edge_eas-ort/test-x.npy"
-        s.upload(tmp_path / "x.npy", remote)
-        out = json.loads(s.check(["/root/.edge_eas-ort/venv/bin/python", "-c", DEVICE_PREDICT_ONNX,
-                                  "/root/.edge_eas-ort/current/model.eas", remote, json.dumps(scenarios)],
-                                 "predict with onnxruntime on the device", timeout=300).strip().splitlines()[-1])
-    host = Runtime.load(tiny_bundle)
-    for sc, got in zip(scenarios, out):
-        m = host.specialize(classes=sc["classes"], budget_mflops=sc["budget_mflops"], engine="numpy", threads=1)
-        assert got["engine"] == "onnxruntime:cpu" and got["arch"] == m.arch.to_dict()
-        np.testing.assert_allclose(np.asarray(got["probs"]), m.predict(images), atol=1e-4)
+    out = predict_on_device(target, "/root/.edge_eas-ort", ["onnxruntime"], digits_uint8[0][:16], tiny_bundle,
+                            tmp_path)
+    assert [r["engine"] for r in out["results"]] == ["onnxruntime:cpu"] * 2
 
 
 def test_arm64_bench_calibrate_stores_each_measurement_once(lab: Arm64Lab, deployed: dict[str, Any], target: Path,

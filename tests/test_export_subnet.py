@@ -139,13 +139,14 @@ def test_an_onnx_export_of_a_bundle_answers_as_the_runtime_on_every_test_image(t
     assert np.array_equal(np.load(tmp_path / "top1.npy"), m.predict_classes(data.x_test))
 
 
-def test_the_readme_litert_example_classifies_an_image_file(tiny_run: Path, tmp_path: Path) -> None:
-    """The README's example, as written, on a PNG of a test digit."""
+@pytest.mark.parametrize("heading, fmt", [("With plain LiteRT:", "tflite"), ("With plain ONNX Runtime", "onnx")])
+def test_the_readme_examples_classify_an_image_file(tiny_run: Path, tmp_path: Path, heading: str, fmt: str) -> None:
+    """The README's plain-runtime examples, as written, on a PNG of a test digit."""
     from PIL import Image
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("With plain LiteRT:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    example = readme.split(heading, 1)[1].split("```python", 1)[1].split("```", 1)[0]
     assert len(example.strip().splitlines()) <= 12
-    doc = _export(tiny_run, tmp_path / "subnet.tflite", "tflite", classes="0,3,7")
+    doc = _export(tiny_run, tmp_path / f"subnet.{fmt}", fmt, classes="0,3,7")
     _, meta = load_supernet(RunDir(tiny_run))
     data = run_dataset(meta)
     i = int(np.flatnonzero(data.y_test == 7)[0])

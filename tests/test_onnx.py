@@ -4,6 +4,10 @@ is chosen, read back and filed as threads are."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -11,9 +15,11 @@ import onnx
 import onnxruntime
 import pytest
 
+from edge_eas.cost.latency import LatencyModel
+from edge_eas.cost.latency_models import LatencyModels
 from edge_eas.cost.store import Measurement, MeasurementStore
 from edge_eas.net.folded import fold_bn
-from edge_eas.net.space import PRESETS, Arch, SearchSpace
+from edge_eas.net.space import PRESETS, SearchSpace
 from edge_eas.runtime import Runtime
 from edge_eas.runtime.agent.main import AgentSettings, run_group
 from edge_eas.runtime.agent.messages import MeasurementLine, to_dict
@@ -21,23 +27,11 @@ from edge_eas.runtime.engines import create_engine, engine_candidates, engine_ch
 from edge_eas.runtime.engines.onnx_engine import LOGITS, RAW_INPUT, build_onnx
 from edge_eas.runtime.engines.onnx_providers import PROVIDERS, choose_provider, provider_chain
 
-from .strategies import perturbed_supernet
+from .strategies import every_side_and_width, perturbed_supernet
 
 TOL = 1e-4
 CLASSES = [1, 4, 7]
 TRT, CUDA, CPU = PROVIDERS["tensorrt"], PROVIDERS["cuda"], PROVIDERS["cpu"]
-
-
-def _archs(space: SearchSpace) -> dict[str, Arch]:
-    """Largest and smallest, and at every input side two samples whose stage widths alternate
-    narrowest / full in opposite phase: every width of every stage at every side."""
-    rng = np.random.default_rng(11)
-    archs = {"largest": space.largest(), "smallest": space.smallest()}
-    for side in space.resolutions:
-        for phase in (0, 1):
-            widths = tuple(s.widths[0] if (i + phase) % 2 else s.widths[-1] for i, s in enumerate(space.stages))
-            archs[f"r{side}-{phase}"] = replace(space.sample(rng), widths=widths, resolution=side)
-    return archs
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -45,7 +39,7 @@ def test_onnxruntime_agrees_with_numpy_on_every_preset_resolution_and_width(pres
     net = perturbed_supernet(preset, seed=1, logit_scale=8.0)
     space = net.space
     x = np.random.default_rng(3).normal(0.5, 1.0, size=(2, *space.input_shape)).astype(np.float32)
-    archs = _archs(space)
+    archs = every_side_and_width(space, seed=11)
     assert {a.resolution or space.resolution for a in archs.values()} == set(space.resolutions)
     for name, arch in archs.items():
         folded = fold_bn(net.extract_weights(arch, CLASSES), space, arch)
@@ -138,3 +132,28 @@ def test_the_standalone_graph_takes_uint8_nhwc_and_carries_its_labels() -> None:
     want = np.exp(logits - logits.max(1, keepdims=True))
     want /= want.sum(1, keepdims=True)
     assert float(np.abs(probs - want).max()) < TOL
+
+
+def test_ms_budgets_find_the_latency_model_filed_under_the_provider(tiny_run, tiny_bundle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Calibration files onnxruntime's models under the provider that ran: the device picks the one
+    for the provider it resolves to; the host, which cannot know the device's provider, asked for
+    "onnxruntime" takes whichever provider was calibrated (TensorRT, CUDA, then CPU)."""
+    space = SearchSpace.preset("digits")
+    model = LatencyModel("local", "onnxruntime:cpu", 1, space_digest=space.digest())
+    cheap = model.predict(space, space.smallest())
+    models = LatencyModels()
+    models.add({"onnxruntime:cpu/t1": model.to_dict()}, space.digest(), "local")
+    rt = Runtime.load(tiny_bundle)
+    rt.add_latency_models(models)  # as the agent does with the models deploy pushed beside the bundle
+    m = rt.specialize([1, 2, 3], budget=f"ms={cheap * 3}", engine="onnxruntime", threads=1)
+    assert m.engine == "onnxruntime:cpu" and m.predicted_ms is not None and m.predicted_ms <= cheap * 3
+
+    home = tmp_path / "home"
+    host = LatencyModels()  # a Jetson's calibration, say: CUDA
+    host.add({"onnxruntime:cuda/t1": replace(model, engine="onnxruntime:cuda").to_dict()}, space.digest(), "local")
+    host.write(home / "latency-models" / "local.json")
+    cli = [sys.executable, "-m", "edge_eas.cli", "specialize", str(tiny_run), "--classes", "1,2,3", "--target", "local",
+           "--engine", "onnxruntime", "--threads", "1", "--no-eval", "--json", "--budget", f"ms={cheap * 3}"]
+    out = subprocess.run(cli, capture_output=True, text=True, env=dict(os.environ, EDGE_EAS_HOME=str(home)), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["predicted_ms"] <= cheap * 3

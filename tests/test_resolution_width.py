@@ -8,7 +8,6 @@ the static network runs."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from edge_eas.runtime.recalibrate import recalibrate
 from edge_eas.supernet import Supernet, recalibrate_bn
 from edge_eas.supernet.static import DenseAct
 
-from .strategies import perturbed_supernet
+from .strategies import every_side_and_width, perturbed_supernet
 
 TOL = 1e-4
 CLASSES = [1, 4, 7]
@@ -42,19 +41,7 @@ SPACE = SearchSpace(
 PREPROCESS = Preprocess(channels=3, resolution=16, mean=(0.45, 0.5, 0.55), std=(0.2, 0.25, 0.3))
 
 
-def _archs() -> dict[str, Arch]:
-    """The largest and the smallest arch, and at every resolution two sampled archs whose stage
-    widths alternate narrowest / full in opposite phase: every width of every stage at every side."""
-    rng = np.random.default_rng(5)
-    archs = {"largest": SPACE.largest(), "smallest": SPACE.smallest()}
-    for side in SPACE.resolutions:
-        for phase in (0, 1):
-            widths = tuple(s.widths[0] if (i + phase) % 2 else s.widths[-1] for i, s in enumerate(SPACE.stages))
-            archs[f"r{side}-{phase}"] = replace(SPACE.sample(rng), widths=widths, resolution=side)
-    return archs
-
-
-ARCHS = _archs()
+ARCHS = every_side_and_width(SPACE, seed=5)
 BELOW_NATIVE = [name for name, arch in ARCHS.items() if SPACE.arch_resolution(arch) < SPACE.resolution]
 
 

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scenarios ask for this accuracy on their task instead of a budget: the device answers with "
                         "the cheapest network its bundle's accuracy predictor says reaches it (fit-accuracy before "
                         "export); a task it cannot reach is reported as an error, the others are measured")
-    p.add_argument("--engine", help="engine on the device (default: the target's)")
+    p.add_argument("--engine", help="engine on the device (default: the target's): auto, numpy, tflite, tflite-int8, "
+                   "onnxruntime (its best execution provider) or onnxruntime:tensorrt / :cuda / :cpu, ...")
     p.add_argument("--threads", type=int, help="threads on the device (default: the target's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per scenario (>= 30)")
     p.add_argument("--warmup", type=int, default=10)

@@ -12,7 +12,8 @@ from edge_eas.common.requirements import Need, modules
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True)
-    p.add_argument("--engine", help="only this engine (default: every engine measured on the target)")
+    p.add_argument("--engine", help="only this engine (default: every engine measured on the target); onnxruntime "
+                   "covers each provider measured (onnxruntime:cuda, :cpu)")
     p.add_argument("--threads", type=int)
     p.add_argument("--fit", type=int, default=20, help="fit on at most this many distinct architectures (and at most two thirds of "
                    "them); the rest are held out")
