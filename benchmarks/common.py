@@ -46,15 +46,20 @@ def git_commit() -> str | None:
         return None
 
 
+DIRTY_IF_UNTRACKED = ("edge_eas/", "benchmarks/")  # a new module there changes what runs
+
+
 def git_dirty() -> bool | None:
-    """Uncommitted changes to tracked files (results/ excluded: a benchmark rewrites its own JSON)."""
+    """Uncommitted changes to tracked files, or untracked files in the package or the benchmarks
+    (results/ excluded: a benchmark rewrites its own JSON)."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ".",
                               ":(exclude)benchmarks/results"], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parents[1], timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return bool(out.strip())
+    return any(not line.startswith("??") or line[3:].startswith(DIRTY_IF_UNTRACKED)
+               for line in out.splitlines() if line.strip())
 
 
 def add_allow_dirty(parser: Any) -> None:
