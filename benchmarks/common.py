@@ -7,10 +7,11 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from edge_eas.common.source import git_commit, git_dirty
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,30 +37,6 @@ def machine() -> dict[str, Any]:
     except ImportError:
         info["gpu"] = None
     return info
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-DIRTY_IF_UNTRACKED = ("edge_eas/", "benchmarks/")  # a new module there changes what runs
-
-
-def git_dirty() -> bool | None:
-    """Uncommitted changes to tracked files, or untracked files in the package or the benchmarks
-    (results/ excluded: a benchmark rewrites its own JSON)."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ".",
-                              ":(exclude)benchmarks/results"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return any(not line.startswith("??") or line[3:].startswith(DIRTY_IF_UNTRACKED)
-               for line in out.splitlines() if line.strip())
 
 
 def add_allow_dirty(parser: Any) -> None:

@@ -28,6 +28,7 @@ from edge_eas.common.console import Progress, info
 from edge_eas.data import Dataset, augment, load_dataset
 from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_json
+from edge_eas.common.source import source_state
 from edge_eas.host.rundir import RunDir
 from edge_eas.net.space import Arch
 from edge_eas.host.space_rule import space_for
@@ -346,7 +347,8 @@ class Trainer:
             "augmentation": {"flip": d.flip, "crop_padding": d.crop_padding},
             "preprocess": d.preprocess.to_dict(), "config": asdict(self.cfg), "weights_sha256": digest,
             "history": self.history, "throughput": throughput,
-            "splits": {"train": int(len(d.y_train)), "val": int(len(d.y_val)), "test": int(len(d.y_test))}})
+            "splits": {"train": int(len(d.y_train)), "val": int(len(d.y_val)), "test": int(len(d.y_test))},
+            "source": source_state()})
 
 
 class _null:

@@ -26,6 +26,7 @@ from edge_eas import __version__
 from edge_eas.host.checkpoint import save_tensors, sha256_file
 from edge_eas.errors import UserError
 from edge_eas.common.fileio import atomic_write_json
+from edge_eas.common.source import source_state
 from edge_eas.host.generator_train import GeneratorConfig, GeneratorNet
 from edge_eas.net.preprocess import Preprocess
 from edge_eas.archgen.generator import default_cost_tables
@@ -58,7 +59,7 @@ def init_run(space: SearchSpace, out: Path, num_classes: int = 1000, seed: int =
         "class_names": [f"class{i}" for i in range(num_classes)], "class_groups": {},
         "augmentation": {"flip": False, "crop_padding": 0}, "preprocess": preprocess.to_dict(),
         "config": {"seed": seed, "created_by": f"edge_eas {__version__} init"}, "weights_sha256": digest,
-        "history": [], "throughput": None, "splits": {}}
+        "history": [], "throughput": None, "splits": {}, "source": source_state()}
     atomic_write_json(run.meta_path, meta)
     _write_generator(run, space, num_classes, seed)
     return run
