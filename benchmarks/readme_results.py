@@ -6,8 +6,11 @@ there traces to a JSON file and the command that produced it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,12 +32,43 @@ def runnable(command: str) -> str:
     return re.sub(r"^python benchmarks/(\w+)\.py\b", r"python -m benchmarks.\1", command)
 
 
+def commits_behind(commit: str | None) -> int | None:
+    """Commits to edge_eas/ between `commit` and the head (None: unknown commit)."""
+    if not commit:
+        return None
+    res = subprocess.run(["git", "rev-list", "--count", f"{commit}..HEAD", "--", "edge_eas/"], cwd=ROOT,
+                         capture_output=True, text=True)
+    return int(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip().isdigit() else None
+
+
 def provenance(doc: dict[str, Any], name: str) -> str:
     m = doc.get("machine", {})
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    behind = commits_behind(doc.get("commit"))
+    age = "" if behind is None else (", at the head's edge_eas/" if behind == 0 else
+                                     f", {behind} commit{'s' * (behind != 1)} to edge_eas/ behind the head")
     return (f"*`{runnable(doc.get('command', '?'))}` — {m.get('cpu', '?')}, {m.get('cores', '?')} cores{gpu}, "
-            f"{doc.get('date', '?')[:10]}, commit {doc.get('commit') or '?'} — "
+            f"{doc.get('date', '?')[:10]}, commit {doc.get('commit') or '?'}{age} — "
             f"[`benchmarks/results/{name}.json`](benchmarks/results/{name}.json)*")
+
+
+def check(max_behind: int | None) -> list[str]:
+    """Why a section's JSON cannot stand in the README: no commit or dirty flag, a dirty tree, or
+    (with `max_behind`) more commits to edge_eas/ behind the head than that."""
+    problems = []
+    for name, _ in SECTIONS:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        if not doc.get("commit") or "dirty" not in doc:
+            problems.append(f"{name}.json: no commit or dirty flag: rerun python -m benchmarks.{doc.get('benchmark', '?')}")
+        elif doc["dirty"] is not False:
+            problems.append(f"{name}.json: written from a dirty tree (commit {doc['commit']}): rerun it from a clean one")
+        elif max_behind is not None and (commits_behind(doc["commit"]) or 0) > max_behind:
+            problems.append(f"{name}.json: {commits_behind(doc['commit'])} commits to edge_eas/ behind the head "
+                            f"(at most {max_behind})")
+    return problems
 
 
 def generator_section(doc: dict[str, Any]) -> list[str]:
@@ -460,6 +494,17 @@ def render() -> str:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description="Render README.md's results section from benchmarks/results/*.json.")
+    ap.add_argument("--check", action="store_true", help="only check every section's JSON (commit, dirty flag, a "
+                                                         "clean tree); exit 1 naming each that fails")
+    ap.add_argument("--max-behind", type=int, help="with --check: also fail a JSON more than this many commits to "
+                                                   "edge_eas/ behind the head")
+    args = ap.parse_args()
+    if args.check:
+        problems = check(args.max_behind)
+        for line in problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(1 if problems else 0)
     readme = ROOT / "README.md"
     text = readme.read_text()
     if START not in text or END not in text:
