@@ -249,8 +249,8 @@ class Deployer:
                 if res.rc == 0:
                     if cand.family != plan.engines.families[0]:
                         self._warn(report, plan.engines.fallback_warning(cand.family, failed))
-                    detail = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else None
-                    report.providers = detail if cand.family == "onnxruntime" else None
+                    report.providers = (json.loads(res.stdout.strip().splitlines()[-1])
+                                        if cand.family == "onnxruntime" else None)
                     return cand.package
                 s.run([*pip[:3], "uninstall", "-y", "-q", *pkgs[:1], *pkgs[2:]], timeout)
             failed.append(f"{cand.package} does not work there: {last_line(res.stderr)}")
@@ -273,10 +273,11 @@ class Deployer:
             return self.target.engine
         if got is not None:
             return "tflite"
-        if self.target.engine != "auto":
-            report.warnings.append(f"target engine {self.target.engine!r} is not available on the device: smoke "
-                                   "test ran numpy")
-        return "numpy" if self.target.engine != "auto" else "auto"
+        if self.target.engine == "auto":
+            return "auto"  # the device picks what it has: numpy
+        report.warnings.append(f"target engine {self.target.engine!r} is not available on the device: smoke "
+                               "test ran numpy")
+        return "numpy"
 
     @staticmethod
     def _put_wheel(s: SSHSession, local: Path, remote: str) -> None:

@@ -29,18 +29,17 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from edge_eas.common.console import info
+from edge_eas.runtime.engines import split_engine
 
 SCHEMA_MODULE = "edge_eas_tflite_schema"
 SCHEMA_DIST = canonicalize_name(SCHEMA_MODULE)
-ENGINE_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "onnxruntime": "onnxruntime",
-                  "onnxruntime-gpu": "onnxruntime"}
 # engine family -> its wheels, best first; `fetched` ones come from the package index for the device
 FAMILIES = {"onnxruntime": ("onnxruntime-gpu", "onnxruntime"), "tflite": ("ai-edge-litert", "tflite-runtime")}
 _FETCHED = ("ai-edge-litert", "tflite-runtime", "onnxruntime")  # onnxruntime-gpu: only from --wheels DIR
-# what the deployed runtime must be able to do with a family's wheel (prints a JSON detail)
+# what the deployed runtime must be able to do with a family's wheel (onnxruntime's prints its providers)
 CHECKS = {
     "tflite": ("from edge_eas.runtime.engines.tflite_engine import load_interpreter_class, load_schema; "
-               "load_interpreter_class(); load_schema(); print('null')"),
+               "load_interpreter_class(); load_schema()"),
     "onnxruntime": ("import json; from edge_eas.runtime.engines.onnx_engine import load_onnxruntime; "
                     "print(json.dumps(load_onnxruntime().get_available_providers()))"),
 }
@@ -49,7 +48,7 @@ CHECKS = {
 def engine_families(target_engine: str) -> tuple[str, ...]:
     """The engine families a target's engine wants installed, best first: onnxruntime falls back
     to TFLite; tflite, tflite-int8 and auto want TFLite; numpy, torch, executorch nothing."""
-    base = target_engine.partition(":")[0]
+    base = split_engine(target_engine)[0]
     if base == "onnxruntime":
         return ("onnxruntime", "tflite")
     return ("tflite",) if base in ("tflite", "tflite-int8", "auto") else ()

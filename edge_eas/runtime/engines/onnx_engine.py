@@ -167,7 +167,8 @@ class OnnxRuntimeEngine:
     def __init__(self, folded: FoldedNet, batch_size: int = 1, threads: Optional[int] = None,
                  variant: Optional[str] = None) -> None:
         ort = load_onnxruntime()
-        choice = choose_provider(variant, ort.get_available_providers())
+        available = ort.get_available_providers()
+        choice = choose_provider(variant, available)
         self.folded, self.batch_size, self.threads = folded, batch_size, threads
         self.model_bytes = build_onnx(folded)
         opts = ort.SessionOptions()
@@ -184,7 +185,7 @@ class OnnxRuntimeEngine:
         self.name = engine_name(self.provider)
         self.warning = choice.warning
         if self.provider != choice.chosen:
-            self.warning = provider_warning(choice.chosen, self.provider, ort.get_available_providers())
+            self.warning = provider_warning(choice.chosen, self.provider, available)
         read_back = int(self.session.get_session_options().intra_op_num_threads)
         self.threads_read_back: Optional[int] = read_back or None  # 0: onnxruntime's default (one per core)
 
